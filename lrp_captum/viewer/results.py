@@ -1,0 +1,234 @@
+"""Find slides and their WSI-pipeline result folders, and load a result with clear errors.
+
+A result folder (written by :func:`lrp_captum.wsi.pipeline.explain_slide`) holds
+``manifest.json``, ``relevance.zarr`` (float32 map at ``manifest["output_downsample"]`` relative
+to level 0), ``tiles.csv`` (level-0 tile boxes with measurements), ``overlay.tif`` and
+``overview.png``. This module only reads them; it computes nothing but display statistics.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
+REQUIRED_TILE_COLUMNS = ("x0", "y0", "w0", "h0")
+# Maps larger than this are read lazily from zarr instead of held in memory.
+IN_MEMORY_MAP_BYTES = 512 * 2**20
+
+
+class ResultError(RuntimeError):
+    """A result folder is missing, incomplete or unreadable; the message says which file and why."""
+
+
+@dataclass
+class SlideEntry:
+    """One slide under the slides folder and the state of its result."""
+
+    rel_path: str            # '/'-separated path relative to the slides folder
+    path: Path
+    result_dir: Path | None  # where its result is (or will be written)
+    status: str              # "explained", "not explained", "incomplete", "corrupt"
+    detail: str = ""
+
+
+@dataclass
+class SlideResult:
+    """An opened result folder.
+
+    Attributes
+    ----------
+    relevance : array-like, shape (H_d, W_d)
+        Relevance map; pixel ``(i, j)`` covers level-0 pixels
+        ``[j*downsample, (j+1)*downsample) x [i*downsample, (i+1)*downsample)``.
+    probability : array-like or None, shape (H_d, W_d)
+        Predicted-class probability map at the same grid, when the pipeline wrote one.
+    downsample : float
+        Map pixel size in level-0 pixels.
+    tiles : pandas.DataFrame
+        One row per tile; boxes ``x0, y0, w0, h0`` in level-0 pixels.
+    vmax : float
+        Robust colour-scale limit: 99.5th percentile of |relevance| over finite non-zero pixels.
+    """
+
+    result_dir: Path
+    manifest: dict
+    relevance: object
+    probability: object | None
+    downsample: float
+    tiles: object
+    vmax: float
+    classes: list = field(default_factory=list)
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        return tuple(self.relevance.shape)
+
+
+def result_dir_for(slide_rel_path: str, results_dir: str | Path) -> Path:
+    """Folder where the result of a slide is written: ``results/<relative path without suffix>``."""
+    rel = Path(slide_rel_path)
+    return Path(results_dir).joinpath(rel.parent, rel.stem)
+
+
+def _result_status(result_dir: Path) -> tuple[str, str]:
+    if not result_dir.is_dir():
+        return "not explained", ""
+    manifest = result_dir / "manifest.json"
+    if not manifest.is_file():
+        return "incomplete", "no manifest.json yet (a run may be in progress or was interrupted)"
+    try:
+        json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        return "corrupt", f"manifest.json unreadable: {exc}"
+    missing = [n for n in ("relevance.zarr", "tiles.csv") if not (result_dir / n).exists()]
+    if missing:
+        return "corrupt", "missing " + ", ".join(missing)
+    return "explained", ""
+
+
+def list_slides(slides_dir: str | Path, results_dir: str | Path, max_depth: int = 3) -> list[SlideEntry]:
+    """List OpenSlide-readable files under ``slides_dir`` (recursively) with their result status.
+
+    Only regular files inside ``slides_dir`` are listed; symbolic links leaving it are skipped.
+    """
+    base = Path(slides_dir).resolve()
+    if not base.is_dir():
+        raise ResultError(f"slides folder {slides_dir} does not exist; pass an existing folder with --slides")
+    entries = []
+    for path in sorted(base.rglob("*")):
+        rel = path.relative_to(base)
+        if len(rel.parts) > max_depth or path.suffix.lower() not in SLIDE_SUFFIXES or not path.is_file():
+            continue
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        resolved = path.resolve()
+        if base not in resolved.parents:
+            continue
+        rel_posix = rel.as_posix()
+        rdir = result_dir_for(rel_posix, results_dir)
+        status, detail = _result_status(rdir)
+        entries.append(SlideEntry(rel_posix, resolved, rdir, status, detail))
+    return entries
+
+
+def _open_maps(zarr_path: Path):
+    import zarr
+
+    try:
+        node = zarr.open(str(zarr_path), mode="r")
+    except Exception as exc:  # zarr raises several unrelated types for damaged stores
+        raise ResultError(f"{zarr_path} cannot be opened as zarr ({type(exc).__name__}: {exc}); "
+                          "re-run the explanation for this slide") from exc
+    if hasattr(node, "shape"):
+        return node, None
+    keys = set(node.array_keys())
+    rel_key = next((k for k in ("relevance", "map", "0") if k in keys), None)
+    if rel_key is None:
+        raise ResultError(f"{zarr_path} holds no 'relevance' array (found: {sorted(keys)}); "
+                          "re-run the explanation for this slide")
+    prob_key = next((k for k in ("probability", "prob", "probabilities") if k in keys), None)
+    return node[rel_key], (node[prob_key] if prob_key else None)
+
+
+def _materialise(arr, name: str, path: Path):
+    if arr is None:
+        return None
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ResultError(f"{path}: {name} map has shape {arr.shape}, expected 2-D (rows, cols)")
+    if arr.nbytes > IN_MEMORY_MAP_BYTES:
+        return arr
+    try:
+        return np.asarray(arr[...], dtype=np.float32)
+    except Exception as exc:
+        raise ResultError(f"{path}: {name} map cannot be read ({type(exc).__name__}: {exc}); "
+                          "the file is damaged, re-run the explanation") from exc
+
+
+def robust_vmax(relevance, q: float = 99.5, max_samples: int = 4_000_000) -> float:
+    """Colour-scale limit: ``q``-th percentile of |relevance| over finite non-zero pixels."""
+    h, w = relevance.shape
+    step = max(1, int(np.ceil(np.sqrt(h * w / max_samples))))
+    sample = np.abs(np.asarray(relevance[::step, ::step], dtype=np.float64))
+    sample = sample[np.isfinite(sample) & (sample > 0)]
+    if sample.size == 0:
+        return 1.0
+    vmax = float(np.percentile(sample, q))
+    return vmax if vmax > 0 else float(sample.max())
+
+
+def load_result(result_dir: str | Path) -> SlideResult:
+    """Open a result folder; raise :class:`ResultError` naming the bad file for anything wrong."""
+    import pandas as pd
+
+    rdir = Path(result_dir)
+    if not rdir.is_dir():
+        raise ResultError(f"no result folder {rdir}; explain the slide first")
+    mpath = rdir / "manifest.json"
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"{mpath} is missing: the explanation has not finished; run it (again)") from None
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"{mpath} is not valid JSON ({exc}); re-run the explanation") from exc
+    if not isinstance(manifest, dict):
+        raise ResultError(f"{mpath} does not hold a JSON object; re-run the explanation")
+    try:
+        downsample = float(manifest["output_downsample"])
+    except (KeyError, TypeError, ValueError):
+        raise ResultError(f"{mpath} lacks a numeric 'output_downsample'; re-run the explanation") from None
+    if not downsample > 0:
+        raise ResultError(f"{mpath}: output_downsample must be > 0, got {downsample}")
+
+    zpath = rdir / "relevance.zarr"
+    if not zpath.exists():
+        raise ResultError(f"{zpath} is missing; re-run the explanation")
+    rel, prob = _open_maps(zpath)
+    relevance = _materialise(rel, "relevance", zpath)
+    probability = _materialise(prob, "probability", zpath)
+    if probability is not None and probability.shape != relevance.shape:
+        raise ResultError(f"{zpath}: probability map {probability.shape} and relevance map "
+                          f"{relevance.shape} differ in shape; re-run the explanation")
+
+    tpath = rdir / "tiles.csv"
+    try:
+        tiles = pd.read_csv(tpath)
+    except FileNotFoundError:
+        raise ResultError(f"{tpath} is missing; re-run the explanation") from None
+    except Exception as exc:
+        raise ResultError(f"{tpath} cannot be read as CSV ({exc}); re-run the explanation") from exc
+    missing = [c for c in REQUIRED_TILE_COLUMNS if c not in tiles.columns]
+    if missing:
+        raise ResultError(f"{tpath} lacks column(s) {', '.join(missing)}; re-run the explanation")
+    classes = manifest.get("classes") or (manifest.get("model") or {}).get("classes") or []
+    return SlideResult(rdir, manifest, relevance, probability, downsample, tiles,
+                       robust_vmax(relevance), list(classes))
+
+
+def top_tiles(tiles, k: int = 8, by: str = "relevance_pos", negative: bool = False):
+    """The ``k`` tiles with the largest positive relevance, or the most negative relevance.
+
+    Negative relevance of a tile is ``relevance_sum - relevance_pos`` (its negative part) when
+    ``relevance_neg`` is not in the table.
+    """
+    df = tiles.copy()
+    if negative:
+        if "relevance_neg" in df.columns:
+            col = "relevance_neg"
+        elif {"relevance_sum", "relevance_pos"} <= set(df.columns):
+            df["relevance_neg"] = df["relevance_sum"] - df["relevance_pos"]
+            col = "relevance_neg"
+        else:
+            col = "relevance_sum"
+        df = df[df[col] < 0]
+        return df.nsmallest(k, col)
+    if by not in df.columns:
+        by = "relevance_sum" if "relevance_sum" in df.columns else None
+    if by is None:
+        return df.head(0)
+    df = df[df[by] > 0]
+    return df.nlargest(k, by)

@@ -1,0 +1,327 @@
+"""A localhost-only HTTP server for Deep Zoom tiles, the viewer page and its script.
+
+Why a separate server: Streamlit re-renders a component iframe on every widget change, which
+resets an image viewer's zoom. The viewer page is therefore served from here with a URL that
+depends only on the slide, and its display controls (opacity, sign, map, grid) run in the page's
+own JavaScript, so Streamlit reruns never touch the view.
+
+Every request is stateless (all display options are in the URL), so any number of browser
+sessions can share one server. Only slides under ``slides_dir``, results under ``results_dir`` and
+files under the two asset folders are served; paths are checked with
+:func:`lrp_captum.viewer.paths.resolve_under`. The server binds to 127.0.0.1 and rejects requests
+whose Host header is not a loopback name (DNS-rebinding guard).
+"""
+from __future__ import annotations
+
+import json
+import mimetypes
+import threading
+import time
+from collections import OrderedDict
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from .colormaps import DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, legend_stops
+from .deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png
+from .paths import UnsafePathError, resolve_under
+from .results import SLIDE_SUFFIXES, ResultError, load_result, result_dir_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ASSETS_DIR = REPO_ROOT / "apps" / "viewer"
+DEFAULT_VENDOR_DIR = REPO_ROOT / "static" / "vendor"
+LAYERS = ("slide", "relevance", "probability", "grid", "tissue")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+class NotFound(Exception):
+    pass
+
+
+class _LRU:
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        return None
+
+    def put(self, key, value):
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+
+class TileService:
+    """Tiles and metadata for the slides and results under two configured folders.
+
+    Parameters
+    ----------
+    slides_dir, results_dir : path
+        Configured folders; nothing outside them is read.
+    tile_cache : int
+        Number of encoded tiles kept in memory.
+    """
+
+    def __init__(self, slides_dir, results_dir, tile_cache: int = 4096):
+        self.slides_dir = Path(slides_dir).resolve(strict=True)
+        self.results_dir = Path(results_dir).resolve()
+        self._slides = _LRU(16)
+        self._results = _LRU(16)
+        self._tiles = _LRU(tile_cache)
+        self._open_lock = threading.Lock()
+
+    # --- opening -------------------------------------------------------------------------
+    def slide_path(self, rel: str) -> Path:
+        path = resolve_under(self.slides_dir, rel)
+        if path.suffix.lower() not in SLIDE_SUFFIXES or not path.is_file():
+            raise NotFound(f"no slide {rel!r} under the slides folder")
+        return path
+
+    def open_slide(self, rel: str):
+        """``(OpenSlide, DeepZoomGenerator, DeepZoomGrid)`` for a slide, cached."""
+        import openslide
+        from openslide.deepzoom import DeepZoomGenerator
+
+        path = self.slide_path(rel)
+        key = (str(path), path.stat().st_mtime_ns)
+        hit = self._slides.get(key)
+        if hit is None:
+            with self._open_lock:
+                hit = self._slides.get(key)
+                if hit is None:
+                    try:
+                        slide = openslide.OpenSlide(str(path))
+                    except openslide.OpenSlideError as exc:
+                        raise ResultError(f"OpenSlide cannot read {rel}: {exc}") from exc
+                    dz = DeepZoomGenerator(slide, tile_size=TILE_SIZE, overlap=OVERLAP, limit_bounds=False)
+                    w, h = slide.dimensions
+                    hit = (slide, dz, DeepZoomGrid(w, h, TILE_SIZE, OVERLAP))
+                    self._slides.put(key, hit)
+        return hit
+
+    def open_result(self, rel: str) -> OverlayTiles:
+        """Overlay tiles of a slide's result, reloaded when its manifest changes."""
+        _, _, grid = self.open_slide(rel)
+        rdir = result_dir_for(rel, self.results_dir)
+        manifest = rdir / "manifest.json"
+        if not manifest.is_file():
+            raise NotFound(f"slide {rel!r} has no result yet")
+        key = (str(rdir), manifest.stat().st_mtime_ns)
+        hit = self._results.get(key)
+        if hit is None:
+            hit = OverlayTiles(grid, load_result(rdir))
+            self._results.put(key, hit)
+        return hit
+
+    # --- content -------------------------------------------------------------------------
+    def info(self, rel: str) -> dict:
+        """Everything the viewer page needs to set itself up (JSON-serialisable)."""
+        slide, dz, grid = self.open_slide(rel)
+        props = slide.properties
+        try:
+            mpp = float(props.get("openslide.mpp-x"))
+        except (TypeError, ValueError):
+            mpp = None
+        out = {"slide": rel, "width": grid.width, "height": grid.height, "tile_size": grid.tile_size,
+               "overlap": grid.overlap, "max_level": grid.level_count - 1, "mpp": mpp,
+               "vendor": props.get("openslide.vendor"), "result": None,
+               "legend": {"diverging": {c: legend_stops(c) for c in DIVERGING_CMAPS},
+                          "sequential": {c: legend_stops(c) for c in SEQUENTIAL_CMAPS}}}
+        try:
+            ov = self.open_result(rel)
+        except NotFound:
+            return out
+        except ResultError as exc:
+            out["result_error"] = str(exc)
+            return out
+        r = ov.result
+        out["result"] = {"vmax": r.vmax, "downsample": r.downsample, "has_probability_map": r.probability is not None,
+                         "n_tiles": int(len(r.tiles)), "classes": r.classes,
+                         "composite": r.manifest.get("composite"), "target": r.manifest.get("target")}
+        return out
+
+    def tile(self, rel: str, layer: str, level: int, col: int, row: int, mode: str = "both",
+             cmap: str | None = None) -> tuple[bytes, str]:
+        """Encoded tile bytes and MIME type; raises NotFound/ValueError for bad requests."""
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; one of {LAYERS}")
+        if layer == "relevance":
+            cmap = cmap or "bwr"
+            if cmap not in DIVERGING_CMAPS or mode not in RELEVANCE_MODES:
+                raise ValueError(f"relevance needs mode in {RELEVANCE_MODES} and cmap in {DIVERGING_CMAPS}")
+        elif layer == "probability":
+            cmap = cmap or "viridis"
+            if cmap not in SEQUENTIAL_CMAPS:
+                raise ValueError(f"probability needs cmap in {SEQUENTIAL_CMAPS}")
+        _, dz, grid = self.open_slide(rel)
+        if not 0 <= level < grid.level_count:
+            raise NotFound(f"level {level} out of range")
+        cols, rows = grid.level_tiles(level)
+        if not (0 <= col < cols and 0 <= row < rows):
+            raise NotFound(f"tile {col},{row} out of range at level {level}")
+        if layer == "slide":
+            key = (rel, grid.width, grid.height, layer, level, col, row)
+        else:
+            ov = self.open_result(rel)
+            key = (rel, str(ov.result.result_dir), id(ov), layer, mode, cmap, level, col, row)
+        hit = self._tiles.get(key)
+        if hit is not None:
+            return hit
+        if layer == "slide":
+            import io
+
+            img = dz.get_tile(level, (col, row))
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=85)
+            hit = (buf.getvalue(), "image/jpeg")
+        elif layer == "relevance":
+            hit = (encode_png(ov.relevance_rgba(level, col, row, mode, cmap)), "image/png")
+        elif layer == "probability":
+            hit = (encode_png(ov.probability_rgba(level, col, row, cmap)), "image/png")
+        elif layer == "grid":
+            hit = (encode_png(ov.grid_rgba(level, col, row)), "image/png")
+        else:
+            hit = (encode_png(ov.tissue_rgba(level, col, row)), "image/png")
+        self._tiles.put(key, hit)
+        return hit
+
+
+def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "lrp-captum-tiles"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet: Streamlit's console is the user's log
+            pass
+
+        def _send(self, status: int, body: bytes, ctype: str, cache: bool = False):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, status: int, message: str):
+            self._send(status, message.encode(), "text/plain; charset=utf-8")
+
+        def _static(self, root: Path, rel: str):
+            path = resolve_under(root, rel)
+            if not path.is_file():
+                raise NotFound(f"{rel} not found")
+            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            self._send(200, path.read_bytes(), ctype, cache=True)
+
+        def do_GET(self):  # noqa: N802 (http.server API)
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+            if host not in _LOOPBACK_HOSTS:
+                return self._error(HTTPStatus.FORBIDDEN, "only loopback host names are served")
+            url = urlsplit(self.path)
+            q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            try:
+                if url.path == "/health":
+                    return self._send(200, b"ok", "text/plain")
+                if url.path.startswith("/vendor/"):
+                    return self._static(vendor_dir, url.path[len("/vendor/"):])
+                if url.path.startswith("/assets/"):
+                    return self._static(assets_dir, url.path[len("/assets/"):])
+                slide = q.get("slide", "")
+                if url.path == "/viewer":
+                    service.slide_path(slide)
+                    page = (assets_dir / "viewer.html").read_text()
+                    page = page.replace("__SLIDE_JSON__", json.dumps(slide))
+                    return self._send(200, page.encode(), "text/html; charset=utf-8")
+                if url.path == "/info":
+                    return self._send(200, json.dumps(service.info(slide)).encode(), "application/json")
+                if url.path == "/tile":
+                    body, ctype = service.tile(slide, q.get("layer", "slide"), int(q.get("level", -1)),
+                                               int(q.get("col", -1)), int(q.get("row", -1)),
+                                               q.get("mode", "both"), q.get("cmap") or None)
+                    return self._send(200, body, ctype, cache=True)
+                raise NotFound(f"no route {url.path}")
+            except UnsafePathError as exc:
+                self._error(HTTPStatus.FORBIDDEN, str(exc))
+            except NotFound as exc:
+                self._error(HTTPStatus.NOT_FOUND, str(exc))
+            except (ValueError, ResultError) as exc:
+                self._error(HTTPStatus.BAD_REQUEST, str(exc))
+            except FileNotFoundError as exc:
+                self._error(HTTPStatus.NOT_FOUND, f"not found: {exc.filename}")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    return Handler
+
+
+class TileServer:
+    """A :class:`TileService` behind a threaded HTTP server on 127.0.0.1.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`. ``port=0`` picks a free port;
+    the chosen one is in :attr:`port` and :attr:`url`.
+    """
+
+    def __init__(self, slides_dir, results_dir, port: int = 0, assets_dir=None, vendor_dir=None):
+        self.service = TileService(slides_dir, results_dir)
+        self.assets_dir = Path(assets_dir or DEFAULT_ASSETS_DIR).resolve()
+        self.vendor_dir = Path(vendor_dir or DEFAULT_VENDOR_DIR).resolve()
+        handler = _make_handler(self.service, self.assets_dir, self.vendor_dir)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "TileServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="lrp-tile-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def viewer_available(vendor_dir=None) -> bool:
+    """True when OpenSeadragon has been fetched (``scripts/fetch_openseadragon.sh``)."""
+    return (Path(vendor_dir or DEFAULT_VENDOR_DIR) / "openseadragon" / "openseadragon.min.js").is_file()
+
+
+def wait_until_up(url: str, timeout: float = 10.0) -> None:
+    """Block until ``url/health`` answers (used by tests and the app)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)

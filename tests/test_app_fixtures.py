@@ -1,0 +1,122 @@
+"""Real files for the app tests: a small pyramidal TIFF slide and a result folder next to it.
+
+Helpers here are imported by the other tests/test_app_*.py files; the tests in this file check
+that the fixtures are what the app tests assume (real OpenSlide, real zarr).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+FIXTURE_MPP = 0.5
+FIXTURE_TILE = 256
+
+
+def _ihc_canvas(width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8: the scikit-image IHC field tiled over tissue, glass elsewhere."""
+    from skimage.data import immunohistochemistry
+
+    ihc = immunohistochemistry()[:, :, :3]
+    reps = (-(-height // ihc.shape[0]), -(-width // ihc.shape[1]), 1)
+    img = np.tile(ihc, reps)[:height, :width].copy()
+    yy, xx = np.mgrid[0:height, 0:width]
+    tissue = ((xx - width * 0.45) / (width * 0.38)) ** 2 + ((yy - height * 0.5) / (height * 0.4)) ** 2 < 1
+    img[~tissue] = (243, 242, 240)
+    return img
+
+
+def write_fixture_slide(path: Path, width: int = 3000, height: int = 2000, mpp: float = FIXTURE_MPP) -> Path:
+    """Generic tiled TIFF pyramid (levels 1 and 4) that OpenSlide opens with mpp."""
+    import tifffile
+    from PIL import Image
+
+    img = _ihc_canvas(width, height)
+    res_cm = 1e4 / mpp
+    with tifffile.TiffWriter(path) as tif:
+        for i, d in enumerate((1, 4)):
+            level = img if d == 1 else np.asarray(Image.fromarray(img).resize((width // d, height // d), Image.BOX))
+            tif.write(level, photometric="rgb", compression="jpeg", tile=(256, 256),
+                      resolution=(res_cm / d, res_cm / d), resolutionunit="CENTIMETER",
+                      subfiletype=1 if i else 0, metadata=None)
+    return path
+
+
+def write_fixture_result(result_dir: Path, width: int = 3000, height: int = 2000, downsample: int = 16,
+                         group: bool = True, with_probability: bool = True) -> Path:
+    """A result folder in the WSI pipeline's layout.
+
+    Relevance is +1 on the left half of the tissue tiles and -1 on the right half (level 0
+    split at ``width / 2``), so alignment and sign can be checked from screenshots and tiles.
+    """
+    import pandas as pd
+    import zarr
+
+    result_dir.mkdir(parents=True, exist_ok=True)
+    hd, wd = -(-height // downsample), -(-width // downsample)
+    rel = np.full((hd, wd), np.nan, np.float32)
+    prob = np.full((hd, wd), np.nan, np.float32)
+    img = _ihc_canvas(width, height)
+    rows = []
+    for y0 in range(0, height - FIXTURE_TILE + 1, FIXTURE_TILE):
+        for x0 in range(0, width - FIXTURE_TILE + 1, FIXTURE_TILE):
+            patch = img[y0:y0 + FIXTURE_TILE, x0:x0 + FIXTURE_TILE]
+            if (patch.reshape(-1, 3) == (243, 242, 240)).all(axis=1).mean() > 0.5:
+                continue
+            sign = 1.0 if x0 + FIXTURE_TILE / 2 < width / 2 else -1.0
+            p = 0.9 if sign > 0 else 0.2
+            sl = (slice(y0 // downsample, (y0 + FIXTURE_TILE) // downsample),
+                  slice(x0 // downsample, (x0 + FIXTURE_TILE) // downsample))
+            rel[sl] = sign * (0.5 + 0.5 * (x0 % 512 == 0))
+            prob[sl] = p
+            tile_rel = rel[sl]
+            rows.append(dict(x0=x0, y0=y0, w0=FIXTURE_TILE, h0=FIXTURE_TILE, level=0,
+                             prediction=int(p > 0.5), probability=p,
+                             relevance_sum=float(tile_rel.sum()),
+                             relevance_pos=float(np.clip(tile_rel, 0, None).sum())))
+    if group:
+        root = zarr.open_group(str(result_dir / "relevance.zarr"), mode="w")
+        root.create_array("relevance", data=rel, chunks=(64, 64))
+        if with_probability:
+            root.create_array("probability", data=prob, chunks=(64, 64))
+    else:
+        zarr.save_array(str(result_dir / "relevance.zarr"), rel)
+    pd.DataFrame(rows).to_csv(result_dir / "tiles.csv", index=False)
+    manifest = {"slide": "fixture", "output_downsample": downsample, "composite": "epsilon_plus",
+                "target": "predicted", "classes": ["negative", "positive"], "tile_size": FIXTURE_TILE,
+                "mpp": FIXTURE_MPP}
+    (result_dir / "manifest.json").write_text(json.dumps(manifest))
+    return result_dir
+
+
+def make_fixture_dirs(root: Path, n_explained: int = 1, n_plain: int = 1) -> tuple[Path, Path]:
+    """``(slides_dir, results_dir)`` with explained slides ``case_<i>.tif`` and unexplained ``new_<i>.tif``."""
+    slides, results = root / "slides", root / "results"
+    slides.mkdir(parents=True)
+    results.mkdir(parents=True)
+    for i in range(n_explained):
+        write_fixture_slide(slides / f"case_{i}.tif")
+        write_fixture_result(results / f"case_{i}")
+    for i in range(n_plain):
+        write_fixture_slide(slides / f"new_{i}.tif", 1024, 768)
+    return slides, results
+
+
+def test_fixture_slide_opens_in_openslide_with_mpp(tmp_path):
+    import openslide
+
+    path = write_fixture_slide(tmp_path / "s.tif")
+    with openslide.OpenSlide(str(path)) as slide:
+        assert slide.dimensions == (3000, 2000)
+        assert slide.level_count == 2
+        assert abs(float(slide.properties["openslide.mpp-x"]) - FIXTURE_MPP) < 1e-6
+
+
+def test_fixture_result_zarr_holds_relevance_and_probability(tmp_path):
+    import zarr
+
+    rdir = write_fixture_result(tmp_path / "r")
+    root = zarr.open(str(rdir / "relevance.zarr"), mode="r")
+    assert root["relevance"].shape == (125, 188)
+    assert np.nanmax(root["relevance"][...]) == 1.0 and np.nanmin(root["relevance"][...]) == -1.0
