@@ -1,0 +1,20 @@
+"""lrp-captum: Layer-wise Relevance Propagation for PyTorch, native to Captum.
+
+>>> from lrp_captum import LRP
+>>> attribution = LRP(model, composite="epsilon_gamma_box").attribute(x, target=3)
+"""
+from .attribution import LRP, OUTPUT_MODES, LayerLRP
+from .canonizers import CanonizationError, canonize
+from .composites import Composite, NoRuleError, get_composite, list_composites
+from .rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, GeneralizedGammaRule,
+                    PassRule, ProportionalRule, WSquareRule, ZBoxRule, ZeroRule, ZPlusRule,
+                    zbox_bounds)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LRP", "LayerLRP", "OUTPUT_MODES", "canonize", "CanonizationError", "Composite",
+    "NoRuleError", "get_composite", "list_composites", "ZeroRule", "EpsilonRule", "GammaRule",
+    "GeneralizedGammaRule", "AlphaBetaRule", "ZPlusRule", "ZBoxRule", "FlatRule", "WSquareRule",
+    "PassRule", "ProportionalRule", "zbox_bounds",
+]

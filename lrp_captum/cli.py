@@ -1,0 +1,58 @@
+"""Command line interface: ``lrp-captum <group> <command> ...``.
+
+A thin layer over library functions. Each domain package owns its sub-commands in its own
+``cli.py`` exposing ``register(subparsers)``; this module only wires them together, so that a
+missing optional dependency (e.g. OpenSlide) disables one group with a clear message instead of
+breaking the whole tool.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (group name, module path, help) -- module must define ``register(subparsers)``.
+_GROUPS = [
+    ("core", "lrp_captum.core_cli", "list composites/rules, explain a torchvision model"),
+    ("evaluate", "lrp_captum.select_cli", "rank composites by explanation quality"),
+    ("slide", "lrp_captum.wsi.cli", "whole-slide images: sample data, demo model, explain"),
+    ("eeg", "lrp_captum.eeg.cli", "EEG epochs: simulate, train, explain"),
+    ("text", "lrp_captum.text.cli", "text classifiers: explain words"),
+    ("app", "lrp_captum.app_cli", "start the Streamlit viewer"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lrp-captum", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="group", metavar="GROUP")
+    for name, module_path, help_text in _GROUPS:
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as exc:
+            if exc.name and (exc.name == module_path or module_path.startswith(exc.name + ".")):
+                continue  # group not implemented in this installation
+            missing = exc.name
+
+            def _unavailable(args, _name=name, _missing=missing):
+                sys.exit(f"lrp-captum {_name}: needs the Python package '{_missing}'. "
+                         f"Install the extra: pip install 'lrp-captum[all]'")
+
+            p = sub.add_parser(name, help=f"{help_text} (unavailable: missing {missing})")
+            p.set_defaults(func=_unavailable)
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""Composites: which rule goes on which layer.
+
+A composite is data: an ordered list of ``(selector, rule)`` pairs; for every leaf layer the first
+matching selector wins and the layer gets a fresh copy of that rule. Selectors are
+
+* a tuple of layer types (see :mod:`lrp_captum.types`), e.g. ``types.Convolution``;
+* a glob pattern on the module name, e.g. ``"features.*"`` (use :class:`Name`);
+* a position in execution order among the linear layers: :class:`First`, :class:`Position`;
+* any callable ``(name, module, layer_info) -> bool``, or :class:`All` of several selectors.
+
+Presets are registered by name (:func:`get_composite`, :func:`list_composites`) so the CLI and the
+apps can refer to them as strings.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+from torch import nn
+
+from . import types
+from .layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
+from .rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, GeneralizedGammaRule,
+                    LRPRule, PassRule, ProportionalRule, ZBoxRule, ZeroRule, ZPlusRule,
+                    from_captum_rule)
+
+__all__ = ["Composite", "Name", "First", "Position", "All", "LayerInfo", "ResolvedComposite",
+           "get_composite", "list_composites", "register_composite", "NoRuleError"]
+
+#: layers through which relevance needs no rule: they start the graph (token ids → vectors)
+SOURCE_LAYERS = (nn.Embedding, nn.EmbeddingBag)
+#: treated as linear layers by position selectors
+POSITIONED = types.Linear + (MergedBatchNorm,)
+
+
+class NoRuleError(TypeError):
+    """A layer has no rule in the composite (raised before anything is changed)."""
+
+
+@dataclass(frozen=True, eq=False)
+class LayerInfo:
+    """Where a layer sits: its execution order among all leaf ``layers`` of the model."""
+    order: int
+    layers: Sequence[tuple[str, nn.Module]]
+
+    def members(self, layer_types: tuple) -> list[int]:
+        """Execution-order indices of the layers of the given types."""
+        return [i for i, (_, m) in enumerate(self.layers) if isinstance(m, layer_types)]
+
+
+@dataclass(frozen=True)
+class Name:
+    """Match module names with a glob pattern (``"features.*"``, ``"layer4.*.conv2"``)."""
+    pattern: str
+
+    def __call__(self, name: str, module: nn.Module, info: LayerInfo) -> bool:
+        return fnmatch.fnmatchcase(name, self.pattern)
+
+
+@dataclass(frozen=True)
+class First:
+    """The first layer of the given types in execution order (default: the input layer)."""
+    layer_types: tuple = POSITIONED
+
+    def __call__(self, name, module, info) -> bool:
+        members = info.members(self.layer_types)
+        return bool(members) and members[0] == info.order
+
+
+@dataclass(frozen=True)
+class Position:
+    """Layers of ``layer_types`` whose relative position ``k / count`` lies in ``[start, stop)``.
+
+    ``Position(0.0, 0.5, types.Convolution)`` is the lower half of the convolutions, counted
+    among convolutions only, in execution order.
+    """
+    start: float = 0.0
+    stop: float = 1.0
+    layer_types: tuple = POSITIONED
+
+    def __call__(self, name, module, info) -> bool:
+        members = info.members(self.layer_types)
+        if info.order not in members:
+            return False
+        return self.start <= members.index(info.order) / len(members) < self.stop
+
+
+@dataclass(frozen=True)
+class All:
+    """All of several selectors match."""
+    selectors: tuple
+
+    def __call__(self, name, module, info) -> bool:
+        return all(_matches(s, name, module, info) for s in self.selectors)
+
+
+Selector = Union[tuple, type, str, Callable]
+
+
+def _matches(selector: Selector, name: str, module: nn.Module, info: LayerInfo) -> bool:
+    if isinstance(selector, str):
+        return fnmatch.fnmatchcase(name, selector)
+    if isinstance(selector, type):
+        return isinstance(module, selector)
+    if isinstance(selector, tuple):
+        return isinstance(module, selector)
+    return bool(selector(name, module, info))
+
+
+def _selector_text(selector: Selector) -> str:
+    if isinstance(selector, tuple):
+        return "|".join(t.__name__ for t in selector) if len(selector) < 4 else \
+            f"{len(selector)} layer types"
+    if isinstance(selector, type):
+        return selector.__name__
+    if isinstance(selector, str):
+        return f"name {selector!r}"
+    return repr(selector)
+
+
+class ResolvedComposite(dict):
+    """``{layer name: rule}`` for one model; ``str()`` gives a readable layer → rule table."""
+
+    def __init__(self, rows: list[tuple[str, nn.Module, Optional[LRPRule], str]]) -> None:
+        super().__init__((name, rule) for name, _, rule, _ in rows)
+        self.rows = rows
+
+    def __str__(self) -> str:
+        header = ("layer", "type", "rule", "matched by")
+        body = [(n, type(m).__name__, "(none: starts the graph)" if r is None else repr(r), why)
+                for n, m, r, why in self.rows]
+        widths = [max(len(str(row[i])) for row in [header] + body) for i in range(4)]
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)),
+                 "  ".join("-" * w for w in widths)]
+        lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in body]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+class Composite:
+    """An ordered map from layer selectors to rules; the first match wins.
+
+    Parameters
+    ----------
+    rules : sequence of (selector, LRPRule)
+        See the module docstring for selectors. Each layer gets ``rule.copy()``.
+    name : str, optional
+        Registry name, shown in tables and manifests.
+    """
+
+    def __init__(self, rules: Sequence[tuple[Selector, LRPRule]], name: str = "custom") -> None:
+        self.rules = [(sel, from_captum_rule(rule) if rule is not None else None)
+                      for sel, rule in rules]
+        self.name = name
+
+    def __repr__(self) -> str:
+        lines = [f"Composite {self.name!r} (first match wins):"]
+        lines += [f"  {_selector_text(s):<40} -> {r!r}" for s, r in self.rules]
+        return "\n".join(lines)
+
+    def prepend(self, rules: Union[dict, Sequence[tuple[Selector, LRPRule]]]) -> "Composite":
+        """A new composite with ``rules`` taking precedence (dict keys: types or name globs)."""
+        extra = list(rules.items()) if isinstance(rules, dict) else list(rules)
+        return Composite(extra + self.rules, name=self.name)
+
+    def resolve_layers(self, layers: Sequence[tuple[str, nn.Module]],
+                       respect_module_rules: bool = True) -> ResolvedComposite:
+        """Assign a rule to each ``(name, module)`` leaf layer given in execution order.
+
+        A rule already set as ``module.rule`` (Captum's way) takes precedence. Raises
+        :class:`NoRuleError` naming every layer without a rule, before anything is changed.
+        """
+        rows, missing = [], []
+        layers = list(layers)
+        for order, (name, module) in enumerate(layers):
+            info = LayerInfo(order, layers)
+            user_rule = getattr(module, "rule", None) if respect_module_rules else None
+            if user_rule is not None:
+                rows.append((name, module, from_captum_rule(user_rule), "module.rule"))
+                continue
+            for selector, rule in self.rules:
+                if _matches(selector, name, module, info):
+                    rows.append((name, module, rule.copy() if rule is not None else None,
+                                 _selector_text(selector)))
+                    break
+            else:
+                if isinstance(module, SOURCE_LAYERS):
+                    rows.append((name, module, None, "source layer"))
+                else:
+                    missing.append((name, module))
+        if missing:
+            listing = "; ".join(f"'{n}' ({type(m).__name__})" for n, m in missing)
+            raise NoRuleError(
+                f"composite {self.name!r} has no rule for: {listing}. Attach one with "
+                f"get_composite({self.name!r}, layer_map={{{type(missing[0][1]).__name__}: "
+                f"PassRule()}}) (or EpsilonRule() for a linear layer), or set "
+                f"`module.rule = ...` on that module.")
+        for name, module, rule, _ in rows:
+            if rule is not None:
+                try:
+                    rule.check_module(module)
+                except TypeError as exc:
+                    raise NoRuleError(f"layer '{name}': {exc}") from None
+        return ResolvedComposite(rows)
+
+    def resolve(self, model: nn.Module) -> ResolvedComposite:
+        """Resolve on a model's leaf modules in registration order (see :func:`leaf_layers`)."""
+        return self.resolve_layers(leaf_layers(model))
+
+    def attach(self, model: nn.Module) -> "AttachedRules":
+        """Set ``module.rule`` on every leaf layer so plain ``captum.attr.LRP(model)`` uses it.
+
+        Returns a handle whose ``remove()`` (or use as a context manager) deletes exactly the
+        rules it set. Note that Captum itself deletes all ``module.rule`` after each call.
+        """
+        resolved = self.resolve_layers(leaf_layers(model), respect_module_rules=False)
+        modules = dict(leaf_layers(model))
+        set_on = []
+        for name, rule in resolved.items():
+            module = modules[name]
+            if rule is None or (isinstance(rule, PassRule) and _captum_passes(module)):
+                continue  # Captum handles ReLU/Dropout/Tanh itself and rejects rules on them
+            module.rule = rule
+            set_on.append(module)
+        return AttachedRules(set_on)
+
+
+def _captum_passes(module: nn.Module) -> bool:
+    from captum.attr._core.lrp import SUPPORTED_NON_LINEAR_LAYERS
+    return type(module) in SUPPORTED_NON_LINEAR_LAYERS
+
+
+class AttachedRules:
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.modules = modules
+
+    def remove(self) -> None:
+        for module in self.modules:
+            module.__dict__.pop("rule", None)
+
+    def __enter__(self) -> "AttachedRules":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def leaf_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every leaf module, in registration order."""
+    return [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None
+            and n != ""] or [("", model)]
+
+
+# ---------------------------------------------------------------------------------------------
+# presets
+# ---------------------------------------------------------------------------------------------
+_REGISTRY: dict[str, tuple[Callable[..., Composite], str]] = {}
+
+
+def register_composite(name: str, description: str):
+    """Decorator registering a composite factory under ``name``."""
+    def wrap(factory):
+        _REGISTRY[name] = (factory, description)
+        return factory
+    return wrap
+
+
+def list_composites() -> dict[str, str]:
+    """``{name: one-line description}`` of the registered composites."""
+    return {name: desc for name, (_, desc) in _REGISTRY.items()}
+
+
+def get_composite(name: Union[str, Composite], layer_map: Optional[dict] = None,
+                  **kwargs: Any) -> Composite:
+    """A registered composite by name (or a given composite), with optional extra rules.
+
+    Parameters
+    ----------
+    name : str or Composite
+        One of :func:`list_composites`.
+    layer_map : dict, optional
+        ``{layer type or name glob: rule}`` taking precedence over the preset.
+    **kwargs
+        Parameters of the preset (``low``, ``high``, ``epsilon``, ``gamma``, ...).
+    """
+    if isinstance(name, Composite):
+        composite = name
+    else:
+        key = name.replace("-", "_").lower()
+        if key not in _REGISTRY:
+            raise KeyError(f"unknown composite {name!r}; available: {', '.join(_REGISTRY)}")
+        composite = _REGISTRY[key][0](**kwargs)
+    return composite.prepend(layer_map) if layer_map else composite
+
+
+def _base(stabilizer: float) -> list:
+    """Rules shared by the zennit-style presets (all but the linear layers)."""
+    return [
+        (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
+        ((Sum,) + types.AvgPool, ProportionalRule(stabilizer)),
+        (types.BatchNorm, PassRule()),
+        (types.MaxPool, ZeroRule()),
+        ((GatedProduct,), ZeroRule()),
+    ]
+
+
+def _bounds(low, high, name):
+    if low is None or high is None:
+        raise ValueError(f"composite {name!r} needs the input bounds: get_composite({name!r}, "
+                         "low=..., high=...) -- see lrp_captum.rules.zbox_bounds(mean, std)")
+    return low, high
+
+
+@register_composite("epsilon_gamma_box",
+                    "z^B on the first conv, generalised γ on convs, ε on dense layers (zennit's "
+                    "EpsilonGammaBox)")
+def epsilon_gamma_box(low=None, high=None, epsilon: float = 1e-6, gamma: float = 0.25,
+                      stabilizer: float = 1e-6) -> Composite:
+    low, high = _bounds(low, high, "epsilon_gamma_box")
+    return Composite([
+        (First(types.Convolution), ZBoxRule(low, high, stabilizer)),
+        *_base(stabilizer),
+        (types.Convolution + (MergedBatchNorm,), GeneralizedGammaRule(gamma, stabilizer)),
+        (types.Dense, EpsilonRule(epsilon)),
+    ], name="epsilon_gamma_box")
+
+
+@register_composite("epsilon_plus", "z⁺ on convs, ε on dense layers")
+def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
+    return Composite([
+        *_base(stabilizer),
+        (types.Convolution + (MergedBatchNorm,), ZPlusRule(stabilizer)),
+        (types.Dense, EpsilonRule(epsilon)),
+    ], name="epsilon_plus")
+
+
+@register_composite("epsilon_plus_flat", "flat on the first layer, z⁺ on convs, ε on dense")
+def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
+    return Composite([(First(), FlatRule(stabilizer))] + epsilon_plus(epsilon, stabilizer).rules,
+                     name="epsilon_plus_flat")
+
+
+@register_composite("epsilon_alpha2_beta1", "α2β1 on convs, ε on dense layers")
+def epsilon_alpha2_beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
+    return Composite([
+        *_base(stabilizer),
+        (types.Convolution + (MergedBatchNorm,), AlphaBetaRule(2.0, 1.0, stabilizer)),
+        (types.Dense, EpsilonRule(epsilon)),
+    ], name="epsilon_alpha2_beta1")
+
+
+@register_composite("epsilon_alpha2_beta1_flat", "flat on the first layer, α2β1 on convs, ε dense")
+def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
+    return Composite([(First(), FlatRule(stabilizer))]
+                     + epsilon_alpha2_beta1(epsilon, stabilizer).rules,
+                     name="epsilon_alpha2_beta1_flat")
+
+
+@register_composite("seeds",
+                    "the seeds' recipe: z^B input layer, γ lower convs, ε middle convs, LRP-0 "
+                    "upper dense layers")
+def seeds(low=None, high=None, gamma: float = 0.25, epsilon: float = 0.25,
+          relative_epsilon: bool = True, lower: float = 0.5,
+          stabilizer: float = 1e-9) -> Composite:
+    """Montavon et al.'s VGG-16 recipe (seeds 000/002).
+
+    Parameters
+    ----------
+    low, high : bounds of the input (see :func:`lrp_captum.rules.zbox_bounds`).
+    gamma : γ of the lower convolutions.
+    epsilon : ε of the middle convolutions; with ``relative_epsilon`` it is ``ε × RMS(z)``
+        of each layer's output (the tutorial's ``0.25·std``).
+    lower : fraction of the convolutions (in execution order) counted as "lower".
+    """
+    low, high = _bounds(low, high, "seeds")
+    conv = types.Convolution + (MergedBatchNorm,)
+    return Composite([
+        (First(), ZBoxRule(low, high, stabilizer)),
+        (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
+        ((Sum,) + types.AvgPool, ProportionalRule(1e-6)),
+        (types.BatchNorm, PassRule()),
+        (types.MaxPool, ZeroRule()),
+        ((GatedProduct,), ZeroRule()),
+        (Position(0.0, lower, conv), GammaRule(gamma, stabilizer)),
+        (conv, EpsilonRule(epsilon, relative=relative_epsilon)),
+        (types.Dense, ZeroRule()),
+    ], name="seeds")
+
+
+@register_composite("epsilon", "LRP-ε on every linear layer")
+def epsilon_only(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
+    return Composite([
+        (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
+        ((Sum,) + types.AvgPool, ProportionalRule(stabilizer)),
+        (types.MaxPool, ZeroRule()),
+        ((GatedProduct,), ZeroRule()),
+        (types.Linear + types.BatchNorm + (MergedBatchNorm,), EpsilonRule(epsilon)),
+    ], name="epsilon")
+
+
+@register_composite("zero", "LRP-0 everywhere (gradient × input on ReLU networks)")
+def zero_only() -> Composite:
+    return Composite([
+        (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
+        (types.Linear + types.BatchNorm + types.AvgPool + types.MaxPool
+         + (MergedBatchNorm, Sum, GatedProduct), ZeroRule()),
+    ], name="zero")
