@@ -80,3 +80,23 @@ def legend_stops(cmap: str, n: int = 9) -> list[str]:
     """``n`` CSS hex colours evenly along a colour map, for an HTML gradient legend."""
     lut = colormap_lut(cmap)
     return ["#%02x%02x%02x" % tuple(lut[int(round(i * 255 / (n - 1)))]) for i in range(n)]
+
+
+def relevance_heatmap_rgb(values: np.ndarray, vmax: float | None = None, cmap: str = "bwr") -> np.ndarray:
+    """Opaque heatmap of relevance, 0 at the colour map's centre, ±vmax at its ends.
+
+    Parameters
+    ----------
+    values : ndarray, shape (H, W)
+    vmax : float, optional
+        Defaults to max |values| (so the strongest pixel is saturated).
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    v = np.nan_to_num(np.asarray(values, dtype=np.float32))
+    if vmax is None:
+        vmax = float(np.abs(v).max())
+    scale = np.clip(v / (vmax if vmax > 0 else 1.0), -1.0, 1.0)
+    return colormap_lut(cmap)[np.round((scale + 1.0) * 127.5).astype(np.uint8)]

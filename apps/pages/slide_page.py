@@ -1,0 +1,362 @@
+"""Slide page: pick a slide, view it with its relevance overlay, browse top tiles, explain on demand."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from lrp_captum.viewer.colormaps import relevance_heatmap_rgb
+from lrp_captum.viewer.jobs import ExplainJobs
+from lrp_captum.viewer.paths import UnsafePathError, resolve_under
+from lrp_captum.viewer.results import ResultError, list_slides, load_result, top_tiles
+from lrp_captum.viewer.tile_server import TileServer, viewer_available, wait_until_up
+from lrp_captum.viewer.tile_view import read_tile_rgb
+
+GALLERY_K = 6
+OUTPUT_MODES = ("logit", "probability", "contrastive")
+STATUS_ICON = {"explained": "✅", "not explained": "⚪", "incomplete": "⏳", "corrupt": "⚠️"}
+
+
+# --- shared resources (one per app process, shared by all sessions) ------------------------------
+def _tile_server(st, cfg) -> TileServer:
+    @st.cache_resource(show_spinner=False)
+    def start(slides: str, results: str, port: int) -> TileServer:
+        server = TileServer(slides, results, port=port).start()
+        wait_until_up(server.url)
+        return server
+
+    return start(str(cfg.slides_dir), str(cfg.results_dir), cfg.tile_port)
+
+
+def _jobs(st) -> ExplainJobs:
+    @st.cache_resource(show_spinner=False)
+    def registry() -> ExplainJobs:
+        return ExplainJobs()
+
+    return registry()
+
+
+def _load_result_cached(st, result_dir: Path):
+    @st.cache_resource(show_spinner=False, max_entries=8)
+    def load(path: str, mtime_ns: int):
+        return load_result(path)
+
+    manifest = result_dir / "manifest.json"
+    return load(str(result_dir), manifest.stat().st_mtime_ns if manifest.exists() else 0)
+
+
+def _open_slide(st, path: Path):
+    @st.cache_resource(show_spinner=False, max_entries=8)
+    def open_(p: str, mtime_ns: int):
+        import openslide
+
+        return openslide.OpenSlide(p)
+
+    return open_(str(path), path.stat().st_mtime_ns)
+
+
+def _load_model(st, config_path: Path, device: str):
+    @st.cache_resource(show_spinner=False, max_entries=2)
+    def load(p: str, mtime_ns: int, dev: str):
+        from lrp_captum.wsi.model import load_model
+
+        return load_model(p, device=dev)  # weights_only=True inside
+
+    return load(str(config_path), config_path.stat().st_mtime_ns, device)
+
+
+# --- page ----------------------------------------------------------------------------------------
+def _select_slide(st, cfg, entries):
+    labels = [e.rel_path for e in entries]
+    requested = st.query_params.get("slide")
+    if requested is not None and st.session_state.get("_slide_from_url") != requested:
+        st.session_state["_slide_from_url"] = requested
+        try:
+            resolve_under(cfg.slides_dir, requested)
+        except UnsafePathError as exc:
+            st.error(f"Refused slide path from the URL: {exc}")
+        else:
+            if requested in labels:
+                st.session_state["slide"] = requested
+            else:
+                st.error(f"No slide {requested!r} under the slides folder.")
+    if st.session_state.get("slide") not in labels:
+        st.session_state["slide"] = labels[0]
+    status = {e.rel_path: e.status for e in entries}
+    with st.sidebar:
+        rel = st.selectbox("Slide", labels, key="slide",
+                           format_func=lambda r: f"{STATUS_ICON.get(status[r], '')} {r} — {status[r]}")
+        counts = {s: sum(e.status == s for e in entries) for s in STATUS_ICON}
+        st.caption(" · ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if st.query_params.get("slide") != rel:
+        st.query_params["slide"] = rel
+        st.session_state["_slide_from_url"] = rel
+    if st.session_state.get("_tile_slide") != rel:
+        st.session_state["_tile_slide"] = rel
+        st.session_state.pop("tile", None)
+    return next(e for e in entries if e.rel_path == rel)
+
+
+def render_slide_page(st, cfg) -> None:
+    """Render the slide page with ``st`` (the streamlit module) and an ``AppConfig``."""
+    st.header("Slide relevance viewer")
+    try:
+        entries = list_slides(cfg.slides_dir, cfg.results_dir)
+    except ResultError as exc:
+        st.error(str(exc))
+        return
+    if not entries:
+        st.info(f"No slides found under {cfg.slides_dir}. Put OpenSlide-readable files there "
+                "(.svs, .tif, .ndpi, .mrxs, …) or generate one with `lrp-captum slide sample`.")
+        return
+    entry = _select_slide(st, cfg, entries)
+
+    result, error = None, None
+    if entry.status == "explained":
+        try:
+            result = _load_result_cached(st, entry.result_dir)
+        except ResultError as exc:
+            error = str(exc)
+    elif entry.status == "corrupt":
+        error = f"The result for {entry.rel_path} is damaged: {entry.detail}."
+
+    st.caption(f"{entry.rel_path} · result folder: {entry.result_dir.name}/ · status: {entry.status}")
+    if error:
+        st.error(f"{error} Re-run the explanation below to replace it.")
+
+    _viewer(st, cfg, entry)
+    if result is not None:
+        _summary(st, result)
+        _gallery(st, cfg, entry, result)
+        _tile_view(st, cfg, entry, result)
+    if result is None or st.session_state.get("show_explain"):
+        _explain_section(st, cfg, entry)
+
+
+def _viewer(st, cfg, entry):
+    if not viewer_available():
+        st.error("The deep-zoom viewer (OpenSeadragon) is not installed: run "
+                 "`scripts/fetch_openseadragon.sh` once, then reload this page.")
+        return
+    server = _tile_server(st, cfg)
+    src = f"{server.url}/viewer?slide={quote(entry.rel_path)}"
+    tile = st.session_state.get("tile")
+    if tile is not None:
+        src += "#tile={x0},{y0},{w0},{h0}".format(**{k: int(tile[k]) for k in ("x0", "y0", "w0", "h0")})
+    st.iframe(src, height=620, alt=f"Deep-zoom viewer of {entry.rel_path}")
+    st.caption("Drag to pan, scroll to zoom. Opacity, sign, colour map, tissue outline and tile grid are set "
+               "in the viewer's toolbar and keep the current view.")
+
+
+def _summary(st, result):
+    tiles = result.tiles
+    m = result.manifest
+    cols = st.columns(5)
+    cols[0].metric("Tiles analysed", f"{len(tiles):,}")
+    if "prediction" in tiles.columns and len(tiles):
+        pos = float((tiles["prediction"] == (1 if len(result.classes) != 1 else 0)).mean())
+        label = result.classes[1] if len(result.classes) > 1 else "class 1"
+        cols[1].metric(f"Predicted {label}", f"{pos:.0%}")
+    cols[2].metric("Composite", str(m.get("composite", "?")))
+    cols[3].metric("Target", str(m.get("target", "?")))
+    cols[4].metric("Map resolution", f"1/{result.downsample:g} of level 0")
+
+
+def _thumb(st, slide_path: Path, row, size: int = 160) -> np.ndarray:
+    @st.cache_data(show_spinner=False, max_entries=256)
+    def thumb(p: str, mtime_ns: int, x0: int, y0: int, w0: int, h0: int, s: int):
+        return read_tile_rgb(_open_slide(st, Path(p)), x0, y0, w0, h0, (s, s))
+
+    return thumb(str(slide_path), slide_path.stat().st_mtime_ns, int(row.x0), int(row.y0), int(row.w0),
+                 int(row.h0), size)
+
+
+def _gallery(st, cfg, entry, result):
+    st.subheader("Most relevant tiles")
+    tabs = st.tabs(["Most positive", "Most negative"])
+    for tab, negative in zip(tabs, (False, True)):
+        with tab:
+            top = top_tiles(result.tiles, k=GALLERY_K, negative=negative)
+            if top.empty:
+                st.info("No tile with " + ("negative" if negative else "positive") + " relevance.")
+                continue
+            cols = st.columns(GALLERY_K)
+            for i, (idx, row) in enumerate(top.iterrows()):
+                with cols[i]:
+                    st.image(_thumb(st, entry.path, row), width="stretch")
+                    value = row.get("relevance_neg", row.get("relevance_sum")) if negative else row.get("relevance_pos")
+                    prob = f" · p={row['probability']:.2f}" if "probability" in row else ""
+                    st.caption(f"({int(row.x0)}, {int(row.y0)}) · R={value:.3g}{prob}")
+                    if st.button("Open", key=f"open_{'neg' if negative else 'pos'}_{idx}"):
+                        st.session_state["tile"] = {k: int(row[k]) for k in ("x0", "y0", "w0", "h0")} | {"index": int(idx)}
+                        st.rerun()
+
+
+def _class_names(result, bundle) -> list[str]:
+    if bundle is not None:
+        return list(bundle.classes)
+    return [str(c) for c in result.classes] or ["0", "1"]
+
+
+def _composites() -> list[str]:
+    try:
+        from lrp_captum.composites import list_composites
+
+        return list(list_composites())
+    except Exception:
+        return ["epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1", "epsilon"]
+
+
+def _model_path(cfg, result) -> Path | None:
+    if cfg.model_config is not None:
+        return cfg.model_config
+    m = result.manifest if result is not None else {}
+    for value in (m.get("model_config"), (m.get("model") or {}).get("config") if isinstance(m.get("model"), dict) else None):
+        if isinstance(value, str) and Path(value).is_file():
+            return Path(value)
+    return None
+
+
+def _tile_view(st, cfg, entry, result):
+    tile = st.session_state.get("tile")
+    if tile is None:
+        st.caption("Open a tile above to see it at full resolution with its relevance heatmap.")
+        return
+    st.subheader(f"Tile at level-0 ({tile['x0']}, {tile['y0']}), {tile['w0']}×{tile['h0']} px")
+    slide = _open_slide(st, entry.path)
+    rgb = read_tile_rgb(slide, tile["x0"], tile["y0"], tile["w0"], tile["h0"])
+    row = result.tiles.loc[tile["index"]] if tile.get("index") in result.tiles.index else None
+
+    model_path = _model_path(cfg, result)
+    bundle, model_error = None, None
+    if model_path is None:
+        model_error = ("No model to re-explain tiles: start the app with --model CONFIG "
+                       "(the demo model: `lrp-captum slide train-demo`).")
+    else:
+        try:
+            bundle = _load_model(st, model_path, cfg.device)
+        except Exception as exc:
+            model_error = f"Model {model_path} could not be loaded: {exc}"
+
+    classes = _class_names(result, bundle)
+    composites = _composites()
+    default_comp = result.manifest.get("composite") if result.manifest.get("composite") in composites else composites[0]
+    c1, c2, c3 = st.columns(3)
+    target = c1.selectbox("Explain class", classes, index=len(classes) - 1, key="tile_target")
+    composite = c2.selectbox("Composite", composites, index=composites.index(default_comp), key="tile_composite")
+    mode = c3.selectbox("Output mode", OUTPUT_MODES, key="tile_mode")
+
+    heat, info = None, None
+    if bundle is not None:
+        try:
+            heat, info = _explain_tile(st, model_path, bundle, entry, tile, rgb, classes.index(target), composite, mode)
+        except Exception as exc:
+            model_error = f"Re-explaining this tile failed: {type(exc).__name__}: {exc}"
+    if heat is None:
+        heat = _stored_tile_relevance(result, tile)
+
+    a, b, c = st.columns([1, 1, 1])
+    a.image(rgb, caption="Tile (level 0, full resolution)", width="stretch")
+    vmax = float(np.nanmax(np.abs(heat))) if np.isfinite(heat).any() else 1.0
+    b.image(relevance_heatmap_rgb(heat, vmax), caption=f"Relevance ({'recomputed' if info else 'stored map'}), "
+            f"blue −{vmax:.3g} · white 0 · red +{vmax:.3g}", width="stretch", clamp=True)
+    with c:
+        if info is not None:
+            st.markdown(f"**Prediction:** {info['prediction']}")
+            st.dataframe({"class": classes, "probability": [round(p, 4) for p in info["probabilities"]]},
+                         hide_index=True, width="stretch")
+            st.caption(f"Relevance of '{target}', {composite}, {mode} output; computed in {info['seconds']:.2f} s "
+                       f"on {info['device']}.")
+        elif row is not None:
+            st.markdown(f"**Prediction:** {row.get('prediction', '?')}  \n**Probability:** {row.get('probability', float('nan')):.3f}")
+        if model_error:
+            st.warning(model_error)
+    if st.button("Close tile view", key="close_tile"):
+        st.session_state.pop("tile", None)
+        st.rerun()
+
+
+def _stored_tile_relevance(result, tile) -> np.ndarray:
+    d = result.downsample
+    r0, c0 = int(tile["y0"] // d), int(tile["x0"] // d)
+    r1, c1 = int(np.ceil((tile["y0"] + tile["h0"]) / d)), int(np.ceil((tile["x0"] + tile["w0"]) / d))
+    return np.asarray(result.relevance[r0:r1, c0:c1], dtype=np.float32)
+
+
+def _explain_tile(st, model_path, bundle, entry, tile, rgb, target: int, composite: str, mode: str):
+    @st.cache_data(show_spinner="Explaining the tile…", max_entries=64)
+    def run(model_key: str, slide_key: str, box: tuple, target: int, composite: str, mode: str):
+        from lrp_captum.wsi.pipeline import explain_tile
+        from PIL import Image
+
+        size = bundle.tile_size
+        model_rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BOX)) if rgb.shape[:2] != (size, size) else rgb
+        t0 = time.perf_counter()
+        out = explain_tile(bundle, model_rgb, target=target, composite=composite, output_mode=mode)
+        seconds = time.perf_counter() - t0
+        rel, probs = _unpack_tile_explanation(out)
+        return rel, {"probabilities": probs, "prediction": bundle.classes[int(np.argmax(probs))] if len(probs) else "?",
+                     "seconds": seconds, "device": str(bundle.device)}
+
+    box = (tile["x0"], tile["y0"], tile["w0"], tile["h0"])
+    return run(f"{model_path}:{model_path.stat().st_mtime_ns}", f"{entry.path}:{entry.path.stat().st_mtime_ns}",
+               box, target, composite, mode)
+
+
+def _unpack_tile_explanation(out):
+    """``(relevance (H, W), probabilities (C,))`` from what ``explain_tile`` returns."""
+    def arr(x):
+        return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32)
+
+    if isinstance(out, dict):
+        rel = out.get("relevance", out.get("heatmap"))
+        probs = out.get("probabilities", out.get("probs", []))
+    elif isinstance(out, tuple):
+        rel, probs = out[0], out[1] if len(out) > 1 else []
+    else:
+        rel, probs = getattr(out, "relevance", out), getattr(out, "probabilities", [])
+    rel = arr(rel)
+    while rel.ndim > 2:
+        rel = rel.sum(axis=0) if rel.shape[0] in (1, 3) else rel.sum(axis=-1)
+    return rel, [float(p) for p in arr(probs).reshape(-1)]
+
+
+def _explain_section(st, cfg, entry):
+    st.subheader("Explain this slide")
+    jobs = _jobs(st)
+    job = jobs.get(entry.result_dir)
+    model_path = cfg.model_config
+    if job is None or job.state in ("done", "failed"):
+        if model_path is None:
+            st.warning("No model configured: start the app with `--model CONFIG` "
+                       "(the demo model: `lrp-captum slide train-demo`).")
+            return
+        composites = _composites()
+        c1, c2 = st.columns(2)
+        composite = c1.selectbox("Composite", composites, key="explain_composite")
+        target = c2.text_input("Target class (name, index or 'predicted')", "predicted", key="explain_target")
+        if st.button(f"Explain {entry.rel_path}", type="primary", key="explain_start"):
+            jobs.start(entry.path, str(model_path), entry.result_dir, composite=composite, target=target,
+                       device=cfg.device)
+            st.rerun()
+        if job is not None and job.state == "failed":
+            st.error(f"The last run failed: {job.message}")
+        return
+    _progress_fragment(st, jobs, entry)
+
+
+def _progress_fragment(st, jobs, entry):
+    @st.fragment(run_every=1.0)
+    def progress():
+        job = jobs.get(entry.result_dir)
+        snap = job.snapshot()
+        if snap["state"] in ("queued", "running"):
+            text = (f"Explaining… {snap['done']}/{snap['total']} tiles" if snap["total"]
+                    else "Explaining… preparing tiles") + f" ({snap['elapsed_s']:.0f} s)"
+            st.progress(snap["fraction"], text=text)
+        else:
+            st.rerun(scope="app")
+
+    progress()

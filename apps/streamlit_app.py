@@ -1,0 +1,86 @@
+"""lrp-captum Streamlit app: slide relevance viewer (main page), EEG and text pages.
+
+Start with ``lrp-captum app --slides DIR --results DIR [--model CONFIG] [--port 8501]``.
+The app is thin: every computation is a call into :mod:`lrp_captum`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+
+import streamlit as st
+
+APP_DIR = Path(__file__).resolve().parent
+if str(APP_DIR) not in sys.path:
+    sys.path.insert(0, str(APP_DIR))
+
+from app_config import ConfigError, load_config  # noqa: E402
+
+
+def _load_page_module(name: str):
+    """Import ``apps/pages/<name>.py`` by file path (the EEG/text pages are optional)."""
+    path = APP_DIR / "pages" / f"{name}.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"lrp_captum_app_pages.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _guarded(render):
+    """Run a page; show a clear message instead of a stack trace if it fails."""
+    try:
+        render()
+    except Exception as exc:  # the page must never show a traceback to the user
+        traceback.print_exc()
+        st.error(f"This page hit an error it did not expect: {type(exc).__name__}: {exc}. "
+                 "Details are in the terminal running the app.")
+
+
+def slides_page():
+    from pages.slide_page import render_slide_page
+
+    _guarded(lambda: render_slide_page(st, CONFIG))
+
+
+def _optional_page(module_name: str, func_name: str, title: str, arg, arg_flag: str):
+    st.header(title)
+    try:
+        module = _load_page_module(module_name)
+    except Exception as exc:
+        traceback.print_exc()
+        st.error(f"The {title} page failed to load ({type(exc).__name__}: {exc}).")
+        return
+    if module is None or not hasattr(module, func_name):
+        st.info(f"The {title} page is not part of this installation (apps/pages/{module_name}.py is missing).")
+        return
+    if arg is None:
+        st.info(f"Start the app with `{arg_flag} DIR` to use the {title} page.")
+        return
+    _guarded(lambda: getattr(module, func_name)(st, arg))
+
+
+def eeg_page():
+    _optional_page("eeg_page", "render_eeg_page", "EEG", CONFIG.eeg_results, "--eeg-results")
+
+
+def text_page():
+    _optional_page("text_page", "render_text_page", "Text", CONFIG.text_model, "--text-model")
+
+
+st.set_page_config(page_title="lrp-captum viewer", page_icon=":microscope:", layout="wide")
+try:
+    CONFIG = load_config()
+except ConfigError as exc:
+    st.error(str(exc))
+    st.stop()
+
+nav = st.navigation([
+    st.Page(slides_page, title="Slides", icon=":material/biotech:", url_path="slides", default=True),
+    st.Page(eeg_page, title="EEG", icon=":material/monitor_heart:", url_path="eeg"),
+    st.Page(text_page, title="Text", icon=":material/article:", url_path="text"),
+])
+nav.run()

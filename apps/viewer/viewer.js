@@ -1,0 +1,162 @@
+// Slide viewer: OpenSeadragon with the slide and aligned overlay layers from the local tile server.
+// Display controls live here (not in Streamlit) so changing them never resets zoom/pan; the last
+// view is kept in sessionStorage so a reload (new Streamlit session) comes back to it.
+(function () {
+  "use strict";
+  const slide = window.LRP_SLIDE;
+  const $ = (id) => document.getElementById(id);
+  const state = { map: "relevance", sign: "both", cmap: "bwr", seqCmap: "viridis", opacity: 0.6,
+                  tissue: false, grid: false };
+  const layers = { overlay: null, tissue: null, grid: null };
+  const api = window.lrpViewer = { tilesLoaded: 0, tilesFailed: 0, ready: false, state: state };
+  const viewKey = "lrp-view:" + slide;
+
+  function message(text) { const m = $("message"); m.textContent = text; m.hidden = !text; }
+
+  function tileSource(info, layer, extra) {
+    const q = new URLSearchParams(Object.assign({ slide: slide, layer: layer }, extra || {}));
+    return { width: info.width, height: info.height, tileSize: info.tile_size, tileOverlap: info.overlap,
+             minLevel: 0, maxLevel: info.max_level,
+             getTileUrl: (level, x, y) => "/tile?" + q.toString() + "&level=" + level + "&col=" + x + "&row=" + y };
+  }
+
+  function niceLength(um) {
+    const p = Math.pow(10, Math.floor(Math.log10(um)));
+    const f = um / p;
+    return (f >= 5 ? 5 : f >= 2 ? 2 : 1) * p;
+  }
+
+  fetch("/info?slide=" + encodeURIComponent(slide)).then((r) => {
+    if (!r.ok) return r.text().then((t) => { throw new Error(t); });
+    return r.json();
+  }).then(start).catch((e) => message("Cannot open this slide: " + e.message));
+
+  function start(info) {
+    api.info = info;
+    if (typeof OpenSeadragon === "undefined") {
+      message("OpenSeadragon is not installed: run scripts/fetch_openseadragon.sh, then reload.");
+      return;
+    }
+    const viewer = api.viewer = OpenSeadragon({
+      id: "viewer", prefixUrl: "/vendor/openseadragon/images/", showNavigator: true,
+      navigatorPosition: "TOP_RIGHT", tileSources: tileSource(info, "slide"), maxZoomPixelRatio: 2,
+      crossOriginPolicy: "Anonymous", gestureSettingsMouse: { clickToZoom: false },
+      preserveViewport: true, visibilityRatio: 0.5, imageLoaderLimit: 6, timeout: 30000,
+    });
+    viewer.addHandler("tile-loaded", () => { api.tilesLoaded += 1; });
+    viewer.addHandler("tile-load-failed", () => { api.tilesFailed += 1; });
+
+    const cm = $("cmap");
+    const result = info.result;
+    if (!result) {
+      for (const id of ["opacity", "map", "cmap", "tissue", "grid"]) $(id).disabled = true;
+      for (const el of document.querySelectorAll("input[name=sign]")) el.disabled = true;
+      message(info.result_error ? "Result unreadable: " + info.result_error
+                                : "This slide has no relevance result yet: explain it from the page below the viewer.");
+    }
+
+    function fillCmaps() {
+      const names = Object.keys(state.map === "relevance" ? info.legend.diverging : info.legend.sequential);
+      cm.innerHTML = names.map((n) => `<option value="${n}">${n}</option>`).join("");
+      cm.value = state.map === "relevance" ? state.cmap : state.seqCmap;
+    }
+
+    function legend() {
+      if (!result) { $("legend").hidden = true; return; }
+      const rel = state.map === "relevance";
+      let stops = rel ? info.legend.diverging[state.cmap] : info.legend.sequential[state.seqCmap];
+      const v = result.vmax;
+      const fmt = (x) => Math.abs(x) >= 100 || (Math.abs(x) < 0.01 && x !== 0) ? x.toExponential(1) : x.toFixed(2);
+      let lo = rel ? -v : 0, hi = rel ? v : 1;
+      if (rel && state.sign === "positive") { stops = stops.slice(Math.floor(stops.length / 2)); lo = 0; }
+      if (rel && state.sign === "negative") { stops = stops.slice(0, Math.ceil(stops.length / 2)); hi = 0; }
+      $("legend-bar").style.background = "linear-gradient(to right," + stops.join(",") + ")";
+      $("legend-lo").textContent = fmt(lo);
+      $("legend-hi").textContent = fmt(hi);
+      $("legend-title").textContent = rel ? "relevance (0 = transparent)" : "probability";
+    }
+
+    function replaceLayer(name, source, opacity, index) {
+      const old = layers[name];
+      if (!source) {
+        if (old) viewer.world.removeItem(old);
+        layers[name] = null;
+        return;
+      }
+      viewer.addTiledImage({ tileSource: source, opacity: opacity, index: Math.min(index, viewer.world.getItemCount()),
+        success: (ev) => { if (old) viewer.world.removeItem(old); layers[name] = ev.item; } });
+    }
+
+    function overlaySource() {
+      return state.map === "relevance"
+        ? tileSource(info, "relevance", { mode: state.sign, cmap: state.cmap })
+        : tileSource(info, "probability", { cmap: state.seqCmap });
+    }
+
+    api.setOpacity = (v) => { state.opacity = v; $("opacity").value = Math.round(v * 100); if (layers.overlay) layers.overlay.setOpacity(v); };
+    api.refreshOverlay = () => replaceLayer("overlay", overlaySource(), state.opacity, 1);
+
+    $("opacity").addEventListener("input", (e) => api.setOpacity(e.target.value / 100));
+    $("map").addEventListener("change", (e) => {
+      state.map = e.target.value;
+      $("sign-group").style.visibility = state.map === "relevance" ? "visible" : "hidden";
+      fillCmaps(); legend(); api.refreshOverlay();
+    });
+    for (const el of document.querySelectorAll("input[name=sign]")) {
+      el.addEventListener("change", (e) => { state.sign = e.target.value; legend(); api.refreshOverlay(); });
+    }
+    cm.addEventListener("change", (e) => {
+      if (state.map === "relevance") state.cmap = e.target.value; else state.seqCmap = e.target.value;
+      legend(); api.refreshOverlay();
+    });
+    $("tissue").addEventListener("change", (e) => { state.tissue = e.target.checked;
+      replaceLayer("tissue", state.tissue ? tileSource(info, "tissue") : null, 1, 2); });
+    $("grid").addEventListener("change", (e) => { state.grid = e.target.checked;
+      replaceLayer("grid", state.grid ? tileSource(info, "grid") : null, 1, 3); });
+
+    // scale bar in µm
+    function scalebar() {
+      const item = viewer.world.getItemAt(0);
+      if (!item || !info.mpp) { $("scalebar").hidden = true; return; }
+      const imgPerScreen = 1 / item.viewportToImageZoom(viewer.viewport.getZoom(true));
+      const umPerPx = info.mpp * imgPerScreen;
+      const um = niceLength(umPerPx * 120);
+      $("scalebar-bar").style.width = Math.round(um / umPerPx) + "px";
+      $("scalebar-label").textContent = um >= 1000 ? (um / 1000) + " mm" : um + " µm";
+    }
+
+    // go to a tile given as #tile=x0,y0,w0,h0 (level-0 px): used by the gallery; no reload
+    function gotoHash() {
+      const m = /tile=(\d+),(\d+),(\d+),(\d+)/.exec(location.hash);
+      const item = viewer.world.getItemAt(0);
+      if (!m || !item) return false;
+      const [x, y, w, h] = m.slice(1).map(Number);
+      const pad = Math.max(w, h);
+      viewer.viewport.fitBounds(item.imageToViewportRectangle(x - pad, y - pad, w + 2 * pad, h + 2 * pad), false);
+      return true;
+    }
+    window.addEventListener("hashchange", gotoHash);
+
+    viewer.addOnceHandler("open", () => {
+      if (!gotoHash()) {
+        try {
+          const saved = JSON.parse(sessionStorage.getItem(viewKey) || "null");
+          if (saved) {
+            viewer.viewport.zoomTo(saved.zoom, null, true);
+            viewer.viewport.panTo(new OpenSeadragon.Point(saved.x, saved.y), true);
+          }
+        } catch (e) { /* storage unavailable: start from home view */ }
+      }
+      if (result) { fillCmaps(); legend(); api.refreshOverlay(); }
+      scalebar();
+      api.ready = true;
+    });
+    viewer.addHandler("animation", scalebar);
+    viewer.addHandler("animation-finish", () => {
+      const c = viewer.viewport.getCenter(true);
+      try { sessionStorage.setItem(viewKey, JSON.stringify({ zoom: viewer.viewport.getZoom(true), x: c.x, y: c.y })); } catch (e) { /* ignore */ }
+    });
+    window.addEventListener("resize", scalebar);
+    if (!result) $("legend").hidden = true;
+  }
+})();

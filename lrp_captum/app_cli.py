@@ -1,0 +1,72 @@
+"""``lrp-captum app``: start the Streamlit viewer on the slides and results folders given."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lrp_captum.viewer.tile_server import DEFAULT_ASSETS_DIR, REPO_ROOT, viewer_available
+
+APP_SCRIPT = REPO_ROOT / "apps" / "streamlit_app.py"
+
+
+def streamlit_command(port: int, headless: bool = True) -> list[str]:
+    """The ``python -m streamlit run ...`` command line (bound to localhost)."""
+    return [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
+            "--server.port", str(port), "--server.address", "127.0.0.1",
+            "--server.headless", "true" if headless else "false",
+            "--server.maxUploadSize", "1",  # the app takes no uploads; keep the limit minimal
+            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+
+
+def app_environment(args) -> dict:
+    """Environment for the app process (its configuration travels in ``LRP_CAPTUM_APP_*``)."""
+    env = dict(os.environ)
+    env["LRP_CAPTUM_APP_SLIDES"] = str(Path(args.slides).resolve())
+    env["LRP_CAPTUM_APP_RESULTS"] = str(Path(args.results).resolve())
+    env["LRP_CAPTUM_APP_TILE_PORT"] = str(args.tile_port)
+    env["LRP_CAPTUM_APP_DEVICE"] = args.device
+    for name, value in (("MODEL", args.model), ("EEG_RESULTS", args.eeg_results), ("TEXT_MODEL", args.text_model)):
+        if value:
+            env[f"LRP_CAPTUM_APP_{name}"] = str(Path(value).resolve())
+        else:
+            env.pop(f"LRP_CAPTUM_APP_{name}", None)
+    return env
+
+
+def run_app(args) -> int:
+    if not Path(args.slides).is_dir():
+        print(f"lrp-captum app: slides folder {args.slides} does not exist", file=sys.stderr)
+        return 2
+    if args.model and not Path(args.model).is_file():
+        print(f"lrp-captum app: model config {args.model} does not exist", file=sys.stderr)
+        return 2
+    if not APP_SCRIPT.is_file() or not DEFAULT_ASSETS_DIR.is_dir():
+        print(f"lrp-captum app: {APP_SCRIPT} not found; the app runs from a source checkout of lrp-captum",
+              file=sys.stderr)
+        return 2
+    Path(args.results).mkdir(parents=True, exist_ok=True)
+    if not viewer_available():
+        print("lrp-captum app: OpenSeadragon is missing; run scripts/fetch_openseadragon.sh first "
+              "(the app starts, but the slide viewer shows this message).", file=sys.stderr)
+    cmd = streamlit_command(args.port)
+    print(f"lrp-captum app: http://127.0.0.1:{args.port}  (Ctrl-C to stop)")
+    try:
+        return subprocess.call(cmd, env=app_environment(args), cwd=str(REPO_ROOT))
+    except KeyboardInterrupt:
+        return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("app", help="start the Streamlit viewer (slides, EEG, text)",
+                              description="Start the Streamlit app on http://127.0.0.1:PORT.")
+    p.add_argument("--slides", required=True, help="folder with slides (OpenSlide formats)")
+    p.add_argument("--results", required=True, help="folder with result folders (one per slide)")
+    p.add_argument("--model", default=None, help="model config JSON to explain slides/tiles from the page")
+    p.add_argument("--port", type=int, default=8501, help="Streamlit port (default 8501)")
+    p.add_argument("--tile-port", type=int, default=0, help="port of the localhost tile server (0: any free)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for explanations")
+    p.add_argument("--eeg-results", default=None, help="folder of EEG results for the EEG page")
+    p.add_argument("--text-model", default=None, help="text model folder for the text page")
+    p.set_defaults(func=run_app)
