@@ -5,7 +5,6 @@ The app is thin: every computation is a call into :mod:`lrp_captum`.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import traceback
 from pathlib import Path
@@ -17,17 +16,7 @@ if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 
 from app_config import ConfigError, load_config  # noqa: E402
-
-
-def _load_page_module(name: str):
-    """Import ``apps/pages/<name>.py`` by file path (the EEG/text pages are optional)."""
-    path = APP_DIR / "pages" / f"{name}.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location(f"lrp_captum_app_pages.{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from pages.optional_pages import render_optional_page  # noqa: E402
 
 
 def _guarded(render):
@@ -46,29 +35,12 @@ def slides_page():
     _guarded(lambda: render_slide_page(st, CONFIG))
 
 
-def _optional_page(module_name: str, func_name: str, title: str, arg, arg_flag: str):
-    st.header(title)
-    try:
-        module = _load_page_module(module_name)
-    except Exception as exc:
-        traceback.print_exc()
-        st.error(f"The {title} page failed to load ({type(exc).__name__}: {exc}).")
-        return
-    if module is None or not hasattr(module, func_name):
-        st.info(f"The {title} page is not part of this installation (apps/pages/{module_name}.py is missing).")
-        return
-    if arg is None:
-        st.info(f"Start the app with `{arg_flag} DIR` to use the {title} page.")
-        return
-    _guarded(lambda: getattr(module, func_name)(st, arg))
-
-
 def eeg_page():
-    _optional_page("eeg_page", "render_eeg_page", "EEG", CONFIG.eeg_results, "--eeg-results")
+    render_optional_page(st, "eeg_page", "render_eeg_page", "EEG", CONFIG.eeg_results, "--eeg-results")
 
 
 def text_page():
-    _optional_page("text_page", "render_text_page", "Text", CONFIG.text_model, "--text-model")
+    render_optional_page(st, "text_page", "render_text_page", "Text", CONFIG.text_model, "--text-model")
 
 
 st.set_page_config(page_title="lrp-captum viewer", page_icon=":microscope:", layout="wide")

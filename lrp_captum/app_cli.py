@@ -17,7 +17,7 @@ def streamlit_command(port: int, headless: bool = True) -> list[str]:
             "--server.port", str(port), "--server.address", "127.0.0.1",
             "--server.headless", "true" if headless else "false",
             "--server.maxUploadSize", "1",  # the app takes no uploads; keep the limit minimal
-            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", "--global.developmentMode", "false"]
 
 
 def app_environment(args) -> dict:

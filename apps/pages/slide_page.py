@@ -16,7 +16,7 @@ from lrp_captum.viewer.tile_view import read_tile_rgb
 
 GALLERY_K = 6
 OUTPUT_MODES = ("logit", "probability", "contrastive")
-STATUS_ICON = {"explained": "✅", "not explained": "⚪", "incomplete": "⏳", "corrupt": "⚠️"}
+STATUSES = ("explained", "not explained", "incomplete", "corrupt")
 
 
 # --- shared resources (one per app process, shared by all sessions) ------------------------------
@@ -87,8 +87,8 @@ def _select_slide(st, cfg, entries):
     status = {e.rel_path: e.status for e in entries}
     with st.sidebar:
         rel = st.selectbox("Slide", labels, key="slide",
-                           format_func=lambda r: f"{STATUS_ICON.get(status[r], '')} {r} — {status[r]}")
-        counts = {s: sum(e.status == s for e in entries) for s in STATUS_ICON}
+                           format_func=lambda r: f"{r} — {status[r]}")
+        counts = {s: sum(e.status == s for e in entries) for s in STATUSES}
         st.caption(" · ".join(f"{n} {s}" for s, n in counts.items() if n))
     if st.query_params.get("slide") != rel:
         st.query_params["slide"] = rel
@@ -153,15 +153,15 @@ def _viewer(st, cfg, entry):
 def _summary(st, result):
     tiles = result.tiles
     m = result.manifest
-    cols = st.columns(5)
+    cols = st.columns([1, 1, 3])
     cols[0].metric("Tiles analysed", f"{len(tiles):,}")
     if "prediction" in tiles.columns and len(tiles):
         pos = float((tiles["prediction"] == (1 if len(result.classes) != 1 else 0)).mean())
         label = result.classes[1] if len(result.classes) > 1 else "class 1"
         cols[1].metric(f"Predicted {label}", f"{pos:.0%}")
-    cols[2].metric("Composite", str(m.get("composite", "?")))
-    cols[3].metric("Target", str(m.get("target", "?")))
-    cols[4].metric("Map resolution", f"1/{result.downsample:g} of level 0")
+    cols[2].markdown(f"**Composite** {m.get('composite', '?')} · **target** {m.get('target', '?')} · "
+                     f"**map** 1/{result.downsample:g} of level 0 · **colour limit** ±{result.vmax:.3g}  \n"
+                     "Research/demo output of a model explanation, not a diagnosis.")
 
 
 def _thumb(st, slide_path: Path, row, size: int = 160) -> np.ndarray:

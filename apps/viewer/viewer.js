@@ -39,7 +39,7 @@
     }
     const viewer = api.viewer = OpenSeadragon({
       id: "viewer", prefixUrl: "/vendor/openseadragon/images/", showNavigator: true,
-      navigatorPosition: "TOP_RIGHT", tileSources: tileSource(info, "slide"), maxZoomPixelRatio: 2,
+      navigatorPosition: "TOP_RIGHT", navigatorAutoFade: false, autoHideControls: false, tileSources: tileSource(info, "slide"), maxZoomPixelRatio: 2,
       crossOriginPolicy: "Anonymous", gestureSettingsMouse: { clickToZoom: false },
       preserveViewport: true, visibilityRatio: 0.5, imageLoaderLimit: 6, timeout: 30000,
     });

@@ -1,0 +1,47 @@
+"""Pages contributed by the EEG and text adapters (``apps/pages/eeg_page.py``, ``text_page.py``).
+
+They are optional: when a file is missing, or the app was started without the folder the page
+needs, the page says so instead of failing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import traceback
+from pathlib import Path
+
+PAGES_DIR = Path(__file__).resolve().parent
+
+
+def load_page_module(name: str, pages_dir: Path = PAGES_DIR):
+    """Import ``<pages_dir>/<name>.py`` by file path; None when the file does not exist."""
+    path = pages_dir / f"{name}.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"lrp_captum_app_pages.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def render_optional_page(st, module_name: str, func_name: str, title: str, arg, arg_flag: str,
+                         pages_dir: Path = PAGES_DIR) -> None:
+    """Render ``<module_name>.<func_name>(st, arg)`` or a clear message why it cannot be shown."""
+    st.header(title)
+    try:
+        module = load_page_module(module_name, pages_dir)
+    except Exception as exc:
+        traceback.print_exc()
+        st.error(f"The {title} page failed to load ({type(exc).__name__}: {exc}).")
+        return
+    if module is None or not hasattr(module, func_name):
+        st.info(f"The {title} page is not part of this installation (apps/pages/{module_name}.py with "
+                f"{func_name}() is missing).")
+        return
+    if arg is None:
+        st.info(f"Start the app with `lrp-captum app ... {arg_flag} DIR` to use the {title} page.")
+        return
+    try:
+        getattr(module, func_name)(st, arg)
+    except Exception as exc:  # never show a traceback in the page
+        traceback.print_exc()
+        st.error(f"The {title} page failed: {type(exc).__name__}: {exc}")
