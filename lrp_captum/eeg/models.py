@@ -13,7 +13,7 @@ Both networks take epochs shaped ``(N, C, T)`` (channels x time samples, µV) an
 LRP rules for the EEG-specific non-linearities (see :func:`eeg_layer_map`): :class:`Square` and
 :class:`SafeLog` act element-wise (each output depends on exactly one input), so relevance is
 passed through unchanged, as for ReLU/ELU -- the linear layers around them do the
-redistribution. The reshapes :class:`AddFeatureAxis` is likewise a pass-through.
+redistribution. The input reshape is an ``nn.Unflatten``, which the core passes through.
 """
 from __future__ import annotations
 
@@ -44,13 +44,6 @@ class SafeLog(nn.Module):
         return f"eps={self.eps}"
 
 
-class AddFeatureAxis(nn.Module):
-    """``(N, C, T) -> (N, 1, C, T)``: EEG epochs become one-feature-map images for Conv2d."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unsqueeze(1)
-
-
 class ShallowConvNet(nn.Module):
     """ShallowConvNet-style log-power classifier.
 
@@ -74,7 +67,8 @@ class ShallowConvNet(nn.Module):
                  temporal_kernel: int = 25, pool_size: int = 30, pool_stride: int = 10,
                  dropout: float = 0.5):
         super().__init__()
-        self.to_image = AddFeatureAxis()
+        # (N, C, T) -> (N, 1, C, T): epochs become one-feature-map images for Conv2d.
+        self.to_image = nn.Unflatten(1, (1, n_channels))
         self.temporal = nn.Conv2d(1, n_filters, (1, temporal_kernel))
         self.spatial = nn.Conv2d(n_filters, n_filters, (n_channels, 1), bias=False)
         self.bn = nn.BatchNorm2d(n_filters)
@@ -124,7 +118,8 @@ class EEGNet(nn.Module):
                  pool2: int = 5, dropout: float = 0.25):
         super().__init__()
         f_d = f1 * depth
-        self.to_image = AddFeatureAxis()
+        # (N, C, T) -> (N, 1, C, T): epochs become one-feature-map images for Conv2d.
+        self.to_image = nn.Unflatten(1, (1, n_channels))
         self.temporal = nn.Conv2d(1, f1, (1, temporal_kernel),
                                   padding=(0, temporal_kernel // 2), bias=False)
         self.bn1 = nn.BatchNorm2d(f1)
@@ -168,8 +163,8 @@ def build_model(architecture: str, n_channels: int, n_times: int, n_classes: int
 def eeg_layer_map() -> dict:
     """LRP rules for the EEG-specific modules, to pass as ``get_composite(..., layer_map=...)``.
 
-    All three act element-wise or only reshape, so relevance passes through them unchanged.
+    Both act element-wise, so relevance passes through them unchanged (``R_in = R_out``).
     """
     from lrp_captum.rules import PassRule
 
-    return {Square: PassRule(), SafeLog: PassRule(), AddFeatureAxis: PassRule()}
+    return {Square: PassRule(), SafeLog: PassRule()}

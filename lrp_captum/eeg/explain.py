@@ -1,0 +1,323 @@
+"""Explain EEG classifiers on MNE epochs; relevance comes back as MNE objects.
+
+>>> result = explain_epochs("models/mi", "sim_mi-epo.fif", composite="epsilon_plus")
+>>> result.epochs            # mne.EpochsArray: relevance per trial, channels x time
+>>> result.evokeds["left_hand"].plot_topomap(times=[0.8, 1.2], scalings=1, units="relevance")
+
+Relevance is stored in the data arrays of EEG channels so that every MNE plotting function
+works, but its unit is the explained output (a logit by default), not volts: pass
+``scalings=1, units="relevance"`` to MNE's plot functions, or use :mod:`lrp_captum.eeg.plots`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import mne
+import numpy as np
+import torch
+from torch import nn
+
+from lrp_captum import LRP, get_composite, Composite
+from lrp_captum.metrics import relevance_mass_accuracy
+
+from .models import eeg_layer_map
+from .train import EEGModelConfig, load_model, resolve_device
+
+# EEG in MNE is in volts; a channel whose median absolute value exceeds this is almost surely
+# microvolts written as volts (real scalp EEG is below ~1 mV).
+_MAX_PLAUSIBLE_VOLTS = 1e-2
+
+
+class EpochsMismatchError(ValueError):
+    """Epochs do not match what the model was trained on (channels, rate, length, units)."""
+
+
+@dataclass
+class EEGRelevance:
+    """LRP relevance of a set of epochs.
+
+    Attributes
+    ----------
+    epochs : mne.EpochsArray
+        Relevance per trial, ``(N, C, T)`` in units of the explained output; same channels,
+        times and events as the input; ``metadata`` adds ``target``, ``predicted``, ``logit``
+        (of the target) and ``relevance_sum`` per trial.
+    evokeds : dict of str -> mne.EvokedArray
+        Relevance averaged over the trials of each class (true class when the epochs' events
+        name the model's classes, otherwise the predicted class); ``nave`` = trial count.
+    logits : np.ndarray, shape (N, n_classes)
+    predicted : np.ndarray, shape (N,)
+    labels : np.ndarray or None, shape (N,)
+        True class indices, if the events name the model's classes.
+    targets : np.ndarray, shape (N,)
+        The explained output index per trial.
+    class_names : list of str
+    composite : str
+    """
+
+    epochs: mne.EpochsArray
+    evokeds: dict
+    logits: np.ndarray
+    predicted: np.ndarray
+    labels: Optional[np.ndarray]
+    targets: np.ndarray
+    class_names: list
+    composite: str
+
+    @property
+    def accuracy(self) -> Optional[float]:
+        """Share of correctly classified trials (``None`` without labels)."""
+        return None if self.labels is None else float((self.predicted == self.labels).mean())
+
+    def save(self, folder) -> dict:
+        """Write ``relevance-epo.fif`` and ``relevance-ave.fif`` (one Evoked per class).
+
+        Returns
+        -------
+        dict of str -> Path
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {"epochs": folder / "relevance-epo.fif", "evokeds": folder / "relevance-ave.fif"}
+        self.epochs.save(paths["epochs"], overwrite=True, verbose=False)
+        mne.write_evokeds(paths["evokeds"], list(self.evokeds.values()), overwrite=True,
+                          verbose=False)
+        return paths
+
+
+def _as_epochs(epochs) -> mne.BaseEpochs:
+    if isinstance(epochs, (str, Path)):
+        path = Path(epochs)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such epochs file.")
+        epochs = mne.read_epochs(path, preload=True, verbose=False)
+    if not isinstance(epochs, mne.BaseEpochs):
+        raise TypeError(f"expected mne.Epochs, mne.EpochsArray or a path to a -epo.fif file, "
+                        f"got {type(epochs).__name__}.")
+    return epochs
+
+
+def _as_model(model, config: Optional[EEGModelConfig], device) -> tuple[nn.Module, EEGModelConfig]:
+    if isinstance(model, (str, Path)):
+        model = load_model(model, device="cpu")
+    config = config or getattr(model, "eeg_config", None)
+    if config is None:
+        raise ValueError("The model carries no EEGModelConfig: pass config=..., or use a model "
+                         "from lrp_captum.eeg.train.fit_epochs / load_model.")
+    return model.to(device).eval(), config
+
+
+def check_epochs(epochs, config: EEGModelConfig) -> np.ndarray:
+    """Validate ``epochs`` against a model's config and return the network input.
+
+    Channels are matched by name (order may differ; they are reordered to the model's order).
+
+    Returns
+    -------
+    np.ndarray, float32, shape (N, C, T)
+        EEG data in the model's units (e.g. µV), channels in ``config.ch_names`` order.
+
+    Raises
+    ------
+    EpochsMismatchError
+        Naming what differs: missing/extra/bad channels, sampling rate, number of samples or
+        start time, units, or NaN/inf values (with the first offending epoch and channel).
+    """
+    epochs = _as_epochs(epochs)
+    eeg_names = [epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True,
+                                                              exclude=[])]
+    missing = [c for c in config.ch_names if c not in eeg_names]
+    extra = [c for c in eeg_names if c not in config.ch_names]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if extra:
+            parts.append(f"not known to the model {extra}"
+                         f" (drop them with epochs.drop_channels({extra!r}))")
+        raise EpochsMismatchError(
+            f"EEG channels differ from the model's {len(config.ch_names)} channels "
+            f"({len(eeg_names)} given): " + "; ".join(parts) + ".")
+    bads = [c for c in config.ch_names if c in epochs.info["bads"]]
+    if bads:
+        raise EpochsMismatchError(f"channels {bads} are marked bad; the model needs them: "
+                                  "repair them with epochs.interpolate_bads() first.")
+    sfreq = float(epochs.info["sfreq"])
+    if abs(sfreq - config.sfreq) > 1e-6 * config.sfreq:
+        raise EpochsMismatchError(f"sampling rate is {sfreq:g} Hz but the model was trained at "
+                                  f"{config.sfreq:g} Hz: use epochs.resample({config.sfreq:g}).")
+    n_times = len(epochs.times)
+    if n_times != config.n_times:
+        need = f"{config.n_times} samples ({config.tmin:g} to " \
+               f"{config.tmin + (config.n_times - 1) / config.sfreq:g} s)"
+        have = f"{n_times} samples ({epochs.tmin:g} to {epochs.tmax:g} s)"
+        hint = "too short" if n_times < config.n_times else "too long: crop them with " \
+            f"epochs.crop({config.tmin:g}, {config.tmin + (config.n_times - 1) / config.sfreq:g})"
+        raise EpochsMismatchError(f"epochs have {have}, the model needs {need}: {hint}.")
+    if abs(epochs.tmin - config.tmin) > 0.5 / config.sfreq:
+        raise EpochsMismatchError(f"epochs start at {epochs.tmin:g} s relative to the event, the "
+                                  f"model expects {config.tmin:g} s: re-epoch with "
+                                  f"tmin={config.tmin:g}.")
+    not_volts = [ch["ch_name"] for ch in epochs.info["chs"]
+                 if ch["ch_name"] in config.ch_names
+                 and (ch["unit"] != mne.io.constants.FIFF.FIFF_UNIT_V or ch["unit_mul"] != 0)]
+    if not_volts:
+        raise EpochsMismatchError(f"channels {not_volts} are not stored in volts; MNE EEG data "
+                                  "must be in V.")
+    data = epochs.get_data(picks=config.ch_names)
+    bad_values = ~np.isfinite(data)
+    if bad_values.any():
+        e, c, _ = np.argwhere(bad_values)[0]
+        n_bad = int(bad_values.any(axis=(1, 2)).sum())
+        raise EpochsMismatchError(
+            f"{n_bad} epoch(s) contain NaN or inf, first in epoch {e} channel "
+            f"{config.ch_names[c]!r}: drop them (epochs.drop([...])) or repair the data.")
+    level = np.median(np.abs(data), axis=(0, 2))
+    if np.any(level > _MAX_PLAUSIBLE_VOLTS):
+        c = int(np.argmax(level))
+        raise EpochsMismatchError(
+            f"channel {config.ch_names[c]!r} has a median |value| of {level[c]:.3g} V: the data "
+            "look like microvolts written as volts. MNE expects volts; multiply by 1e-6.")
+    return (data * config.scale).astype(np.float32)
+
+
+def _labels(epochs: mne.BaseEpochs, class_names: list) -> Optional[np.ndarray]:
+    """True class indices if every event code names one of the model's classes."""
+    code_to_name = {code: name for name, code in epochs.event_id.items()}
+    names = [code_to_name.get(code) for code in epochs.events[:, 2]]
+    if all(n in class_names for n in names):
+        return np.array([class_names.index(n) for n in names])
+    return None
+
+
+def _targets(target, n: int, labels, predicted, class_names) -> np.ndarray:
+    if isinstance(target, str) and target == "predicted":
+        return predicted.copy()
+    if isinstance(target, str) and target == "true":
+        if labels is None:
+            raise ValueError("target='true' needs events named like the model's classes "
+                             f"{class_names}.")
+        return labels.copy()
+    if isinstance(target, str):
+        if target not in class_names:
+            raise ValueError(f"target {target!r} is not 'predicted', 'true' or a class name "
+                             f"of {class_names}.")
+        return np.full(n, class_names.index(target))
+    targets = np.broadcast_to(np.asarray(target, dtype=int), (n,)).copy()
+    if targets.min() < 0 or targets.max() >= len(class_names):
+        raise ValueError(f"target indices must lie in [0, {len(class_names) - 1}].")
+    return targets
+
+
+def explain_epochs(model: Union[nn.Module, str, Path], epochs, composite: Union[str, Composite]
+                   = "epsilon_plus", target="predicted", config: Optional[EEGModelConfig] = None,
+                   output_mode: str = "logit", batch_size: int = 64, device: str = "auto",
+                   progress: bool = False) -> EEGRelevance:
+    """LRP relevance of every epoch, as MNE objects.
+
+    Parameters
+    ----------
+    model : nn.Module or path
+        A trained model with ``model.eeg_config`` (from ``fit_epochs``/``load_model``) or a
+        saved model folder.
+    epochs : mne.Epochs, mne.EpochsArray or path to ``-epo.fif``
+        Checked against the model's config (see :func:`check_epochs`).
+    composite : str or Composite
+        A registered composite name (``lrp_captum.list_composites()``) or a composite; the EEG
+        layer rules of :func:`lrp_captum.eeg.models.eeg_layer_map` are added.
+    target : "predicted", "true", class name, int or sequence of int
+        The output explained per trial.
+    output_mode : str
+        ``"logit"``, ``"probability"`` or ``"contrastive"`` (see :class:`lrp_captum.LRP`).
+    batch_size : int
+        Epochs per forward/backward pass.
+    device : "auto", "cpu" or "cuda"
+    progress : bool
+        Show a tqdm progress bar over batches.
+
+    Returns
+    -------
+    EEGRelevance
+    """
+    dev = resolve_device(device)
+    epochs = _as_epochs(epochs)
+    model, config = _as_model(model, config, dev)
+    X = check_epochs(epochs, config)
+    class_names = list(config.class_names)
+    comp_name = composite if isinstance(composite, str) else getattr(composite, "name", "custom")
+    comp = get_composite(composite, layer_map=eeg_layer_map())
+    lrp = LRP(model, composite=comp, canonizers="auto")
+
+    with torch.no_grad():
+        logits = np.concatenate([
+            model(torch.as_tensor(X[i:i + batch_size], device=dev)).cpu().numpy()
+            for i in range(0, len(X), batch_size)])
+    predicted = logits.argmax(1)
+    labels = _labels(epochs, class_names)
+    targets = _targets(target, len(X), labels, predicted, class_names)
+
+    batches = range(0, len(X), batch_size)
+    if progress:
+        from tqdm import tqdm
+        batches = tqdm(batches, desc="LRP", unit="batch")
+    relevance = np.empty(X.shape, dtype=np.float64)
+    for i in batches:
+        xb = torch.as_tensor(X[i:i + batch_size], device=dev)
+        tb = torch.as_tensor(targets[i:i + batch_size], device=dev)
+        attr = lrp.attribute(xb, target=tb, output_mode=output_mode)
+        relevance[i:i + batch_size] = attr.detach().cpu().double().numpy()
+
+    info = epochs.copy().pick(config.ch_names).info
+    metadata = epochs.metadata.copy().reset_index(drop=True) if epochs.metadata is not None \
+        else None
+    extra = {"target": targets, "predicted": predicted,
+             "logit": logits[np.arange(len(X)), targets], "relevance_sum": relevance.sum((1, 2))}
+    import pandas as pd
+    extra = pd.DataFrame(extra)
+    metadata = extra if metadata is None else pd.concat([metadata, extra], axis=1)
+    rel_epochs = mne.EpochsArray(relevance, info, events=epochs.events.copy(),
+                                 tmin=epochs.tmin, event_id=dict(epochs.event_id),
+                                 metadata=metadata, verbose=False)
+    groups = labels if labels is not None else predicted
+    evokeds = {}
+    for k, name in enumerate(class_names):
+        sel = groups == k
+        if sel.any():
+            evokeds[name] = mne.EvokedArray(relevance[sel].mean(0), info, tmin=epochs.tmin,
+                                            comment=name, nave=int(sel.sum()), verbose=False)
+    return EEGRelevance(epochs=rel_epochs, evokeds=evokeds, logits=logits, predicted=predicted,
+                        labels=labels, targets=targets, class_names=class_names,
+                        composite=comp_name)
+
+
+def ground_truth_mask(relevance: mne.BaseEpochs, channels, tmin: float, tmax: float) -> np.ndarray:
+    """Boolean ``(C, T)`` mask of ``channels`` x ``[tmin, tmax]`` on the relevance grid."""
+    unknown = [c for c in channels if c not in relevance.ch_names]
+    if unknown:
+        raise ValueError(f"ground-truth channels {unknown} are not in the relevance epochs.")
+    mask = np.zeros((len(relevance.ch_names), len(relevance.times)), bool)
+    rows = [relevance.ch_names.index(c) for c in channels]
+    cols = (relevance.times >= tmin - 1e-9) & (relevance.times <= tmax + 1e-9)
+    mask[np.ix_(rows, np.flatnonzero(cols))] = True
+    return mask
+
+
+def relevance_concentration(relevance: mne.BaseEpochs, channels, tmin: float,
+                            tmax: float) -> dict:
+    """How much positive relevance falls in a channels x time window, per trial.
+
+    Returns
+    -------
+    dict
+        ``mass`` (np.ndarray (N,): share of positive relevance inside, the relevance mass
+        accuracy of :func:`lrp_captum.metrics.relevance_mass_accuracy`), ``share`` (the window's
+        share of the channel x time grid) and ``ratio`` (mean mass / share; 1 = no concentration).
+    """
+    mask = ground_truth_mask(relevance, channels, tmin, tmax)
+    data = torch.as_tensor(relevance.get_data(picks="all"))
+    masks = torch.as_tensor(mask).expand_as(data)
+    mass = relevance_mass_accuracy(data, masks).numpy()
+    share = float(mask.mean())
+    return {"mass": mass, "share": share, "ratio": float(mass.mean() / share)}
