@@ -41,6 +41,7 @@ __all__ = [
     "PerturbationResult",
     "region_perturbation",
     "selectivity",
+    "random_order_aopc",
     "conservation_error",
     "continuity",
     "model_randomisation",
@@ -336,7 +337,8 @@ def perturbation_curve(model: nn.Module, inputs: Tensor, attributions: Attributi
                        baseline: Union[str, float, Tensor] = "zeros", n_steps: int | None = None,
                        patches_per_step: int = 1, output: OutputSpec = "logit",
                        batch_size: int = 256, seed: int = 0, blur_sigma: float = 4.0,
-                       uniform_range: tuple[float, float] | None = None) -> Tensor:
+                       uniform_range: tuple[float, float] | None = None,
+                       noise_seed: int = 0) -> Tensor:
     """Model output while patches are replaced, in the order given by the attributions.
 
     Region perturbation (Samek et al. 2017); with ``patch_size=1`` this is pixel flipping (a
@@ -368,7 +370,11 @@ def perturbation_curve(model: nn.Module, inputs: Tensor, attributions: Attributi
     batch_size : int
         Perturbed inputs per forward pass.
     seed : int
-        Seeds tie-breaking, ``"random"`` order and ``"uniform"`` noise.
+        Seeds tie-breaking and the ``"random"`` order.
+    blur_sigma, uniform_range
+        See :func:`perturbation_baseline`.
+    noise_seed : int
+        Seeds the ``"uniform"`` noise image (the same for every order, so curves compare).
 
     Returns
     -------
@@ -389,7 +395,7 @@ def perturbation_curve(model: nn.Module, inputs: Tensor, attributions: Attributi
     rank_map = rank[:, ids.reshape(-1)].reshape((n,) + tuple(inputs.shape[2:])).unsqueeze(1)
     max_steps = math.ceil(n_patches / patches_per_step)
     n_steps = max_steps if n_steps is None else min(int(n_steps), max_steps)
-    gen = torch.Generator(device=inputs.device).manual_seed(seed)
+    gen = torch.Generator(device=inputs.device).manual_seed(noise_seed)
     base = perturbation_baseline(inputs, baseline, blur_sigma=blur_sigma,
                                  uniform_range=uniform_range, generator=gen)
 
@@ -461,14 +467,41 @@ def region_perturbation(model: nn.Module, inputs: Tensor, attributions: Attribut
                               abpc=(lerf - morf).mean(dim=1))
 
 
+def random_order_aopc(model: nn.Module, inputs: Tensor, target, n_random: int = 4,
+                      **kwargs) -> Tensor:
+    """AOPC of random perturbation orders, the chance level of :func:`selectivity`.
+
+    It does not depend on any explanation, so one computation serves all candidates.
+    Takes the keyword arguments of :func:`perturbation_curve` except ``order`` and ``seed``;
+    random order ``s`` uses ``seed=s``.
+
+    Returns
+    -------
+    Tensor
+        ``(N,)`` mean AOPC over ``n_random`` random orders.
+    """
+    kwargs.pop("seed", None)
+    dummy = torch.zeros((inputs.shape[0], 1) + tuple(inputs.shape[2:]), device=inputs.device,
+                        dtype=inputs.dtype)
+    return torch.stack([aopc(perturbation_curve(model, inputs, dummy, target, order="random",
+                                                seed=s, **kwargs))
+                        for s in range(n_random)]).mean(0)
+
+
 def selectivity(model: nn.Module, inputs: Tensor, attributions: AttributionsOrExplainer, target,
-                n_random: int = 4, **kwargs) -> Tensor:
+                n_random: int = 4, chance: Tensor | None = None, **kwargs) -> Tensor:
     """How much faster the output falls in the explanation's order than in a random order.
 
-    ``AOPC_MoRF(explanation) - mean_r AOPC(random order r)``. Zero for an explanation that does
-    not discriminate between locations (e.g. relevance spread uniformly, which is conservative
-    and continuous but uninformative, seed 004): its ties are broken exactly like the first
-    random order. Positive = better than chance.
+    ``AOPC_MoRF(explanation) - mean_r AOPC(random order r)``. Zero in expectation for an
+    explanation that does not discriminate between locations (e.g. relevance spread uniformly,
+    which is conservative and continuous but uninformative, seed 004); exactly zero with
+    ``n_random=1``, because ties are broken like random order 0. Positive = better than chance.
+
+    Parameters
+    ----------
+    chance : Tensor, optional
+        ``(N,)`` precomputed :func:`random_order_aopc` (same settings), to reuse across
+        explanations.
 
     Takes the keyword arguments of :func:`perturbation_curve` except ``order`` and ``seed``.
 
@@ -480,9 +513,9 @@ def selectivity(model: nn.Module, inputs: Tensor, attributions: AttributionsOrEx
     a = _resolve_attributions(attributions, model, inputs, target)
     kwargs.pop("seed", None)
     morf = aopc(perturbation_curve(model, inputs, a, target, order="morf", seed=0, **kwargs))
-    rand = torch.stack([aopc(perturbation_curve(model, inputs, a, target, order="random",
-                                                seed=s, **kwargs)) for s in range(n_random)])
-    return morf - rand.mean(0)
+    if chance is None:
+        chance = random_order_aopc(model, inputs, target, n_random, **kwargs)
+    return morf - chance
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from . import metrics as M
 
-__all__ = ["lrp_explainer", "captum_explainers", "random_explainer", "lrp_grid",
+__all__ = ["lrp_explainer", "lrp_explainers", "captum_explainers", "random_explainer", "lrp_grid",
            "rank_explainers", "SelectionResult", "METRIC_DIRECTIONS"]
 
 # column -> True when higher is better (for the report's arrows)
@@ -64,46 +64,62 @@ def lrp_explainer(composite, canonizers="auto", output_mode: str | None = None,
     return explain
 
 
+BOX_COMPOSITES = ("epsilon_gamma_box", "seeds")
+
+
+def lrp_explainers(names: Sequence[str] = ("seeds", "epsilon_gamma_box", "epsilon_plus_flat",
+                                           "epsilon", "zero"),
+                   low: Tensor | None = None, high: Tensor | None = None) -> dict[str, M.Explainer]:
+    """Explainers for registered LRP composites, by name.
+
+    ``low``/``high`` (per-channel input bounds, see :func:`lrp_captum.rules.zbox_bounds`) are
+    passed to the composites that need them (``epsilon_gamma_box``, ``seeds``).
+    """
+    from lrp_captum.composites import list_composites
+
+    known = list_composites()
+    out = {}
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown composite {name!r}; available: {', '.join(known)}")
+        if name in BOX_COMPOSITES:
+            if low is None or high is None:
+                raise ValueError(f"composite {name!r} needs input bounds low/high "
+                                 "(e.g. lrp_captum.zbox_bounds(mean, std))")
+            out[name] = lrp_explainer(name, low=low, high=high)
+        else:
+            out[name] = lrp_explainer(name)
+    return out
+
+
 def lrp_grid(gammas: Sequence[float] = (0.0, 0.1, 0.25, 1.0),
              epsilons: Sequence[float] = (1e-6, 0.25), low: Tensor | None = None,
              high: Tensor | None = None) -> dict[str, M.Explainer]:
-    """Explainers over a γ × ε grid of the seeds' composite structure.
+    """Explainers over a γ × ε grid: γ on convolutions, ε on dense layers.
 
-    Lower convolutions get LRP-γ, other convolutions LRP-ε, dense layers LRP-ε with the given
-    ε, and the first layer z^B when bounds ``low``/``high`` are given (else LRP-γ too). Built
-    from :mod:`lrp_captum.rules` via a ``layer_map`` of the ``epsilon_gamma_box`` /
-    ``epsilon_plus`` composites.
+    With input bounds ``low``/``high`` this is the ``epsilon_gamma_box`` composite (z^B on the
+    first convolution) at each ``(gamma, epsilon)``; without, ``epsilon_plus`` with its
+    convolutions switched to the generalised γ rule.
 
     Returns
     -------
     dict
         ``"gamma=0.25,eps=1e-06" -> explainer``.
     """
+    from lrp_captum.rules import EpsilonRule, GeneralizedGammaRule
+
     out = {}
     for g in gammas:
         for e in epsilons:
-            out[f"gamma={g:g},eps={e:g}"] = _grid_explainer(g, e, low, high)
+            if low is not None and high is not None:
+                ex = lrp_explainer("epsilon_gamma_box", low=low, high=high, gamma=g, epsilon=e)
+            else:
+                conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+                layer_map = {c: GeneralizedGammaRule(g) for c in conv}
+                layer_map[nn.Linear] = EpsilonRule(e)
+                ex = lrp_explainer("epsilon_plus", layer_map=layer_map)
+            out[f"gamma={g:g},eps={e:g}"] = ex
     return out
-
-
-def _grid_explainer(gamma: float, epsilon: float, low, high) -> M.Explainer:
-    def explain(model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
-        from lrp_captum import LRP
-        from lrp_captum.composites import get_composite
-        from lrp_captum.rules import EpsilonRule, GammaRule
-
-        conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-        layer_map = {c: GammaRule(gamma=gamma) for c in conv}
-        layer_map[nn.Linear] = EpsilonRule(epsilon=epsilon)
-        if low is not None and high is not None:
-            comp = get_composite("epsilon_gamma_box", low=low, high=high, layer_map=layer_map)
-        else:
-            comp = get_composite("epsilon_plus", layer_map=layer_map)
-        return LRP(model, composite=comp, canonizers="auto").attribute(
-            inputs.detach().clone(), target=target).detach()
-
-    explain.__name__ = f"lrp_gamma{gamma:g}_eps{epsilon:g}"
-    return explain
 
 
 def captum_explainers(names: Sequence[str] = ("saliency", "input_x_gradient", "integrated_gradients",
@@ -343,6 +359,8 @@ def rank_explainers(model: nn.Module, inputs: Tensor, candidates: Mapping[str, M
         cands["random"] = random_explainer(seed)
     pert = dict(patch_size=patch_size, baseline=baseline, output=output, n_steps=n_steps,
                 batch_size=batch_size)
+    chance = (M.random_order_aopc(model, inputs, t, selectivity_orders, **pert)
+              if selectivity_orders > 0 else None)
     rows, per_example, curves = [], {}, {}
     for name, explain in cands.items():
         t0 = time.perf_counter()
@@ -351,10 +369,11 @@ def rank_explainers(model: nn.Module, inputs: Tensor, candidates: Mapping[str, M
         except Exception as exc:  # one broken candidate must not hide the others' results
             raise RuntimeError(f"candidate {name!r} failed to explain: {exc}") from exc
         seconds = time.perf_counter() - t0
-        res = M.region_perturbation(model, inputs, a, t, seed=seed, **pert)
+        # seed 0 everywhere: ties are then broken like random order 0 of the chance level
+        res = M.region_perturbation(model, inputs, a, t, seed=0, **pert)
         ex = {"aopc_morf": res.aopc_morf, "aopc_lerf": res.aopc_lerf, "abpc": res.abpc}
-        if selectivity_orders > 0:
-            ex["selectivity"] = M.selectivity(model, inputs, a, t, n_random=selectivity_orders, **pert)
+        if chance is not None:
+            ex["selectivity"] = res.aopc_morf - chance
         if conservation:
             ex["conservation_error"] = M.conservation_error(model, inputs, a, t, output="logit",
                                                             relative=True)
@@ -378,10 +397,12 @@ def rank_explainers(model: nn.Module, inputs: Tensor, candidates: Mapping[str, M
         rows.append(row)
         per_example[name] = ex
         curves[name] = {"morf": res.morf.mean(0).cpu(), "lerf": res.lerf.mean(0).cpu()}
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{k: r.get(k, float("nan")) for k in columns} for r in rows]
     if rank_by not in rows[0]:
         raise ValueError(f"cannot rank by {rank_by!r}; measured columns are {list(rows[0])[1:]}")
     higher = METRIC_DIRECTIONS.get(rank_by, True)
-    rows.sort(key=lambda r: -r[rank_by] if higher else r[rank_by])
+    rows.sort(key=lambda r: (math.isnan(r[rank_by]), -r[rank_by] if higher else r[rank_by]))
     for i, r in enumerate(rows, 1):
         r["rank"] = i
     rows = [{"name": r["name"], "rank": r["rank"], **{k: v for k, v in r.items() if k not in ("name", "rank")}}
