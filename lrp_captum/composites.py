@@ -31,7 +31,7 @@ __all__ = ["Composite", "Name", "First", "Position", "All", "LayerInfo", "Resolv
 #: layers through which relevance needs no rule: they start the graph (token ids → vectors)
 SOURCE_LAYERS = (nn.Embedding, nn.EmbeddingBag)
 #: treated as linear layers by position selectors
-POSITIONED = types.Linear + (MergedBatchNorm,)
+POSITIONED = types.Linear
 
 
 class NoRuleError(TypeError):
@@ -46,7 +46,7 @@ class LayerInfo:
 
     def members(self, layer_types: tuple) -> list[int]:
         """Execution-order indices of the layers of the given types."""
-        return [i for i, (_, m) in enumerate(self.layers) if isinstance(m, layer_types)]
+        return [i for i, (_, m) in enumerate(self.layers) if _is_a(m, layer_types)]
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,19 @@ class All:
 Selector = Union[tuple, type, str, Callable]
 
 
+def _is_a(module: nn.Module, layer_types) -> bool:
+    """isinstance, where a merged conv+BatchNorm counts as its conv."""
+    if isinstance(module, MergedBatchNorm) and MergedBatchNorm not in (
+            layer_types if isinstance(layer_types, tuple) else (layer_types,)):
+        module = module.linear
+    return isinstance(module, layer_types)
+
+
 def _matches(selector: Selector, name: str, module: nn.Module, info: LayerInfo) -> bool:
     if isinstance(selector, str):
         return fnmatch.fnmatchcase(name, selector)
-    if isinstance(selector, type):
-        return isinstance(module, selector)
-    if isinstance(selector, tuple):
-        return isinstance(module, selector)
+    if isinstance(selector, (type, tuple)):
+        return _is_a(module, selector)
     return bool(selector(name, module, info))
 
 
@@ -322,7 +328,7 @@ def epsilon_gamma_box(low=None, high=None, epsilon: float = 1e-6, gamma: float =
     return Composite([
         (First(types.Convolution), ZBoxRule(low, high, stabilizer)),
         *_base(stabilizer),
-        (types.Convolution + (MergedBatchNorm,), GeneralizedGammaRule(gamma, stabilizer)),
+        (types.Convolution, GeneralizedGammaRule(gamma, stabilizer)),
         (types.Dense, EpsilonRule(epsilon)),
     ], name="epsilon_gamma_box")
 
@@ -331,7 +337,7 @@ def epsilon_gamma_box(low=None, high=None, epsilon: float = 1e-6, gamma: float =
 def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     return Composite([
         *_base(stabilizer),
-        (types.Convolution + (MergedBatchNorm,), ZPlusRule(stabilizer)),
+        (types.Convolution, ZPlusRule(stabilizer)),
         (types.Dense, EpsilonRule(epsilon)),
     ], name="epsilon_plus")
 
@@ -346,7 +352,7 @@ def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Compos
 def epsilon_alpha2_beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     return Composite([
         *_base(stabilizer),
-        (types.Convolution + (MergedBatchNorm,), AlphaBetaRule(2.0, 1.0, stabilizer)),
+        (types.Convolution, AlphaBetaRule(2.0, 1.0, stabilizer)),
         (types.Dense, EpsilonRule(epsilon)),
     ], name="epsilon_alpha2_beta1")
 
@@ -375,7 +381,7 @@ def seeds(low=None, high=None, gamma: float = 0.25, epsilon: float = 0.25,
     lower : fraction of the convolutions (in execution order) counted as "lower".
     """
     low, high = _bounds(low, high, "seeds")
-    conv = types.Convolution + (MergedBatchNorm,)
+    conv = types.Convolution
     return Composite([
         (First(), ZBoxRule(low, high, stabilizer)),
         (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
@@ -396,7 +402,7 @@ def epsilon_only(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
         ((Sum,) + types.AvgPool, ProportionalRule(stabilizer)),
         (types.MaxPool, ZeroRule()),
         ((GatedProduct,), ZeroRule()),
-        (types.Linear + types.BatchNorm + (MergedBatchNorm,), EpsilonRule(epsilon)),
+        (types.Linear + types.BatchNorm, EpsilonRule(epsilon)),
     ], name="epsilon")
 
 
@@ -405,5 +411,5 @@ def zero_only() -> Composite:
     return Composite([
         (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
         (types.Linear + types.BatchNorm + types.AvgPool + types.MaxPool
-         + (MergedBatchNorm, Sum, GatedProduct), ZeroRule()),
+         + (Sum, GatedProduct), ZeroRule()),
     ], name="zero")
