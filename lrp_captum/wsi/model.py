@@ -1,0 +1,199 @@
+"""Tile classifiers for slides: the demo CNN, its JSON config, and loaders for user models.
+
+A model is described by a JSON config (a dict works too)::
+
+    {"architecture": "demo_cnn",                 # or a torchvision name ("resnet18"),
+                                                 # or "package.module:factory"
+     "kwargs": {"num_classes": 2},               # passed to the constructor/factory
+     "weights": "demo_cnn.pt",                   # state_dict, relative to the config file
+     "classes": ["negative", "positive"],
+     "tile_size": 128,                           # input side in pixels
+     "mpp": 0.5,                                 # µm per pixel the model was trained at
+     "normalisation": {"mean": [...], "std": [...]}}   # on RGB scaled to [0, 1]
+
+Weights are always loaded with ``torch.load(..., weights_only=True)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DEMO_MEAN = (0.80, 0.72, 0.65)
+DEMO_STD = (0.15, 0.17, 0.18)
+
+
+class DemoTileCNN(nn.Module):
+    """Small stain classifier: three conv/BN/ReLU blocks, global average pool, linear head.
+
+    Input (N, 3, H, W) normalised RGB (any H, W >= 16); output (N, num_classes) logits.
+    """
+
+    def __init__(self, num_classes: int = 2, width: int = 16):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.flatten(self.pool(self.features(x))))
+
+
+@dataclass
+class ModelBundle:
+    """A loaded tile classifier with everything needed to feed it tiles.
+
+    Attributes
+    ----------
+    model : the module in eval mode on ``device``.
+    classes : class names, index = logit index.
+    tile_size : input side in pixels at ``mpp``.
+    mpp : µm per pixel of the model input.
+    mean, std : per-channel normalisation of RGB in [0, 1].
+    config : the config dict as given (weights path made absolute).
+    weights_sha256 : hash of the weights file ("" when none was loaded).
+    """
+
+    model: nn.Module
+    classes: list[str]
+    tile_size: int
+    mpp: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    config: dict = field(default_factory=dict)
+    weights_sha256: str = ""
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def normalise(self, tiles_uint8: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 tiles -> (N, 3, H, W) float32 normalised on the model's device."""
+        x = tiles_uint8.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def class_index(self, name_or_index) -> int:
+        if isinstance(name_or_index, str) and not name_or_index.lstrip("-").isdigit():
+            if name_or_index not in self.classes:
+                raise ValueError(f"unknown class {name_or_index!r}; the model's classes are {self.classes}")
+            return self.classes.index(name_or_index)
+        i = int(name_or_index)
+        if not 0 <= i < len(self.classes):
+            raise ValueError(f"class index {i} out of range for {len(self.classes)} classes {self.classes}")
+        return i
+
+
+def _build_architecture(arch: str, kwargs: dict) -> nn.Module:
+    if arch == "demo_cnn":
+        return DemoTileCNN(**kwargs)
+    if ":" in arch:
+        module_name, _, attr = arch.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot import model factory {arch!r} ('package.module:factory'): {exc}") from exc
+        return factory(**kwargs)
+    import torchvision.models as tvm
+
+    if arch not in tvm.list_models():
+        raise ValueError(f"unknown architecture {arch!r}: use 'demo_cnn', a torchvision model name "
+                         f"(e.g. 'resnet18'), or 'package.module:factory'")
+    return tvm.get_model(arch, weights=None, **kwargs)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` -> cuda when available else cpu; ``"cuda"`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but no CUDA GPU is available; use --device auto or cpu")
+    return torch.device(device)
+
+
+def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:
+    """Load a tile classifier from a JSON config file or dict (see module docstring).
+
+    Returns a :class:`ModelBundle` in eval mode on ``device`` (``auto``/``cpu``/``cuda``).
+    """
+    base = Path(".")
+    if not isinstance(config, dict):
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"model config {path} does not exist (expected a JSON file)")
+        try:
+            config = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"model config {path} is not valid JSON: {exc}") from exc
+        base = path.parent
+    config = dict(config)
+    for key in ("architecture", "classes", "tile_size", "mpp"):
+        if key not in config:
+            raise ValueError(f"model config lacks {key!r}; required keys: architecture, classes, "
+                             f"tile_size, mpp (optional: kwargs, weights, normalisation)")
+    model = _build_architecture(config["architecture"], dict(config.get("kwargs", {})))
+    sha = ""
+    if config.get("weights"):
+        wpath = Path(config["weights"])
+        if not wpath.is_absolute():
+            wpath = base / wpath
+        if not wpath.is_file():
+            raise FileNotFoundError(f"model weights {wpath} named in the config do not exist")
+        state = torch.load(wpath, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"weights {wpath} do not fit architecture {config['architecture']!r}: {exc}") from exc
+        sha = file_sha256(wpath)
+        config["weights"] = str(wpath.resolve())
+    norm = config.get("normalisation", {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
+    model.eval().to(resolve_device(device))
+    return ModelBundle(model=model, classes=list(config["classes"]), tile_size=int(config["tile_size"]),
+                       mpp=float(config["mpp"]), mean=tuple(norm["mean"]), std=tuple(norm["std"]),
+                       config=config, weights_sha256=sha)
+
+
+def save_model(model: nn.Module, directory: str | Path, config: dict, name: str = "model") -> Path:
+    """Save ``model.state_dict()`` as ``name.pt`` and ``config`` (+ weights name) as ``name.json``.
+
+    Returns the JSON path. Both files are written atomically.
+    """
+    import os
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    wpath = directory / f"{name}.pt"
+    tmp = wpath.with_name(wpath.name + f".tmp-{os.getpid()}")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, wpath)
+    cfg = dict(config, weights=wpath.name)
+    jpath = directory / f"{name}.json"
+    tmp = jpath.with_name(jpath.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(cfg, indent=2))
+    os.replace(tmp, jpath)
+    return jpath
