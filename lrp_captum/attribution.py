@@ -351,9 +351,8 @@ class LayerLRP(_LRPEngine, _CaptumLayerLRP):
     """
 
     def __init__(self, model: nn.Module, layer: Union[nn.Module, list], composite:
-                 CompositeLike = None, canonizers: Optional[str] = "auto",
-                 device_ids: Optional[list] = None) -> None:
-        _CaptumLayerLRP.__init__(self, model, layer, device_ids)
+                 CompositeLike = None, canonizers: Optional[str] = "auto") -> None:
+        _CaptumLayerLRP.__init__(self, model, layer)
         self._init_engine(composite, canonizers)
 
     def attribute(self, inputs, target=None, additional_forward_args: Any = None,

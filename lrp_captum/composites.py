@@ -114,10 +114,21 @@ def _matches(selector: Selector, name: str, module: nn.Module, info: LayerInfo) 
     return bool(selector(name, module, info))
 
 
+_GROUP_NAMES = [(name, getattr(types, name)) for name in
+                ("Linear", "Convolution", "Dense", "BatchNorm", "AvgPool", "MaxPool",
+                 "Activation", "Identity")]
+
+
 def _selector_text(selector: Selector) -> str:
     if isinstance(selector, tuple):
-        return "|".join(t.__name__ for t in selector) if len(selector) < 4 else \
-            f"{len(selector)} layer types"
+        remaining = set(selector)
+        names = []
+        for name, group in _GROUP_NAMES:
+            if set(group) <= remaining:
+                names.append(name)
+                remaining -= set(group)
+        names += sorted(t.__name__ for t in remaining)
+        return "|".join(names)
     if isinstance(selector, type):
         return selector.__name__
     if isinstance(selector, str):

@@ -668,11 +668,11 @@ class PassRule(LRPRule):
 
     def relevance(self, module, inputs, output, relevance_out):
         (x,) = inputs[:1]
-        if relevance_out.shape != x.shape:
+        if relevance_out.numel() != x.numel():
             raise UnsupportedLayerError(
-                f"PassRule needs an elementwise layer, but {type(module).__name__} maps "
-                f"{tuple(x.shape)} to {tuple(relevance_out.shape)}")
-        return (relevance_out,) + tuple(torch.zeros_like(t) for t in inputs[1:])
+                f"PassRule needs an elementwise or reshaping layer, but {type(module).__name__} "
+                f"maps {tuple(x.shape)} to {tuple(relevance_out.shape)}")
+        return (relevance_out.reshape(x.shape),) + tuple(torch.zeros_like(t) for t in inputs[1:])
 
     def engine_output(self, module, inputs, output):
         if isinstance(module, _GRADIENT_IS_PASS):

@@ -139,6 +139,7 @@ def train_demo_model(out_dir: str | Path | None = None, n_examples: int = 4000,
     model = WordCNN(vocab_size=table.shape[0], embed_dim=table.shape[1], widths=widths,
                     n_filters=n_filters, n_classes=len(CLASS_NAMES), pad_id=0,
                     embedding_weights=table)
+    model.class_names = CLASS_NAMES
     enc = lambda exs: encode_for_training(tokenizer, [e.text for e in exs], model.min_length,  # noqa: E731
                                           model.pad_id, max_length)
     (x_train, n_train), y_train = enc(train), torch.tensor([e.label for e in train])
@@ -217,6 +218,7 @@ def load_text_model(model_dir: str | Path, device="auto"):
     if missing or unexpected:
         raise ValueError(f"{state_path} does not match the config: missing {missing}, "
                          f"unexpected {unexpected}")
+    model.class_names = tuple(config.get("class_names", CLASS_NAMES))
     model.to(resolve_device(device)).eval()
     tokenizer = load_tokenizer(max_length=config.get("tokenizer", {}).get("max_length", 128))
     return model, tokenizer, config

@@ -1,0 +1,187 @@
+"""Writers for the files of an explained slide; each is written under a temporary name and
+renamed into place, so a file that exists is complete."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+OVERLAY_TILE = 256
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary sibling of ``path``; on success rename it onto ``path`` (files or folders)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(p: Path):
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    elif p.exists() or p.is_symlink():
+        p.unlink()
+
+
+def write_json(path, obj):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def colourise(values: np.ndarray, vmax: float, cmap: str = "bwr") -> np.ndarray:
+    """(H, W) relevance -> (H, W, 3) uint8 with a diverging map symmetric in ±``vmax``; 0 is white."""
+    import matplotlib
+
+    lut = (matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+    v = np.nan_to_num(values, nan=0.0) / max(vmax, 1e-30)
+    idx = np.clip(np.round((v + 1) * 127.5), 0, 255).astype(np.intp)
+    return lut[idx]
+
+
+def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    h, w = a.shape
+    hp, wp = -(-h // f) * f, -(-w // f) * f
+    p = np.zeros((hp, wp), np.float64)
+    n = np.zeros((hp, wp), np.float64)
+    p[:h, :w] = a
+    n[:h, :w] = 1
+    return (p.reshape(hp // f, f, wp // f, f).sum((1, 3)) / n.reshape(hp // f, f, wp // f, f).sum((1, 3))).astype(np.float32)
+
+
+def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", band_rows: int = 512):
+    """Colourised pyramidal TIFF of a 2-D zarr/numpy map; OpenSlide opens it as ``generic-tiff``.
+
+    Level 0 has the map's size; its resolution ``mpp`` (µm/px) is written as TIFF resolution tags, so
+    the overlay is physically aligned with the slide. Level 0 is streamed from ``array`` in bands
+    of ``band_rows``; reduced levels (each 4x smaller, down to <= 1024 px) are kept in memory only
+    at 1/16 of the map's area or less.
+    """
+    import tifffile
+
+    H, W = array.shape
+    downs = [1]
+    while max(H, W) / downs[-1] > 1024:
+        downs.append(downs[-1] * 4)
+    band_rows = max(OVERLAY_TILE, band_rows // OVERLAY_TILE * OVERLAY_TILE)
+    reduced = {}
+    T = OVERLAY_TILE
+
+    def level0_tiles():
+        parts = []
+        for y in range(0, H, band_rows):
+            band = np.asarray(array[y:min(H, y + band_rows), :], dtype=np.float32)
+            if len(downs) > 1:
+                parts.append(band)
+            rgb = colourise(band, vmax, cmap)
+            for ty in range(0, band.shape[0], T):
+                for tx in range(0, W, T):
+                    tile = np.full((T, T, 3), 255, np.uint8)
+                    blk = rgb[ty:ty + T, tx:tx + T]
+                    tile[:blk.shape[0], :blk.shape[1]] = blk
+                    yield tile
+            if len(downs) > 1:
+                # reduce whole multiples of 4 rows now, carry the remainder
+                rows = np.concatenate(parts, 0)
+                keep = rows.shape[0] // 4 * 4 if y + band_rows < H else rows.shape[0]
+                reduced.setdefault(4, []).append(_block_mean(rows[:keep], 4))
+                parts = [rows[keep:]] if keep < rows.shape[0] else []
+
+    with atomic_path(path) as tmp:
+        res = 1e4 / mpp
+        with tifffile.TiffWriter(tmp, bigtiff=H * W * 3 > 2**31) as tif:
+            kw = dict(photometric="rgb", compression="zlib", tile=(T, T), dtype=np.uint8,
+                      resolutionunit="CENTIMETER", metadata=None,
+                      description="lrp_captum relevance overlay")
+            tif.write(level0_tiles(), shape=(H, W, 3), resolution=(res, res), **kw)
+            if len(downs) > 1:
+                level = np.concatenate(reduced[4], 0)
+                for i, d in enumerate(downs[1:]):
+                    if i > 0:
+                        level = _block_mean(level, 4)
+                    tif.write(colourise(level, vmax, cmap), resolution=(res / d, res / d),
+                              subfiletype=1, **kw)
+    return Path(path)
+
+
+def write_geojson(path, table, classes):
+    """QuPath-readable GeoJSON FeatureCollection: one square polygon per tile in level-0 pixels,
+    classified by prediction, with the per-tile numbers as ``measurements``."""
+    meas_cols = [c for c in table.columns if c in ("probability", "relevance_sum", "relevance_pos",
+                                                   "relevance_neg", "tissue_fraction")
+                 or c.startswith("p_")]
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write('{"type": "FeatureCollection", "features": [\n')
+        for k, row in enumerate(table.itertuples(index=False)):
+            r = row._asdict()
+            x0, y0, x1, y1 = r["x0"], r["y0"], r["x0"] + r["w0"], r["y0"] + r["h0"]
+            feat = {"type": "Feature", "id": f"tile-{r['tile_index']}",
+                    "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1],
+                                                                     [x0, y1], [x0, y0]]]},
+                    "properties": {"objectType": "tile", "name": f"tile {r['row']},{r['col']}",
+                                   "classification": {"name": str(r["prediction"])},
+                                   "measurements": {c: float(r[c]) for c in meas_cols}}}
+            f.write(("" if k == 0 else ",\n") + json.dumps(feat))
+        f.write("\n]}\n")
+
+
+def write_table(path, table):
+    """CSV (``.csv``) or Parquet (``.parquet``) of the per-tile table."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, index=False, float_format="%.7g")
+
+
+def write_overview_png(path, thumbnail_rgb: np.ndarray, heat: np.ndarray, vmax: float, title: str,
+                       cmap: str = "bwr", unit: str = "relevance per model pixel"):
+    """PNG: slide thumbnail | thumbnail with the relevance heatmap blended in | colour legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rgb = colourise(heat, vmax, cmap).astype(np.float32)
+    alpha = np.clip(np.abs(np.nan_to_num(heat)) / max(vmax, 1e-30), 0, 1)[..., None] * 0.85
+    blend = (thumbnail_rgb * (1 - alpha) + rgb * alpha).astype(np.uint8)
+    h, w = thumbnail_rgb.shape[:2]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4 * h / w + 0.6), dpi=120)
+    for ax, img, t in zip(axes, (thumbnail_rgb, blend), ("slide", "relevance")):
+        ax.imshow(img)
+        ax.set_title(t)
+        ax.axis("off")
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(-vmax, vmax))
+    fig.colorbar(sm, ax=axes, fraction=0.03, label=unit)
+    fig.suptitle(title, fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
