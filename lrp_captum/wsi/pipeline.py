@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +80,15 @@ class _BatchStore:
 
     def __init__(self, work: Path, batch_size: int, keep: int = 4):
         self.work, self.batch_size, self.keep = work, batch_size, keep
-        self.cache: dict[int, dict] = {}
+        self.cache: OrderedDict[int, dict] = OrderedDict()
 
     def batch(self, b: int) -> dict:
         if b not in self.cache:
             with np.load(self.work / f"batch_{b:06d}.npz") as z:
                 self.cache[b] = {k: z[k] for k in z.files}
             while len(self.cache) > self.keep:
-                self.cache.pop(min(self.cache))
+                self.cache.popitem(last=False)
+        self.cache.move_to_end(b)
         return self.cache[b]
 
     def tile_map(self, i: int) -> np.ndarray:
@@ -190,7 +192,8 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
                   target=target, composite=str(composite), output_mode=output_mode, target_mpp=target_mpp,
                   tile_size=tile_size, overlap=overlap, output_downsample=d_out, min_tissue=min_tissue,
                   tissue_options=tissue_options or {}, slide_mpp=mpp0, batch_size=batch_size,
-                  device=bundle.device.type)
+                  device=bundle.device.type, n_tiles=len(tiles),
+                  tiles_sha256=hashlib.sha256(tiles.tobytes()).hexdigest())
     params_hash = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
     done = _check_out_dir(out, params_hash, overwrite) if out.exists() else None
     if done is not None:

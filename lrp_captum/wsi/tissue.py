@@ -68,6 +68,7 @@ def tissue_mask_from_rgb(rgb: np.ndarray, *, threshold: float | None = None, min
     slide yields an empty mask instead of amplified noise). Then closing/opening with a disk of
     ``closing_px`` and removal of objects and holes smaller than the given pixel counts.
     """
+    from scipy import ndimage
     from skimage import morphology
     from skimage.filters import threshold_otsu
 
@@ -80,7 +81,8 @@ def tissue_mask_from_rgb(rgb: np.ndarray, *, threshold: float | None = None, min
     mask = sat > threshold
     if closing_px > 0:
         fp = morphology.disk(closing_px)
-        mask = morphology.binary_opening(morphology.binary_closing(mask, fp), fp)
+        mask = ndimage.binary_closing(np.pad(mask, closing_px), fp)[closing_px:-closing_px, closing_px:-closing_px]
+        mask = ndimage.binary_opening(mask, fp)
     if min_object_px > 0:
         mask = morphology.remove_small_objects(mask, max_size=min_object_px)
     if min_hole_px > 0:
