@@ -251,7 +251,8 @@ def _check_and_rewrite_ops(result: Canonized, shapes: dict) -> None:
         if node.op == "call_function" and target in _ADD or \
                 node.op == "call_method" and target in ("add", "add_", "__add__", "__iadd__"):
             if len(tensor_args) >= 2 and not node.kwargs:
-                _replace_with_module(result, node, Sum(), tensor_args, f"sum@{node.name}")
+                _replace_with_module(result, node, Sum(), tensor_args, f"sum@{node.name}",
+                                     shapes)
                 result.changes.append(f"{_describe(node)} -> Sum layer")
             continue
         if node.op == "call_function" and target in _SUB or \
@@ -265,10 +266,9 @@ def _check_and_rewrite_ops(result: Canonized, shapes: dict) -> None:
                     unsupported.append(f"{_describe(node)}: product of two tensors of the same "
                                        "shape (not a gate); give it a module with a rule")
                     continue
-                new = _replace_with_module(result, node, GatedProduct(), [value, gate],
-                                           f"gate@{node.name}")
+                _replace_with_module(result, node, GatedProduct(), [value, gate],
+                                     f"gate@{node.name}", shapes)
                 result.changes.append(f"{_describe(node)} -> GatedProduct (gate is constant)")
-                del new
             continue
         if node.op == "call_function" and target in _RELU:
             if node.kwargs.get("inplace") or target is torch.relu_:
@@ -286,14 +286,14 @@ def _check_and_rewrite_ops(result: Canonized, shapes: dict) -> None:
             fn = target if not extra_args else (lambda x, _f=target, _a=extra_args, **kw:
                                                  _f(x, *_a, **kw))
             _replace_with_module(result, node, FunctionalActivation(fn, fn_name, kwargs),
-                                 [node.args[0]], f"{fn_name}@{node.name}")
+                                 [node.args[0]], f"{fn_name}@{node.name}", shapes)
             result.changes.append(f"{_describe(node)} -> FunctionalActivation")
             continue
         if node.op == "call_method" and target in _ACTIVATION_METHODS:
             name = target.rstrip("_")
             fn = getattr(torch, name)
             _replace_with_module(result, node, FunctionalActivation(fn, name),
-                                 [node.args[0]], f"{name}@{node.name}")
+                                 [node.args[0]], f"{name}@{node.name}", shapes)
             continue
         if node.op == "call_function" and (target in _SAFE_FUNCTIONS or getattr(
                 target, "__name__", "") in _SAFE_FUNCTION_NAMES):
@@ -339,7 +339,7 @@ def _is_squashed(node: fx.Node) -> bool:
 
 
 def _replace_with_module(result: Canonized, node: fx.Node, module: nn.Module, args: list,
-                         display: str) -> fx.Node:
+                         display: str, shapes: Optional[dict] = None) -> fx.Node:
     graph = result.module.graph
     stack = node.meta.get("nn_module_stack") or {}
     prefix = f"{list(stack)[-1]}." if stack else ""
@@ -347,6 +347,8 @@ def _replace_with_module(result: Canonized, node: fx.Node, module: nn.Module, ar
     with graph.inserting_after(node):
         new = graph.call_module(target, tuple(args))
     new.meta = dict(node.meta)
+    if shapes is not None and node in shapes:
+        shapes[new] = shapes[node]
     node.replace_all_uses_with(new)
     graph.erase_node(node)
     return new

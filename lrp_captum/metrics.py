@@ -642,7 +642,8 @@ def model_randomisation(model: nn.Module, explain: Explainer, inputs: Tensor, ta
         ``explain(model, inputs, target)``; called on ``model`` and on the randomised copy.
     layers : int or sequence of str
         The last ``layers`` parametrised leaf modules (in registration order), or module names
-        (as in ``model.named_modules()``), whose ``reset_parameters()`` is called.
+        (as in ``model.named_modules()``), whose ``reset_parameters()`` is called (modules
+        without one get each parameter redrawn from a normal of its own mean and std).
     similarity : {"spearman", "pearson"}
         Correlation between the channel-summed explanations of each example.
     absolute : bool
@@ -674,9 +675,14 @@ def model_randomisation(model: nn.Module, explain: Explainer, inputs: Tensor, ta
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for name, module in chosen:
-            if not hasattr(module, "reset_parameters"):
-                raise ValueError(f"module {name!r} ({type(module).__name__}) has no reset_parameters()")
-            module.reset_parameters()
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+                continue
+            # custom layer: redraw each parameter from a normal with its own mean and std
+            with torch.no_grad():
+                for param in module.parameters(recurse=False):
+                    std = param.std().item() if param.numel() > 1 else 0.0
+                    param.normal_(param.mean().item(), std if std > 0 else 1.0)
     a = explain(model, inputs, t).detach().reshape(n, -1)
     b = explain(randomised, inputs, t).detach().reshape(n, -1)
     if absolute:

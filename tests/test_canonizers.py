@@ -1,0 +1,95 @@
+"""Canonizers rewrite a copy of the graph; the model itself is never touched."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrp_captum import LRP, canonize
+from lrp_captum.layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
+
+
+class Block(nn.Module):
+    """Functional activations, in-place ops, a gate, a residual sum and a concatenation."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Conv2d(4, 4, 1)
+        self.head = nn.Linear(8 * 4, 3)
+
+    def forward(self, x):
+        h = F.silu(self.bn(self.conv(x)))
+        gate = torch.sigmoid(self.fc(h.mean((2, 3), keepdim=True)))
+        h = h * gate
+        h = F.relu(h + x, inplace=True)
+        h = torch.cat([h, x], 1)
+        return self.head(F.adaptive_avg_pool2d(h, 2).flatten(1))
+
+
+def _model():
+    torch.manual_seed(0)
+    m = Block().eval()
+    m.bn.running_mean.uniform_(-1, 1)
+    m.bn.running_var.uniform_(0.5, 2)
+    return m
+
+
+def test_rewrites_each_pattern_into_a_layer():
+    model = _model()
+    x = torch.randn(2, 4, 6, 6)
+    canonized = canonize(model, (x,))
+    kinds = [type(m) for _, m in canonized.layers()]
+    assert MergedBatchNorm in kinds and Sum in kinds and GatedProduct in kinds
+    assert sum(k is FunctionalActivation for k in kinds) == 2  # silu and sigmoid
+    with torch.no_grad():
+        assert torch.allclose(canonized.module(x), model(x), atol=1e-5)
+
+
+def test_merged_batchnorm_follows_later_weight_changes():
+    model = _model()
+    x = torch.randn(2, 4, 6, 6)
+    canonized = canonize(model, (x,))
+    with torch.no_grad():
+        model.conv.weight.mul_(2.0)
+        model.bn.running_var.mul_(0.5)
+        assert torch.allclose(canonized.module(x), model(x), atol=1e-5)
+
+
+def test_gate_gets_no_relevance_and_value_path_conserves():
+    model = _model().double()
+    for m in (model.fc, model.head):
+        nn.init.zeros_(m.bias)
+    model.bn.running_mean.zero_()
+    model.bn.bias.data.zero_()
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    r, delta = LRP(model, composite="zero").attribute(x, target=1, return_convergence_delta=True)
+    assert delta.abs().max() < 1e-9 * model(x).abs().max()
+
+
+def test_the_users_model_is_not_modified():
+    model = _model()
+    before = {n: type(m) for n, m in model.named_modules()}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    canonize(model, (torch.randn(1, 4, 6, 6),))
+    assert {n: type(m) for n, m in model.named_modules()} == before
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+
+
+def test_untraceable_model_gets_advice():
+    class Dynamic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow
+                return self.lin(x)
+            return -self.lin(x)
+
+    import pytest
+    from lrp_captum import CanonizationError
+    with pytest.raises(CanonizationError, match="canonizers=None"):
+        LRP(Dynamic().eval()).attribute(torch.randn(1, 3), target=0)
+    # and it works without canonizers
+    r = LRP(Dynamic().eval(), canonizers=None).attribute(torch.ones(1, 3), target=0)
+    assert r.shape == (1, 3)
