@@ -67,6 +67,9 @@ class First:
         members = info.members(self.layer_types)
         return bool(members) and members[0] == info.order
 
+    def __repr__(self) -> str:
+        return f"first {_selector_text(self.layer_types)} layer"
+
 
 @dataclass(frozen=True)
 class Position:
@@ -84,6 +87,9 @@ class Position:
         if info.order not in members:
             return False
         return self.start <= members.index(info.order) / len(members) < self.stop
+
+    def __repr__(self) -> str:
+        return f"{_selector_text(self.layer_types)} at [{self.start:g}, {self.stop:g})"
 
 
 @dataclass(frozen=True)

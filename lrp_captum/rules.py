@@ -250,7 +250,10 @@ class LRPRule(PropagationRule):
 
 def _fmt(value) -> str:
     if torch.is_tensor(value):
-        return f"tensor{tuple(value.shape)}" if value.numel() > 4 else str(value.tolist())
+        if value.numel() > 4:
+            return f"tensor{tuple(value.shape)}"
+        return "[" + ", ".join(f"{v:.4g}" for v in value.flatten().tolist()) + "]" \
+            if value.dim() else f"{value.item():.4g}"
     return repr(value)
 
 
