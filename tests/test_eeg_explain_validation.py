@@ -1,0 +1,115 @@
+"""explain_epochs checks its input against the model's config and says what differs."""
+import mne
+import numpy as np
+import pytest
+import torch
+
+from lrp_captum.eeg.explain import EpochsMismatchError, check_epochs, explain_epochs
+from lrp_captum.eeg.models import build_model
+from lrp_captum.eeg.simulate import simulate_epochs
+from lrp_captum.eeg.train import EEGModelConfig
+
+
+@pytest.fixture(scope="module")
+def epochs():
+    return simulate_epochs("erp", n_epochs=12, seed=5)
+
+
+@pytest.fixture(scope="module")
+def model(epochs):
+    torch.manual_seed(0)
+    net = build_model("eegnet", len(epochs.ch_names), len(epochs.times)).eval()
+    net.eeg_config = EEGModelConfig(
+        architecture="eegnet", ch_names=list(epochs.ch_names), sfreq=epochs.info["sfreq"],
+        n_times=len(epochs.times), tmin=float(epochs.tmin),
+        class_names=["non_target", "target"])
+    return net
+
+
+def test_matching_epochs_give_microvolt_input_in_model_channel_order(epochs, model):
+    X = check_epochs(epochs, model.eeg_config)
+    assert X.dtype == np.float32 and X.shape == (12, 28, 100)
+    np.testing.assert_allclose(X, epochs.get_data() * 1e6, rtol=1e-6)
+
+
+def test_renamed_channel_is_named_in_the_error(epochs, model):
+    renamed = epochs.copy().rename_channels({"Pz": "POz"})
+    with pytest.raises(EpochsMismatchError, match=r"missing \['Pz'\].*not known to the model \['POz'\]"):
+        explain_epochs(model, renamed)
+
+
+def test_missing_channels_report_the_count(epochs, model):
+    fewer = epochs.copy().drop_channels(["Fp1", "Fp2"])
+    with pytest.raises(EpochsMismatchError, match=r"28 channels \(26 given\).*'Fp1', 'Fp2'"):
+        explain_epochs(model, fewer)
+
+
+def test_different_sampling_rate_is_rejected_with_resample_hint(epochs, model):
+    resampled = epochs.copy().resample(128.0)
+    with pytest.raises(EpochsMismatchError, match=r"128 Hz.*trained at 100 Hz.*resample\(100\)"):
+        explain_epochs(model, resampled)
+
+
+def test_too_short_epochs_are_rejected(epochs, model):
+    short = epochs.copy().crop(-0.2, 0.5)
+    with pytest.raises(EpochsMismatchError, match=r"71 samples.*needs 100 samples.*too short"):
+        explain_epochs(model, short)
+
+
+def test_shifted_epoch_start_is_rejected(epochs, model):
+    shifted = epochs.copy().shift_time(0.0, relative=False)
+    with pytest.raises(EpochsMismatchError, match=r"start at 0 s.*expects -0.2 s"):
+        explain_epochs(model, shifted)
+
+
+def test_nan_values_name_epoch_and_channel(epochs, model):
+    data = epochs.get_data()
+    data[3, epochs.ch_names.index("Cz"), 10] = np.nan
+    broken = mne.EpochsArray(data, epochs.info, events=epochs.events, tmin=epochs.tmin,
+                             event_id=epochs.event_id, verbose=False)
+    with pytest.raises(EpochsMismatchError, match=r"1 epoch\(s\) contain NaN.*epoch 3 channel 'Cz'"):
+        explain_epochs(model, broken)
+
+
+def test_microvolts_stored_as_volts_are_rejected(epochs, model):
+    wrong = mne.EpochsArray(epochs.get_data() * 1e6, epochs.info, events=epochs.events,
+                            tmin=epochs.tmin, event_id=epochs.event_id, verbose=False)
+    with pytest.raises(EpochsMismatchError, match="microvolts written as volts"):
+        explain_epochs(model, wrong)
+
+
+def test_bad_channels_must_be_repaired(epochs, model):
+    marked = epochs.copy()
+    marked.info["bads"] = ["C3"]
+    with pytest.raises(EpochsMismatchError, match=r"\['C3'\] are marked bad.*interpolate_bads"):
+        explain_epochs(model, marked)
+
+
+def test_reordered_channels_give_the_same_relevance(epochs, model):
+    order = list(reversed(epochs.ch_names))
+    reordered = epochs.copy().reorder_channels(order)
+    a = explain_epochs(model, epochs, composite="epsilon", device="cpu")
+    b = explain_epochs(model, reordered, composite="epsilon", device="cpu")
+    assert b.epochs.ch_names == model.eeg_config.ch_names
+    np.testing.assert_allclose(a.epochs.get_data(), b.epochs.get_data(), rtol=1e-5, atol=1e-9)
+
+
+def test_non_epochs_input_is_a_type_error(model):
+    with pytest.raises(TypeError, match="mne.Epochs"):
+        explain_epochs(model, np.zeros((2, 28, 100)))
+
+
+def test_missing_file_is_named(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere-epo.fif"):
+        explain_epochs(model, tmp_path / "nothere-epo.fif")
+
+
+def test_model_without_config_is_rejected(epochs):
+    bare = build_model("eegnet", 28, 100).eval()
+    with pytest.raises(ValueError, match="no EEGModelConfig"):
+        explain_epochs(bare, epochs)
+
+
+def test_unknown_target_name_is_rejected(epochs, model):
+    with pytest.raises(ValueError, match="'oddball' is not"):
+        explain_epochs(model, epochs, target="oddball")
