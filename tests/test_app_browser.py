@@ -1,0 +1,150 @@
+"""The app in a real headless Chromium (Debian package, driven by Playwright).
+
+Starts ``streamlit run apps/streamlit_app.py`` on localhost with real slides and results, opens
+the slide viewer and checks what a user sees. Screenshots go to ``test-artifacts/``.
+Needs: ``apt-get install -y chromium`` and ``scripts/fetch_openseadragon.sh``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lrp_captum.app_cli import streamlit_command
+from test_app_fixtures import make_fixture_dirs
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    slides, results = make_fixture_dirs(tmp_path_factory.mktemp("browser"))
+    port = _free_port()
+    env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results))
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
+    proc = subprocess.Popen(streamlit_command(port), env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, "streamlit exited early"
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_viewer(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(url + "/?slide=case_0.tif", timeout=60_000)
+    page.wait_for_selector("iframe", timeout=60_000)
+    deadline = time.monotonic() + 30
+    while not any("/viewer" in f.url for f in page.frames):
+        assert time.monotonic() < deadline, "viewer iframe did not load"
+        page.wait_for_timeout(100)
+    frame = next(f for f in page.frames if "/viewer" in f.url)
+    frame.wait_for_function("window.lrpViewer && window.lrpViewer.ready && window.lrpViewer.tilesLoaded >= 4"
+                            " && window.lrpViewer.viewer.world.getItemCount() >= 2", timeout=60_000)
+    # wait until every visible tile has been drawn
+    frame.wait_for_function("window.lrpViewer.viewer.world.getItemAt(0).getFullyLoaded() && "
+                            "window.lrpViewer.viewer.world.getItemAt(1).getFullyLoaded()", timeout=60_000)
+    return page, frame
+
+
+def viewer_pixels(frame) -> np.ndarray:
+    png = frame.locator("#viewer").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def red_fraction(px: np.ndarray) -> float:
+    return float(((px[..., 0] - px[..., 2]) > 80).mean())
+
+
+def test_viewer_renders_slide_and_overlay_tiles(browser, app_url):
+    page, frame = open_viewer(browser, app_url)
+    page.screenshot(path=str(ARTIFACTS / "app_slide_viewer.png"), full_page=True)
+    px = viewer_pixels(frame)
+    assert px.std() > 10                           # not a blank canvas
+    assert red_fraction(px) > 0.01                 # positive relevance (red) is drawn
+    assert ((px[..., 2] - px[..., 0]) > 80).mean() > 0.01  # negative relevance (blue) too
+    assert frame.evaluate("window.lrpViewer.tilesFailed") == 0
+    page.close()
+
+
+def test_opacity_change_fades_overlay_and_keeps_the_view(browser, app_url):
+    page, frame = open_viewer(browser, app_url)
+    frame.evaluate("(() => { const v = window.lrpViewer.viewer.viewport; v.zoomTo(v.getZoom() * 2.5, null, true); })()")
+    frame.wait_for_function("window.lrpViewer.viewer.world.getItemAt(1).getFullyLoaded()", timeout=30_000)
+    page.wait_for_timeout(500)
+    zoom_before = frame.evaluate("window.lrpViewer.viewer.viewport.getZoom(true)")
+    before = red_fraction(viewer_pixels(frame))
+    frame.locator("#opacity").fill("5")
+    page.wait_for_timeout(500)
+    after = red_fraction(viewer_pixels(frame))
+    page.screenshot(path=str(ARTIFACTS / "app_opacity_low.png"), full_page=True)
+    assert frame.evaluate("window.lrpViewer.viewer.world.getItemAt(1).getOpacity()") == pytest.approx(0.05)
+    assert after < before / 3
+    assert frame.evaluate("window.lrpViewer.viewer.viewport.getZoom(true)") == pytest.approx(zoom_before)
+    # switching the sign and the map replaces the overlay layer without touching zoom/pan
+    frame.locator("input[name=sign][value=positive]").check()
+    frame.locator("#map").select_option("probability")
+    page.wait_for_timeout(500)
+    assert frame.evaluate("window.lrpViewer.viewer.viewport.getZoom(true)") == pytest.approx(zoom_before)
+    page.close()
+
+
+def test_opening_a_top_tile_shows_its_heatmap_without_reloading_the_viewer(browser, app_url):
+    page, frame = open_viewer(browser, app_url)
+    frame.evaluate("window.__sameDocument = true")
+    page.locator("[class*='st-key-open_pos_'] button").first.click()
+    page.get_by_text("Tile at level-0").wait_for(timeout=60_000)
+    caption = page.get_by_text("Relevance (", exact=False).first
+    caption.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "app_tile_view.png"), full_page=True)
+    frame = next(f for f in page.frames if "/viewer" in f.url)
+    assert frame.evaluate("window.__sameDocument === true")  # hash navigation, not a reload
+    assert "#tile=" in frame.url
+    # the tile heatmap image is rendered with visible red (positive tile) pixels
+    imgs = page.locator("[data-testid=stImage] img")
+    sizes = [imgs.nth(i).bounding_box() for i in range(imgs.count())]
+    assert len(sizes) >= 14
+    heatmap = imgs.nth(imgs.count() - 1).screenshot()
+    px = np.asarray(Image.open(io.BytesIO(heatmap)).convert("RGB")).astype(int)
+    assert red_fraction(px) > 0.5
+    page.close()
