@@ -132,9 +132,11 @@ class SlideRenderer:
         self._tex: dict[int, np.ndarray] = {}
 
     def texture(self, d: int) -> np.ndarray:
-        """The 8 transforms averaged over d x d blocks, shape (8, 512/d, 512/d, 3) float32."""
+        """The 8 transforms averaged over d x d blocks, shape (8, 512/d, 512/d, 3) (uint8 for d=1)."""
         if d not in self._tex:
-            self._tex[d] = np.stack([_downscale_mean(t, d) for t in self._base]).astype(np.float32)
+            self._tex[d] = np.stack([_downscale_mean(t, d) for t in self._base])
+            if d > 1:
+                self._tex[d] = self._tex[d].astype(np.float32)
         return self._tex[d]
 
     def region(self, level_downsample: int, x: int, y: int, w: int, h: int) -> np.ndarray:
@@ -156,7 +158,7 @@ class SlideRenderer:
         pc = np.minimum(xs // ps, lay.patch_transform.shape[1] - 1)
         tid = lay.patch_transform[pr[:, None], pc[None, :]]
         vals = tex[tid, (ys % ps)[:, None], (xs % ps)[None, :]]
-        out[mask] = np.clip(vals[mask] + 0.5, 0, 255).astype(np.uint8)
+        out[mask] = vals[mask] if vals.dtype == np.uint8 else np.clip(vals[mask] + 0.5, 0, 255).astype(np.uint8)
         return out
 
 
