@@ -1,0 +1,136 @@
+"""Highlighted-text HTML and JSON for :class:`~lrp_captum.text.explain.TextExplanation`.
+
+Colours: red for relevance *for* the explained class, blue for relevance *against* it, the
+intensity scaled by the largest ``|relevance|`` of the words of that text. The two hues are the
+ends of ColorBrewer's RdBu scale (distinguishable with the common colour-vision deficiencies);
+text switches to white on dark backgrounds to keep a WCAG contrast of at least 4.5:1; and the
+sign is also shown without colour (solid underline = for, dotted = against) and spelled out in
+each word's tooltip / ``aria-label``.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Sequence
+
+from .explain import TextExplanation
+
+POSITIVE_RGB = (178, 24, 43)   # RdBu #b2182b
+NEGATIVE_RGB = (33, 102, 172)  # RdBu #2166ac
+
+
+def relevance_color(value: float, scale: float) -> tuple[str, str]:
+    """Background and text colour (CSS hex) for ``value`` on a ``[-scale, scale]`` range."""
+    t = 0.0 if scale <= 0 else max(-1.0, min(1.0, value / scale))
+    end = POSITIVE_RGB if t >= 0 else NEGATIVE_RGB
+    a = abs(t)
+    rgb = tuple(round(255 + (c - 255) * a) for c in end)
+    background = "#%02x%02x%02x" % rgb
+    return background, ("#ffffff" if _luminance(rgb) < 0.18 else "#000000")
+
+
+def _luminance(rgb) -> float:
+    def lin(c):
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (lin(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
+    def rgb(h):
+        return tuple(int(h[i:i + 2], 16) for i in (1, 3, 5))
+    la, lb = sorted((_luminance(rgb(foreground)), _luminance(rgb(background))), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+_CSS = """
+.lrp-text{font-family:system-ui,sans-serif;line-height:2.1;max-width:60em}
+.lrp-text .lrp-item{margin:0 0 1.2em 0}
+.lrp-text .lrp-meta{font-size:.85em;color:#333}
+.lrp-text .w{padding:.1em .15em;border-radius:.2em}
+.lrp-text .w.pos{border-bottom:2px solid #000}
+.lrp-text .w.neg{border-bottom:2px dotted #000}
+.lrp-text .lrp-warn{font-size:.85em;color:#7a4d00}
+.lrp-legend{display:flex;align-items:center;gap:.5em;font-size:.85em;margin:.5em 0 1em}
+.lrp-legend .bar{width:14em;height:1em;border:1px solid #888;
+ background:linear-gradient(to right,#2166ac,#ffffff,#b2182b)}
+"""
+
+
+def legend_html(scale: float | None = None) -> str:
+    """The colour legend: blue = against, white = 0, red = for the explained class."""
+    lo = f"−{scale:.3g}" if scale is not None else "−max |R|"
+    hi = f"+{scale:.3g}" if scale is not None else "+max |R|"
+    return ('<div class="lrp-legend" role="img" aria-label="colour legend: blue, dotted '
+            'underline = relevance against the class; red, solid underline = relevance for '
+            f'the class; intensity scaled by the largest absolute word relevance">'
+            f'<span>{lo} against (blue, dotted)</span><span class="bar"></span>'
+            f'<span>{hi} for (red, solid)</span></div>')
+
+
+def explanation_html(explanation: TextExplanation, show_meta: bool = True) -> str:
+    """One text as an HTML fragment: the original text with each word highlighted."""
+    e = explanation
+    scale = max((abs(r) for r in e.word_relevance), default=0.0)
+    parts, cursor = [], 0
+    for word, (start, end), rel in zip(e.words, e.word_spans, e.word_relevance):
+        parts.append(html.escape(e.text[cursor:start]))
+        bg, fg = relevance_color(rel, scale)
+        sign = "pos" if rel > 0 else "neg" if rel < 0 else "zero"
+        label = (f"{word}: relevance {rel:+.4f} "
+                 f"({'for' if rel > 0 else 'against' if rel < 0 else 'neutral to'} "
+                 f"{e.target_name})")
+        parts.append(f'<span class="w {sign}" style="background:{bg};color:{fg}" '
+                     f'title="{html.escape(label)}" aria-label="{html.escape(label)}">'
+                     f'{html.escape(e.text[start:end])}</span>')
+        cursor = end
+    rest = e.text[cursor:]
+    if e.truncated:
+        parts.append(f'<span class="lrp-warn"> [… {e.n_words_dropped} word(s) not explained: '
+                     'truncated]</span>')
+    else:
+        parts.append(html.escape(rest))
+    body = "".join(parts) if e.words else '<em>(no words)</em>'
+    meta = ""
+    if show_meta:
+        probs = ", ".join(f"{p:.2f}" for p in e.probabilities)
+        special = ", ".join(f"{s['token']} {s['relevance']:+.3f}" for s in e.special_tokens)
+        how = f"LRP ({e.composite})" if e.method == "lrp" else e.method
+        meta = (f'<div class="lrp-meta">explained class: <b>{html.escape(e.target_name)}</b> '
+                f'(predicted {html.escape(e.predicted_name)}; probabilities {probs}); '
+                f'{html.escape(how)}; max |word relevance| {scale:.3g}; special tokens: '
+                f'{html.escape(special) or "none"}</div>')
+    warns = "".join(f'<div class="lrp-warn" role="note">⚠ {html.escape(w)}</div>'
+                    for w in e.warnings)
+    return f'<div class="lrp-item"><div>{body}</div>{meta}{warns}</div>'
+
+
+def explanations_html(explanations: Sequence[TextExplanation], title: str = "Word relevance"
+                      ) -> str:
+    """A complete HTML page with a legend and one highlighted block per text."""
+    items = "\n".join(explanation_html(e) for e in explanations)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
+            f'<body><div class="lrp-text"><h1>{html.escape(title)}</h1>'
+            "<p>Each word's colour shows its relevance for the explained class, scaled "
+            "per text by its largest absolute word relevance.</p>"
+            f"{legend_html()}\n{items}</div></body></html>\n")
+
+
+def write_html(explanations: Sequence[TextExplanation], path: str | Path, **kwargs) -> Path:
+    """Write :func:`explanations_html` to ``path`` (UTF-8)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(explanations_html(explanations, **kwargs), encoding="utf-8")
+    return path
+
+
+def explanations_json(explanations: Sequence[TextExplanation] | TextExplanation,
+                      indent: int | None = 2) -> str:
+    """JSON text of one explanation (an object) or several (an array)."""
+    if isinstance(explanations, TextExplanation):
+        return json.dumps(explanations.to_dict(), indent=indent, ensure_ascii=False)
+    return json.dumps([e.to_dict() for e in explanations], indent=indent, ensure_ascii=False)
