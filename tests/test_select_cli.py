@@ -26,7 +26,8 @@ def test_rank_with_factory_weights_and_pt_batch_writes_the_report(planted_files,
     rc = main(["evaluate", "rank", "--model", "lrp_captum.groundtruth:PlantedPatternCNN",
                "--weights", str(planted_files / "weights.pt"), "--inputs", str(planted_files / "batch.pt"),
                "--normalize", "none", "--composites", "epsilon_gamma_box,epsilon_plus_flat",
-               "--captum", "saliency", "--patch-size", "8", "--out", str(out)])
+               "--captum", "saliency", "--patch-size", "8", "--steps", "4", "--max-images", "2",
+               "--randomisation-layers", "0", "--out", str(out)])
     assert rc == 0
     assert {p.name for p in out.iterdir()} == {"report.md", "curves.png", "results.csv", "curves.csv"}
     printed = capsys.readouterr().out
@@ -42,6 +43,7 @@ def test_rank_with_torchvision_name_and_image_folder(tmp_path, capsys):
         Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     rc = main(["evaluate", "rank", "--model", "resnet18", "--num-classes", "3", "--inputs", str(folder),
                "--image-size", "32", "--composites", "epsilon_plus", "--captum", "", "--patch-size", "8",
+               "--steps", "4",
                "--randomisation-layers", "0", "--out", str(tmp_path / "r")])
     assert rc == 0
     rows = collections.Counter(line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()
