@@ -242,20 +242,40 @@ class _Attributor:
         if method == "lrp":
             from lrp_captum import LRP
             if self.hf:
-                self.engine = LRP(_InputsEmbedsClassifier(model), composite=composite,
+                self.engine = LRP(_InputsEmbedsClassifier(model).eval(), composite=composite,
                                   canonizers=canonizers)
             else:
                 self.engine = _layer_lrp(model, self.layer, composite, canonizers)
         elif method == "input_x_gradient":
             from captum.attr import InputXGradient, LayerGradientXActivation
-            self.engine = (InputXGradient(_InputsEmbedsClassifier(model)) if self.hf
+            self.engine = (InputXGradient(_InputsEmbedsClassifier(model).eval()) if self.hf
                            else LayerGradientXActivation(model, self.layer))
         elif method == "integrated_gradients":
             from captum.attr import IntegratedGradients, LayerIntegratedGradients
-            self.engine = (IntegratedGradients(_InputsEmbedsClassifier(model)) if self.hf
+            self.engine = (IntegratedGradients(_InputsEmbedsClassifier(model).eval()) if self.hf
                            else LayerIntegratedGradients(model, self.layer))
         else:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+    def _lrp(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        from lrp_captum import CanonizationError
+        from lrp_captum.composites import get_composite, leaf_layers
+
+        try:
+            return self.engine.attribute(inputs, target=target, output_mode=self.output_mode)
+        except CanonizationError as exc:
+            if "could not trace" not in str(exc):
+                raise
+            # fx gave up before it could name an op: name the layers no rule covers instead
+            model = self.engine.model
+            try:
+                get_composite(self.engine.composite or "epsilon").resolve_layers(
+                    leaf_layers(model))
+            except TypeError as no_rule:
+                raise CanonizationError(
+                    f"{type(self.model).__name__} cannot be explained with LRP: {no_rule} "
+                    f"(Also: {exc})") from exc
+            raise
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -268,7 +288,7 @@ class _Attributor:
         target = torch.tensor(targets, device=ids.device)
         inputs = self.layer(ids).detach() if self.hf else ids
         if self.method == "lrp":
-            rel = self.engine.attribute(inputs, target=target, output_mode=self.output_mode)
+            rel = self._lrp(inputs, target)
         elif self.method == "input_x_gradient":
             rel = self.engine.attribute(inputs, target=target)
         else:
