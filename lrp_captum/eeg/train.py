@@ -198,6 +198,7 @@ def fit_epochs(epochs: mne.BaseEpochs, architecture: str = "shallow", model_kwar
     """
     model_kwargs = dict(model_kwargs or {})
     X, y, class_names = epochs_to_arrays(epochs, units=units)
+    torch.manual_seed(train_kwargs.get("seed", 0))  # weight initialisation is part of the seed
     model = build_model(architecture, X.shape[1], X.shape[2], len(class_names), **model_kwargs)
     history = train_model(model, X, y, **train_kwargs)
     picks = mne.pick_types(epochs.info, eeg=True)
