@@ -321,3 +321,39 @@ def relevance_concentration(relevance: mne.BaseEpochs, channels, tmin: float,
     mass = relevance_mass_accuracy(data, masks).numpy()
     share = float(mask.mean())
     return {"mass": mass, "share": share, "ratio": float(mass.mean() / share)}
+
+
+def find_relevance_folders(results_dir) -> list[Path]:
+    """Folders under ``results_dir`` (itself included) written by ``EEGRelevance.save``."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such results folder.")
+    return sorted(p.parent for p in root.rglob("relevance-ave.fif")
+                  if (p.parent / "relevance-epo.fif").exists())
+
+
+def load_relevance(folder) -> tuple[mne.BaseEpochs, dict, dict]:
+    """Read a folder written by ``EEGRelevance.save`` (and ``lrp-captum eeg explain``).
+
+    Returns
+    -------
+    epochs : mne.Epochs
+        Relevance per trial, with the metadata of :func:`explain_epochs`.
+    evokeds : dict of str -> mne.Evoked
+        Class averages by class name.
+    summary : dict
+        ``summary.json`` of the CLI, or ``{}``.
+    """
+    import json
+
+    folder = Path(folder)
+    for name in ("relevance-epo.fif", "relevance-ave.fif"):
+        if not (folder / name).exists():
+            raise FileNotFoundError(f"{folder / name} not found: run "
+                                    "'lrp-captum eeg explain ... --out DIR' first.")
+    epochs = mne.read_epochs(folder / "relevance-epo.fif", preload=True, verbose=False)
+    evokeds = {e.comment: e for e in mne.read_evokeds(folder / "relevance-ave.fif",
+                                                       verbose=False)}
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return epochs, evokeds, summary

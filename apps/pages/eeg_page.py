@@ -1,0 +1,63 @@
+"""EEG page of the app: browse results of ``lrp-captum eeg explain`` (thin: library calls only)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def render_eeg_page(st, results_dir) -> None:
+    """Show class averages, topomaps and single trials of the EEG relevance under ``results_dir``.
+
+    Parameters
+    ----------
+    st : the ``streamlit`` module
+    results_dir : path
+        A folder written by ``lrp-captum eeg explain --out DIR``, or a folder containing such
+        folders.
+    """
+    from lrp_captum.eeg.explain import find_relevance_folders, load_relevance
+    from lrp_captum.eeg.plots import plot_channel_time, plot_class_averages, plot_topomaps
+
+    results_dir = Path(results_dir)
+    folders = find_relevance_folders(results_dir)
+    if not folders:
+        st.info(f"No EEG relevance in {results_dir}: run "
+                "`lrp-captum eeg explain EPOCHS.fif --model MODEL --out DIR` first.")
+        return
+    labels = [str(f.relative_to(results_dir)) if f != results_dir else f.name for f in folders]
+    choice = st.selectbox("Result", labels)
+    epochs, evokeds, summary = load_relevance(folders[labels.index(choice)])
+
+    truth = summary.get("ground_truth") or {}
+    cols = st.columns(3)
+    cols[0].metric("epochs", len(epochs))
+    if summary.get("accuracy") is not None:
+        cols[1].metric("accuracy", f"{summary['accuracy']:.3f}")
+    if truth:
+        cols[2].metric("ground-truth concentration", f"{truth['ratio']:.1f}x")
+    if summary.get("composite"):
+        st.caption(f"composite {summary['composite']}, target {summary.get('target')}")
+
+    t0, t1 = float(epochs.times[0]), float(epochs.times[-1])
+    default = (truth["tmin"], truth["tmax"]) if truth else (t0, t1)
+    window = st.slider("time window (s)", t0, t1, (float(default[0]), float(default[1])),
+                       step=float(epochs.times[1] - epochs.times[0]))
+    highlight = truth.get("channels", [])
+
+    st.subheader("Class averages")
+    st.pyplot(plot_class_averages(evokeds, window, highlight))
+
+    st.subheader("Topomaps")
+    name = st.selectbox("class", list(evokeds))
+    times = st.multiselect("time points (s)", [round(float(t), 2) for t in epochs.times],
+                           default=[round(float(t), 2) for t in
+                                    epochs.times[len(epochs.times) // 4::len(epochs.times) // 4][:3]])
+    st.pyplot(plot_topomaps(evokeds[name], sorted(times), [window], highlight, title=name))
+
+    st.subheader("Single trial")
+    index = st.number_input("trial", min_value=0, max_value=len(epochs) - 1, value=0)
+    row = epochs.metadata.iloc[int(index)] if epochs.metadata is not None else None
+    title = f"trial {int(index)}"
+    if row is not None and "class_name" in row:
+        title += f" ({row['class_name']}, predicted {row.get('predicted')})"
+    st.pyplot(plot_channel_time(epochs[int(index)].average(), window=window,
+                                highlight=highlight, title=title))

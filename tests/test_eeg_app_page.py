@@ -1,0 +1,56 @@
+"""The app's EEG page renders saved relevance with Streamlit's AppTest (no browser)."""
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from lrp_captum.eeg.explain import explain_epochs, find_relevance_folders, load_relevance
+from lrp_captum.eeg.models import build_model
+from lrp_captum.eeg.simulate import simulate_epochs
+from lrp_captum.eeg.train import EEGModelConfig
+
+PAGES = Path(__file__).resolve().parents[1] / "apps" / "pages"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    epochs = simulate_epochs("erp", n_epochs=10, seed=2)
+    torch.manual_seed(0)
+    model = build_model("eegnet", 28, 100).eval()
+    model.eeg_config = EEGModelConfig("eegnet", list(epochs.ch_names), 100.0, 100, -0.2,
+                                      ["non_target", "target"])
+    root = tmp_path_factory.mktemp("eeg_results")
+    explain_epochs(model, epochs, composite="epsilon", device="cpu").save(root / "erp")
+    return root
+
+
+def _page(pages_dir: str, results_dir: str):
+    # runs as a standalone script inside AppTest: imports must be local
+    import importlib.util
+
+    import streamlit as st
+
+    spec = importlib.util.spec_from_file_location("eeg_page", pages_dir + "/eeg_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.render_eeg_page(st, results_dir)
+
+
+def test_saved_relevance_is_found_and_read_back(results):
+    assert find_relevance_folders(results) == [results / "erp"]
+    epochs, evokeds, summary = load_relevance(results / "erp")
+    assert len(epochs) == 10 and set(evokeds) == {"non_target", "target"} and summary == {}
+
+
+def test_page_shows_class_averages_topomaps_and_a_trial(results):
+    at = AppTest.from_function(_page, args=(str(PAGES), str(results)), default_timeout=120).run()
+    assert not at.exception
+    assert [s.value for s in at.subheader] == ["Class averages", "Topomaps", "Single trial"]
+    assert at.selectbox[0].value == "erp"
+    assert at.metric[0].value == "10"
+
+
+def test_page_without_results_says_how_to_make_them(tmp_path):
+    at = AppTest.from_function(_page, args=(str(PAGES), str(tmp_path))).run()
+    assert any("lrp-captum eeg explain" in i.value for i in at.info)
