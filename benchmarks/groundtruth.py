@@ -77,6 +77,50 @@ def heatmap_figure(model, test, device, path: Path, n: int = 6) -> None:
     plt.close(fig)
 
 
+def summarise(out: Path) -> None:
+    """Print the markdown table (mean ± std over seeds) from ``out/seed*/results.csv``."""
+    per_seed: dict[str, list[dict]] = {}
+    files = sorted(out.glob("seed*/results.csv"))
+    if not files:
+        raise SystemExit(f"no seed*/results.csv under {out}; run the benchmark first")
+    for f in files:
+        with open(f) as fh:
+            for row in csv.DictReader(fh):
+                per_seed.setdefault(row["name"], []).append(row)
+
+    def stat(name, col):
+        vals = [float(r[col]) for r in per_seed[name] if r.get(col) not in (None, "", "nan")]
+        vals = [v for v in vals if not math.isnan(v)]
+        if not vals:
+            return float("nan"), float("nan")
+        mean = sum(vals) / len(vals)
+        sd = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+        return mean, sd
+
+    order = sorted(per_seed, key=lambda n: -stat(n, "mass_accuracy")[0])
+    with open(out / "summary.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")])
+        for name in order:
+            w.writerow([name] + [v for c in COLUMNS for v in stat(name, c)])
+    print(f"{len(files)} seed(s): {', '.join(f.parent.name for f in files)}")
+    head = ["method", "mass acc ↑", "pointing ↑", "AOPC MoRF ↑", "AOPC LeRF ↓", "ABPC ↑",
+            "selectivity ↑", "conserv. err ↓", "continuity ↓", "rand. sim ↓", "s / batch"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for name in order:
+        cells = [name]
+        for c in COLUMNS:
+            mean, sd = stat(name, c)
+            if math.isnan(mean):
+                cells.append("n/a")
+            elif c == "seconds":
+                cells.append(f"{mean:.2f}")
+            else:
+                cells.append(f"{mean:.3f} ± {sd:.3f}" if len(files) > 1 else f"{mean:.3f}")
+        print("| " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -91,56 +135,26 @@ def main() -> None:
     p.add_argument("--continuity-samples", type=int, default=2)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", type=Path, default=Path("groundtruth_benchmark"))
+    p.add_argument("--summarise-only", action="store_true",
+                   help="only print the table of the seeds already under --out")
     args = p.parse_args()
+    if args.summarise_only:
+        summarise(args.out)
+        return
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
     args.out.mkdir(parents=True, exist_ok=True)
-
-    per_seed, accs = {}, []
-    mask_fraction = None
     t_all = time.perf_counter()
     for seed in args.seeds:
         res, acc, test, model = run_seed(seed, args, device)
-        accs.append(acc)
-        mask_fraction = test.mask_fraction
-        for row in res.rows:
-            per_seed.setdefault(row["name"], []).append(row)
-        res.write_report(args.out / f"seed{seed}")
+        res.write_report(args.out / f"seed{seed}")  # per seed, so an interrupted run still counts
         if seed == args.seeds[0]:
             heatmap_figure(model, test, device, args.out / "heatmaps.png")
-
-    def stat(name, col):
-        vals = [r.get(col, float("nan")) for r in per_seed[name]]
-        vals = [v for v in vals if not math.isnan(v)]
-        if not vals:
-            return float("nan"), float("nan")
-        mean = sum(vals) / len(vals)
-        sd = (sum((v - mean) ** 2 for v in vals) / max(1, len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
-        return mean, sd
-
-    order = sorted(per_seed, key=lambda n: -stat(n, "mass_accuracy")[0])
-    with open(args.out / "summary.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["method"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")])
-        for name in order:
-            w.writerow([name] + [v for c in COLUMNS for v in stat(name, c)])
     print()
-    print(f"{len(args.seeds)} seeds x {args.n_test} held-out {args.size}x{args.size} images, "
-          f"{args.classes} classes; test accuracy {', '.join(f'{a:.3f}' for a in accs)}; "
-          f"mask area fraction {mask_fraction:.3f}; perturbation: {args.patch}x{args.patch} patches "
-          f"-> {args.baseline}; total {time.perf_counter() - t_all:.0f} s")
-    print()
-    head = ["method", "mass acc ↑", "pointing ↑", "AOPC MoRF ↑", "AOPC LeRF ↓", "ABPC ↑",
-            "selectivity ↑", "conserv. err ↓", "continuity ↓", "rand. sim ↓", "s / batch"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for name in order:
-        cells = [name]
-        for c in COLUMNS:
-            mean, sd = stat(name, c)
-            cells.append("n/a" if math.isnan(mean) else f"{mean:.3f} ± {sd:.3f}" if c != "seconds"
-                         else f"{mean:.2f}")
-        print("| " + " | ".join(cells) + " |")
+    print(f"{args.n_test} held-out {args.size}x{args.size} images per seed, {args.classes} classes; "
+          f"mask area fraction {test.mask_fraction:.3f}; perturbation: {args.patch}x{args.patch} "
+          f"patches -> {args.baseline}; total {time.perf_counter() - t_all:.0f} s")
+    summarise(args.out)
 
 
 if __name__ == "__main__":
