@@ -56,6 +56,7 @@ def register(subparsers) -> None:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--workers", type=int, default=None, help="DataLoader reader processes (default cores-1, max 4)")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     e.add_argument("--overwrite", action="store_true", help="discard a different run already in --out")
     e.add_argument("--keep-work", action="store_true", help="keep per-batch files in OUT/.lrp_work")
     e.add_argument("--quiet", action="store_true", help="no progress bar or messages")
@@ -110,7 +111,7 @@ def _explain(args) -> int:
             output_downsample=args.output_downsample, min_tissue=args.min_tissue,
             tissue_options={"threshold": args.tissue_threshold} if args.tissue_threshold is not None else None,
             slide_mpp_override=args.slide_mpp, batch_size=args.batch_size, num_workers=args.workers,
-            device=args.device, overwrite=args.overwrite, quiet=args.quiet, keep_work=args.keep_work)
+            device=args.device, threads=args.threads, overwrite=args.overwrite, quiet=args.quiet, keep_work=args.keep_work)
     except (SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"lrp-captum slide explain: error: {exc}", file=sys.stderr)
         return 2

@@ -123,7 +123,8 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
                   overlap: float = 0.0, output_downsample: int | None = None, min_tissue: float = 0.1,
                   tissue_options: dict | None = None, slide_mpp_override: float | None = None,
                   batch_size: int = 32, num_workers: int | None = None, device: str = "auto",
-                  overwrite: bool = False, quiet: bool = False, keep_work: bool = False) -> dict:
+                  overwrite: bool = False, quiet: bool = False, keep_work: bool = False,
+                  threads: int | None = None) -> dict:
     """Explain every tissue tile of a slide and write slide-aligned outputs to ``out_dir``.
 
     Parameters
@@ -145,6 +146,8 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
     batch_size, num_workers, device : batching, DataLoader reader processes, ``auto|cpu|cuda``.
     overwrite : discard a finished or unfinished run with other parameters in ``out_dir``.
     quiet : no progress bar or messages.
+    threads : torch CPU threads during the run (default: leave torch's setting). Outputs are
+        reproducible for a given thread count; a resumed run should use the same.
     keep_work : keep the per-batch files in ``out_dir/.lrp_work`` after finishing.
 
     Returns
@@ -156,6 +159,18 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
     SlideReadError, MissingMppError, EmptyTissueError (all ``SlideError``, a ``ValueError``) with
     a message naming the file; ``out_dir`` is then left without outputs.
     """
+    if threads:
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            return explain_slide(slide_path, model_config, out_dir, target=target, composite=composite,
+                                 output_mode=output_mode, mpp=mpp, tile_size=tile_size, overlap=overlap,
+                                 output_downsample=output_downsample, min_tissue=min_tissue,
+                                 tissue_options=tissue_options, slide_mpp_override=slide_mpp_override,
+                                 batch_size=batch_size, num_workers=num_workers, device=device,
+                                 overwrite=overwrite, quiet=quiet, keep_work=keep_work)
+        finally:
+            torch.set_num_threads(before)
     timings = {}
     t_start = time.perf_counter()
     slide_path = Path(slide_path)
@@ -192,7 +207,7 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
                   target=target, composite=str(composite), output_mode=output_mode, target_mpp=target_mpp,
                   tile_size=tile_size, overlap=overlap, output_downsample=d_out, min_tissue=min_tissue,
                   tissue_options=tissue_options or {}, slide_mpp=mpp0, batch_size=batch_size,
-                  device=bundle.device.type, n_tiles=len(tiles),
+                  device=bundle.device.type, torch_threads=torch.get_num_threads(), n_tiles=len(tiles),
                   tiles_sha256=hashlib.sha256(tiles.tobytes()).hexdigest())
     params_hash = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
     done = _check_out_dir(out, params_hash, overwrite) if out.exists() else None

@@ -33,11 +33,35 @@ def open_slide(path: str | Path):
     try:
         return openslide.OpenSlide(str(path))
     except openslide.OpenSlideUnsupportedFormatError as exc:
+        damage = _tiff_damage(path)
+        if damage:
+            raise SlideReadError(f"slide {path} is a TIFF file that cannot be parsed: {damage}. The file is "
+                                 f"probably truncated or corrupt -- copy it again from its source") from exc
         raise SlideReadError(f"slide {path}: OpenSlide does not recognise this file format ({exc}). "
                              f"Convert it to a tiled pyramidal TIFF or a format listed at openslide.org") from exc
     except Exception as exc:  # OpenSlideError and libtiff failures on damaged files
         raise SlideReadError(f"slide {path} cannot be read ({exc}); the file may be truncated or corrupt "
                              f"-- copy it again from its source") from exc
+
+
+def _tiff_damage(path: Path) -> str:
+    """Why a file with a TIFF header is unreadable ("" if it is not a TIFF or looks intact)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return ""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            for page in tif.pages:
+                offsets, counts = page.dataoffsets, page.databytecounts
+                if offsets and max(o + c for o, c in zip(offsets, counts)) > size:
+                    return f"its image data runs past the end of the file ({size} bytes)"
+    except Exception as exc:  # noqa: BLE001 -- any parse failure is the diagnosis
+        return f"{type(exc).__name__}: {exc} (file size {size} bytes)"
+    return "OpenSlide rejects its structure although it has a TIFF header"
 
 
 def slide_mpp(slide, path="slide", override: float | None = None) -> float:
