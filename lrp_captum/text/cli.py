@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     t.add_argument("--out", default=DEFAULT_MODEL_DIR,
                    help=f"output folder for model_state.pt + config.json (default {DEFAULT_MODEL_DIR})")
     t.add_argument("--n-examples", type=int, default=4000)
-    t.add_argument("--epochs", type=int, default=6)
+    t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--filters", type=int, default=32, help="filters per width")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
