@@ -40,7 +40,7 @@ def _train_and_explain(root, out):
                                    device="cpu")
         folder = save_model(model, config, root / f"model_{task}")
         fif, _ = save_simulated(test, root / f"{task}_test-epo.fif")
-        result = explain_epochs(model, test, composite="epsilon_plus", target="true",
+        result = explain_epochs(model, test, composite="epsilon", target="true",
                                 device="cpu")
         out[task] = dict(model=model, config=config, folder=folder, test=test, fif=fif,
                          result=result, truth=read_ground_truth(test))
@@ -112,7 +112,7 @@ def test_saved_model_reloads_with_identical_outputs(trained):
 
 def test_explain_accepts_model_folder_and_fif_path(trained):
     t = trained["erp"]
-    from_paths = explain_epochs(t["folder"], t["fif"], composite="epsilon_plus", target="true",
+    from_paths = explain_epochs(t["folder"], t["fif"], composite="epsilon", target="true",
                                 device="cpu")
     expected = t["result"].epochs.get_data()
     # the fif stores data as float32, so relevance agrees to float32 precision

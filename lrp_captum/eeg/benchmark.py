@@ -68,7 +68,7 @@ def run(seed: int = 0, composites=COMPOSITES, settings=SETTINGS, n_train: int = 
 
 def make_figures(folder, seed: int = 0) -> list[Path]:
     """The figures of ``docs/eeg.md`` (PNG), from ShallowConvNet on motor imagery and EEGNet on
-    the ERP task, explained with ``epsilon_plus``."""
+    the ERP task, explained with ``epsilon`` (LRP-ε)."""
     from .plots import plot_class_averages, plot_topomap_row, plot_topomaps, save_figure
 
     folder = Path(folder)
@@ -79,7 +79,7 @@ def make_figures(folder, seed: int = 0) -> list[Path]:
         truth = read_ground_truth(test)
         model, _ = fit_epochs(train, architecture, max_epochs=80, patience=15, seed=seed,
                               device="cpu")
-        result = explain_epochs(model, test, composite="epsilon_plus", target="true",
+        result = explain_epochs(model, test, composite="epsilon", target="true",
                                 device="cpu")
         window = (truth.tmin, truth.tmax)
         written.append(save_figure(plot_class_averages(result.evokeds, window, truth.channels),

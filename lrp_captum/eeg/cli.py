@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("epochs", help="-epo.fif file")
     p.add_argument("--model", required=True, help="model folder written by 'eeg train'")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--composite", default="epsilon_plus",
+    p.add_argument("--composite", default="epsilon",
                    help="composite name (see 'lrp-captum core composites')")
     p.add_argument("--target", default="predicted",
                    help="'predicted', 'true', a class name or a class index")
