@@ -56,10 +56,12 @@ def svs_run(demo_model, slides, tmp_path_factory):
     """The SVS explained for the "positive" class at output downsample 2, with a progress bar."""
     out = tmp_path_factory.mktemp("run") / "svs"
     err = io.StringIO()
+    calls = []
     with contextlib.redirect_stderr(err):
         manifest = explain_slide(slides["svs"], demo_model, out, target="positive", output_downsample=2,
-                                 batch_size=16, threads=1, quiet=False)
-    return out, manifest, err.getvalue()
+                                 batch_size=16, threads=1, quiet=False,
+                                 progress_callback=lambda done, total: calls.append((done, total)))
+    return out, manifest, err.getvalue(), calls
 
 
 def test_demo_model_separates_dab_positive_tiles(demo_model):
@@ -102,7 +104,7 @@ def _layout_fraction(lay, x0, y0, side, n=8):
 
 
 def test_tiles_cover_tissue_and_skip_glass(svs_run):
-    out, m, _ = svs_run
+    out, m = svs_run[:2]
     table = pd.read_csv(out / "tiles.csv")
     lay = SlideLayout.random(SIZE, SIZE, seed=1)
     side = m["grid"]["tile_size"] * m["grid"]["scale_level0_px_per_target_px"]
@@ -117,7 +119,7 @@ def test_tiles_cover_tissue_and_skip_glass(svs_run):
 
 
 def test_positive_relevance_concentrates_on_the_dab_mask(svs_run, slides):
-    out, m, _ = svs_run
+    out, m = svs_run[:2]
     d = m["output_downsample"]
     rel = zarr.open_group(str(out / "relevance.zarr"), mode="r")["relevance"][:]
     rgb = np.asarray(openslide.OpenSlide(str(slides["svs"])).read_region((0, 0), 0, (SIZE, SIZE)).convert("RGB"))
@@ -135,6 +137,12 @@ def test_positive_relevance_concentrates_on_the_dab_mask(svs_run, slides):
 def test_progress_bar_reports_tiles_per_second_and_quiet_silences_it(svs_run, tiff_run):
     assert "tile/s" in svs_run[2] and "100%" in svs_run[2]
     assert tiff_run[2] == ""
+
+
+def test_progress_callback_counts_up_to_all_tiles(svs_run):
+    calls, n = svs_run[3], svs_run[1]["n_tiles"]
+    assert calls[-1] == (n, n) and len(calls) == math.ceil(n / 16)
+    assert all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
 
 
 def test_rerun_of_a_finished_run_returns_its_manifest_without_work(tiff_run, demo_model, slides):

@@ -82,5 +82,5 @@ def explain_tile(model_bundle, tile_rgb_uint8, target="predicted", composite=DEF
     if tile.ndim != 3 or tile.shape[2] != 3 or tile.dtype != np.uint8:
         raise ValueError(f"tile must be an (H, W, 3) uint8 RGB array, got shape {tile.shape} dtype {tile.dtype}")
     rel, probs, _ = TileExplainer(model_bundle, composite, output_mode).explain(
-        torch.from_numpy(np.ascontiguousarray(tile))[None], target)
+        torch.from_numpy(np.array(tile, copy=True))[None], target)
     return rel[0], probs[0]

@@ -66,6 +66,14 @@ def _versions() -> dict:
     return out
 
 
+def _worker_message(msg: str) -> str:
+    """The original message of an error re-raised by a DataLoader worker (without its traceback)."""
+    if "Original Traceback" in msg:
+        last = msg.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return msg
+
+
 def _save_batch(path: Path, **arrays):
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
@@ -124,7 +132,7 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
                   tissue_options: dict | None = None, slide_mpp_override: float | None = None,
                   batch_size: int = 32, num_workers: int | None = None, device: str = "auto",
                   overwrite: bool = False, quiet: bool = False, keep_work: bool = False,
-                  threads: int | None = None) -> dict:
+                  threads: int | None = None, progress_callback=None) -> dict:
     """Explain every tissue tile of a slide and write slide-aligned outputs to ``out_dir``.
 
     Parameters
@@ -149,6 +157,7 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
     threads : torch CPU threads during the run (default: leave torch's setting). Outputs are
         reproducible for a given thread count; a resumed run should use the same.
     keep_work : keep the per-batch files in ``out_dir/.lrp_work`` after finishing.
+    progress_callback : ``callback(done_tiles, total_tiles)`` after every committed batch (for apps).
 
     Returns
     -------
@@ -168,7 +177,8 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
                                  output_downsample=output_downsample, min_tissue=min_tissue,
                                  tissue_options=tissue_options, slide_mpp_override=slide_mpp_override,
                                  batch_size=batch_size, num_workers=num_workers, device=device,
-                                 overwrite=overwrite, quiet=quiet, keep_work=keep_work)
+                                 overwrite=overwrite, quiet=quiet, keep_work=keep_work,
+                                 progress_callback=progress_callback)
         finally:
             torch.set_num_threads(before)
     timings = {}
@@ -224,7 +234,8 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
         leftover.unlink()
     try:
         manifest = _run(slide, slide_path, bundle, tiles, grid, tissue, out, work, params, params_hash,
-                        d_out, composite, output_mode, target, batch_size, num_workers, quiet, timings, t_start)
+                        d_out, composite, output_mode, target, batch_size, num_workers, quiet, timings, t_start,
+                        progress_callback)
     except SlideError:
         # unusable file: leave nothing behind that could be mistaken for results
         shutil.rmtree(work, ignore_errors=True)
@@ -237,14 +248,14 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
 
 
 def _run(slide, slide_path, bundle, tiles, grid, tissue, out, work, params, params_hash, d_out, composite,
-         output_mode, target, batch_size, num_workers, quiet, timings, t_start):
+         output_mode, target, batch_size, num_workers, quiet, timings, t_start, progress_callback=None):
     from tqdm.auto import tqdm
 
     n = len(tiles)
     n_batches = -(-n // batch_size)
     boxes = footprints(tiles, d_out)
     pending = [b for b in range(n_batches) if not (work / f"batch_{b:06d}.npz").is_file()]
-    done_tiles = n - sum(min(n, (b + 1) * batch_size) - b * batch_size for b in pending)
+    done_tiles = done_before = n - sum(min(n, (b + 1) * batch_size) - b * batch_size for b in pending)
     if num_workers is None:
         num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
     explainer = TileExplainer(bundle, composite, output_mode)
@@ -279,11 +290,16 @@ def _run(slide, slide_path, bundle, tiles, grid, tissue, out, work, params, para
                             maps=np.concatenate(maps).astype(np.float32), map_shapes=np.array(shapes),
                             map_offsets=np.array(offsets))
                 bar.update(len(idx))
+                done_tiles += len(idx)
+                if progress_callback is not None:
+                    progress_callback(done_tiles, n)
+        except SlideError as exc:
+            raise type(exc)(_worker_message(str(exc))) from None
         finally:
             bar.close()
     timings["tiles_s"] = time.perf_counter() - t_loop
     timings["attribution_s"] = t_attr
-    timings["tiles_explained_this_run"] = n - done_tiles
+    timings["tiles_explained_this_run"] = n - done_before
 
     # ---- stitch, streamed band by band into a zarr written under a temporary name ----
     t0 = time.perf_counter()
