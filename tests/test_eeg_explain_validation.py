@@ -78,6 +78,14 @@ def test_microvolts_stored_as_volts_are_rejected(epochs, model):
         explain_epochs(model, wrong)
 
 
+def test_channels_not_in_volts_are_named(epochs, model):
+    other = epochs.copy()
+    with other.info._unlock():
+        other.info["chs"][0]["unit_mul"] = -6  # declared as µV
+    with pytest.raises(EpochsMismatchError, match=r"\['Fp1'\] are not stored in volts"):
+        explain_epochs(model, other)
+
+
 def test_bad_channels_must_be_repaired(epochs, model):
     marked = epochs.copy()
     marked.info["bads"] = ["C3"]

@@ -137,7 +137,9 @@ def test_cli_explain_writes_relevance_figures_and_summary(trained, tmp_path, cap
             "topomaps_target.png", "summary.json"} <= names
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["accuracy"] >= 0.9 and summary["ground_truth"]["ratio"] >= 3
-    assert "explained 80 epochs" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "explained 80 epochs" in captured.out
+    assert "LRP: 100%" in captured.err  # the progress bar
 
 
 def test_cli_simulate_and_train_write_epochs_and_model(tmp_path):
@@ -150,3 +152,15 @@ def test_cli_simulate_and_train_write_epochs_and_model(tmp_path):
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["architecture"] == "eegnet" and config["metrics"]["epochs_trained"] == 2
     assert config["class_names"] == ["non_target", "target"]
+
+
+def test_cli_explain_reports_mismatched_epochs_without_traceback(trained, tmp_path, capsys):
+    t = trained["erp"]
+    other = simulate_epochs("erp", n_epochs=4, seed=1).resample(128.0)
+    fif, _ = save_simulated(other, tmp_path / "other-epo.fif")
+    code = cli_main(["eeg", "explain", str(fif), "--model", str(t["folder"]),
+                     "--out", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "lrp-captum eeg explain: error: sampling rate is 128 Hz" in err
+    assert "Traceback" not in err

@@ -1,0 +1,33 @@
+"""EEG adapter: explain classifiers of MNE epochs with LRP.
+
+Modules: :mod:`~lrp_captum.eeg.simulate` (data with known ground truth),
+:mod:`~lrp_captum.eeg.models` (ShallowConvNet/EEGNet-style networks and their LRP layer map),
+:mod:`~lrp_captum.eeg.train` (training, saving, loading), :mod:`~lrp_captum.eeg.explain`
+(``explain_epochs`` returning MNE objects), :mod:`~lrp_captum.eeg.plots` (figures),
+:mod:`~lrp_captum.eeg.cli` (``lrp-captum eeg ...``). Needs the ``eeg`` extra (mne).
+
+The main names are re-exported lazily, so ``import lrp_captum.eeg`` stays cheap:
+
+>>> from lrp_captum.eeg import simulate_epochs, fit_epochs, explain_epochs
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "simulate_epochs": "simulate", "read_ground_truth": "simulate", "save_simulated": "simulate",
+    "ShallowConvNet": "models", "EEGNet": "models", "build_model": "models",
+    "eeg_layer_map": "models",
+    "fit_epochs": "train", "save_model": "train", "load_model": "train",
+    "EEGModelConfig": "train",
+    "explain_epochs": "explain", "check_epochs": "explain", "EEGRelevance": "explain",
+    "EpochsMismatchError": "explain", "load_relevance": "explain",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

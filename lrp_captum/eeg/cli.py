@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("--sfreq", type=float, default=100.0, help="sampling rate (Hz)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=_simulate)
+    p.set_defaults(func=_reporting_errors(_simulate))
 
     p = sub.add_parser("train", help="train a classifier with early stopping")
     p.add_argument("epochs", help="-epo.fif file with labelled epochs (event names = classes)")
@@ -29,14 +30,14 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", required=True, help="model folder (model.pt + config.json)")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_reporting_errors(_train))
 
     p = sub.add_parser("explain", help="LRP relevance of every epoch, MNE files and PNG figures")
     p.add_argument("epochs", help="-epo.fif file")
     p.add_argument("--model", required=True, help="model folder written by 'eeg train'")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--composite", default="epsilon",
-                   help="composite name (see 'lrp-captum core composites')")
+                   help="composite name (see 'lrp-captum composites')")
     p.add_argument("--target", default="predicted",
                    help="'predicted', 'true', a class name or a class index")
     p.add_argument("--output-mode", default="logit", choices=("logit", "probability",
@@ -48,7 +49,18 @@ def register(subparsers) -> None:
                         "window of simulated data, else the whole epoch")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.set_defaults(func=_explain)
+    p.set_defaults(func=_reporting_errors(_explain))
+
+
+def _reporting_errors(command):
+    """Bad input (wrong file, channels, rate, ...) ends with its message, not a traceback."""
+    def run(args) -> int:
+        try:
+            return command(args)
+        except (ValueError, FileNotFoundError, TypeError) as exc:
+            print(f"lrp-captum eeg {args.eeg_command}: error: {exc}", file=sys.stderr)
+            return 2
+    return run
 
 
 def _simulate(args) -> int:
