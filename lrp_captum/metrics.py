@@ -698,9 +698,9 @@ def model_randomisation(model: nn.Module, explain: Explainer, inputs: Tensor, ta
 # ground-truth localisation
 # --------------------------------------------------------------------------------------------
 def _location_relevance(attributions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    r = attributions.sum(1) if attributions.dim() == mask.dim() + 1 else attributions
-    if mask.dim() == r.dim() + 1 and mask.shape[1] == 1:
+    if mask.dim() == attributions.dim() and mask.shape[1] == 1:
         mask = mask[:, 0]
+    r = attributions.sum(1) if attributions.dim() == mask.dim() + 1 else attributions
     if r.shape != mask.shape:
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not match attributions "
                          f"{tuple(attributions.shape)}; expected (N, *S) or (N, 1, *S)")

@@ -132,6 +132,13 @@ def test_relevance_mass_accuracy_counts_only_positive_relevance():
     torch.testing.assert_close(M.relevance_mass_accuracy(a, mask), torch.tensor([0.5]))
 
 
+def test_mask_with_a_channel_axis_gives_the_same_mass_accuracy():
+    a = torch.randn(3, 3, 5, 5)
+    mask = torch.rand(3, 5, 5) > 0.5
+    torch.testing.assert_close(M.relevance_mass_accuracy(a, mask[:, None]),
+                               M.relevance_mass_accuracy(a, mask))
+
+
 def test_pointing_game_hits_when_maximum_is_inside_the_mask():
     a = torch.zeros(2, 1, 3, 3)
     a[0, 0, 1, 1], a[1, 0, 2, 2] = 1.0, 1.0
