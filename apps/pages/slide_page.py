@@ -57,14 +57,14 @@ def _open_slide(st, path: Path):
     return open_(str(path), path.stat().st_mtime_ns)
 
 
-def _load_model(st, config_path: Path, device: str):
+def _load_model(st, key: str, config, device: str):
     @st.cache_resource(show_spinner=False, max_entries=2)
-    def load(p: str, mtime_ns: int, dev: str):
+    def load(_key: str, dev: str):
         from lrp_captum.wsi.model import load_model
 
-        return load_model(p, device=dev)  # weights_only=True inside
+        return load_model(config, device=dev)  # weights_only=True inside
 
-    return load(str(config_path), config_path.stat().st_mtime_ns, device)
+    return load(key, device)
 
 
 # --- page ----------------------------------------------------------------------------------------
@@ -131,8 +131,11 @@ def render_slide_page(st, cfg) -> None:
         _summary(st, result)
         _gallery(st, cfg, entry, result)
         _tile_view(st, cfg, entry, result)
-    if result is None or st.session_state.get("show_explain"):
+    if result is None:
         _explain_section(st, cfg, entry)
+    else:
+        with st.expander("Explain again with other settings"):
+            _explain_section(st, cfg, entry, replace=True)
 
 
 def _viewer(st, cfg, entry):
@@ -152,14 +155,16 @@ def _viewer(st, cfg, entry):
 
 def _summary(st, result):
     tiles = result.tiles
-    m = result.manifest
     cols = st.columns([1, 1, 3])
     cols[0].metric("Tiles analysed", f"{len(tiles):,}")
-    if "prediction" in tiles.columns and len(tiles):
-        pos = float((tiles["prediction"] == (1 if len(result.classes) != 1 else 0)).mean())
-        label = result.classes[1] if len(result.classes) > 1 else "class 1"
-        cols[1].metric(f"Predicted {label}", f"{pos:.0%}")
-    cols[2].markdown(f"**Composite** {m.get('composite', '?')} · **target** {m.get('target', '?')} · "
+    last = result.classes[-1] if result.classes else 1
+    if "prediction_index" in tiles.columns and len(tiles):
+        share = float((tiles["prediction_index"] == len(result.classes) - 1).mean()) if result.classes else float("nan")
+        cols[1].metric(f"Predicted {last}", f"{share:.0%}")
+    elif "prediction" in tiles.columns and len(tiles):
+        cols[1].metric(f"Predicted {last}", f"{float((tiles['prediction'].astype(str) == str(last)).mean()):.0%}")
+    cols[2].markdown(f"**Composite** {result.parameter('composite', '?')} · **target** "
+                     f"{result.parameter('target', '?')} · **output** {result.parameter('output_mode', 'logit')} · "
                      f"**map** 1/{result.downsample:g} of level 0 · **colour limit** ±{result.vmax:.3g}  \n"
                      "Research/demo output of a model explanation, not a diagnosis.")
 
@@ -209,14 +214,27 @@ def _composites() -> list[str]:
         return ["epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1", "epsilon"]
 
 
-def _model_path(cfg, result) -> Path | None:
+def _model_source(cfg, result):
+    """``(key, config)`` of the model for tile re-explanation, or ``(None, reason)``.
+
+    ``--model`` wins; otherwise the model config recorded in the result's manifest is used when
+    its weights file still exists and it names a built-in or torchvision architecture (a
+    ``package.module:factory`` entry would import code named by a results file, so it needs
+    ``--model``).
+    """
     if cfg.model_config is not None:
-        return cfg.model_config
-    m = result.manifest if result is not None else {}
-    for value in (m.get("model_config"), (m.get("model") or {}).get("config") if isinstance(m.get("model"), dict) else None):
-        if isinstance(value, str) and Path(value).is_file():
-            return Path(value)
-    return None
+        return f"{cfg.model_config}:{cfg.model_config.stat().st_mtime_ns}", str(cfg.model_config)
+    model = result.manifest.get("model") if isinstance(result.manifest.get("model"), dict) else {}
+    config = model.get("config")
+    if not isinstance(config, dict) or "architecture" not in config:
+        return None, ("No model to re-explain tiles: start the app with --model CONFIG "
+                      "(the demo model: `lrp-captum slide train-demo`).")
+    if ":" in str(config["architecture"]):
+        return None, "The result's model is a custom factory; start the app with --model CONFIG to use it."
+    weights = config.get("weights")
+    if weights and not Path(weights).is_file():
+        return None, f"The result's model weights {weights} are gone; start the app with --model CONFIG."
+    return f"manifest:{model.get('weights_sha256', '')}:{sorted(config.items())!r}", config
 
 
 def _tile_view(st, cfg, entry, result):
@@ -229,20 +247,20 @@ def _tile_view(st, cfg, entry, result):
     rgb = read_tile_rgb(slide, tile["x0"], tile["y0"], tile["w0"], tile["h0"])
     row = result.tiles.loc[tile["index"]] if tile.get("index") in result.tiles.index else None
 
-    model_path = _model_path(cfg, result)
+    model_key, model_config = _model_source(cfg, result)
     bundle, model_error = None, None
-    if model_path is None:
-        model_error = ("No model to re-explain tiles: start the app with --model CONFIG "
-                       "(the demo model: `lrp-captum slide train-demo`).")
+    if model_key is None:
+        model_error = model_config
     else:
         try:
-            bundle = _load_model(st, model_path, cfg.device)
+            bundle = _load_model(st, model_key, model_config, cfg.device)
         except Exception as exc:
-            model_error = f"Model {model_path} could not be loaded: {exc}"
+            model_error = f"The model could not be loaded: {type(exc).__name__}: {exc}"
 
     classes = _class_names(result, bundle)
     composites = _composites()
-    default_comp = result.manifest.get("composite") if result.manifest.get("composite") in composites else composites[0]
+    run_comp = result.parameter("composite")
+    default_comp = run_comp if run_comp in composites else composites[0]
     c1, c2, c3 = st.columns(3)
     target = c1.selectbox("Explain class", classes, index=len(classes) - 1, key="tile_target")
     composite = c2.selectbox("Composite", composites, index=composites.index(default_comp), key="tile_composite")
@@ -251,7 +269,7 @@ def _tile_view(st, cfg, entry, result):
     heat, info = None, None
     if bundle is not None:
         try:
-            heat, info = _explain_tile(st, model_path, bundle, entry, tile, rgb, classes.index(target), composite, mode)
+            heat, info = _explain_tile(st, model_key, bundle, entry, tile, rgb, classes.index(target), composite, mode)
         except Exception as exc:
             model_error = f"Re-explaining this tile failed: {type(exc).__name__}: {exc}"
     if heat is None:
@@ -270,7 +288,8 @@ def _tile_view(st, cfg, entry, result):
             st.caption(f"Relevance of '{target}', {composite}, {mode} output; computed in {info['seconds']:.2f} s "
                        f"on {info['device']}.")
         elif row is not None:
-            st.markdown(f"**Prediction:** {row.get('prediction', '?')}  \n**Probability:** {row.get('probability', float('nan')):.3f}")
+            st.markdown(f"**Prediction (stored):** {row.get('prediction', '?')}  \n"
+                        f"**Probability:** {float(row.get('probability', float('nan'))):.3f}")
         if model_error:
             st.warning(model_error)
     if st.button("Close tile view", key="close_tile"):
@@ -285,24 +304,44 @@ def _stored_tile_relevance(result, tile) -> np.ndarray:
     return np.asarray(result.relevance[r0:r1, c0:c1], dtype=np.float32)
 
 
-def _explain_tile(st, model_path, bundle, entry, tile, rgb, target: int, composite: str, mode: str):
+def _tile_explainer(st, model_key: str, bundle, composite: str, mode: str):
+    """A reusable ``TileExplainer`` and its lock (LRP hooks on a shared model are not re-entrant)."""
+    @st.cache_resource(show_spinner=False, max_entries=8)
+    def make(_model_key: str, composite: str, mode: str):
+        import threading
+
+        from lrp_captum.wsi.explain import TileExplainer
+
+        return TileExplainer(bundle, composite, mode), threading.Lock()
+
+    return make(model_key, composite, mode)
+
+
+def _explain_tile(st, model_key, bundle, entry, tile, rgb, target: int, composite: str, mode: str):
     @st.cache_data(show_spinner="Explaining the tile…", max_entries=64)
     def run(model_key: str, slide_key: str, box: tuple, target: int, composite: str, mode: str):
-        from lrp_captum.wsi.pipeline import explain_tile
+        import torch
         from PIL import Image
 
         size = bundle.tile_size
         model_rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BOX)) if rgb.shape[:2] != (size, size) else rgb
+        explainer, lock = _tile_explainer(st, model_key, bundle, composite, mode)
         t0 = time.perf_counter()
-        out = explain_tile(bundle, model_rgb, target=target, composite=composite, output_mode=mode)
+        with lock:
+            # one tile is too small to gain from intra-op threads; on a busy CPU they cost seconds
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                rel, probs, _ = explainer.explain(torch.from_numpy(np.ascontiguousarray(model_rgb))[None], target)
+            finally:
+                torch.set_num_threads(threads)
         seconds = time.perf_counter() - t0
-        rel, probs = _unpack_tile_explanation(out)
+        rel, probs = _unpack_tile_explanation((rel[0], probs[0]))
         return rel, {"probabilities": probs, "prediction": bundle.classes[int(np.argmax(probs))] if len(probs) else "?",
                      "seconds": seconds, "device": str(bundle.device)}
 
     box = (tile["x0"], tile["y0"], tile["w0"], tile["h0"])
-    return run(f"{model_path}:{model_path.stat().st_mtime_ns}", f"{entry.path}:{entry.path.stat().st_mtime_ns}",
-               box, target, composite, mode)
+    return run(model_key, f"{entry.path}:{entry.path.stat().st_mtime_ns}", box, target, composite, mode)
 
 
 def _unpack_tile_explanation(out):
@@ -323,28 +362,39 @@ def _unpack_tile_explanation(out):
     return rel, [float(p) for p in arr(probs).reshape(-1)]
 
 
-def _explain_section(st, cfg, entry):
-    st.subheader("Explain this slide")
+def _explain_section(st, cfg, entry, replace: bool = False):
+    """Start (or follow) the pipeline on this slide; ``replace`` re-explains an existing result."""
     jobs = _jobs(st)
     job = jobs.get(entry.result_dir)
-    model_path = cfg.model_config
-    if job is None or job.state in ("done", "failed"):
-        if model_path is None:
-            st.warning("No model configured: start the app with `--model CONFIG` "
-                       "(the demo model: `lrp-captum slide train-demo`).")
-            return
-        composites = _composites()
-        c1, c2 = st.columns(2)
-        composite = c1.selectbox("Composite", composites, key="explain_composite")
-        target = c2.text_input("Target class (name, index or 'predicted')", "predicted", key="explain_target")
-        if st.button(f"Explain {entry.rel_path}", type="primary", key="explain_start"):
-            jobs.start(entry.path, str(model_path), entry.result_dir, composite=composite, target=target,
-                       device=cfg.device)
-            st.rerun()
-        if job is not None and job.state == "failed":
-            st.error(f"The last run failed: {job.message}")
+    if job is not None and job.state in ("queued", "running"):
+        st.subheader("Explaining this slide")
+        _progress_fragment(st, jobs, entry)
         return
-    _progress_fragment(st, jobs, entry)
+    if not replace:
+        st.subheader("Explain this slide")
+    if job is not None and job.state == "failed":
+        st.error(f"The last run failed: {job.message}")
+    model_path = cfg.model_config
+    if model_path is None:
+        st.warning("No model configured: start the app with `--model CONFIG` "
+                   "(the demo model: `lrp-captum slide train-demo`).")
+        return
+    composites = _composites()
+    default = "epsilon_plus_flat" if "epsilon_plus_flat" in composites else composites[0]
+    c1, c2, c3 = st.columns(3)
+    composite = c1.selectbox("Composite", composites, index=composites.index(default), key="explain_composite")
+    target = c2.text_input("Target class (name, index or 'predicted')", "predicted", key="explain_target")
+    mode = c3.selectbox("Output mode", OUTPUT_MODES, key="explain_mode")
+    label = f"{'Re-explain' if replace else 'Explain'} {entry.rel_path}"
+    if st.button(label, type="primary", key="explain_start"):
+        overwrite = entry.status in ("explained", "corrupt")
+        manifest = entry.result_dir / "manifest.json"
+        if entry.status == "corrupt" and manifest.is_file():
+            # keep the damaged file for inspection, out of the pipeline's way
+            manifest.rename(manifest.with_name(f"manifest.json.damaged-{int(time.time())}"))
+        jobs.start(entry.path, str(model_path), entry.result_dir, composite=composite, target=target.strip(),
+                   output_mode=mode, device=cfg.device, overwrite=overwrite, quiet=True, num_workers=0)
+        st.rerun()
 
 
 def _progress_fragment(st, jobs, entry):

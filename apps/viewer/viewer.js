@@ -5,7 +5,7 @@
   "use strict";
   const slide = window.LRP_SLIDE;
   const $ = (id) => document.getElementById(id);
-  const state = { map: "relevance", sign: "both", cmap: "bwr", seqCmap: "viridis", opacity: 0.6,
+  const state = { map: "relevance", sign: "both", cmap: "bwr", seqCmap: "viridis", opacity: 0.6, pclass: -1,
                   tissue: false, grid: false };
   const layers = { overlay: null, tissue: null, grid: null };
   const api = window.lrpViewer = { tilesLoaded: 0, tilesFailed: 0, ready: false, state: state };
@@ -41,7 +41,8 @@
       id: "viewer", prefixUrl: "/vendor/openseadragon/images/", showNavigator: true,
       navigatorPosition: "TOP_RIGHT", navigatorAutoFade: false, autoHideControls: false, tileSources: tileSource(info, "slide"), maxZoomPixelRatio: 2,
       crossOriginPolicy: "Anonymous", gestureSettingsMouse: { clickToZoom: false },
-      preserveViewport: true, visibilityRatio: 0.5, imageLoaderLimit: 6, timeout: 30000,
+      drawer: "canvas",  // the WebGL drawer adds the colour of fully transparent overlay pixels (white veil)
+      preserveViewport: true, visibilityRatio: 0.5, imageLoaderLimit: 6, timeout: 30000, immediateRender: true,
     });
     viewer.addHandler("tile-loaded", () => { api.tilesLoaded += 1; });
     viewer.addHandler("tile-load-failed", () => { api.tilesFailed += 1; });
@@ -73,7 +74,8 @@
       $("legend-bar").style.background = "linear-gradient(to right," + stops.join(",") + ")";
       $("legend-lo").textContent = fmt(lo);
       $("legend-hi").textContent = fmt(hi);
-      $("legend-title").textContent = rel ? "relevance (0 = transparent)" : "probability";
+      $("legend-title").textContent = rel ? "relevance (0 = transparent)"
+        : "probability of " + ((result.classes || [])[state.pclass] ?? "class");
     }
 
     function replaceLayer(name, source, opacity, index) {
@@ -90,7 +92,7 @@
     function overlaySource() {
       return state.map === "relevance"
         ? tileSource(info, "relevance", { mode: state.sign, cmap: state.cmap })
-        : tileSource(info, "probability", { cmap: state.seqCmap });
+        : tileSource(info, "probability", { cmap: state.seqCmap, cls: state.pclass });
     }
 
     api.setOpacity = (v) => { state.opacity = v; $("opacity").value = Math.round(v * 100); if (layers.overlay) layers.overlay.setOpacity(v); };
@@ -99,12 +101,17 @@
     $("opacity").addEventListener("input", (e) => api.setOpacity(e.target.value / 100));
     $("map").addEventListener("change", (e) => {
       state.map = e.target.value;
-      $("sign-group").style.visibility = state.map === "relevance" ? "visible" : "hidden";
+      $("sign-group").hidden = state.map !== "relevance";
+      $("class-group").hidden = state.map === "relevance" || !(result.classes || []).length;
       fillCmaps(); legend(); api.refreshOverlay();
     });
     for (const el of document.querySelectorAll("input[name=sign]")) {
       el.addEventListener("change", (e) => { state.sign = e.target.value; legend(); api.refreshOverlay(); });
     }
+    const classes = (result && result.classes) || [];
+    $("pclass").innerHTML = classes.map((c, i) => `<option value="${i}">${String(c).replace(/[<>&"]/g, "")}</option>`).join("");
+    if (classes.length) { $("pclass").value = String(classes.length - 1); state.pclass = classes.length - 1; }
+    $("pclass").addEventListener("change", (e) => { state.pclass = Number(e.target.value); legend(); api.refreshOverlay(); });
     cm.addEventListener("change", (e) => {
       if (state.map === "relevance") state.cmap = e.target.value; else state.seqCmap = e.target.value;
       legend(); api.refreshOverlay();

@@ -39,7 +39,8 @@ def relevance_to_rgba(values: np.ndarray, vmax: float, mode: str = "both", cmap:
     Returns
     -------
     ndarray, shape (H, W, 4), uint8
-        Alpha is ``255 * sqrt(min(|r| / vmax, 1))`` so weak relevance stays visible.
+        Alpha is ``255 * min(|r| / vmax, 1)``: the near-white centre of a diverging map would
+        otherwise veil the tissue wherever relevance is weak.
     """
     if mode not in RELEVANCE_MODES:
         raise ValueError(f"mode must be one of {RELEVANCE_MODES}, got {mode!r}")
@@ -52,7 +53,7 @@ def relevance_to_rgba(values: np.ndarray, vmax: float, mode: str = "both", cmap:
     idx = np.round((scale + 1.0) * 127.5).astype(np.uint8)
     out = np.empty(v.shape + (4,), dtype=np.uint8)
     out[..., :3] = colormap_lut(cmap)[idx]
-    alpha = np.sqrt(np.abs(scale)) * 255.0
+    alpha = np.abs(scale) * 255.0
     if valid is not None:
         alpha = np.where(valid, alpha, 0.0)
     out[..., 3] = np.round(alpha).astype(np.uint8)

@@ -172,11 +172,16 @@ class OverlayTiles:
         vals, valid = sample_map(self.result.relevance, self.result.downsample, box, size)
         return relevance_to_rgba(vals, vmax or self.result.vmax, mode, cmap, valid)
 
-    def probability_rgba(self, level: int, col: int, row: int, cmap: str = "viridis") -> np.ndarray:
+    def probability_rgba(self, level: int, col: int, row: int, cmap: str = "viridis",
+                         class_index: int = -1) -> np.ndarray:
+        """Probability of class ``class_index`` (default: the last class, e.g. "positive")."""
         box, size = self._raster_size(level, col, row)
         if self._probability is None:
-            return self._tile_probability_rgba(box, size, cmap)
-        vals, valid = sample_map(self._probability, self.result.downsample, box, size)
+            return self._tile_probability_rgba(box, size, cmap, class_index)
+        n = self._probability.shape[0]
+        if not -n <= class_index < n:
+            raise ValueError(f"class index {class_index} out of range for {n} probability maps")
+        vals, valid = sample_map(self._probability[class_index], self.result.downsample, box, size)
         return probability_to_rgba(vals, cmap, valid=valid)
 
     def _tiles_in(self, box) -> np.ndarray:
@@ -185,15 +190,22 @@ class OverlayTiles:
         hit = (b[:, 0] < x1) & (b[:, 0] + b[:, 2] > x0) & (b[:, 1] < y1) & (b[:, 1] + b[:, 3] > y0)
         return np.flatnonzero(hit)
 
-    def _tile_probability_rgba(self, box, size, cmap) -> np.ndarray:
-        """Probability map painted from the per-tile table when the result has no probability map."""
+    def _tile_probability_rgba(self, box, size, cmap, class_index: int = -1) -> np.ndarray:
+        """Probability map painted from the per-tile table when the result has no probability map.
+
+        Uses the column ``p_<class>`` of the requested class when present, else ``probability``.
+        """
         w, h = size
         x0, y0, x1, y1 = box
         sx, sy = w / (x1 - x0), h / (y1 - y0)
         acc = np.zeros((h, w), np.float32)
         cnt = np.zeros((h, w), np.float32)
-        if "probability" in self.result.tiles.columns:
-            probs = self.result.tiles["probability"].to_numpy(dtype=np.float32)
+        columns = self.result.tiles.columns
+        classes = self.result.classes
+        column = f"p_{classes[class_index]}" if classes and -len(classes) <= class_index < len(classes) else None
+        column = column if column in columns else ("probability" if "probability" in columns else None)
+        if column is not None:
+            probs = self.result.tiles[column].to_numpy(dtype=np.float32)
             for i in self._tiles_in(box):
                 bx, by, bw, bh = self._boxes[i]
                 c0, r0 = max(0, int((bx - x0) * sx)), max(0, int((by - y0) * sy))

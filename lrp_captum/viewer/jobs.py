@@ -15,7 +15,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-_PROGRESS_PARAMS = ("progress_callback", "on_progress", "progress")
+_PROGRESS_PARAMS = ("progress_callback", "on_progress")
+WORK_DIR = ".lrp_work"  # lrp_captum.wsi.pipeline commits one batch_*.npz per finished batch here
+
+
+def work_folder_progress(out_dir: Path) -> tuple[int, int] | None:
+    """``(tiles done, tiles total)`` of a running :func:`explain_slide` from its work folder.
+
+    The pipeline writes ``.lrp_work/state.json`` (``n_tiles``, ``batch_size``) and one
+    ``batch_NNNNNN.npz`` per committed batch; None before the state file exists.
+    """
+    import json
+
+    work = Path(out_dir) / WORK_DIR
+    try:
+        state = json.loads((work / "state.json").read_text())
+        total, batch = int(state["n_tiles"]), int(state["batch_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    done = sum(1 for _ in work.glob("batch_*.npz")) * batch
+    return min(done, total), total
 
 
 @dataclass
@@ -28,6 +47,7 @@ class ExplainJob:
     message: str = ""
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    callback: bool = False  # True when the explain function reports progress itself
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, done: int, total: int) -> None:
@@ -35,6 +55,10 @@ class ExplainJob:
             self.done, self.total = int(done), int(total)
 
     def snapshot(self) -> dict:
+        if self.state == "running" and not self.callback:
+            polled = work_folder_progress(self.out_dir)
+            if polled is not None:
+                self.update(*polled)
         with self._lock:
             frac = self.done / self.total if self.total else 0.0
             end = self.finished or time.monotonic()
@@ -58,7 +82,8 @@ class ExplainJobs:
     explain_fn : callable, optional
         ``explain_fn(slide_path, model_config, out_dir, **options)``; defaults to
         :func:`lrp_captum.wsi.pipeline.explain_slide`. If it accepts ``progress_callback``
-        (or ``on_progress``/``progress``) a ``callback(done, total)`` is passed.
+        (or ``on_progress``) a ``callback(done, total)`` is passed; otherwise progress is read
+        from the pipeline's work folder (:func:`work_folder_progress`).
     """
 
     def __init__(self, explain_fn: Callable | None = None):
@@ -98,6 +123,7 @@ class ExplainJobs:
             name = _progress_kwarg(fn)
             if name:
                 kw[name] = job.update
+                job.callback = True
             fn(job.slide_path, model_config, job.out_dir, **kw)
             job.state = "done"
             if job.total:

@@ -43,14 +43,16 @@ class SlideResult:
     relevance : array-like, shape (H_d, W_d)
         Relevance map; pixel ``(i, j)`` covers level-0 pixels
         ``[j*downsample, (j+1)*downsample) x [i*downsample, (i+1)*downsample)``.
-    probability : array-like or None, shape (H_d, W_d)
-        Predicted-class probability map at the same grid, when the pipeline wrote one.
+    probability : array-like or None, shape (C, H_d, W_d)
+        Per-class probability maps on the same grid (NaN off tissue), when the pipeline wrote
+        them; a 2-D map in the file is read as one class.
     downsample : float
         Map pixel size in level-0 pixels.
     tiles : pandas.DataFrame
         One row per tile; boxes ``x0, y0, w0, h0`` in level-0 pixels.
     vmax : float
-        Robust colour-scale limit: 99.5th percentile of |relevance| over finite non-zero pixels.
+        Colour-scale limit: the pipeline's recorded ``vmax`` (so the viewer matches overlay.tif),
+        else the 99.5th percentile of |relevance| over finite non-zero pixels.
     """
 
     result_dir: Path
@@ -65,6 +67,13 @@ class SlideResult:
     @property
     def map_shape(self) -> tuple[int, int]:
         return tuple(self.relevance.shape)
+
+    def parameter(self, key: str, default=None):
+        """A run parameter (composite, target, output_mode, ...) from the manifest."""
+        params = self.manifest.get("parameters")
+        if isinstance(params, dict) and key in params:
+            return params[key]
+        return self.manifest.get(key, default)
 
 
 def result_dir_for(slide_rel_path: str, results_dir: str | Path) -> Path:
@@ -133,13 +142,13 @@ def _open_maps(zarr_path: Path):
     return node[rel_key], (node[prob_key] if prob_key else None)
 
 
-def _materialise(arr, name: str, path: Path):
+def _materialise(arr, name: str, path: Path, ndim: int = 2):
     if arr is None:
         return None
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise ResultError(f"{path}: {name} map has shape {arr.shape}, expected 2-D (rows, cols)")
+    if arr.ndim != ndim:
+        want = "(rows, cols)" if ndim == 2 else "(classes, rows, cols)"
+        raise ResultError(f"{path}: {name} map has shape {arr.shape}, expected {ndim}-D {want}; "
+                          "re-run the explanation")
     if arr.nbytes > IN_MEMORY_MAP_BYTES:
         return arr
     try:
@@ -188,9 +197,13 @@ def load_result(result_dir: str | Path) -> SlideResult:
     if not zpath.exists():
         raise ResultError(f"{zpath} is missing; re-run the explanation")
     rel, prob = _open_maps(zpath)
+    if rel.ndim == 3 and rel.shape[0] == 1:
+        rel = rel[0]
     relevance = _materialise(rel, "relevance", zpath)
-    probability = _materialise(prob, "probability", zpath)
-    if probability is not None and probability.shape != relevance.shape:
+    if prob is not None and prob.ndim == 2:
+        prob = np.asarray(prob[...], dtype=np.float32)[None]
+    probability = _materialise(prob, "probability", zpath, ndim=3)
+    if probability is not None and probability.shape[1:] != relevance.shape:
         raise ResultError(f"{zpath}: probability map {probability.shape} and relevance map "
                           f"{relevance.shape} differ in shape; re-run the explanation")
 
@@ -204,9 +217,15 @@ def load_result(result_dir: str | Path) -> SlideResult:
     missing = [c for c in REQUIRED_TILE_COLUMNS if c not in tiles.columns]
     if missing:
         raise ResultError(f"{tpath} lacks column(s) {', '.join(missing)}; re-run the explanation")
-    classes = manifest.get("classes") or (manifest.get("model") or {}).get("classes") or []
-    return SlideResult(rdir, manifest, relevance, probability, downsample, tiles,
-                       robust_vmax(relevance), list(classes))
+    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    classes = manifest.get("classes") or model.get("classes") or []
+    try:
+        vmax = float(manifest["vmax"])
+    except (KeyError, TypeError, ValueError):
+        vmax = 0.0
+    if not (np.isfinite(vmax) and vmax > 0):
+        vmax = robust_vmax(relevance)
+    return SlideResult(rdir, manifest, relevance, probability, downsample, tiles, vmax, list(classes))
 
 
 def top_tiles(tiles, k: int = 8, by: str = "relevance_pos", negative: bool = False):

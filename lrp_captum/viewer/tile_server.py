@@ -146,11 +146,12 @@ class TileService:
         r = ov.result
         out["result"] = {"vmax": r.vmax, "downsample": r.downsample, "has_probability_map": r.probability is not None,
                          "n_tiles": int(len(r.tiles)), "classes": r.classes,
-                         "composite": r.manifest.get("composite"), "target": r.manifest.get("target")}
+                         "composite": r.parameter("composite"), "target": r.parameter("target"),
+                         "output_mode": r.parameter("output_mode")}
         return out
 
     def tile(self, rel: str, layer: str, level: int, col: int, row: int, mode: str = "both",
-             cmap: str | None = None) -> tuple[bytes, str]:
+             cmap: str | None = None, class_index: int = -1) -> tuple[bytes, str]:
         """Encoded tile bytes and MIME type; raises NotFound/ValueError for bad requests."""
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}; one of {LAYERS}")
@@ -172,7 +173,7 @@ class TileService:
             key = (rel, grid.width, grid.height, layer, level, col, row)
         else:
             ov = self.open_result(rel)
-            key = (rel, str(ov.result.result_dir), id(ov), layer, mode, cmap, level, col, row)
+            key = (rel, str(ov.result.result_dir), id(ov), layer, mode, cmap, class_index, level, col, row)
         hit = self._tiles.get(key)
         if hit is not None:
             return hit
@@ -186,7 +187,7 @@ class TileService:
         elif layer == "relevance":
             hit = (encode_png(ov.relevance_rgba(level, col, row, mode, cmap)), "image/png")
         elif layer == "probability":
-            hit = (encode_png(ov.probability_rgba(level, col, row, cmap)), "image/png")
+            hit = (encode_png(ov.probability_rgba(level, col, row, cmap, class_index)), "image/png")
         elif layer == "grid":
             hit = (encode_png(ov.grid_rgba(level, col, row)), "image/png")
         else:
@@ -199,6 +200,8 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
     class Handler(BaseHTTPRequestHandler):
         server_version = "lrp-captum-tiles"
         protocol_version = "HTTP/1.1"
+        # headers and body go out in two writes; without TCP_NODELAY, Nagle + delayed ACK add ~40 ms
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):  # quiet: Streamlit's console is the user's log
             pass
@@ -247,7 +250,8 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
                 if url.path == "/tile":
                     body, ctype = service.tile(slide, q.get("layer", "slide"), int(q.get("level", -1)),
                                                int(q.get("col", -1)), int(q.get("row", -1)),
-                                               q.get("mode", "both"), q.get("cmap") or None)
+                                               q.get("mode", "both"), q.get("cmap") or None,
+                                               int(q.get("cls", -1)))
                     return self._send(200, body, ctype, cache=True)
                 raise NotFound(f"no route {url.path}")
             except UnsafePathError as exc:

@@ -1,0 +1,121 @@
+"""The app on real WSI-pipeline output: a generated sample slide explained with a (quickly
+trained) demo model, then viewed, re-explained per tile, and explained from the page."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lrp_captum.viewer.results import list_slides, load_result
+from lrp_captum.viewer.tile_server import TileService
+
+APP = str(Path(__file__).resolve().parents[1] / "apps" / "streamlit_app.py")
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    from lrp_captum.wsi.pipeline import explain_slide
+    from lrp_captum.wsi.sample import write_sample_slide
+    from lrp_captum.wsi.train import demo_model_config
+
+    root = tmp_path_factory.mktemp("app_real")
+    model = demo_model_config(root / "model", n_train=256, n_val=64, epochs=2)
+    slides, results = root / "slides", root / "results"
+    write_sample_slide(slides / "sample.svs", 2048, kind="svs", seed=1)
+    write_sample_slide(slides / "fresh.tif", 1024, kind="tiff", seed=2)
+    explain_slide(slides / "sample.svs", model, results / "sample", quiet=True, num_workers=0, device="cpu")
+    return slides, results, model
+
+
+@pytest.fixture
+def app_env(real, monkeypatch):
+    slides, results, model = real
+    monkeypatch.setenv("LRP_CAPTUM_APP_SLIDES", str(slides))
+    monkeypatch.setenv("LRP_CAPTUM_APP_RESULTS", str(results))
+    monkeypatch.setenv("LRP_CAPTUM_APP_MODEL", str(model))
+    monkeypatch.setenv("LRP_CAPTUM_APP_DEVICE", "cpu")
+    return real
+
+
+def test_pipeline_result_loads_with_class_probability_maps(real):
+    slides, results, _ = real
+    r = load_result(results / "sample")
+    assert r.probability.shape == (2,) + r.relevance.shape
+    assert r.classes == ["negative", "positive"]
+    assert r.vmax == pytest.approx(r.manifest["vmax"])
+    assert {e.rel_path: e.status for e in list_slides(slides, results)} == {"fresh.tif": "not explained",
+                                                                             "sample.svs": "explained"}
+
+
+def test_probability_tiles_of_both_classes_sum_to_one_where_there_is_tissue(real):
+    slides, results, _ = real
+    svc = TileService(slides, results)
+    ov = svc.open_result("sample.svs")
+    level = ov.grid.level_count - 3  # downsample 4
+    from lrp_captum.viewer.deepzoom import sample_map
+
+    box, size = ov._raster_size(level, 0, 0)
+    p0, ok0 = sample_map(ov.result.probability[0], ov.result.downsample, box, size)
+    p1, ok1 = sample_map(ov.result.probability[1], ov.result.downsample, box, size)
+    both = ok0 & ok1
+    assert both.any()
+    np.testing.assert_allclose((p0 + p1)[both], 1.0, atol=1e-4)
+    rgba = ov.probability_rgba(level, 0, 0, class_index=1)
+    assert (rgba[..., 3] > 0).sum() == both.sum()
+
+
+def _open_top_tile():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["slide"] = "sample.svs"
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    key = next(b.key for b in at.button if b.key and b.key.startswith("open_pos_"))
+    return at.button(key=key).click().run()
+
+
+def _compute_seconds(at) -> float:
+    text = next(c.value for c in at.caption if "computed in" in c.value)
+    return float(re.search(r"computed in ([0-9.]+) s", text).group(1))
+
+
+def test_tile_view_recomputes_relevance_with_the_model_in_under_two_seconds(app_env):
+    at = _open_top_tile()
+    assert not at.exception and not at.warning
+    assert _compute_seconds(at) < 2.0
+    at.selectbox(key="tile_target").set_value("negative").run()
+    assert any("Relevance of 'negative'" in c.value for c in at.caption)
+    assert _compute_seconds(at) < 2.0
+    at.selectbox(key="tile_composite").set_value("epsilon_gamma_box").run()
+    at.selectbox(key="tile_mode").set_value("probability").run()
+    assert any("epsilon_gamma_box, probability output" in c.value for c in at.caption)
+
+
+def test_tile_view_probabilities_match_the_tile_table(app_env):
+    _, results, _ = app_env
+    at = _open_top_tile()
+    r = load_result(results / "sample")
+    table = at.dataframe[0].value
+    row = r.tiles.loc[at.session_state["tile"]["index"]]
+    # the page reads the tile again from the slide; the pipeline read it through its own reader
+    assert table["probability"].tolist() == pytest.approx([row["p_negative"], row["p_positive"]], abs=0.02)
+
+
+def test_explaining_a_slide_from_the_page_shows_progress_then_the_result(app_env):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["slide"] = "fresh.tif"
+    at.run()
+    at.button(key="explain_start").click().run()
+    assert "Explaining this slide" in [s.value for s in at.subheader] or "fresh.tif — explained" in at.selectbox(
+        key="slide").options  # a fast machine may finish before the first rerun
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        at.run()
+        if at.selectbox(key="slide").value == "fresh.tif" and "Most relevant tiles" in [s.value for s in at.subheader]:
+            break
+    assert "fresh.tif — explained" in at.selectbox(key="slide").options
+    assert not at.exception and not at.error
