@@ -144,7 +144,7 @@ def test_opening_a_top_tile_shows_its_heatmap_without_reloading_the_viewer(brows
     imgs = page.locator("[data-testid=stImage] img")
     sizes = [imgs.nth(i).bounding_box() for i in range(imgs.count())]
     assert len(sizes) >= 14
-    heatmap = imgs.nth(imgs.count() - 1).screenshot()
+    heatmap = imgs.nth(imgs.count() - 2).screenshot()  # tile, heatmap, blend are the last three
     px = np.asarray(Image.open(io.BytesIO(heatmap)).convert("RGB")).astype(int)
     assert red_fraction(px) > 0.5
     page.close()

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from lrp_captum.viewer.colormaps import relevance_heatmap_rgb
+from lrp_captum.viewer.colormaps import relevance_heatmap_rgb, relevance_to_rgba
 from lrp_captum.viewer.jobs import ExplainJobs
 from lrp_captum.viewer.paths import UnsafePathError, resolve_under
 from lrp_captum.viewer.results import ResultError, list_slides, load_result, top_tiles
@@ -275,12 +275,13 @@ def _tile_view(st, cfg, entry, result):
     if heat is None:
         heat = _stored_tile_relevance(result, tile)
 
-    a, b, c = st.columns([1, 1, 1])
+    a, b, c, d = st.columns([1, 1, 1, 1.1])
     a.image(rgb, caption="Tile (level 0, full resolution)", width="stretch")
     vmax = float(np.nanmax(np.abs(heat))) if np.isfinite(heat).any() else 1.0
     b.image(relevance_heatmap_rgb(heat, vmax), caption=f"Relevance ({'recomputed' if info else 'stored map'}), "
             f"blue −{vmax:.3g} · white 0 · red +{vmax:.3g}", width="stretch", clamp=True)
-    with c:
+    c.image(_blend(rgb, heat, vmax), caption="Relevance over the tile", width="stretch")
+    with d:
         if info is not None:
             st.markdown(f"**Prediction:** {info['prediction']}")
             st.dataframe({"class": classes, "probability": [round(p, 4) for p in info["probabilities"]]},
@@ -297,6 +298,15 @@ def _tile_view(st, cfg, entry, result):
         st.rerun()
 
 
+def _blend(rgb: np.ndarray, heat: np.ndarray, vmax: float) -> np.ndarray:
+    """Tile with the relevance drawn over it (alpha = |relevance| / vmax), at the tile's size."""
+    from PIL import Image
+
+    rgba = relevance_to_rgba(heat, vmax)
+    over = Image.fromarray(rgba, "RGBA").resize((rgb.shape[1], rgb.shape[0]), Image.NEAREST)
+    return np.asarray(Image.alpha_composite(Image.fromarray(rgb).convert("RGBA"), over).convert("RGB"))
+
+
 def _stored_tile_relevance(result, tile) -> np.ndarray:
     d = result.downsample
     r0, c0 = int(tile["y0"] // d), int(tile["x0"] // d)
@@ -310,9 +320,15 @@ def _tile_explainer(st, model_key: str, bundle, composite: str, mode: str):
     def make(_model_key: str, composite: str, mode: str):
         import threading
 
+        import torch
+
         from lrp_captum.wsi.explain import TileExplainer
 
-        return TileExplainer(bundle, composite, mode), threading.Lock()
+        explainer = TileExplainer(bundle, composite, mode)
+        # the first attribution traces the model for its canonizers; do it here, not on the user's click
+        blank = torch.full((1, bundle.tile_size, bundle.tile_size, 3), 200, dtype=torch.uint8)
+        explainer.explain(blank, 0)
+        return explainer, threading.Lock()
 
     return make(model_key, composite, mode)
 
@@ -332,7 +348,7 @@ def _explain_tile(st, model_key, bundle, entry, tile, rgb, target: int, composit
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                rel, probs, _ = explainer.explain(torch.from_numpy(np.ascontiguousarray(model_rgb))[None], target)
+                rel, probs, _ = explainer.explain(torch.from_numpy(np.array(model_rgb, copy=True))[None], target)
             finally:
                 torch.set_num_threads(threads)
         seconds = time.perf_counter() - t0
