@@ -318,3 +318,44 @@ def test_cli_without_a_trained_model_says_to_run_train_demo(tmp_path, capsys):
     code = main(["text", "explain", "good", "--model-dir", str(tmp_path / "none")])
     assert code == 2
     assert "lrp-captum text train-demo" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# app page
+# ---------------------------------------------------------------------------------------------
+def _text_page(pages_dir: str, model_dir: str):
+    # runs as a standalone script inside AppTest: imports must be local
+    import importlib.util
+
+    import streamlit as st
+
+    spec = importlib.util.spec_from_file_location("text_page", pages_dir + "/text_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.render_text_page(st, model_dir)
+
+
+def test_app_text_page_highlights_the_typed_sentences(trained):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    pages = str(Path(__file__).resolve().parents[1] / "apps" / "pages")
+    at = AppTest.from_function(_text_page, args=(pages, str(trained.dir)))
+    at.run(timeout=120)
+    assert not at.exception
+    at.text_area[0].set_value("the room was not clean .").run(timeout=120)
+    assert not at.exception
+    html = " ".join(str(h.proto.body) for h in at.get("html"))
+    assert 'aria-label="not: relevance' in html and "lrp-legend" in html
+
+
+def test_app_text_page_without_a_model_says_how_to_train_one(tmp_path):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    pages = str(Path(__file__).resolve().parents[1] / "apps" / "pages")
+    at = AppTest.from_function(_text_page, args=(pages, str(tmp_path)))
+    at.run(timeout=60)
+    assert "lrp-captum text train-demo" in at.info[0].value
