@@ -156,7 +156,7 @@ def browser_first_view(slides: Path, results: Path, slide: str, shots: Path | No
 def _screenshots(page, frame, shots: Path):
     shots.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(500)
-    frame.locator("#stage").screenshot(path=str(shots / "app_viewer_overview.png"))
+    frame.locator("body").screenshot(path=str(shots / "app_viewer_overview.jpg"), quality=85)
     # zoom onto the most relevant tile through the gallery (hash navigation, no reload)
     page.locator("[class*='st-key-open_pos_'] button").first.click()
     page.get_by_text("Tile at level-0").wait_for(timeout=120_000)
@@ -165,10 +165,10 @@ def _screenshots(page, frame, shots: Path):
     frame.locator("#tissue").check()
     frame.locator("#grid").check()
     page.wait_for_timeout(1500)
-    frame.locator("#stage").screenshot(path=str(shots / "app_viewer_zoomed.png"))
+    frame.locator("#stage").screenshot(path=str(shots / "app_viewer_zoomed.jpg"), quality=85)
     page.get_by_text("Tile at level-0").scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
-    page.screenshot(path=str(shots / "app_page_full.png"), full_page=True)
+    page.screenshot(path=str(shots / "app_page_full.jpg"), full_page=True, quality=85)
 
 
 def generate(workdir: Path, size: int):
