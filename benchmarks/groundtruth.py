@@ -6,7 +6,7 @@ accuracy, pointing game, AOPC (MoRF/LeRF), selectivity, conservation, continuity
 model-randomisation similarity. Prints a markdown table (mean ± std over seeds) and writes
 CSV/PNG files to --out.
 
-    python benchmarks/groundtruth.py --out /tmp/gt_bench            # ~10-20 min on 2 CPU cores
+    python benchmarks/groundtruth.py --n-test 96 --out /tmp/gt_bench   # 41 min on 2 busy CPU cores
     python benchmarks/groundtruth.py --seeds 0 --n-train 1000 --n-test 32   # quick look
 """
 from __future__ import annotations
