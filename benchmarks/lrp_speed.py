@@ -1,0 +1,468 @@
+"""Speed and peak memory of ``lrp_captum.LRP`` next to a plain gradient, zennit and Captum.
+
+For every model (torchvision VGG-16 and ResNet-50, random weights, eval mode) and every method,
+the script measures in ONE process, with interleaved rounds (every round runs every method once,
+the order rotating from round to round so that no method always runs first or last), the median
+wall time over the rounds that follow the warm-up. The first call of every method is timed on
+its own (it includes canonization / tracing / hook registration).
+
+Methods
+-------
+forward         ``model(x)`` under ``torch.no_grad()``
+gradient        ``d logit_target / d x`` with the parameters frozen (the baseline)
+lrp eps         ``lrp_captum.LRP(model, composite="epsilon")``
+lrp EGB         ``lrp_captum.LRP`` with the ``epsilon_gamma_box`` composite (z^B / γ / ε)
+zennit EGB      ``zennit.composites.EpsilonGammaBox`` with VGG/ResNet canonizers, through
+                ``zennit.attribution.Gradient`` (registered once, kept registered)
+captum LRP      ``captum.attr.LRP`` with its default rules (wrong on ResNet's residual ``+``;
+                timed anyway)
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above what is allocated before the
+call; on CPU the peak RSS increase of a fresh subprocess (this script with ``--measure-memory
+METHOD MODEL``) over its RSS after model construction and a warm-up forward pass.
+
+Run
+---
+    python benchmarks/lrp_speed.py                                   # full: 224², batch 8
+    python benchmarks/lrp_speed.py --size 112 --batch 2 --rounds 3   # quick
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torchvision
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+MODELS = ("vgg16", "resnet50")
+METHODS = ("forward", "gradient", "lrp_epsilon", "lrp_epsilon_gamma_box",
+           "zennit_epsilon_gamma_box", "captum_lrp")
+LABELS = {
+    "forward": "forward (no_grad)",
+    "gradient": "input gradient",
+    "lrp_epsilon": "lrp_captum ε",
+    "lrp_epsilon_gamma_box": "lrp_captum EpsilonGammaBox",
+    "zennit_epsilon_gamma_box": "zennit 0.5.1 EpsilonGammaBox",
+    "captum_lrp": "captum.attr.LRP (default rules)",
+}
+# glibc keeps freed blocks below its (dynamic) mmap threshold in the heap, which would make the
+# RSS after warm-up include the forward pass's freed activations. A fixed threshold returns
+# every large tensor to the OS on free, so RSS tracks live memory.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
+# -------------------------------------------------------------------------------------------
+# set-up
+# -------------------------------------------------------------------------------------------
+def build_model(name: str, device: torch.device) -> torch.nn.Module:
+    """Torchvision model with random weights (seeded), eval mode, parameters frozen."""
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def make_input(batch: int, size: int, device: torch.device) -> torch.Tensor:
+    """Normalised image batch ``(N, 3, size, size)`` inside the z^B box."""
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.rand(batch, 3, size, size, generator=g)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return ((pixels - mean) / std).to(device)
+
+
+def make_method(method: str, model_name: str, model: torch.nn.Module, x: torch.Tensor,
+                target: torch.Tensor, stack: contextlib.ExitStack) -> Callable[[], object]:
+    """A zero-argument callable that runs ``method`` once on ``x``.
+
+    Objects that cache work (``LRP``'s canonized plan, zennit's registered composite) are built
+    here and reused by every call; their expensive set-up happens in the first call.
+    """
+    if method == "forward":
+        def run():
+            with torch.no_grad():
+                return model(x)
+        return run
+
+    if method == "gradient":
+        def run():
+            xg = x.detach().requires_grad_()
+            out = model(xg)
+            (grad,) = torch.autograd.grad(out.gather(1, target[:, None]).sum(), xg)
+            return grad
+        return run
+
+    if method in ("lrp_epsilon", "lrp_epsilon_gamma_box"):
+        import lrp_captum
+        if method == "lrp_epsilon":
+            composite = "epsilon"
+        else:
+            low, high = lrp_captum.zbox_bounds(mean=MEAN, std=STD)
+            composite = lrp_captum.get_composite("epsilon_gamma_box", low=low, high=high)
+        lrp = lrp_captum.LRP(model, composite=composite)
+        return lambda: lrp.attribute(x, target=target)
+
+    if method == "zennit_epsilon_gamma_box":
+        from zennit.attribution import Gradient
+        from zennit.composites import EpsilonGammaBox
+        from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+        # own copy: zennit's hooks stay registered between calls and must not touch the others
+        zmodel = copy.deepcopy(model)
+        shape = (1, 3) + tuple(x.shape[2:])
+        low = ((0.0 - torch.tensor(MEAN)) / torch.tensor(STD)).view(1, 3, 1, 1).expand(shape)
+        high = ((1.0 - torch.tensor(MEAN)) / torch.tensor(STD)).view(1, 3, 1, 1).expand(shape)
+        canonizer = VGGCanonizer() if model_name.startswith("vgg") else ResNetCanonizer()
+        composite = EpsilonGammaBox(low=low.to(x.device).contiguous(),
+                                    high=high.to(x.device).contiguous(),
+                                    canonizers=[canonizer])
+        onehot = torch.nn.functional.one_hot(target, 1000).to(x.dtype)
+        state: dict = {}
+
+        def run():
+            if "attributor" not in state:  # registration belongs to the first call
+                state["attributor"] = stack.enter_context(Gradient(zmodel, composite))
+            _, relevance = state["attributor"](x, onehot)
+            return relevance
+        return run
+
+    if method == "captum_lrp":
+        from captum.attr import LRP as CaptumLRP
+        cmodel = copy.deepcopy(model)  # captum attaches rules to the modules it explains
+        captum_lrp = CaptumLRP(cmodel)
+        return lambda: captum_lrp.attribute(x, target=target)
+
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call in milliseconds."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    elapsed = (time.perf_counter() - start) * 1e3
+    del result
+    return elapsed
+
+
+# -------------------------------------------------------------------------------------------
+# memory
+# -------------------------------------------------------------------------------------------
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS since the last :func:`_reset_peak_rss` (VmHWM), in MB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    # no /proc: ru_maxrss (KiB on Linux) is the peak since process start
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_memory_cpu(method: str, model_name: str, batch: int, size: int) -> dict:
+    """Run in a fresh process: peak RSS increase of ``method``.
+
+    ``peak_mb``: the first call (with its set-up) over the baseline; ``kept_mb``: what stays
+    resident after it; ``steady_mb``: the peak of a second call over the RSS before it.
+
+    The peak is the kernel's high-water mark (``VmHWM``, the value ``ru_maxrss`` reports),
+    reset after model construction and a warm-up forward pass; the baseline is the RSS at that
+    point, so the
+    number is what the method needs on top of a model that can already run inference
+    (including what the method keeps, such as lrp_captum's canonized model).
+    """
+    device = torch.device("cpu")
+    model = build_model(model_name, device)
+    x = make_input(batch, size, device)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    gc.collect()
+    baseline = _rss_mb()
+    # model construction peaked above the baseline (initialisation temporaries): start the
+    # peak mark here, otherwise every method would report that construction peak
+    _reset_peak_rss()
+    result = {"method": method, "model": model_name, "baseline_mb": baseline}
+    try:
+        with contextlib.ExitStack() as stack:
+            run = make_method(method, model_name, model, x, target, stack)
+            run()
+            result["peak_mb"] = _peak_rss_mb() - baseline
+            gc.collect()
+            before = _rss_mb()
+            result["kept_mb"] = before - baseline  # e.g. a canonized copy of the model
+            _reset_peak_rss()
+            run()
+            result["steady_mb"] = _peak_rss_mb() - before
+    except Exception as exc:  # noqa: BLE001 - the table reports the error class
+        result["error"] = type(exc).__name__
+    return result
+
+
+def memory_cpu_subprocess(method: str, model_name: str, args) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--measure-memory", method, model_name,
+           "--batch", str(args.batch), "--size", str(args.size), "--device", "cpu"]
+    env = dict(os.environ, **MALLOC_ENV)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"error": f"subprocess failed: {tail[0]}"}
+    return json.loads(lines[-1])
+
+
+def memory_cuda(run: Callable[[], object], device: torch.device) -> float:
+    """Peak CUDA memory of one (steady-state) call above what was allocated before it, in MB."""
+    gc.collect()
+    torch.cuda.empty_cache()
+    synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    result = run()
+    synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - base
+    del result
+    return peak / 2**20
+
+
+# -------------------------------------------------------------------------------------------
+# benchmark
+# -------------------------------------------------------------------------------------------
+@dataclass
+class Record:
+    model: str
+    method: str
+    first_ms: Optional[float] = None
+    times_ms: list = field(default_factory=list)
+    peak_mb: Optional[float] = None
+    steady_mb: Optional[float] = None
+    error: Optional[str] = None
+
+    @property
+    def median_ms(self) -> Optional[float]:
+        return statistics.median(self.times_ms) if self.times_ms else None
+
+
+def benchmark_model(model_name: str, methods: list, args, device: torch.device) -> list:
+    model = build_model(model_name, device)
+    x = make_input(args.batch, args.size, device)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    records = {m: Record(model_name, m) for m in methods}
+    with contextlib.ExitStack() as stack:
+        runs = {}
+        for m in methods:
+            try:
+                runs[m] = make_method(m, model_name, model, x, target, stack)
+            except Exception as exc:  # noqa: BLE001
+                records[m].error = type(exc).__name__
+        total_rounds = 1 + args.warmup + args.rounds  # first call, warm-up, measured
+        for r in range(total_rounds):
+            order = methods[r % len(methods):] + methods[:r % len(methods)]
+            this_round = {}
+            for m in order:
+                if records[m].error is not None:
+                    continue
+                try:
+                    ms = timed(runs[m], device)
+                except Exception as exc:  # noqa: BLE001 - reported in the table
+                    records[m].error = type(exc).__name__
+                    print(f"  {model_name} {m}: {type(exc).__name__}: {exc}".splitlines()[0],
+                          file=sys.stderr)
+                    continue
+                this_round[m] = ms
+                if r == 0:
+                    records[m].first_ms = ms
+                elif r > args.warmup:
+                    records[m].times_ms.append(ms)
+            phase = "first call" if r == 0 else ("warm-up" if r <= args.warmup else "measured")
+            print(f"  {model_name} round {r} ({phase}) ms: "
+                  + ", ".join(f"{m}={ms:.0f}" for m, ms in this_round.items()),
+                  file=sys.stderr, flush=True)
+        if args.memory and device.type == "cuda":
+            for m in methods:
+                if records[m].error is None:
+                    records[m].peak_mb = records[m].steady_mb = memory_cuda(runs[m], device)
+    del runs, model
+    gc.collect()
+    if args.memory and device.type == "cpu":
+        for m in methods:
+            mem = memory_cpu_subprocess(m, model_name, args)
+            if "error" in mem and records[m].error is None:
+                records[m].error = mem["error"]
+            records[m].peak_mb = mem.get("peak_mb")
+            records[m].steady_mb = mem.get("steady_mb")
+            print(f"  {model_name} memory {m}: {mem}", file=sys.stderr, flush=True)
+    return [records[m] for m in methods]
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def table(records: list) -> str:
+    lines = ["| model | method | median ms | first call ms | × gradient | peak MB | "
+             "× gradient memory | steady-call MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    by_model: dict = {}
+    for rec in records:
+        by_model.setdefault(rec.model, {})[rec.method] = rec
+    for model_name, recs in by_model.items():
+        grad = recs.get("gradient")
+        for rec in recs.values():
+            ratio = mem_ratio = None
+            if grad and grad.median_ms and rec.median_ms:
+                ratio = rec.median_ms / grad.median_ms
+            if grad and grad.peak_mb and rec.peak_mb is not None:
+                mem_ratio = rec.peak_mb / grad.peak_mb
+            median = _fmt(rec.median_ms, ".0f")
+            if rec.error:
+                median = f"{rec.error}" if rec.median_ms is None else f"{median} ({rec.error})"
+            lines.append(f"| {model_name} | {LABELS[rec.method]} | {median} | "
+                         f"{_fmt(rec.first_ms, '.0f')} | {_fmt(ratio, '.2f')} | "
+                         f"{_fmt(rec.peak_mb, '.0f')} | {_fmt(mem_ratio, '.2f')} | "
+                         f"{_fmt(rec.steady_mb, '.0f')} |")
+    return "\n".join(lines)
+
+
+def target_checks(records: list) -> list:
+    """One line per model: the speed and memory targets of lrp_captum, PASS/FAIL each."""
+    by_model: dict = {}
+    for rec in records:
+        by_model.setdefault(rec.model, {})[rec.method] = rec
+    lines = []
+    for model_name, recs in by_model.items():
+        grad = recs.get("gradient")
+        eps = recs.get("lrp_epsilon")
+        egb = recs.get("lrp_epsilon_gamma_box")
+        zen = recs.get("zennit_epsilon_gamma_box")
+        checks = []
+
+        def check(label, value, limit, ok):
+            checks.append(f"{label} {value:.2f} {'PASS' if ok else 'FAIL'} (target {limit})")
+
+        if grad and grad.median_ms:
+            if eps and eps.median_ms:
+                r = eps.median_ms / grad.median_ms
+                check("ε/gradient", r, "<= 1.3", r <= 1.3)
+            if egb and egb.median_ms:
+                r = egb.median_ms / grad.median_ms
+                check("EGB/gradient", r, "<= 2.5", r <= 2.5)
+        if egb and egb.median_ms and zen and zen.median_ms:
+            r = zen.median_ms / egb.median_ms
+            check("zennit/EGB speed-up", r, ">= 2", r >= 2)
+        if grad and grad.peak_mb:
+            for rec, label in ((eps, "ε"), (egb, "EGB")):
+                if rec and rec.peak_mb is not None:
+                    r = rec.peak_mb / grad.peak_mb
+                    check(f"{label} memory/gradient", r, "<= 2", r <= 2)
+        lines.append(f"targets {model_name}: " + "; ".join(checks or ["nothing to check"]))
+    return lines
+
+
+def machine_line(device: torch.device) -> str:
+    import captum
+    import zennit  # noqa: F401 - version below
+    from importlib.metadata import version
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), torchvision {torchvision.__version__}, "
+            f"captum {captum.__version__}, zennit {version('zennit')}, device {dev}, "
+            f"load average {load}")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=8, help="images per batch (default 8)")
+    p.add_argument("--size", type=int, default=224, help="image height = width (default 224)")
+    p.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="rounds after the first call that are not measured (default 1)")
+    p.add_argument("--models", default=",".join(MODELS),
+                   help=f"comma-separated torchvision models (default {','.join(MODELS)})")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--no-memory", dest="memory", action="store_false",
+                   help="skip the peak-memory measurements")
+    p.add_argument("--measure-memory", nargs=2, metavar=("METHOD", "MODEL"),
+                   help=argparse.SUPPRESS)  # internal: one CPU memory measurement
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
+    for m in args.methods.split(","):
+        if m not in METHODS:
+            p.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+    if args.measure_memory:
+        method, model_name = args.measure_memory
+        print(json.dumps(measure_memory_cpu(method, model_name, args.batch, args.size)))
+        return 0
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device is available; use --device cpu", file=sys.stderr)
+        return 2
+    else:
+        device = torch.device(args.device)
+    methods = args.methods.split(",")
+    print(machine_line(device))
+    print(f"input ({args.batch}, 3, {args.size}, {args.size}); {args.rounds} measured rounds "
+          f"after the first call and {args.warmup} warm-up round(s); times are medians")
+    records = []
+    for model_name in args.models.split(","):
+        records.extend(benchmark_model(model_name, methods, args, device))
+    print()
+    print(table(records))
+    print()
+    for line in target_checks(records):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
