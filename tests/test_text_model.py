@@ -169,10 +169,10 @@ def test_missing_model_dir_says_how_to_make_one(tmp_path):
 
 
 def test_comparison_scores_all_three_methods_on_the_same_sentences(trained):
-    rows = compare_methods(trained.model, trained.tokenizer, trained.test[:40])
+    rows = compare_methods(trained.model, trained.tokenizer, trained.test[:20])
     assert [r["method"] for r in rows] == ["lrp (epsilon)", "input_x_gradient",
                                            "integrated_gradients"]
-    assert all(r["n"] == 40 and 0 <= r["evidence_mass_mean"] <= 1 for r in rows)
+    assert all(r["n"] == 20 and 0 <= r["evidence_mass_mean"] <= 1 for r in rows)
 
 
 # ---------------------------------------------------------------------------------------------
