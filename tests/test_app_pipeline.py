@@ -27,7 +27,8 @@ def real(tmp_path_factory):
     slides, results = root / "slides", root / "results"
     write_sample_slide(slides / "sample.svs", 2048, kind="svs", seed=1)
     write_sample_slide(slides / "fresh.tif", 1024, kind="tiff", seed=2)
-    explain_slide(slides / "sample.svs", model, results / "sample", quiet=True, num_workers=0, device="cpu")
+    explain_slide(slides / "sample.svs", model, results / "sample", quiet=True, num_workers=0, device="cpu",
+                  keep_work=True)
     return slides, results, model
 
 
@@ -66,6 +67,15 @@ def test_probability_tiles_of_both_classes_sum_to_one_where_there_is_tissue(real
     np.testing.assert_allclose((p0 + p1)[both], 1.0, atol=1e-4)
     rgba = ov.probability_rgba(level, 0, 0, class_index=1)
     assert (rgba[..., 3] > 0).sum() == both.sum()
+
+
+def test_progress_is_read_from_the_pipeline_work_folder(real):
+    from lrp_captum.viewer.jobs import work_folder_progress
+
+    _, results, _ = real
+    n = load_result(results / "sample").manifest["n_tiles"]
+    assert work_folder_progress(results / "sample") == (n, n)
+    assert work_folder_progress(results / "nothing") is None
 
 
 def _open_top_tile():
