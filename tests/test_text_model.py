@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lrp_captum.text.data import make_sentiment_dataset, split_examples
-from lrp_captum.text.evaluate import compare_methods, evaluate_explanations, evidence_mass
+from lrp_captum.text.evaluate import compare_methods, evaluate_explanations
 from lrp_captum.text.explain import explain_text
 from lrp_captum.text.train import (STATE_FILE, load_text_model, predict_logits,
                                    train_demo_model, vocabulary_logits, encode_for_training)
