@@ -76,10 +76,10 @@ def _worker_message(msg: str) -> str:
 
 def _save_batch(path: Path, **arrays):
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # the rename is what makes a batch survive SIGKILL; no fsync, which only guards against
+    # power loss and stalls every batch on a busy disk
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -274,14 +274,18 @@ def _run(slide, slide_path, bundle, tiles, grid, tissue, out, work, params, para
                 rel, probs, tgt = explainer.explain(batch, target)
                 t_attr += time.perf_counter() - ta
                 idx = idx.numpy()
-                maps, shapes, offsets, off = [], [], [], 0
-                for j, i in enumerate(idx):
-                    x0, y0, x1, y1 = boxes[i]
-                    m = resample(torch.from_numpy(rel[j])[None, None], int(y1 - y0), int(x1 - x0))[0, 0].numpy()
-                    maps.append(m.ravel())
-                    shapes.append(m.shape)
-                    offsets.append(off)
-                    off += m.size
+                # footprints differ by at most a pixel (rounding): resample each size group at once
+                sizes = [(int(boxes[i][3] - boxes[i][1]), int(boxes[i][2] - boxes[i][0])) for i in idx]
+                resampled = [None] * len(idx)
+                rel_t = torch.from_numpy(rel)[:, None]
+                for size in set(sizes):
+                    js = [j for j, sz in enumerate(sizes) if sz == size]
+                    out_maps = resample(rel_t[js], *size)[:, 0].numpy()
+                    for k, j in enumerate(js):
+                        resampled[j] = out_maps[k]
+                maps = [m.ravel() for m in resampled]
+                shapes = sizes
+                offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])[:-1]])
                 _save_batch(work / f"batch_{idx[0] // batch_size:06d}.npz", tile_index=idx,
                             probs=probs.astype(np.float32), target=tgt,
                             relevance_sum=rel.sum((1, 2), dtype=np.float64),
