@@ -78,6 +78,18 @@ def test_progress_is_read_from_the_pipeline_work_folder(real):
     assert work_folder_progress(results / "nothing") is None
 
 
+def test_tile_view_starts_on_the_class_the_slide_run_explained(app_env):
+    _, results, _ = app_env
+    r = load_result(results / "sample")
+    for prefix in ("open_pos_", "open_neg_"):
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params["slide"] = "sample.svs"
+        at.run()
+        at.button(key=next(b.key for b in at.button if b.key and b.key.startswith(prefix))).click().run()
+        row = r.tiles.loc[at.session_state["tile"]["index"]]
+        assert at.selectbox(key="tile_target").value == row["target"]
+
+
 def _open_top_tile():
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["slide"] = "sample.svs"

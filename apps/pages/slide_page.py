@@ -195,7 +195,10 @@ def _gallery(st, cfg, entry, result):
                     prob = f" · p={row['probability']:.2f}" if "probability" in row else ""
                     st.caption(f"({int(row.x0)}, {int(row.y0)}) · R={value:.3g}{prob}")
                     if st.button("Open", key=f"open_{'neg' if negative else 'pos'}_{idx}"):
-                        st.session_state["tile"] = {k: int(row[k]) for k in ("x0", "y0", "w0", "h0")} | {"index": int(idx)}
+                        st.session_state["tile"] = {k: int(row[k]) for k in ("x0", "y0", "w0", "h0")} | {
+                            "index": int(idx), "target": str(row.get("target", row.get("prediction", "")))}
+                        # start the tile view on the class the slide run explained for this tile
+                        st.session_state.pop("tile_target", None)
                         st.rerun()
 
 
@@ -262,7 +265,9 @@ def _tile_view(st, cfg, entry, result):
     run_comp = result.parameter("composite")
     default_comp = run_comp if run_comp in composites else composites[0]
     c1, c2, c3 = st.columns(3)
-    target = c1.selectbox("Explain class", classes, index=len(classes) - 1, key="tile_target")
+    if st.session_state.get("tile_target") not in classes:
+        st.session_state["tile_target"] = tile.get("target") if tile.get("target") in classes else classes[-1]
+    target = c1.selectbox("Explain class", classes, key="tile_target")
     composite = c2.selectbox("Composite", composites, index=composites.index(default_comp), key="tile_composite")
     mode = c3.selectbox("Output mode", OUTPUT_MODES, key="tile_mode")
 
