@@ -147,4 +147,11 @@ def test_opening_a_top_tile_shows_its_heatmap_without_reloading_the_viewer(brows
     heatmap = imgs.nth(imgs.count() - 2).screenshot()  # tile, heatmap, blend are the last three
     px = np.asarray(Image.open(io.BytesIO(heatmap)).convert("RGB")).astype(int)
     assert red_fraction(px) > 0.5
+    # closing the tile view reruns the Streamlit script; the viewer must not reload
+    zoom = frame.evaluate("window.lrpViewer.viewer.viewport.getZoom(true)")
+    page.locator(".st-key-close_tile button").click()
+    page.get_by_text("Tile at level-0").wait_for(state="detached", timeout=60_000)
+    page.wait_for_timeout(500)
+    assert frame.evaluate("window.__sameDocument === true")
+    assert frame.evaluate("window.lrpViewer.viewer.viewport.getZoom(true)") == pytest.approx(zoom)
     page.close()

@@ -48,7 +48,7 @@ def test_lists_slides_with_their_result_status(dirs):
 
 def test_explained_slide_shows_viewer_summary_and_gallery(dirs):
     at = run_app()
-    assert "/viewer?slide=case_0.tif" in viewer_src(at)
+    assert viewer_src(at).endswith("/viewer?slide=case_0.tif#view")
     assert "Most relevant tiles" in texts(at.subheader)
     assert [m.value for m in at.metric][0] == "45"
     assert sum(b.label == "Open" for b in at.button) == 12  # 6 most positive + 6 most negative

@@ -146,8 +146,12 @@ def _viewer(st, cfg, entry):
     server = _tile_server(st, cfg)
     src = f"{server.url}/viewer?slide={quote(entry.rel_path)}"
     tile = st.session_state.get("tile")
+    # the URL always carries a fragment, so switching tiles (or closing one) is a fragment
+    # navigation inside the viewer, never a reload that would lose the zoom
     if tile is not None:
         src += "#tile={x0},{y0},{w0},{h0}".format(**{k: int(tile[k]) for k in ("x0", "y0", "w0", "h0")})
+    else:
+        src += "#view"
     st.iframe(src, height=620, alt=f"Deep-zoom viewer of {entry.rel_path}")
     st.caption("Drag to pan, scroll to zoom. Opacity, sign, colour map, tissue outline and tile grid are set "
                "in the viewer's toolbar and keep the current view.")
