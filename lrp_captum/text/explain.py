@@ -200,28 +200,6 @@ def _pad_id(model, tokenizer) -> int:
     return int(pid or 0)
 
 
-def _layer_lrp(model: nn.Module, layer: nn.Module, composite, canonizers):
-    """``lrp_captum.LayerLRP(model, layer, ...)``.
-
-    Works around a core bug seen at commit feb3fa5: ``LayerLRP.__init__`` passes
-    ``device_ids`` to ``captum.attr.LayerLRP.__init__``, which (captum 0.9) takes no such
-    argument, so every construction raised ``TypeError``.
-    """
-    from lrp_captum import LayerLRP
-
-    try:
-        return LayerLRP(model, layer=layer, composite=composite, canonizers=canonizers)
-    except TypeError as exc:
-        if "positional argument" not in str(exc):
-            raise
-    from captum.attr import LayerLRP as CaptumLayerLRP
-
-    engine = LayerLRP.__new__(LayerLRP)
-    CaptumLayerLRP.__init__(engine, model, layer)
-    engine._init_engine(composite, canonizers)
-    return engine
-
-
 def _model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -240,12 +218,13 @@ class _Attributor:
         self.hf = _is_hf_style(model) and layer is None
         self.layer = layer if layer is not None else find_embedding_layer(model)
         if method == "lrp":
-            from lrp_captum import LRP
+            from lrp_captum import LRP, LayerLRP
             if self.hf:
                 self.engine = LRP(_InputsEmbedsClassifier(model).eval(), composite=composite,
                                   canonizers=canonizers)
             else:
-                self.engine = _layer_lrp(model, self.layer, composite, canonizers)
+                self.engine = LayerLRP(model, layer=self.layer, composite=composite,
+                                       canonizers=canonizers)
         elif method == "input_x_gradient":
             from captum.attr import InputXGradient, LayerGradientXActivation
             self.engine = (InputXGradient(_InputsEmbedsClassifier(model).eval()) if self.hf
