@@ -125,6 +125,13 @@ def test_opacity_change_fades_overlay_and_keeps_the_view(browser, app_url):
     frame.locator("#map").select_option("probability")
     page.wait_for_timeout(500)
     assert frame.evaluate("window.lrpViewer.viewer.viewport.getZoom(true)") == pytest.approx(zoom_before)
+    # quick successive switches leave exactly one overlay layer above the slide
+    frame.locator("#map").select_option("relevance")
+    frame.evaluate("""() => { for (const v of ["negative", "both", "positive", "both"]) {
+        const el = document.querySelector(`input[name=sign][value=${v}]`);
+        el.checked = true; el.dispatchEvent(new Event("change")); } }""")  # faster than layers open
+    page.wait_for_timeout(1500)
+    assert frame.evaluate("window.lrpViewer.viewer.world.getItemCount()") == 2
     page.close()
 
 

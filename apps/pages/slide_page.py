@@ -361,30 +361,12 @@ def _explain_tile(st, model_key, bundle, entry, tile, rgb, target: int, composit
             finally:
                 torch.set_num_threads(threads)
         seconds = time.perf_counter() - t0
-        rel, probs = _unpack_tile_explanation((rel[0], probs[0]))
+        rel, probs = np.asarray(rel[0], np.float32), [float(p) for p in probs[0]]
         return rel, {"probabilities": probs, "prediction": bundle.classes[int(np.argmax(probs))] if len(probs) else "?",
                      "seconds": seconds, "device": str(bundle.device)}
 
     box = (tile["x0"], tile["y0"], tile["w0"], tile["h0"])
     return run(model_key, f"{entry.path}:{entry.path.stat().st_mtime_ns}", box, target, composite, mode)
-
-
-def _unpack_tile_explanation(out):
-    """``(relevance (H, W), probabilities (C,))`` from what ``explain_tile`` returns."""
-    def arr(x):
-        return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32)
-
-    if isinstance(out, dict):
-        rel = out.get("relevance", out.get("heatmap"))
-        probs = out.get("probabilities", out.get("probs", []))
-    elif isinstance(out, tuple):
-        rel, probs = out[0], out[1] if len(out) > 1 else []
-    else:
-        rel, probs = getattr(out, "relevance", out), getattr(out, "probabilities", [])
-    rel = arr(rel)
-    while rel.ndim > 2:
-        rel = rel.sum(axis=0) if rel.shape[0] in (1, 3) else rel.sum(axis=-1)
-    return rel, [float(p) for p in arr(probs).reshape(-1)]
 
 
 def _explain_section(st, cfg, entry, replace: bool = False):

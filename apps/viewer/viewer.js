@@ -78,15 +78,23 @@
         : "probability of " + ((result.classes || [])[state.pclass] ?? "class");
     }
 
+    // Swap a layer without flicker: the new one is added, the old one removed once the new one
+    // opened. A generation counter drops layers that finish opening after a newer request.
+    const generation = { overlay: 0, tissue: 0, grid: 0 };
     function replaceLayer(name, source, opacity, index) {
-      const old = layers[name];
+      const gen = ++generation[name];
       if (!source) {
-        if (old) viewer.world.removeItem(old);
+        if (layers[name]) viewer.world.removeItem(layers[name]);
         layers[name] = null;
         return;
       }
       viewer.addTiledImage({ tileSource: source, opacity: opacity, index: Math.min(index, viewer.world.getItemCount()),
-        success: (ev) => { if (old) viewer.world.removeItem(old); layers[name] = ev.item; } });
+        success: (ev) => {
+          if (gen !== generation[name]) { viewer.world.removeItem(ev.item); return; }
+          if (layers[name]) viewer.world.removeItem(layers[name]);
+          layers[name] = ev.item;
+          if (name === "overlay") ev.item.setOpacity(state.opacity);
+        } });
     }
 
     function overlaySource() {
