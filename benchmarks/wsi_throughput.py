@@ -2,17 +2,17 @@
 
 Usage::
 
-    python benchmarks/wsi_throughput.py                      # 8,000^2 throughput; RSS 8,000^2 vs 32,000^2
-    python benchmarks/wsi_throughput.py --sizes 8000 32000 --rss-mpp 0.5   # RSS at the model's mpp (slow)
+    python benchmarks/wsi_throughput.py --threads 1          # 8,000^2 throughput; RSS 8,000^2 vs 32,000^2
+    python benchmarks/wsi_throughput.py --rss-mpp 2.0        # RSS with 4x coarser tiles (faster)
 
 1. Throughput: ``explain_slide`` on a generated 8,000 x 8,000 slide at the demo model's resolution
    (end-to-end wall time: open, tissue, grid, DataLoader reads, attribution, commit, stitch, outputs)
    vs ``TileExplainer.explain`` on the same-sized batches of tiles already in memory (same model,
    same composite). Overhead = 1 - end-to-end tiles/s / pre-loaded tiles/s; and, measured within
    the same run (robust to load from other processes), 1 - time in attribution / wall time.
-2. Memory: peak RSS (VmHWM) of a fresh process running ``explain_slide`` on each slide size (``--rss-mpp``,
-   default 2 µm/px so the 32,000^2 run takes minutes, not an hour, on a CPU; tiles, stitching and
-   outputs still scale with the slide). The reader worker's peak (ru_maxrss of the children) is
+2. Memory: peak RSS (VmHWM) of a fresh process running ``explain_slide`` on each slide size at the
+   model's resolution (about 5 min for 32,000^2 on a busy 2-core CPU; ``--rss-mpp 2`` for a
+   quicker run with 16x fewer tiles). The reader worker's peak (ru_maxrss of the children) is
    reported separately; as a forked process it counts pages shared with the main process.
 
 Each measurement runs in its own subprocess. Slides are cached under ``--work``.
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--throughput-size", type=int, default=8000)
     ap.add_argument("--sizes", type=int, nargs="+", default=[8000, 32000])
-    ap.add_argument("--rss-mpp", type=float, default=2.0)
+    ap.add_argument("--rss-mpp", type=float, default=None, help="tile µm/px for the RSS runs (default: the model's)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--preloaded", type=int, default=512, help="tiles for the pre-loaded attribution timing")
     ap.add_argument("--device", default="cpu")
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     for size in args.sizes:
         rr = _run_child(dict(common, slide=slide(size), mpp=args.rss_mpp))
         rows.append((size, rr))
-    print(f"\n## Peak RSS by slide size (tiles at {args.rss_mpp} µm/px, batch {args.batch})\n")
+    print(f"\n## Peak RSS by slide size (tiles at {args.rss_mpp or 'the model'} µm/px, batch {args.batch})\n")
     print("| slide | tiles | relevance map | wall | peak RSS main | peak RSS reader worker |")
     print("| --- | --- | --- | --- | --- | --- |")
     for size, rr in rows:
