@@ -20,6 +20,26 @@ def server(tmp_path_factory):
         yield srv
 
 
+def get_headers(server, path):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return {k.lower(): v for k, v in resp.getheaders()}
+
+
+def test_tiles_are_not_readable_or_embeddable_by_other_sites(server):
+    headers = get_headers(server, "/tile?slide=case_0.tif&layer=slide&level=12&col=0&row=0")
+    assert "access-control-allow-origin" not in headers
+    assert headers["cross-origin-resource-policy"] == "same-origin"
+
+
+def test_viewer_page_may_only_be_framed_by_local_pages(server):
+    headers = get_headers(server, "/viewer?slide=case_0.tif")
+    assert headers["content-security-policy"] == "frame-ancestors http://127.0.0.1:* http://localhost:*"
+
+
 def get(server, path, host=None):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     conn.putrequest("GET", path, skip_host=True)

@@ -40,7 +40,7 @@
     const viewer = api.viewer = OpenSeadragon({
       id: "viewer", prefixUrl: "/vendor/openseadragon/images/", showNavigator: true,
       navigatorPosition: "TOP_RIGHT", navigatorAutoFade: false, autoHideControls: false, tileSources: tileSource(info, "slide"), maxZoomPixelRatio: 2,
-      crossOriginPolicy: "Anonymous", gestureSettingsMouse: { clickToZoom: false },
+      gestureSettingsMouse: { clickToZoom: false },
       drawer: "canvas",  // the WebGL drawer adds the colour of fully transparent overlay pixels (white veil)
       preserveViewport: true, visibilityRatio: 0.5, imageLoaderLimit: 6, timeout: 30000, immediateRender: true,
     });

@@ -206,13 +206,19 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
         def log_message(self, *args):  # quiet: Streamlit's console is the user's log
             pass
 
-        def _send(self, status: int, body: bytes, ctype: str, cache: bool = False):
+        def _send(self, status: int, body: bytes, ctype: str, cache: bool = False, page: bool = False):
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
-            self.send_header("Access-Control-Allow-Origin", "*")
+            if page:
+                # the viewer may be framed only by pages on this machine (the Streamlit app)
+                self.send_header("Content-Security-Policy", "frame-ancestors http://127.0.0.1:* http://localhost:*")
+            else:
+                # no CORS header, and no embedding by other sites: a web page open in the same
+                # browser must not be able to read or show slide data from this server
+                self.send_header("Cross-Origin-Resource-Policy", "same-origin")
             self.end_headers()
             self.wfile.write(body)
 
@@ -244,7 +250,7 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
                     service.slide_path(slide)
                     page = (assets_dir / "viewer.html").read_text()
                     page = page.replace("__SLIDE_JSON__", json.dumps(slide))
-                    return self._send(200, page.encode(), "text/html; charset=utf-8")
+                    return self._send(200, page.encode(), "text/html; charset=utf-8", page=True)
                 if url.path == "/info":
                     return self._send(200, json.dumps(service.info(slide)).encode(), "application/json")
                 if url.path == "/tile":
