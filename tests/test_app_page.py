@@ -2,7 +2,6 @@
 error states, path safety. Real slides (OpenSlide) and real result folders (zarr, CSV)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

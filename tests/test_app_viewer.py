@@ -1,13 +1,11 @@
 """Library side of the app: path safety, result loading, Deep Zoom geometry and overlay tiles."""
 from __future__ import annotations
 
-import io
 import json
 import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from lrp_captum.viewer.colormaps import relevance_to_rgba
 from lrp_captum.viewer.deepzoom import DeepZoomGrid, OverlayTiles, sample_map
