@@ -182,7 +182,7 @@ def test_resume_after_sigkill_gives_identical_outputs(tiff_run, demo_model, slid
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / ".lrp_work").glob("batch_*.npz"))) < 2:
         assert proc.poll() is None, "the run finished before it could be killed"
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     committed = len(list((out / ".lrp_work").glob("batch_*.npz")))
