@@ -135,6 +135,24 @@ def test_opacity_change_fades_overlay_and_keeps_the_view(browser, app_url):
     page.close()
 
 
+def test_reloading_the_page_keeps_view_and_display_settings(browser, app_url):
+    page, frame = open_viewer(browser, app_url)
+    frame.evaluate("(() => { const v = window.lrpViewer.viewer.viewport; v.zoomTo(v.getZoom() * 3, null, true); })()")
+    frame.locator("#opacity").fill("30")
+    frame.locator("input[name=sign][value=negative]").check()
+    page.wait_for_timeout(1000)  # the view is saved when the zoom animation finishes
+    zoom = frame.evaluate("window.lrpViewer.viewer.viewport.getZoom(true)")
+    page.reload()
+    page.wait_for_selector("iframe", timeout=60_000)
+    page.wait_for_timeout(500)
+    frame = next(f for f in page.frames if "/viewer" in f.url)
+    frame.wait_for_function("window.lrpViewer && window.lrpViewer.ready", timeout=60_000)
+    assert frame.evaluate("window.lrpViewer.viewer.viewport.getZoom(true)") == pytest.approx(zoom, rel=1e-3)
+    assert frame.locator("#opacity").input_value() == "30"
+    assert frame.locator("input[name=sign][value=negative]").is_checked()
+    page.close()
+
+
 def test_opening_a_top_tile_shows_its_heatmap_without_reloading_the_viewer(browser, app_url):
     page, frame = open_viewer(browser, app_url)
     frame.evaluate("window.__sameDocument = true")

@@ -162,10 +162,35 @@
           }
         } catch (e) { /* storage unavailable: start from home view */ }
       }
-      if (result) { fillCmaps(); legend(); api.refreshOverlay(); }
+      if (result) { restoreControls(); fillCmaps(); legend(); api.refreshOverlay(); }
       scalebar();
       api.ready = true;
     });
+
+    // display settings carry over between slides and reloads of this browser tab
+    const controlsKey = "lrp-controls";
+    function saveControls() {
+      try { sessionStorage.setItem(controlsKey, JSON.stringify(state)); } catch (e) { /* ignore */ }
+    }
+    function restoreControls() {
+      let saved = null;
+      try { saved = JSON.parse(sessionStorage.getItem(controlsKey) || "null"); } catch (e) { return; }
+      if (!saved) return;
+      const pick = (v, allowed, fallback) => (allowed.includes(v) ? v : fallback);
+      state.opacity = Math.min(1, Math.max(0, Number(saved.opacity ?? state.opacity)));
+      state.sign = pick(saved.sign, ["both", "positive", "negative"], state.sign);
+      state.map = pick(saved.map, ["relevance", "probability"], state.map);
+      state.cmap = pick(saved.cmap, Object.keys(info.legend.diverging), state.cmap);
+      state.seqCmap = pick(saved.seqCmap, Object.keys(info.legend.sequential), state.seqCmap);
+      $("opacity").value = Math.round(state.opacity * 100);
+      $("map").value = state.map;
+      document.querySelector(`input[name=sign][value=${state.sign}]`).checked = true;
+      $("sign-group").hidden = state.map !== "relevance";
+      $("class-group").hidden = state.map === "relevance" || !(result.classes || []).length;
+    }
+    for (const id of ["opacity", "map", "cmap", "pclass", "tissue", "grid"]) $(id).addEventListener("change", saveControls);
+    $("opacity").addEventListener("input", saveControls);
+    for (const el of document.querySelectorAll("input[name=sign]")) el.addEventListener("change", saveControls);
     viewer.addHandler("animation", scalebar);
     viewer.addHandler("animation-finish", () => {
       const c = viewer.viewport.getCenter(true);
