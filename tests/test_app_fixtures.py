@@ -12,6 +12,7 @@ import numpy as np
 
 FIXTURE_MPP = 0.5
 FIXTURE_TILE = 256
+CLASSES = ["negative", "positive"]
 
 
 def _ihc_canvas(width: int, height: int) -> np.ndarray:
@@ -45,7 +46,7 @@ def write_fixture_slide(path: Path, width: int = 3000, height: int = 2000, mpp: 
 
 def write_fixture_result(result_dir: Path, width: int = 3000, height: int = 2000, downsample: int = 16,
                          group: bool = True, with_probability: bool = True) -> Path:
-    """A result folder in the WSI pipeline's layout.
+    """A result folder in the WSI pipeline's layout (``lrp_captum.wsi.pipeline.explain_slide``).
 
     Relevance is +1 on the left half of the tissue tiles and -1 on the right half (level 0
     split at ``width / 2``), so alignment and sign can be checked from screenshots and tiles.
@@ -71,21 +72,24 @@ def write_fixture_result(result_dir: Path, width: int = 3000, height: int = 2000
             rel[sl] = sign * (0.5 + 0.5 * (x0 % 512 == 0))
             prob[sl] = p
             tile_rel = rel[sl]
+            pred = int(p > 0.5)
             rows.append(dict(x0=x0, y0=y0, w0=FIXTURE_TILE, h0=FIXTURE_TILE, level=0,
-                             prediction=int(p > 0.5), probability=p,
+                             prediction=CLASSES[pred], prediction_index=pred, probability=max(p, 1 - p),
+                             p_negative=1 - p, p_positive=p, target=CLASSES[pred],
                              relevance_sum=float(tile_rel.sum()),
-                             relevance_pos=float(np.clip(tile_rel, 0, None).sum())))
+                             relevance_pos=float(np.clip(tile_rel, 0, None).sum()),
+                             relevance_neg=float(np.clip(tile_rel, None, 0).sum())))
     if group:
         root = zarr.open_group(str(result_dir / "relevance.zarr"), mode="w")
         root.create_array("relevance", data=rel, chunks=(64, 64))
         if with_probability:
-            root.create_array("probability", data=prob, chunks=(64, 64))
+            root.create_array("probability", data=np.stack([1 - prob, prob]), chunks=(1, 64, 64))
     else:
         zarr.save_array(str(result_dir / "relevance.zarr"), rel)
     pd.DataFrame(rows).to_csv(result_dir / "tiles.csv", index=False)
-    manifest = {"slide": "fixture", "output_downsample": downsample, "composite": "epsilon_plus",
-                "target": "predicted", "classes": ["negative", "positive"], "tile_size": FIXTURE_TILE,
-                "mpp": FIXTURE_MPP}
+    manifest = {"output_downsample": downsample, "vmax": 1.0,
+                "parameters": {"composite": "epsilon_plus", "target": "predicted", "output_mode": "logit"},
+                "model": {"classes": CLASSES, "tile_size": FIXTURE_TILE, "mpp": FIXTURE_MPP}}
     (result_dir / "manifest.json").write_text(json.dumps(manifest))
     return result_dir
 

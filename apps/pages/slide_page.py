@@ -166,7 +166,9 @@ def _summary(st, result):
         share = float((tiles["prediction_index"] == len(result.classes) - 1).mean()) if result.classes else float("nan")
         cols[1].metric(f"Predicted {last}", f"{share:.0%}")
     elif "prediction" in tiles.columns and len(tiles):
-        cols[1].metric(f"Predicted {last}", f"{float((tiles['prediction'].astype(str) == str(last)).mean()):.0%}")
+        pred = tiles["prediction"]
+        hit = pred == (len(result.classes) - 1) if pred.dtype.kind in "iuf" else pred.astype(str) == str(last)
+        cols[1].metric(f"Predicted {last}", f"{float(hit.mean()):.0%}")
     cols[2].markdown(f"**Composite** {result.parameter('composite', '?')} · **target** "
                      f"{result.parameter('target', '?')} · **output** {result.parameter('output_mode', 'logit')} · "
                      f"**map** 1/{result.downsample:g} of level 0 · **colour limit** ±{result.vmax:.3g}  \n"
