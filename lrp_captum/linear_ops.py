@@ -5,9 +5,8 @@ ones) of a layer and evaluate it again. This module answers one question for eve
 layer type: *how do I evaluate this layer with other parameters?* -- without touching the
 module's own parameters, so the user's model is never modified.
 
-Parameter-free linear layers (average pooling) are treated as having one implicit, positive
-weight: ``scale`` (a Python float) multiplies their output. A weight modifier applied to that
-implicit weight gives e.g. ``w⁺ = 1``, ``w⁻ = 0``, ``w + γw⁺ = 1 + γ``.
+Average pooling is linear with weight ``1/d_k`` from every input of window ``k`` (``d_k`` its
+divisor); a weight modifier is applied to that weight, e.g. ``w² = 1/d_k²`` or ``ones = 1``.
 """
 from __future__ import annotations
 
@@ -96,15 +95,62 @@ def evaluate_linear(module: nn.Module, x: Tensor,
         The layer output computed with modified parameters, same shape as ``module(x)``.
     """
     weight, bias = layer_parameters(module)
+    if weight is None:
+        return _evaluate_pooling(module, x, weight_mod)
     weight_mod = weight_mod or (lambda t: t)
     bias_mod = bias_mod or (lambda t: t)
-    if weight is None:  # parameter-free positive linear map (average pooling)
-        scale = float(weight_mod(torch.ones(())).item())
-        out = module(x)
-        return out * scale if scale != 1.0 else out
     w = weight_mod(weight)
     b = bias_mod(bias) if (use_bias and bias is not None) else None
     return linear_forward(module, x, w, b)
+
+
+def _evaluate_pooling(module: nn.Module, x: Tensor,
+                      weight_mod: Optional[ParamModifier]) -> Tensor:
+    """Average pooling with its weights ``1/d_k`` passed through ``weight_mod``.
+
+    All inputs of output ``k`` share the weight ``1/d_k`` (``d_k`` the divisor), so the
+    modified layer is ``sum_pool(x)_k · ρ(1/d_k)``. ``forward`` (not ``__call__``) is used so
+    that hooks on the module do not fire again.
+    """
+    if weight_mod is None:
+        return module.forward(x)
+    ones = torch.ones_like(x[:1])
+    divisor = _sum_pool(module, ones) / module.forward(ones)
+    rho = weight_mod(1.0 / divisor)
+    return _sum_pool(module, x) * rho
+
+
+_POOL_DIMS = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3, nn.AdaptiveAvgPool1d: 1,
+              nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3}
+
+
+def _as_tuple(value, n: int) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def _sum_pool(module: nn.Module, x: Tensor) -> Tensor:
+    """Sum of the inputs in each pooling window (padding excluded)."""
+    dims = next(d for t, d in _POOL_DIMS.items() if isinstance(module, t))
+    if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
+        kernel = _as_tuple(module.kernel_size, dims)
+        stride = _as_tuple(module.stride or module.kernel_size, dims)
+        padding = _as_tuple(module.padding, dims)
+        if dims == 1:  # avg_pool1d has no divisor_override: go through 2-D
+            return F.avg_pool2d(x.unsqueeze(-2), (1,) + kernel, (1,) + stride, (0,) + padding,
+                                module.ceil_mode, True, divisor_override=1).squeeze(-2)
+        fn = F.avg_pool2d if dims == 2 else F.avg_pool3d
+        return fn(x, kernel, stride, padding, module.ceil_mode, True, divisor_override=1)
+    # adaptive: window i along an axis spans floor(i·n/m) .. ceil((i+1)·n/m)
+    out = module.forward(x)
+    counts = torch.ones((), dtype=x.dtype, device=x.device)
+    for axis, (n_in, n_out) in enumerate(zip(x.shape[-dims:], out.shape[-dims:])):
+        i = torch.arange(n_out, device=x.device)
+        size = (torch.div((i + 1) * n_in + n_out - 1, n_out, rounding_mode="floor")
+                - torch.div(i * n_in, n_out, rounding_mode="floor")).to(x.dtype)
+        shape = [1] * dims
+        shape[axis] = n_out
+        counts = counts * size.reshape(shape)
+    return out * counts
 
 
 def linear_forward(module: nn.Module, x: Tensor, weight: Tensor,
