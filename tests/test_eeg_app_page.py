@@ -54,3 +54,10 @@ def test_page_shows_class_averages_topomaps_and_a_trial(results):
 def test_page_without_results_says_how_to_make_them(tmp_path):
     at = AppTest.from_function(_page, args=(str(PAGES), str(tmp_path))).run()
     assert any("lrp-captum eeg explain" in i.value for i in at.info)
+
+
+def test_page_for_a_missing_results_folder_says_so(tmp_path):
+    missing = tmp_path / "not-there"
+    at = AppTest.from_function(_page, args=(str(PAGES), str(missing))).run()
+    assert not at.exception
+    assert any("No EEG results folder" in i.value for i in at.info)

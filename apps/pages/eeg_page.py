@@ -18,6 +18,10 @@ def render_eeg_page(st, results_dir) -> None:
     from lrp_captum.eeg.plots import plot_channel_time, plot_class_averages, plot_topomaps
 
     results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        st.info(f"No EEG results folder at {results_dir}. Create one with "
+                "`lrp-captum eeg explain EPOCHS-epo.fif --model MODEL_DIR --out DIR`.")
+        return
     folders = find_relevance_folders(results_dir)
     if not folders:
         st.info(f"No EEG relevance in {results_dir}: run "

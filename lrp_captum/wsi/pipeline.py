@@ -110,7 +110,13 @@ def _check_out_dir(out: Path, params_hash: str, overwrite: bool):
     """Returns the finished manifest if ``out`` already holds this exact run, else None."""
     manifest = out / "manifest.json"
     if manifest.is_file():
-        m = json.loads(manifest.read_text())
+        try:
+            m = json.loads(manifest.read_text())
+        except (ValueError, OSError) as exc:
+            if not overwrite:
+                raise FileExistsError(f"{manifest} is damaged ({exc}); pass overwrite=True "
+                                      f"(CLI: --overwrite) to redo the run") from None
+            m = {}
         if m.get("params_hash") == params_hash and not overwrite and all(
                 (out / f).exists() for f in m.get("outputs", {}).values()):
             return m
@@ -118,7 +124,11 @@ def _check_out_dir(out: Path, params_hash: str, overwrite: bool):
             raise FileExistsError(f"{out} already holds a finished run with other parameters; "
                                   f"choose another folder or pass overwrite=True (CLI: --overwrite)")
     state = out / WORK / "state.json"
-    if state.is_file() and json.loads(state.read_text()).get("params_hash") != params_hash:
+    try:
+        state_hash = json.loads(state.read_text()).get("params_hash") if state.is_file() else None
+    except (ValueError, OSError):
+        state_hash = "damaged"
+    if state.is_file() and state_hash != params_hash:
         if not overwrite:
             raise FileExistsError(f"{out} holds an unfinished run with other parameters; rerun it with "
                                   f"its own arguments, or pass overwrite=True (CLI: --overwrite) to discard it")
