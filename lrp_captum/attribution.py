@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .canonizers import Canonized, canonize
 from .composites import Composite, ResolvedComposite, get_composite, leaf_layers
+from .layers import MergedBatchNorm
 from .rules import LRPRule, stabilize
 
 __all__ = ["LRP", "LayerLRP", "OUTPUT_MODES"]
@@ -399,7 +400,9 @@ class LayerLRP(_LRPEngine, _CaptumLayerLRP):
             return layer
         called = {id(m) for _, m in plan.canonized.layers()}
         candidate = plan.canonized.replaced.get(layer, layer)
-        if id(candidate) in called:
+        if isinstance(candidate, MergedBatchNorm) and candidate.linear is layer:
+            candidate = None  # the conv's own output no longer exists once BatchNorm is merged
+        if candidate is not None and id(candidate) in called:
             return candidate
         if strict:
             raise ValueError(f"layer {type(layer).__name__} does not run in the canonized model")

@@ -125,3 +125,13 @@ def test_layer_lrp_on_embeddings_with_integer_inputs():
     assert torch.allclose(rel.sum((1, 2)), model(ids)[:, 1].detach(), rtol=1e-4, atol=1e-6)
     with pytest.raises(TypeError, match="LayerLRP"):
         LRP(model).attribute(ids, target=1)
+
+
+def test_layer_lrp_on_a_conv_whose_batchnorm_gets_merged():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval().double()
+    nn.init.zeros_(model.fc.bias)
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    rel = LayerLRP(model, model.conv1, composite="zero").attribute(x, target=4)
+    assert rel.shape == (1, 64, 16, 16)  # the conv's output, not the merged conv+BN output
+    assert torch.allclose(rel.sum(), model(x)[0, 4], rtol=1e-6)
