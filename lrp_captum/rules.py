@@ -35,7 +35,8 @@ import torch
 from captum.attr._utils.lrp_rules import PropagationRule
 from torch import Tensor, nn
 
-from .linear_ops import evaluate_linear, is_linear_layer, UnsupportedLayerError
+from .linear_ops import (UnsupportedLayerError, evaluate_linear, is_linear_layer,
+                         layer_parameters, linear_forward)
 
 __all__ = [
     "LRPRule", "ZeroRule", "EpsilonRule", "GammaRule", "GeneralizedGammaRule", "AlphaBetaRule",
@@ -392,11 +393,25 @@ class _TermRule(LRPRule):
         raise NotImplementedError
 
     def _group_outputs(self, module: nn.Module, x: Tensor):
-        for group in self._groups():
+        """``(group, z_group)`` pairs; ``z_group`` keeps the autograd graph to ``x``."""
+        groups = self._groups()
+        nonnegative = not bool((x < 0).any())
+        if nonnegative:
+            # x ≥ 0 (ReLU inputs): terms on x⁻ vanish and x⁺ = x, so every group is one
+            # evaluation of the layer on x; do them all in a single call with stacked weights
+            groups = tuple(_Group(tuple(t for t in g.terms if t.input != "neg"), g.coefficient,
+                                  g.select) for g in groups)
+            fused = _fused_group_outputs(module, x, groups)
+            if fused is not None:
+                yield from zip(groups, fused)
+                return
+        for group in groups:
             z_group = None
             for term in group.terms:
-                z_t = evaluate_linear(module, _mask_input(x, term.input), term.weight,
-                                      term.bias, use_bias=term.bias is not None)
+                x_t = x if term.input == "x" or (nonnegative and term.input == "pos") \
+                    else _mask_input(x, term.input)
+                z_t = evaluate_linear(module, x_t, term.weight, term.bias,
+                                      use_bias=term.bias is not None)
                 z_group = z_t if z_group is None else z_group + z_t
             yield group, z_group
 
@@ -423,6 +438,27 @@ class _TermRule(LRPRule):
             term = z_group * kappa
             surrogate = term if surrogate is None else surrogate + term
         return _ReplaceValue.apply(z, surrogate)
+
+
+def _fused_group_outputs(module: nn.Module, x: Tensor, groups) -> Optional[list]:
+    """Evaluate single-term groups on the same input as one layer call with stacked weights.
+
+    Returns None where stacking along the output dimension is not the same map (grouped
+    convolutions, transposed convolutions, BatchNorm, pooling).
+    """
+    if any(len(g.terms) != 1 for g in groups) or len(groups) < 2:
+        return None
+    base = getattr(module, "linear", module)  # MergedBatchNorm evaluates through its conv
+    if not (isinstance(base, nn.Linear) or (isinstance(base, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+                                            and base.groups == 1)):
+        return None
+    weight, bias = layer_parameters(module)
+    weights = [g.terms[0].weight(weight) for g in groups]
+    biases = [g.terms[0].bias(bias) if (bias is not None and g.terms[0].bias is not None)
+              else torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+              for g in groups]
+    stacked = linear_forward(module, x, torch.cat(weights, 0), torch.cat(biases, 0))
+    return list(stacked.chunk(len(groups), dim=1))
 
 
 class GammaRule(_TermRule):
