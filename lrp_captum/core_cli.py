@@ -1,11 +1,9 @@
 """``lrp-captum composites`` and ``lrp-captum explain``: the core on the command line."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
-from pathlib import Path
 
 
 def register(subparsers) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import Tensor, nn
 
 from .linear_ops import batchnorm_affine, layer_parameters, linear_forward

@@ -28,7 +28,7 @@ Deliberate differences from Captum's rules of the same name:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -364,7 +364,6 @@ class _Group:
     terms: tuple[_Term, ...]
     coefficient: float = 1.0
     select: Optional[str] = None  # None, "pos" (z > 0), "neg" (z < 0)
-    extra: dict = field(default_factory=dict)
 
 
 def _mask_input(x: Tensor, which: str) -> Tensor:

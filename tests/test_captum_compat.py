@@ -1,5 +1,4 @@
 """Our rules inside Captum's engine, and our engine against Captum where Captum is correct."""
-import copy
 
 import pytest
 import torch
@@ -9,8 +8,7 @@ from captum.attr._utils import lrp_rules as captum_rules
 from torch import nn
 
 from lrp_captum import (LRP, AlphaBetaRule, Composite, EpsilonRule, FlatRule, GammaRule,
-                        GeneralizedGammaRule, LayerLRP, PassRule, ZBoxRule, ZeroRule, ZPlusRule,
-                        get_composite)
+                        GeneralizedGammaRule, LayerLRP, PassRule, ZBoxRule, ZPlusRule)
 from lrp_captum import types
 
 

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from lrp_captum import LRP, EpsilonRule, LayerLRP, NoRuleError, get_composite
+from lrp_captum import LRP, LayerLRP, NoRuleError, get_composite
 from lrp_captum.canonizers import CanonizationError
 from lrp_captum.rules import LRPRule
 
