@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,10 +53,23 @@ def run_app(args) -> int:
               "(the app starts, but the slide viewer shows this message).", file=sys.stderr)
     cmd = streamlit_command(args.port)
     print(f"lrp-captum app: http://127.0.0.1:{args.port}  (Ctrl-C to stop)")
+    child = subprocess.Popen(cmd, env=app_environment(args), cwd=str(REPO_ROOT))
+
+    def _stop(signum, frame):  # a terminated CLI must not leave the server running
+        child.terminate()
+
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        return subprocess.call(cmd, env=app_environment(args), cwd=str(REPO_ROOT))
+        return child.wait()
     except KeyboardInterrupt:
+        child.terminate()
+        child.wait(timeout=30)
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if child.poll() is None:
+            child.terminate()
+            child.wait(timeout=30)
 
 
 def register(subparsers) -> None:

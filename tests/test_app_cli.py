@@ -68,3 +68,15 @@ def test_app_command_serves_the_app_on_localhost(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # terminating the CLI also stops the Streamlit server it started
+    deadline = time.monotonic() + 30
+    while _port_open(port):
+        assert time.monotonic() < deadline, "the Streamlit server outlived the CLI"
+        time.sleep(0.3)
+
+
+def _port_open(port: int) -> bool:
+    import socket
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
