@@ -300,9 +300,6 @@ def _check_and_rewrite_ops(result: Canonized, shapes: dict) -> None:
             continue
         if node.op == "call_method" and target in _SAFE_METHODS:
             continue
-        if node.op == "call_function" and target in (operator.truediv, operator.mul) and \
-                len(tensor_args) < 2:
-            continue
         unsupported.append(_describe(node))
     if unsupported:
         raise CanonizationError(

@@ -301,7 +301,8 @@ class EpsilonRule(LRPRule):
         xs = tuple(x.detach().requires_grad_() for x in inputs)
         with torch.enable_grad():
             z = module.forward(*xs)
-        s = relevance_out / stabilize(z.detach(), self._epsilon_for(z))
+        # safe division: with ε = 0 (LRP-0) an output of exactly 0 carries no relevance
+        s = _safe_divide(relevance_out, stabilize(z.detach(), self._epsilon_for(z)))
         grads = torch.autograd.grad(z, xs, s, allow_unused=True)
         return tuple(x.detach() * (g if g is not None else torch.zeros_like(x))
                      for x, g in zip(xs, grads))
@@ -322,15 +323,6 @@ class ZeroRule(EpsilonRule):
 
     def _params(self) -> dict:
         return {}
-
-    def relevance(self, module, inputs, output, relevance_out):
-        xs = tuple(x.detach().requires_grad_() for x in inputs)
-        with torch.enable_grad():
-            z = module.forward(*xs)
-        s = _safe_divide(relevance_out, z.detach())
-        grads = torch.autograd.grad(z, xs, s, allow_unused=True)
-        return tuple(x.detach() * (g if g is not None else torch.zeros_like(x))
-                     for x, g in zip(xs, grads))
 
 
 class ProportionalRule(EpsilonRule):
