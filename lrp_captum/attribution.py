@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .canonizers import Canonized, canonize
 from .composites import Composite, ResolvedComposite, get_composite, leaf_layers
+from .fast import build_fast_graph
 from .layers import MergedBatchNorm
 from .rules import LRPRule, stabilize
 
@@ -38,6 +39,9 @@ class _Plan:
     rules: list  # [(module, rule or None)]
     resolved: ResolvedComposite
     canonized: Optional[Canonized]
+    #: the canonized model with layers running their rules' fused paths (lrp_captum.fast)
+    fast_model: Optional[nn.Module] = None
+    fast_modules: frozenset = frozenset()
 
 
 class _LRPEngine:
@@ -88,6 +92,10 @@ class _LRPEngine:
         modules = {name: module for name, module in layers}
         rules = [(modules[name], rule) for name, rule in resolved.items()]
         plan = _Plan(run_model, rules, resolved, canonized)
+        if canonized is not None:
+            fast_model, fast_modules = build_fast_graph(
+                canonized.module, {m: r for m, r in rules if r is not None})
+            plan.fast_model, plan.fast_modules = fast_model, frozenset(fast_modules)
         self._plans[key] = plan
         return plan
 
@@ -104,8 +112,12 @@ class _LRPEngine:
 
     # -- one call ------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _session(self, plan: _Plan, probes: Sequence[tuple[nn.Module, bool]] = ()):
-        """Hooks, frozen parameters and non-in-place modules for one attribution call."""
+    def _session(self, plan: _Plan, probes: Sequence[tuple[nn.Module, bool]] = (),
+                 fused: frozenset = frozenset()):
+        """Hooks, frozen parameters and non-in-place modules for one attribution call.
+
+        Modules in ``fused`` run through :class:`lrp_captum.fast.FastLayer` and get no hook.
+        """
         handles, frozen, inplace, sinks = [], [], [], []
         stash: list = []
         captured: dict = {}
@@ -125,7 +137,8 @@ class _LRPEngine:
                 if rule.direct:
                     rule._direct_sink = lambda xs, rs: stash.append((xs, rs))
                     sinks.append(rule)
-                handles.append(module.register_forward_hook(_rule_hook(rule)))
+                if module not in fused:
+                    handles.append(module.register_forward_hook(_rule_hook(rule)))
             for k, (module, to_input) in enumerate(probes):
                 handles.extend(_register_probe(module, to_input, k, captured))
             yield stash, captured
@@ -141,12 +154,15 @@ class _LRPEngine:
 
     def _run(self, inputs: tuple, target, extra_args: tuple, plan: _Plan, output_mode,
              probes=(), grad_wrt_inputs: bool = True):
-        with self._session(plan, probes) as (stash, captured):
+        fast = plan.fast_model is not None and not probes
+        model = plan.fast_model if fast else plan.model
+        with self._session(plan, probes, plan.fast_modules if fast else frozenset()) as (
+                stash, captured):
             with torch.enable_grad():
                 xs = tuple(t.detach().requires_grad_() if torch.is_tensor(t)
                            and t.is_floating_point() and grad_wrt_inputs else t
                            for t in inputs)
-                out = plan.model(*xs, *extra_args)
+                out = model(*xs, *extra_args)
                 if not torch.is_tensor(out):
                     raise TypeError(f"the model returned {type(out).__name__}; LRP needs a "
                                     "tensor of scores (N, classes)")

@@ -35,6 +35,8 @@ import torch
 from captum.attr._utils.lrp_rules import PropagationRule
 from torch import Tensor, nn
 
+from . import fast
+from .layers import Sum
 from .linear_ops import (UnsupportedLayerError, evaluate_linear, is_linear_layer,
                          layer_parameters, linear_forward)
 
@@ -239,6 +241,21 @@ class LRPRule(PropagationRule):
         float_inputs = tuple(x for x in inputs if torch.is_tensor(x))
         return _RelevanceFunction.apply(self, module, "ratio", output.detach(), *float_inputs)
 
+    def supports_fast(self, module: nn.Module) -> bool:
+        """True if :meth:`fast_forward` has a fused evaluation for this module type."""
+        return False
+
+    def fast_forward(self, module: nn.Module, inputs: tuple[Tensor, ...],
+                     relu: bool) -> Optional[Tensor]:
+        """Fused evaluation for :class:`lrp_captum.LRP` on canonized models.
+
+        Returns the layer's output (with ``relu`` the ReLU that follows it applied as well)
+        from one autograd function whose backward pass applies the rule to ``c = R / a``
+        (see :mod:`lrp_captum.fast`), or None where no fused path applies (the engine then
+        runs the layer and :meth:`engine_output`).
+        """
+        return None
+
     # -- Captum's engine ----------------------------------------------------------------------
     def _manipulate_weights(self, module, inputs, outputs) -> None:
         """Never change the weights: rules compute modified parameters on the fly."""
@@ -313,6 +330,12 @@ class EpsilonRule(LRPRule):
         z = output.detach()
         kappa = z / stabilize(z, self._epsilon_for(z))
         return _ScaleGradient.apply(output, kappa)
+
+    def supports_fast(self, module):
+        return self.epsilon > 0 and (isinstance(module, Sum) or fast.supports_linear(module))
+
+    def fast_forward(self, module, inputs, relu):
+        return fast.epsilon_forward(module, inputs, self.epsilon, self.relative, relu)
 
 
 class ZeroRule(EpsilonRule):
@@ -478,6 +501,13 @@ class GammaRule(_TermRule):
         rho = _gamma_mod(self.gamma, _positive)
         return (_Group((_Term("x", rho, rho if self.modify_bias else _identity),)),)
 
+    def supports_fast(self, module):
+        return fast.supports_linear(module)
+
+    def fast_forward(self, module, inputs, relu):
+        return fast.term_forward(module, inputs[0], "gamma", (self.gamma, self.modify_bias),
+                                 self.stabilizer, relu) if len(inputs) == 1 else None
+
 
 class GeneralizedGammaRule(_TermRule):
     """Sign-aware LRP-γ (Andéol et al. 2021; zennit's ``Gamma``).
@@ -505,6 +535,13 @@ class GeneralizedGammaRule(_TermRule):
             _Group((_Term("pos", up, up), _Term("neg", down, None)), select="pos"),
             _Group((_Term("pos", down, down), _Term("neg", up, None)), select="neg"),
         )
+
+    def supports_fast(self, module):
+        return fast.supports_linear(module)
+
+    def fast_forward(self, module, inputs, relu):
+        return fast.term_forward(module, inputs[0], "ggamma", (self.gamma,), self.stabilizer,
+                                 relu) if len(inputs) == 1 else None
 
 
 class AlphaBetaRule(_TermRule):
@@ -534,6 +571,13 @@ class AlphaBetaRule(_TermRule):
             groups.append(_Group((_Term("pos", _negative, _negative),
                                   _Term("neg", _positive, None)), coefficient=-self.beta))
         return tuple(groups)
+
+    def supports_fast(self, module):
+        return fast.supports_linear(module)
+
+    def fast_forward(self, module, inputs, relu):
+        return fast.term_forward(module, inputs[0], "alphabeta", (self.alpha, self.beta),
+                                 self.stabilizer, relu) if len(inputs) == 1 else None
 
 
 class ZPlusRule(AlphaBetaRule):
@@ -644,6 +688,17 @@ class ZBoxRule(_DirectRule):
         s = relevance_out / stabilize(z.detach(), self.stabilizer)
         gx, gl, gh = torch.autograd.grad(z, (x, low, high), s)
         return (x.detach() * gx + low.detach() * gl + high.detach() * gh,)
+
+    def supports_fast(self, module):
+        return fast.supports_linear(module)
+
+    def fast_forward(self, module, inputs, relu):
+        if len(inputs) != 1:
+            return None
+        example = inputs[0][:1]
+        low = _broadcast_bound(self.low, example).contiguous()
+        high = _broadcast_bound(self.high, example).contiguous()
+        return fast.zbox_forward(module, inputs[0], self, low, high, relu)
 
 
 class FlatRule(_DirectRule):

@@ -64,9 +64,13 @@ LAYER_CASES = [pytest.param(name, bias, id=f"{name}-{'bias' if bias else 'nobias
 _CASE_CACHE: dict = {}
 
 
-def _case(name, bias):
-    """Layer (float64, random bias), input, output relevance, and its matrix form."""
-    key = (name, bias)
+def _case(name, bias, nonnegative=False):
+    """Layer (float64, random bias), input, output relevance, and its matrix form.
+
+    ``nonnegative``: the input is ``|x|`` (a ReLU network's hidden layers), where the
+    sign-aware rules take their fused path in the fast engine.
+    """
+    key = (name, bias, nonnegative)
     if key in _CASE_CACHE:
         return _CASE_CACHE[key]
     factory, shape, _ = LAYERS[name]
@@ -77,6 +81,8 @@ def _case(name, bias):
         with torch.no_grad():  # default init gives tiny biases; make them matter, both signs
             layer.bias.copy_(torch.randn_like(layer.bias) * 0.5)
     x = torch.randn((1,) + shape, dtype=torch.float64).clamp(-X_LIMIT, X_LIMIT)
+    if nonnegative:
+        x = x.abs()
     with torch.no_grad():
         out = layer(x)
     relevance_out = torch.randn_like(out)
@@ -241,8 +247,8 @@ RULES = [
 RULE_CASES = [pytest.param(make, ref, id=rid) for rid, make, ref in RULES]
 
 
-def _reference(ref, name, bias):
-    return ref(_case(name, bias)[3])
+def _reference(ref, name, bias, nonnegative=False):
+    return ref(_case(name, bias, nonnegative)[3])
 
 
 class _ReentryGuard:
@@ -266,15 +272,21 @@ class _ReentryGuard:
                 "attribute(): the rule re-enters the layer's forward hook")
 
 
-def _lrp(layer, rule, x, relevance_out):
+def _lrp(layer, rule, x, relevance_out, canonizers=None):
     model = nn.Sequential(layer).eval()
     composite = lrp_captum.Composite([((type(layer),), rule)])
-    guard = _ReentryGuard(layer)
+    # (a layer with a user hook is never fused: guard the hook engine only)
+    guard = _ReentryGuard(layer) if canonizers is None else None
     try:
-        return lrp_captum.LRP(model, composite=composite, canonizers=None).attribute(
-            x, output_mode=relevance_out)
+        lrp = lrp_captum.LRP(model, composite=composite, canonizers=canonizers)
+        relevance = lrp.attribute(x, output_mode=relevance_out)
     finally:
-        guard.handle.remove()
+        if guard is not None:
+            guard.handle.remove()
+    if canonizers == "auto":  # the fused path ran wherever the rule has one for the layer
+        (plan,) = lrp._plans.values()
+        assert (layer in plan.fast_modules) == rule.supports_fast(layer)
+    return relevance
 
 
 @pytest.mark.parametrize("name,bias", LAYER_CASES)
@@ -294,6 +306,19 @@ def test_lrp_engine_matches_textbook_reference(make_rule, ref, name, bias):
     layer, x, relevance_out, _ = _case(name, bias)
     expected = _reference(ref, name, bias)
     relevance_in = _lrp(layer, make_rule(name), x, relevance_out)
+    assert relevance_in.shape == x.shape and relevance_in.dtype == torch.float64
+    np.testing.assert_allclose(relevance_in.flatten().numpy(), expected, rtol=RTOL,
+                               atol=1e-10 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("nonnegative", [False, True], ids=["signed_x", "nonnegative_x"])
+@pytest.mark.parametrize("name,bias", LAYER_CASES)
+@pytest.mark.parametrize("make_rule,ref", RULE_CASES)
+def test_fused_engine_matches_textbook_reference(make_rule, ref, name, bias, nonnegative):
+    """``LRP(..., canonizers="auto")`` runs rule-carrying layers fused (lrp_captum.fast)."""
+    layer, x, relevance_out, _ = _case(name, bias, nonnegative)
+    expected = _reference(ref, name, bias, nonnegative)
+    relevance_in = _lrp(layer, make_rule(name), x, relevance_out, canonizers="auto")
     assert relevance_in.shape == x.shape and relevance_in.dtype == torch.float64
     np.testing.assert_allclose(relevance_in.flatten().numpy(), expected, rtol=RTOL,
                                atol=1e-10 * np.abs(expected).max())

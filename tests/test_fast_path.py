@@ -1,0 +1,177 @@
+"""The fused engine (``lrp_captum.fast``, used by ``LRP`` on canonized models) against the hook
+engine (``canonizers=None`` / fused path switched off), which the textbook references check.
+
+Single layers followed by a ReLU (folded into the layer), whole torchvision models with every
+preset composite, and the cases where fusing must not happen.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+import lrp_captum
+from lrp_captum import attribution
+from lrp_captum.fast import FastLayer
+from lrp_captum.layers import Sum
+from lrp_captum import types
+from lrp_captum.rules import (AlphaBetaRule, EpsilonRule, GammaRule, GeneralizedGammaRule,
+                              LRPRule, PassRule, ProportionalRule, ZBoxRule, ZPlusRule, zbox_bounds)
+
+RULES = {
+    "epsilon": lambda: EpsilonRule(0.1),
+    "epsilon_relative": lambda: EpsilonRule(0.25, relative=True),
+    "gamma": lambda: GammaRule(0.25),
+    "gamma_captum_bias": lambda: GammaRule(0.5, modify_bias=False),
+    "generalized_gamma": lambda: GeneralizedGammaRule(0.5, stabilizer=0.1),
+    "alpha2_beta1": lambda: AlphaBetaRule(2.0, 1.0),
+    "zplus": lambda: ZPlusRule(),
+    "zbox": lambda: ZBoxRule(-4.0, 4.0),
+}
+LAYERS = {
+    "linear": (lambda: nn.Linear(7, 5), (7,)),
+    "conv1d": (lambda: nn.Conv1d(3, 4, 3, stride=2, padding=1), (3, 9)),
+    "conv2d_dilated": (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=2, dilation=2), (3, 8, 8)),
+    "conv2d_groups": (lambda: nn.Conv2d(4, 6, 3, padding=1, groups=2), (4, 6, 6)),
+    "conv3d": (lambda: nn.Conv3d(2, 3, 2), (2, 4, 4, 4)),
+}
+
+
+class _LayerReLU(nn.Module):
+    def __init__(self, layer, how):
+        super().__init__()
+        self.layer, self.how = layer, how
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        z = self.layer(x)
+        if self.how == "module":
+            return self.relu(z)
+        if self.how == "function":
+            return F.relu(z)
+        return z.relu()
+
+
+def _layer_case(layer_name, nonnegative):
+    factory, shape = LAYERS[layer_name]
+    torch.manual_seed(sorted(LAYERS).index(layer_name))
+    layer = factory().double().eval()
+    with torch.no_grad():
+        layer.bias.copy_(torch.randn_like(layer.bias) * 0.5)
+    x = torch.randn((2,) + shape, dtype=torch.float64).clamp(-3.5, 3.5)
+    return layer, (x.abs() if nonnegative else x)
+
+
+def _attribute(model, rule_or_composite, x, canonizers, **kwargs):
+    composite = rule_or_composite if not isinstance(rule_or_composite, LRPRule) else \
+        lrp_captum.Composite([(types.Linear, rule_or_composite),
+                              (types.Activation + types.Identity, PassRule()),
+                              ((Sum,), ProportionalRule())])
+    lrp = lrp_captum.LRP(model, composite=composite, canonizers=canonizers)
+    return lrp.attribute(x, **kwargs), lrp
+
+
+def _without_fast_graph(monkeypatch):
+    monkeypatch.setattr(attribution, "build_fast_graph", lambda gm, rules: (None, set()))
+
+
+def _fast_layers(lrp):
+    (plan,) = lrp._plans.values()
+    assert plan.fast_model is not None, "no layer ran fused"
+    return [m for m in plan.fast_model.modules() if isinstance(m, FastLayer)]
+
+
+@pytest.mark.parametrize("nonnegative", [False, True], ids=["signed_x", "nonnegative_x"])
+@pytest.mark.parametrize("how", ["module", "function", "method"])
+@pytest.mark.parametrize("layer_name", sorted(LAYERS))
+@pytest.mark.parametrize("rule_name", sorted(RULES))
+def test_layer_with_relu_folded_in_matches_hook_engine(rule_name, layer_name, how, nonnegative):
+    layer, x = _layer_case(layer_name, nonnegative)
+    model = _LayerReLU(layer, how).eval()
+    with torch.no_grad():
+        relevance_out = torch.randn_like(model(x))
+    fused, lrp = _attribute(model, RULES[rule_name](), x, "auto", output_mode=relevance_out)
+    reference, _ = _attribute(model, RULES[rule_name](), x, None, output_mode=relevance_out)
+    (fast,) = _fast_layers(lrp)
+    assert fast.layer is layer and fast.relu
+    torch.testing.assert_close(fused, reference, rtol=1e-7, atol=1e-9 * reference.abs().max())
+    assert model.relu.inplace  # the user's module is untouched
+
+
+def test_relu_with_several_consumers_is_not_folded(monkeypatch):
+    torch.manual_seed(0)
+
+    class Fork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            z = self.conv(x)
+            return (F.relu(z) + z).flatten(1)
+
+    model = Fork().double().eval()
+    x = torch.rand(2, 3, 5, 5, dtype=torch.float64)
+    fused, lrp = _attribute(model, GeneralizedGammaRule(0.25), x, "auto", target=3)
+    _without_fast_graph(monkeypatch)
+    reference, _ = _attribute(model, GeneralizedGammaRule(0.25), x, "auto", target=3)
+    (fast,) = [f for f in _fast_layers(lrp) if f.layer is model.conv]
+    assert not fast.relu
+    torch.testing.assert_close(fused, reference, rtol=1e-8, atol=1e-12)
+
+
+def test_layer_with_a_user_hook_runs_unfused_and_its_hook_fires():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(36, 3))
+    model = model.double().eval()
+    calls = []
+    handle = model[0].register_forward_hook(lambda m, i, o: calls.append(o.shape))
+    x = torch.rand(2, 3, 5, 5, dtype=torch.float64)
+    try:
+        _, lrp = _attribute(model, EpsilonRule(0.1), x, "auto", target=1)
+    finally:
+        handle.remove()
+    assert [f.layer for f in _fast_layers(lrp)] == [model[3]]
+    assert calls  # the hook saw the attribution's forward pass
+
+
+MODELS = {
+    "vgg11": lambda: torchvision.models.vgg11(weights=None),
+    "resnet18": lambda: torchvision.models.resnet18(weights=None),
+    "densenet121": lambda: torchvision.models.densenet121(weights=None),
+    "mobilenet_v3_small": lambda: torchvision.models.mobilenet_v3_small(weights=None),
+}
+LOW, HIGH = zbox_bounds(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+COMPOSITES = {
+    "epsilon": lambda: "epsilon",
+    "epsilon_gamma_box": lambda: lrp_captum.get_composite("epsilon_gamma_box", low=LOW,
+                                                          high=HIGH),
+    "epsilon_plus_flat": lambda: "epsilon_plus_flat",
+    "epsilon_alpha2_beta1": lambda: "epsilon_alpha2_beta1",
+    "seeds": lambda: lrp_captum.get_composite("seeds", low=LOW, high=HIGH),
+}
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(3)
+    pixels = torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64)
+    mean = torch.tensor((0.485, 0.456, 0.406), dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225), dtype=torch.float64).view(1, 3, 1, 1)
+    return (pixels - mean) / std
+
+
+@pytest.mark.parametrize("composite", sorted(COMPOSITES))
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_models_fused_equal_hook_engine(model_name, composite, images, monkeypatch):
+    torch.manual_seed(0)
+    model = MODELS[model_name]().double().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    target = torch.tensor([1, 7])
+    fused, lrp = _attribute(model, COMPOSITES[composite](), images, "auto", target=target)
+    assert _fast_layers(lrp)
+    _without_fast_graph(monkeypatch)
+    reference, _ = _attribute(model, COMPOSITES[composite](), images, "auto", target=target)
+    scale = reference.abs().max()
+    torch.testing.assert_close(fused, reference, rtol=1e-7, atol=1e-9 * scale)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
