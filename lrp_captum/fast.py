@@ -89,6 +89,10 @@ def _minus(t: Tensor) -> Tensor:
     return t.clamp(max=0)
 
 
+def _with_bias(t: Tensor, b: Optional[Tensor]) -> Tensor:
+    return t if b is None else t.add_(b)
+
+
 def _stabilize_(d: Tensor, s: float) -> Tensor:
     """In place: ``d + s·sign(d)`` with ``sign(0) = +1``."""
     if s:
@@ -206,28 +210,34 @@ class _TermLinear(torch.autograd.Function):
         else:
             b = bp = bn = None
         factors = []
+        if relu:
+            # only outputs z > 0 carry relevance after the ReLU, and there a = z: every
+            # denominator below may use a instead of z
+            z.clamp_min_(0)
         if kind == "gamma":
             gamma, modify_bias = params
             den = pos.mul_(gamma).add_(z)
             if bp is not None and modify_bias:
                 den.add_(bp, alpha=gamma)
-            num = z.clamp(min=0) if relu else z
-            factors.append(_divide_(num, _stabilize_(den, stabilizer), not stabilizer))
+            factors.append(_divide_(z, _stabilize_(den, stabilizer), not stabilizer))
         elif kind == "ggamma":
             (gamma,) = params
-            up = pos if bp is None else pos.add_(bp)
-            den_up = up.mul_(gamma).add_(z)  # > 0 where z > 0 (x ≥ 0)
-            k = _divide_(z.clamp(min=0), _stabilize_(den_up, stabilizer), not stabilizer)
-            if not relu:
-                down = neg if bn is None else neg.add_(bn)
-                den_down = down.mul_(gamma).add_(z)  # < 0 where z < 0
-                k.sub_(_divide_(z.clamp(max=0), _stabilize_(den_down, stabilizer), not stabilizer))
+            # z > 0: den⁺ = z + γ(P + b⁺) > 0 (x ≥ 0), stabilised to den⁺ + s. Elsewhere the
+            # numerator is 0 and the clamp only keeps the denominator away from 0.
+            if relu:
+                den_up = torch.add(z, _with_bias(pos, bp), alpha=gamma, out=pos)
+                k = _divide_(z, den_up.add_(stabilizer), not stabilizer)
             else:
-                del neg
+                den_up = torch.add(z, _with_bias(pos, bp), alpha=gamma, out=pos)
+                k = _divide_(z.clamp(min=0), den_up.clamp_min_(0).add_(stabilizer),
+                             not stabilizer)
+                den_down = torch.add(z, _with_bias(neg, bn), alpha=gamma, out=neg)
+                k.sub_(_divide_(z.clamp(max=0), den_down.clamp_max_(0).sub_(stabilizer),
+                                not stabilizer))
             factors.append(k)
         else:  # alphabeta
             alpha, beta = params
-            num = z.clamp(min=0) if relu else z
+            num = z
             den_a = pos if bp is None else pos.add_(bp)
             factors.append(_divide_(num, _stabilize_(den_a, stabilizer), not stabilizer)
                            .mul_(alpha))
@@ -235,8 +245,6 @@ class _TermLinear(torch.autograd.Function):
                 den_b = neg if bn is None else neg.add_(bn)
                 factors.append(_divide_(num, _stabilize_(den_b, stabilizer), not stabilizer)
                                .mul_(beta))
-        if relu:
-            z.clamp_min_(0)
         ctx.save_for_backward(*factors)
         ctx.module, ctx.weight, ctx.shape = module, weight, x.shape
         ctx.kind, ctx.params, ctx.relu = kind, params, relu
