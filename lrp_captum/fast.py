@@ -74,7 +74,9 @@ def _input_grad(module: nn.Module, u: Tensor, weight: Tensor, input_shape) -> Te
     base = _base(module)
     if isinstance(base, nn.Linear):
         return u.matmul(weight)
-    placeholder = u.new_empty(1).expand(input_shape)
+    # only the input's shape is read; an expanded placeholder would be copied to a contiguous
+    # tensor inside convolution_backward, an uninitialised one costs nothing
+    placeholder = u.new_empty(input_shape)
     dims = weight.dim() - 2
     return torch.ops.aten.convolution_backward(
         u, placeholder, weight, None, list(base.stride), list(base.padding),
