@@ -14,6 +14,8 @@ lrp eps         ``lrp_captum.LRP(model, composite="epsilon")``
 lrp EGB         ``lrp_captum.LRP`` with the ``epsilon_gamma_box`` composite (z^B / γ / ε)
 zennit EGB      ``zennit.composites.EpsilonGammaBox`` with VGG/ResNet canonizers, through
                 ``zennit.attribution.Gradient`` (registered once, kept registered)
+lrp ... hooks   (only with ``--methods``) the same two with ``LRP(..., fused=False)``: every
+                rule through hooks on the layers, no fused layers
 captum LRP      ``captum.attr.LRP`` with its default rules (wrong on ResNet's residual ``+``;
                 timed anyway)
 
@@ -58,7 +60,11 @@ LABELS = {
     "lrp_epsilon_gamma_box": "lrp_captum EpsilonGammaBox",
     "zennit_epsilon_gamma_box": "zennit 0.5.1 EpsilonGammaBox",
     "captum_lrp": "captum.attr.LRP (default rules)",
+    "lrp_epsilon_hooks": "lrp_captum ε, hook engine (fused=False)",
+    "lrp_epsilon_gamma_box_hooks": "lrp_captum EpsilonGammaBox, hook engine (fused=False)",
 }
+# not run by default: lrp_captum without its fused layers (--methods ...,lrp_epsilon_hooks)
+HOOK_METHODS = ("lrp_epsilon_hooks", "lrp_epsilon_gamma_box_hooks")
 # glibc keeps freed blocks below its (dynamic) mmap threshold in the heap, which would make the
 # RSS after warm-up include the forward pass's freed activations. A fixed threshold returns
 # every large tensor to the OS on free, so RSS tracks live memory.
@@ -107,14 +113,14 @@ def make_method(method: str, model_name: str, model: torch.nn.Module, x: torch.T
             return grad
         return run
 
-    if method in ("lrp_epsilon", "lrp_epsilon_gamma_box"):
+    if method in ("lrp_epsilon", "lrp_epsilon_gamma_box") + HOOK_METHODS:
         import lrp_captum
-        if method == "lrp_epsilon":
-            composite = "epsilon"
-        else:
+        if method.startswith("lrp_epsilon_gamma_box"):
             low, high = lrp_captum.zbox_bounds(mean=MEAN, std=STD)
             composite = lrp_captum.get_composite("epsilon_gamma_box", low=low, high=high)
-        lrp = lrp_captum.LRP(model, composite=composite)
+        else:
+            composite = "epsilon"
+        lrp = lrp_captum.LRP(model, composite=composite, fused=method not in HOOK_METHODS)
         return lambda: lrp.attribute(x, target=target)
 
     if method == "zennit_epsilon_gamma_box":
@@ -146,7 +152,8 @@ def make_method(method: str, model_name: str, model: torch.nn.Module, x: torch.T
         captum_lrp = CaptumLRP(cmodel)
         return lambda: captum_lrp.attribute(x, target=target)
 
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    raise ValueError(f"unknown method {method!r}; choose from "
+                     f"{', '.join(METHODS + HOOK_METHODS)}")
 
 
 def synchronize(device: torch.device) -> None:
@@ -420,7 +427,7 @@ def parse_args(argv=None):
     p.add_argument("--models", default=",".join(MODELS),
                    help=f"comma-separated torchvision models (default {','.join(MODELS)})")
     p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated subset of {','.join(METHODS)}")
+                   help=f"comma-separated subset of {','.join(METHODS + HOOK_METHODS)}")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the peak-memory measurements")
@@ -430,8 +437,8 @@ def parse_args(argv=None):
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
     for m in args.methods.split(","):
-        if m not in METHODS:
-            p.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        if m not in METHODS + HOOK_METHODS:
+            p.error(f"unknown method {m!r}; choose from {', '.join(METHODS + HOOK_METHODS)}")
     return args
 
 

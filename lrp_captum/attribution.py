@@ -49,11 +49,13 @@ class _LRPEngine:
 
     model: nn.Module
 
-    def _init_engine(self, composite: CompositeLike, canonizers: Optional[str]) -> None:
+    def _init_engine(self, composite: CompositeLike, canonizers: Optional[str],
+                     fused: bool = True) -> None:
         if canonizers not in ("auto", None, False):
             raise ValueError(f"canonizers must be 'auto' or None, got {canonizers!r}")
         self.composite = composite
         self.canonizers = canonizers or None
+        self.fused = bool(fused)
         self._plans: dict = {}
 
     # -- planning ------------------------------------------------------------------------------
@@ -92,7 +94,7 @@ class _LRPEngine:
         modules = {name: module for name, module in layers}
         rules = [(modules[name], rule) for name, rule in resolved.items()]
         plan = _Plan(run_model, rules, resolved, canonized)
-        if canonized is not None:
+        if canonized is not None and self.fused:
             fast_model, fast_modules = build_fast_graph(
                 canonized.module, {m: r for m, r in rules if r is not None})
             plan.fast_model, plan.fast_modules = fast_model, frozenset(fast_modules)
@@ -298,6 +300,10 @@ class LRP(_LRPEngine, _CaptumLRP):
         ``"auto"`` (default) rewrites BatchNorm, residual sums, gates, functional and in-place
         activations (see :mod:`lrp_captum.canonizers`); None attaches rules to the leaf
         modules as they are.
+    fused : bool
+        With canonizers, run every layer whose rule has a fused form as one autograd function
+        (with the following ReLU folded in; :mod:`lrp_captum.fast`). Default True; False runs
+        every rule through hooks on the layers (the same relevances, slower; for debugging).
 
     Examples
     --------
@@ -306,9 +312,9 @@ class LRP(_LRPEngine, _CaptumLRP):
     """
 
     def __init__(self, model: nn.Module, composite: CompositeLike = None,
-                 canonizers: Optional[str] = "auto") -> None:
+                 canonizers: Optional[str] = "auto", fused: bool = True) -> None:
         _CaptumLRP.__init__(self, model)
-        self._init_engine(composite, canonizers)
+        self._init_engine(composite, canonizers, fused)
 
     def attribute(self, inputs, target=None, additional_forward_args: Any = None,
                   return_convergence_delta: bool = False, verbose: bool = False, *,
