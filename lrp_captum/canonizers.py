@@ -152,14 +152,16 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
     CanonizationError
         If the model cannot be traced, or contains an op no rule covers.
     """
-    tracer = _Tracer(_leaf_types(extra_leaf_types))
+    leaf_types = _leaf_types(extra_leaf_types)
+    tracer = _Tracer(leaf_types)
     try:
         graph = tracer.trace(model)
     except Exception as exc:  # fx raises many types for untraceable code
+        where, reason = _untraceable_module(model, leaf_types, exc)
         raise CanonizationError(
-            f"torch.fx could not trace {type(model).__name__}: {exc}. Use canonizers=None "
+            f"torch.fx could not trace {where}: {reason}. Use canonizers=None "
             "(rules are then attached to the leaf modules as they are; functional ops and "
-            "in-place activations are not rewritten) or make the forward traceable.") from exc
+            "in-place activations are not rewritten) or make that forward traceable.") from exc
     gm = fx.GraphModule(model, graph, class_name=f"Canonized{type(model).__name__}")
     result = Canonized(gm)
     for name, module in model.named_modules():
@@ -185,6 +187,28 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
                 f"the canonized {type(model).__name__} does not reproduce the model's output "
                 f"(atol {atol}); please report this model, and use canonizers=None meanwhile")
     return result
+
+
+def _untraceable_module(model: nn.Module, leaf_types: tuple, exc: Exception) -> tuple:
+    """``("module 'name' (Type)", reason)`` for the innermost module whose forward fails to
+    trace on its own (the model itself if no submodule does)."""
+    name, module, reason = "", model, exc
+    descend = True
+    while descend:
+        descend = False
+        for child_name, child in module.named_children():
+            tracer = _Tracer(leaf_types)
+            if tracer.is_leaf_module(child, child_name):
+                continue
+            try:
+                tracer.trace(child)
+            except Exception as child_exc:  # noqa: BLE001 - same as above, one level down
+                name = f"{name}.{child_name}" if name else child_name
+                module, reason, descend = child, child_exc, True
+                break
+    what = f"module '{name}' ({type(module).__name__})" if name else type(model).__name__
+    text = str(reason).strip().splitlines()
+    return what, (text[0] if text else type(reason).__name__)
 
 
 def _allclose(a: Any, b: Any, atol: float) -> bool:

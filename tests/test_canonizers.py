@@ -93,3 +93,24 @@ def test_untraceable_model_gets_advice():
     # and it works without canonizers
     r = LRP(Dynamic().eval(), canonizers=None).attribute(torch.ones(1, 3), target=0)
     assert r.shape == (1, 3)
+
+
+def test_untraceable_submodule_is_named():
+    import pytest
+    from lrp_captum import CanonizationError
+
+    class Gate(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x  # data-dependent control flow
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.gate = nn.Linear(3, 3), Gate()
+
+        def forward(self, x):
+            return self.gate(self.lin(x))
+
+    model = nn.Sequential(nn.Linear(3, 3), Block(), nn.Linear(3, 2)).eval()
+    with pytest.raises(CanonizationError, match=r"module '1\.gate' \(Gate\)"):
+        LRP(model).attribute(torch.randn(2, 3), target=0)
