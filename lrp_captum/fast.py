@@ -278,7 +278,7 @@ def term_forward(module: nn.Module, x: Tensor, kind: str, params: tuple, stabili
                  relu: bool) -> Optional[Tensor]:
     """Output of a γ / generalised-γ / αβ layer with the rule in its backward pass, or None
     where this path does not apply (layer type, or negative inputs for the sign-aware rules)."""
-    if not supports_linear(module):
+    if not supports_linear(module) or x.numel() == 0:
         return None
     if kind != "gamma" and bool(x.detach().amin() < 0):
         return None  # x⁻ terms: the general path handles them
