@@ -41,7 +41,10 @@ class _Plan:
     canonized: Optional[Canonized]
     #: the canonized model with layers running their rules' fused paths (lrp_captum.fast)
     fast_model: Optional[nn.Module] = None
+    #: modules that run fused
     fast_modules: frozenset = frozenset()
+    #: ReLU modules of which a call was folded into a fused layer
+    folded_modules: frozenset = frozenset()
 
 
 class _LRPEngine:
@@ -95,9 +98,10 @@ class _LRPEngine:
         rules = [(modules[name], rule) for name, rule in resolved.items()]
         plan = _Plan(run_model, rules, resolved, canonized)
         if canonized is not None and self.fused:
-            fast_model, fast_modules = build_fast_graph(
+            fast_model, fast_modules, folded = build_fast_graph(
                 canonized.module, {m: r for m, r in rules if r is not None})
             plan.fast_model, plan.fast_modules = fast_model, frozenset(fast_modules)
+            plan.folded_modules = frozenset(folded)
         self._plans[key] = plan
         return plan
 
@@ -156,7 +160,9 @@ class _LRPEngine:
 
     def _run(self, inputs: tuple, target, extra_args: tuple, plan: _Plan, output_mode,
              probes=(), grad_wrt_inputs: bool = True):
-        fast = plan.fast_model is not None and not probes
+        # probes need the outputs of their modules: fused layers (and folded ReLUs) lack them
+        fast = plan.fast_model is not None and not any(
+            m in plan.fast_modules or m in plan.folded_modules for m, _ in probes)
         model = plan.fast_model if fast else plan.model
         with self._session(plan, probes, plan.fast_modules if fast else frozenset()) as (
                 stash, captured):
@@ -370,13 +376,15 @@ class LayerLRP(_LRPEngine, _CaptumLayerLRP):
 
     A drop-in replacement of ``captum.attr.LayerLRP``. ``layer`` may be any module of the
     model, leaf or not, or a list of modules; inputs may be integer token ids when the layer
-    is (or follows) an embedding.
+    is (or follows) an embedding. Parameters as :class:`LRP`; the fused layers are used
+    unless a requested layer is one of them (its own output is then needed).
     """
 
     def __init__(self, model: nn.Module, layer: Union[nn.Module, list], composite:
-                 CompositeLike = None, canonizers: Optional[str] = "auto") -> None:
+                 CompositeLike = None, canonizers: Optional[str] = "auto",
+                 fused: bool = True) -> None:
         _CaptumLayerLRP.__init__(self, model, layer)
-        self._init_engine(composite, canonizers)
+        self._init_engine(composite, canonizers, fused)
 
     def attribute(self, inputs, target=None, additional_forward_args: Any = None,
                   return_convergence_delta: bool = False, attribute_to_layer_input: bool = False,

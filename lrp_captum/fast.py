@@ -389,7 +389,8 @@ def _is_plain_relu(node: fx.Node, gm: fx.GraphModule, rules: dict) -> bool:
     return False
 
 
-def build_fast_graph(gm: fx.GraphModule, rules: dict) -> tuple[Optional[fx.GraphModule], set]:
+def build_fast_graph(gm: fx.GraphModule,
+                     rules: dict) -> tuple[Optional[fx.GraphModule], set, set]:
     """A copy of the canonized ``gm`` whose rule-carrying layers run as :class:`FastLayer`.
 
     Parameters
@@ -401,9 +402,10 @@ def build_fast_graph(gm: fx.GraphModule, rules: dict) -> tuple[Optional[fx.Graph
 
     Returns
     -------
-    (GraphModule or None, set of modules)
-        None if no layer has a fused path; the set holds the modules that run fused (the
-        engine must not also hook them).
+    (GraphModule or None, set of modules, set of modules)
+        None if no layer has a fused path; the modules that run fused (the engine must not
+        also hook them); the ReLU modules of which a call was folded into a fused layer (a
+        probe on them would miss that call).
     """
     graph = fx.Graph()
     value_map: dict = {}
@@ -412,6 +414,7 @@ def build_fast_graph(gm: fx.GraphModule, rules: dict) -> tuple[Optional[fx.Graph
     fast = fx.GraphModule(gm, graph, class_name=type(gm).__name__)
     holder = nn.Module()
     wrapped: set = set()
+    folded: set = set()
     for node in list(graph.nodes):
         if node.op != "call_module":
             continue
@@ -426,14 +429,16 @@ def build_fast_graph(gm: fx.GraphModule, rules: dict) -> tuple[Optional[fx.Graph
         holder.add_module(key, FastLayer(module, rule, relu))
         node.target = f"_lrp_fast.{key}"
         if relu:
+            if users[0].op == "call_module":
+                folded.add(fast.get_submodule(users[0].target))
             users[0].replace_all_uses_with(node)
             graph.erase_node(users[0])
         wrapped.add(module)
     if not wrapped:
-        return None, set()
+        return None, set(), set()
     fast.add_module("_lrp_fast", holder)
     graph.eliminate_dead_code()
     graph.lint()
     fast.recompile()
-    return fast, wrapped
+    return fast, wrapped, folded
 

@@ -171,3 +171,31 @@ def test_models_fused_equal_hook_engine(model_name, composite, images):
     scale = reference.abs().max()
     torch.testing.assert_close(fused, reference, rtol=1e-7, atol=1e-9 * scale)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("to_input", [False, True])
+@pytest.mark.parametrize("layer_name,fused_graph", [("maxpool", True), ("avgpool", True),
+                                                    ("fc", False), ("relu", False)])
+def test_layer_lrp_runs_fused_unless_a_requested_layer_is_fused(images, layer_name, fused_graph,
+                                                                to_input):
+    """Probing a fused layer (fc) or a ReLU folded at some call sites needs the hook engine;
+    other layers are probed on the fused graph. Both give the same relevances."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).double().eval()
+    layer = model.get_submodule(layer_name)
+    composite = COMPOSITES["epsilon_gamma_box"]()
+    hooks = lrp_captum.LayerLRP(model, layer, composite=composite, fused=False)
+    reference = hooks.attribute(images, target=1, attribute_to_layer_input=to_input)
+    lrp = lrp_captum.LayerLRP(model, layer, composite=composite)
+    fast_calls = []
+    lrp.attribute(images[:1], target=1)  # builds the plan of this input signature
+    (plan,) = lrp._plans.values()
+    some_fast_layer = next(m for m in plan.fast_model.modules() if isinstance(m, FastLayer))
+    handle = some_fast_layer.register_forward_hook(lambda *args: fast_calls.append(1))
+    try:
+        relevance = lrp.attribute(images, target=1, attribute_to_layer_input=to_input)
+    finally:
+        handle.remove()
+    assert bool(fast_calls) == fused_graph
+    torch.testing.assert_close(relevance, reference, rtol=1e-7,
+                               atol=1e-9 * reference.abs().max())
