@@ -340,7 +340,8 @@ class FastLayer(nn.Module):
     """Runs ``layer`` (and, if ``relu``, the ReLU after it) through its rule's fused path.
 
     Falls back to the layer's own forward plus the rule's hook formulation where the fused
-    path does not apply to the input at hand.
+    path does not apply to the input at hand, or where hooks were registered on the layer
+    after the plan was made (they must fire).
     """
 
     def __init__(self, layer: nn.Module, rule, relu: bool) -> None:
@@ -350,8 +351,8 @@ class FastLayer(nn.Module):
 
     def forward(self, *inputs):
         out = None
-        if torch.is_grad_enabled() and any(torch.is_tensor(t) and t.requires_grad
-                                           for t in inputs):
+        if torch.is_grad_enabled() and not _has_hooks(self.layer) and any(
+                torch.is_tensor(t) and t.requires_grad for t in inputs):
             out = self.rule.fast_forward(self.layer, inputs, self.relu)
         if out is None:
             out = self.layer(*inputs)

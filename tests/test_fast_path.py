@@ -129,6 +129,15 @@ def test_layer_with_a_user_hook_runs_unfused_and_its_hook_fires():
         handle.remove()
     assert [f.layer for f in _fast_layers(lrp)] == [model[3]]
     assert calls  # the hook saw the attribution's forward pass
+    # a hook registered after the plan was made fires too (that layer falls back to hooks)
+    later = []
+    handle = model[3].register_forward_hook(lambda m, i, o: later.append(o.shape))
+    try:
+        relevance = lrp.attribute(x, target=1)
+    finally:
+        handle.remove()
+    assert later == [torch.Size([2, 3])]
+    torch.testing.assert_close(relevance, lrp.attribute(x, target=1))
 
 
 MODELS = {
