@@ -245,6 +245,12 @@ class LRPRule(PropagationRule):
         """True if :meth:`fast_forward` has a fused evaluation for this module type."""
         return False
 
+    def _same_rule_as(self, owner: type, *names: str) -> bool:
+        """False if a subclass redefines one of ``names`` of ``owner``: the fused path
+        implements ``owner``'s rule and must not replace the subclass's own."""
+        return all(getattr(type(self), n) is getattr(owner, n)
+                   for n in ("relevance", "engine_output") + names)
+
     def fast_forward(self, module: nn.Module, inputs: tuple[Tensor, ...],
                      relu: bool) -> Optional[Tensor]:
         """Fused evaluation for :class:`lrp_captum.LRP` on canonized models.
@@ -332,7 +338,8 @@ class EpsilonRule(LRPRule):
         return _ScaleGradient.apply(output, kappa)
 
     def supports_fast(self, module):
-        return self.epsilon > 0 and (isinstance(module, Sum) or fast.supports_linear(module))
+        return self.epsilon > 0 and self._same_rule_as(EpsilonRule, "_epsilon_for") and (
+            isinstance(module, Sum) or fast.supports_linear(module))
 
     def fast_forward(self, module, inputs, relu):
         return fast.epsilon_forward(module, inputs, self.epsilon, self.relative, relu)
@@ -502,7 +509,7 @@ class GammaRule(_TermRule):
         return (_Group((_Term("x", rho, rho if self.modify_bias else _identity),)),)
 
     def supports_fast(self, module):
-        return fast.supports_linear(module)
+        return self._same_rule_as(GammaRule, "_groups") and fast.supports_linear(module)
 
     def fast_forward(self, module, inputs, relu):
         return fast.term_forward(module, inputs[0], "gamma", (self.gamma, self.modify_bias),
@@ -537,7 +544,8 @@ class GeneralizedGammaRule(_TermRule):
         )
 
     def supports_fast(self, module):
-        return fast.supports_linear(module)
+        return self._same_rule_as(GeneralizedGammaRule, "_groups") and \
+            fast.supports_linear(module)
 
     def fast_forward(self, module, inputs, relu):
         return fast.term_forward(module, inputs[0], "ggamma", (self.gamma,), self.stabilizer,
@@ -573,7 +581,7 @@ class AlphaBetaRule(_TermRule):
         return tuple(groups)
 
     def supports_fast(self, module):
-        return fast.supports_linear(module)
+        return self._same_rule_as(AlphaBetaRule, "_groups") and fast.supports_linear(module)
 
     def fast_forward(self, module, inputs, relu):
         return fast.term_forward(module, inputs[0], "alphabeta", (self.alpha, self.beta),
@@ -690,7 +698,7 @@ class ZBoxRule(_DirectRule):
         return (x.detach() * gx + low.detach() * gl + high.detach() * gh,)
 
     def supports_fast(self, module):
-        return fast.supports_linear(module)
+        return self._same_rule_as(ZBoxRule) and fast.supports_linear(module)
 
     def fast_forward(self, module, inputs, relu):
         if len(inputs) != 1:

@@ -208,3 +208,33 @@ def test_layer_lrp_runs_fused_unless_a_requested_layer_is_fused(images, layer_na
     assert bool(fast_calls) == fused_graph
     torch.testing.assert_close(relevance, reference, rtol=1e-7,
                                atol=1e-9 * reference.abs().max())
+
+
+def test_subclass_that_redefines_the_rule_is_not_fused():
+    """The fused path implements the parent's rule: a subclass with its own ``relevance`` /
+    ``engine_output`` / groups must run its own code (hook engine)."""
+
+    class CountingEpsilon(EpsilonRule):  # its own engine_output (here: counts its calls)
+        calls = 0
+
+        def engine_output(self, module, inputs, output):
+            type(self).calls += 1
+            return super().engine_output(module, inputs, output)
+
+    class OwnGroups(GeneralizedGammaRule):
+        def _groups(self):
+            return super()._groups()[:1]
+
+    conv = nn.Conv2d(3, 4, 3)
+    assert not CountingEpsilon(0.1).supports_fast(conv) and not OwnGroups().supports_fast(conv)
+    assert EpsilonRule(0.1).supports_fast(conv) and ZPlusRule().supports_fast(conv)
+    torch.manual_seed(0)
+    model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(36, 3)).double().eval()
+    x = torch.rand(2, 3, 5, 5, dtype=torch.float64)
+    composite = lrp_captum.Composite([(nn.Conv2d, CountingEpsilon(0.1)), (nn.Linear, ZPlusRule()),
+                                      (types.Activation + types.Identity, PassRule())])
+    relevance, lrp = _attribute(model, composite, x, "auto", target=1)
+    assert [f.layer for f in _fast_layers(lrp)] == [model[3]]
+    assert CountingEpsilon.calls == 1  # the subclass's own code ran
+    reference, _ = _attribute(model, composite, x, "auto", fused=False, target=1)
+    torch.testing.assert_close(relevance, reference)
