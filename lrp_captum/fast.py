@@ -30,7 +30,7 @@ Every function here is checked against the textbook references and the hook engi
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 import torch.fx as fx
@@ -119,29 +119,34 @@ def _divide_(num: Tensor, den: Tensor, check: bool = True) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 # LRP-ε on a linear layer or a Sum
 # ---------------------------------------------------------------------------------------------
+def _save_epsilon(ctx, z: Tensor, eps: Union[float, Tensor], relu: bool) -> None:
+    """Keep the output (after the folded ReLU) and ε for :func:`_epsilon_factor`."""
+    ctx.save_for_backward(z, *([eps] if torch.is_tensor(eps) else []))
+    ctx.eps = None if torch.is_tensor(eps) else eps
+    ctx.relu = relu
+
+
+def _saved_epsilon_factor(ctx) -> Tensor:
+    z, *eps = ctx.saved_tensors
+    return _epsilon_factor(z, eps[0] if eps else ctx.eps, ctx.relu)
+
+
 class _EpsilonLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, module, epsilon, relative, relu):  # type: ignore[override]
+    def forward(ctx, x, module, epsilon_for, relu):  # type: ignore[override]
         weight, bias = layer_parameters(module)
         z = linear_forward(module, x, weight, bias)
-        eps = _relative(z, epsilon) if relative else epsilon
+        eps = epsilon_for(z)
         if relu:
             z.clamp_min_(0)
-        ctx.save_for_backward(z, *([eps] if torch.is_tensor(eps) else []))
-        ctx.module, ctx.weight, ctx.shape, ctx.relu = module, weight, x.shape, relu
-        ctx.eps = None if torch.is_tensor(eps) else eps
+        _save_epsilon(ctx, z, eps, relu)
+        ctx.module, ctx.weight, ctx.shape = module, weight, x.shape
         return z
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        z, *eps = ctx.saved_tensors
-        u = _epsilon_factor(z, eps[0] if eps else ctx.eps, ctx.relu).mul_(g)
-        return _input_grad(ctx.module, u, ctx.weight, ctx.shape), None, None, None, None
-
-
-def _relative(z: Tensor, epsilon: float) -> Tensor:
-    rms = z.detach().pow(2).flatten(1).mean(1).sqrt()
-    return epsilon * rms.reshape((-1,) + (1,) * (z.dim() - 1))
+        u = _saved_epsilon_factor(ctx).mul_(g)
+        return _input_grad(ctx.module, u, ctx.weight, ctx.shape), None, None, None
 
 
 def _epsilon_factor(z: Tensor, eps: Union[float, Tensor], relu: bool) -> Tensor:
@@ -152,34 +157,37 @@ def _epsilon_factor(z: Tensor, eps: Union[float, Tensor], relu: bool) -> Tensor:
 
 class _EpsilonSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, epsilon, relu, *summands):  # type: ignore[override]
+    def forward(ctx, epsilon_for, relu, *summands):  # type: ignore[override]
         z = summands[0] + summands[1]
         for s in summands[2:]:
             z.add_(s)
+        eps = epsilon_for(z)
         if relu:
             z.clamp_min_(0)
-        ctx.save_for_backward(z)
-        ctx.eps, ctx.relu, ctx.n = epsilon, relu, len(summands)
+        _save_epsilon(ctx, z, eps, relu)
+        ctx.n = len(summands)
         return z
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        (z,) = ctx.saved_tensors
-        u = _epsilon_factor(z, ctx.eps, ctx.relu).mul_(g)
+        u = _saved_epsilon_factor(ctx).mul_(g)
         return (None, None) + (u,) * ctx.n
 
 
-def epsilon_forward(module: nn.Module, inputs: tuple, epsilon: float, relative: bool,
-                    relu: bool) -> Optional[Tensor]:
-    """LRP-ε layer output (ReLU applied if ``relu``) with the rule in its backward pass."""
+def epsilon_forward(module: nn.Module, inputs: tuple, epsilon_for: Callable[[Tensor], Union[
+        float, Tensor]], relu: bool) -> Optional[Tensor]:
+    """LRP-ε layer output (ReLU applied if ``relu``) with the rule in its backward pass.
+
+    ``epsilon_for(z)`` gives ε for the layer output (the rule's ``_epsilon_for``).
+    """
     if isinstance(module, Sum):
-        if relative or len(inputs) < 2 or any(
+        if len(inputs) < 2 or any(
                 not torch.is_tensor(t) or t.shape != inputs[0].shape for t in inputs):
             return None
-        return _EpsilonSum.apply(epsilon, relu, *inputs)
+        return _EpsilonSum.apply(epsilon_for, relu, *inputs)
     if len(inputs) != 1 or not supports_linear(module):
         return None
-    return _EpsilonLinear.apply(inputs[0], module, epsilon, relative, relu)
+    return _EpsilonLinear.apply(inputs[0], module, epsilon_for, relu)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,11 +234,10 @@ class _TermLinear(torch.autograd.Function):
             (gamma,) = params
             # z > 0: den⁺ = z + γ(P + b⁺) > 0 (x ≥ 0), stabilised to den⁺ + s. Elsewhere the
             # numerator is 0 and the clamp only keeps the denominator away from 0.
+            den_up = torch.add(z, _with_bias(pos, bp), alpha=gamma, out=pos)
             if relu:
-                den_up = torch.add(z, _with_bias(pos, bp), alpha=gamma, out=pos)
                 k = _divide_(z, den_up.add_(stabilizer), not stabilizer)
             else:
-                den_up = torch.add(z, _with_bias(pos, bp), alpha=gamma, out=pos)
                 k = _divide_(z.clamp(min=0), den_up.clamp_min_(0).add_(stabilizer),
                              not stabilizer)
                 den_down = torch.add(z, _with_bias(neg, bn), alpha=gamma, out=neg)
@@ -239,13 +246,12 @@ class _TermLinear(torch.autograd.Function):
             factors.append(k)
         else:  # alphabeta
             alpha, beta = params
-            num = z
-            den_a = pos if bp is None else pos.add_(bp)
-            factors.append(_divide_(num, _stabilize_(den_a, stabilizer), not stabilizer)
+            den_a = _with_bias(pos, bp)
+            factors.append(_divide_(z, _stabilize_(den_a, stabilizer), not stabilizer)
                            .mul_(alpha))
             if beta:
-                den_b = neg if bn is None else neg.add_(bn)
-                factors.append(_divide_(num, _stabilize_(den_b, stabilizer), not stabilizer)
+                den_b = _with_bias(neg, bn)
+                factors.append(_divide_(z, _stabilize_(den_b, stabilizer), not stabilizer)
                                .mul_(beta))
         ctx.save_for_backward(*factors)
         ctx.module, ctx.weight, ctx.shape = module, weight, x.shape

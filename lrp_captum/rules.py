@@ -342,7 +342,7 @@ class EpsilonRule(LRPRule):
             isinstance(module, Sum) or fast.supports_linear(module))
 
     def fast_forward(self, module, inputs, relu):
-        return fast.epsilon_forward(module, inputs, self.epsilon, self.relative, relu)
+        return fast.epsilon_forward(module, inputs, self._epsilon_for, relu)
 
 
 class ZeroRule(EpsilonRule):
