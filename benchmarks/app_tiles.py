@@ -106,7 +106,7 @@ def browser_first_view(slides: Path, results: Path, slide: str, shots: Path | No
     """Seconds until the viewer has drawn all visible tiles, for a first and a second session."""
     from playwright.sync_api import sync_playwright
 
-    from lrp_captum.app_cli import streamlit_command
+    from lrp_captum.cli.app import streamlit_command
 
     port = _free_port()
     env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results))

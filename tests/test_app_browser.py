@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lrp_captum.app_cli import streamlit_command
+from lrp_captum.cli.app import streamlit_command
 from test_app_fixtures import make_fixture_dirs
 
 pytestmark = pytest.mark.browser

@@ -4,7 +4,7 @@ Modules: :mod:`~lrp_captum.eeg.simulate` (data with known ground truth),
 :mod:`~lrp_captum.eeg.models` (ShallowConvNet/EEGNet-style networks and their LRP layer map),
 :mod:`~lrp_captum.eeg.train` (training, saving, loading), :mod:`~lrp_captum.eeg.explain`
 (``explain_epochs`` returning MNE objects), :mod:`~lrp_captum.eeg.plots` (figures),
-:mod:`~lrp_captum.eeg.cli` (``lrp-captum eeg ...``). Needs the ``eeg`` extra (mne).
+:mod:`~lrp_captum.cli.eeg` (``lrp-captum eeg ...``). Needs the ``eeg`` extra (mne).
 
 The main names are re-exported lazily, so ``import lrp_captum.eeg`` stays cheap:
 

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def _composites(args) -> int:
-    from .composites import list_composites
+    from ..composites import list_composites
     items = list_composites()
     if args.json:
         print(json.dumps(items, indent=2))
@@ -65,10 +65,10 @@ def _explain(args) -> int:
     import numpy as np
     import torch
 
-    from .attribution import LRP
-    from .composites import get_composite
-    from .rules import zbox_bounds
-    from .visualization import save_heatmap
+    from ..attribution import LRP
+    from ..composites import get_composite
+    from ..rules import zbox_bounds
+    from ..visualization import save_heatmap
 
     model = build_model(args.arch, args.weights, args.num_classes)
     if args.image:
@@ -98,8 +98,3 @@ def _explain(args) -> int:
     print(json.dumps({"out": str(out), "target": target, "logit": float(logits[0, target]),
                       "relevance_sum": float(relevance.sum()), "delta": float(delta[0])}))
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-    sys.exit(main(sys.argv[1:]))

@@ -5,13 +5,13 @@ import json
 import sys
 from pathlib import Path
 
+from . import add_group
+
 
 def register(subparsers) -> None:
     """Add the ``eeg`` group to the top-level ``lrp-captum`` parser."""
-    group = subparsers.add_parser("eeg", help="EEG epochs: simulate, train, explain",
-                                  description="Explain EEG classifiers on MNE epochs with LRP.")
-    sub = group.add_subparsers(dest="eeg_command", metavar="COMMAND")
-    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
+    sub = add_group(subparsers, "eeg", "EEG epochs: simulate, train, explain",
+                    "Explain EEG classifiers on MNE epochs with LRP.")
 
     p = sub.add_parser("simulate", help="simulate a labelled data set with known ground truth")
     p.add_argument("--task", choices=("motor_imagery", "erp"), default="motor_imagery")
@@ -64,7 +64,7 @@ def _reporting_errors(command):
 
 
 def _simulate(args) -> int:
-    from .simulate import save_simulated, simulate_epochs
+    from ..eeg.simulate import save_simulated, simulate_epochs
 
     epochs = simulate_epochs(args.task, n_epochs=args.n_epochs, sfreq=args.sfreq, seed=args.seed)
     fif, sidecar = save_simulated(epochs, Path(args.out) / f"sim_{args.task}-epo.fif")
@@ -77,7 +77,7 @@ def _train(args) -> int:
     import mne
     from tqdm import tqdm
 
-    from .train import fit_epochs, save_model
+    from ..eeg.train import fit_epochs, save_model
 
     epochs = mne.read_epochs(args.epochs, preload=True, verbose=False)
     bar = tqdm(total=args.max_epochs, desc="training", unit="epoch")
@@ -104,9 +104,9 @@ def _parse_target(text: str):
 def _explain(args) -> int:
     import numpy as np
 
-    from .explain import explain_epochs, relevance_concentration
-    from .plots import plot_class_averages, plot_topomaps, save_figure
-    from .simulate import read_ground_truth
+    from ..eeg.explain import explain_epochs, relevance_concentration
+    from ..eeg.plots import plot_class_averages, plot_topomaps, save_figure
+    from ..eeg.simulate import read_ground_truth
 
     result = explain_epochs(args.model, args.epochs, composite=args.composite,
                             target=_parse_target(args.target), output_mode=args.output_mode,

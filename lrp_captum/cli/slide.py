@@ -5,12 +5,13 @@ import argparse
 import json
 import sys
 
+from . import add_group
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("slide", help="whole-slide images: sample data, demo model, explain",
-                              description="Whole-slide images: sample slides, the demo model, and "
-                                          "slide-level LRP heatmaps.")
-    sub = p.add_subparsers(dest="slide_command", metavar="COMMAND")
+    sub = add_group(subparsers, "slide", "whole-slide images: sample data, demo model, explain",
+                    "Whole-slide images: sample slides, the demo model, and slide-level LRP "
+                    "heatmaps.")
 
     s = sub.add_parser("sample", help="write an OpenSlide-readable sample slide (no downloads)")
     s.add_argument("out", help="output file (.tif / .tiff for --kind tiff, .svs for --kind svs)")
@@ -61,11 +62,10 @@ def register(subparsers) -> None:
     e.add_argument("--keep-work", action="store_true", help="keep per-batch files in OUT/.lrp_work")
     e.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     e.set_defaults(func=_explain)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
 def _sample(args) -> int:
-    from .sample import write_sample_slide
+    from ..wsi.sample import write_sample_slide
 
     kind = args.kind or ("svs" if args.out.lower().endswith(".svs") else "tiff")
     size = args.size[0] if len(args.size) == 1 else tuple(args.size[:2])
@@ -75,7 +75,7 @@ def _sample(args) -> int:
 
 
 def _train(args) -> int:
-    from .train import demo_model_config, train_demo_model
+    from ..wsi.train import demo_model_config, train_demo_model
 
     if args.out:
         train_demo_model(args.out, quiet=args.quiet)
@@ -86,9 +86,9 @@ def _train(args) -> int:
 
 
 def _explain(args) -> int:
-    from .explain import DEFAULT_COMPOSITE
-    from .pipeline import explain_slide
-    from .reader import SlideError
+    from ..wsi.explain import DEFAULT_COMPOSITE
+    from ..wsi.pipeline import explain_slide
+    from ..wsi.reader import SlideError
 
     try:
         if args.arch:
@@ -99,7 +99,7 @@ def _explain(args) -> int:
                          kwargs=dict(num_classes=len(args.classes.split(","))),
                          tile_size=args.model_tile_size, mpp=args.model_mpp)
         elif args.model == "demo":
-            from .train import demo_model_config
+            from ..wsi.train import demo_model_config
 
             model = demo_model_config(quiet=args.quiet)
         else:

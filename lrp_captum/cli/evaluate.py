@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from . import add_group
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 NORMALIZATIONS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
@@ -29,9 +31,8 @@ def _floats(text: str) -> list[float]:
 
 def register(subparsers) -> None:
     """Add the ``evaluate`` group to the top-level ``lrp-captum`` parser."""
-    group = subparsers.add_parser("evaluate", help="rank composites by explanation quality",
-                                  description=__doc__.splitlines()[0])
-    sub = group.add_subparsers(dest="evaluate_command", metavar="COMMAND")
+    sub = add_group(subparsers, "evaluate", "rank composites by explanation quality",
+                    __doc__.splitlines()[0])
     p = sub.add_parser("rank", help="measure and rank explanation methods, write a report folder",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True,
@@ -68,7 +69,6 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--out", type=Path, required=True, help="report folder (created)")
     p.set_defaults(func=run_rank)
-    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
 
 
 def _device(name: str) -> torch.device:
@@ -118,7 +118,7 @@ def load_model(spec: str, weights: Path | None = None, num_classes: int | None =
 def load_inputs(path: Path, image_size: int, normalize: str) -> tuple[torch.Tensor, torch.Tensor | None,
                                                                      torch.Tensor, torch.Tensor]:
     """Inputs, optional labels and z^B bounds ``(low, high)`` per channel."""
-    from .rules import zbox_bounds
+    from ..rules import zbox_bounds
 
     if path.is_dir():
         from PIL import Image
@@ -169,7 +169,7 @@ def load_inputs(path: Path, image_size: int, normalize: str) -> tuple[torch.Tens
 
 
 def run_rank(args) -> int:
-    from . import select as S
+    from .. import select as S
 
     device = _device(args.device)
     model = load_model(args.model, args.weights, args.num_classes).to(device)

@@ -5,15 +5,15 @@ import json
 import sys
 from pathlib import Path
 
+from . import add_group
+
 DEFAULT_MODEL_DIR = "demo_output/text_model"
 
 
 def register(subparsers) -> None:
     """Add the ``text`` command group to the top-level ``lrp-captum`` parser."""
-    p = subparsers.add_parser("text", help="text classifiers: explain words",
-                              description="Word-level LRP for text classifiers.")
-    sub = p.add_subparsers(dest="text_command", metavar="COMMAND")
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    sub = add_group(subparsers, "text", "text classifiers: explain words",
+                    "Word-level LRP for text classifiers.")
 
     t = sub.add_parser("train-demo", help="train the demo word-CNN on VADER-derived sentences")
     t.add_argument("--out", default=DEFAULT_MODEL_DIR,
@@ -61,7 +61,7 @@ def _fail(message: str) -> int:
 
 
 def _train_demo(args) -> int:
-    from .train import train_demo_model
+    from ..text.train import train_demo_model
 
     _, _, report = train_demo_model(args.out, n_examples=args.n_examples, epochs=args.epochs,
                                     n_filters=args.filters, seed=args.seed, device=args.device,
@@ -96,9 +96,9 @@ def read_jsonl_texts(path: str | Path) -> list[dict]:
 
 
 def _explain(args) -> int:
-    from .explain import explain_text
-    from .render import explanations_json, write_html
-    from .train import load_text_model
+    from ..text.explain import explain_text
+    from ..text.render import explanations_json, write_html
+    from ..text.train import load_text_model
 
     if (args.text is None) == (args.input is None):
         return _fail("give either a TEXT or --input FILE.jsonl")
@@ -146,9 +146,9 @@ def _explain(args) -> int:
 
 
 def _compare(args) -> int:
-    from .data import make_sentiment_dataset, split_examples
-    from .evaluate import compare_methods, format_table
-    from .train import load_text_model
+    from ..text.data import make_sentiment_dataset, split_examples
+    from ..text.evaluate import compare_methods, format_table
+    from ..text.train import load_text_model
 
     try:
         model, tokenizer, config = load_text_model(args.model_dir, device=args.device)
