@@ -24,6 +24,7 @@ from .canonizers import Canonized, canonize
 from .composites import Composite, ResolvedComposite, get_composite, leaf_layers
 from .fast import build_fast_graph
 from .layers import MergedBatchNorm
+from .model_mode import evaluation_mode
 from .rules import LRPRule, stabilize
 
 __all__ = ["LRP", "LayerLRP", "OUTPUT_MODES"]
@@ -77,10 +78,6 @@ class _LRPEngine:
                tuple((tuple(t.shape[1:]), t.dtype) for t in inputs if torch.is_tensor(t)))
         if key in self._plans:
             return self._plans[key]
-        if self.model.training:
-            raise RuntimeError(f"{type(self.model).__name__} is in training mode: call "
-                               "model.eval() before attribute() (dropout and BatchNorm must be "
-                               "fixed for an explanation)")
         canonized = None
         if canonizers == "auto":
             leaf_types = tuple(sel for sel, _ in comp.rules if isinstance(sel, type)) + tuple(
@@ -110,7 +107,8 @@ class _LRPEngine:
         """The layer → rule table that :meth:`attribute` would use for these inputs."""
         inputs = inputs if isinstance(inputs, tuple) else (inputs,)
         extra = _format_additional_forward_args(additional_forward_args) or ()
-        return self._plan(inputs, tuple(extra), composite, None).resolved
+        with evaluation_mode(self.model, warn=False):
+            return self._plan(inputs, tuple(extra), composite, None).resolved
 
     def reset(self) -> None:
         """Forget cached plans (call after changing the model's structure)."""
@@ -261,6 +259,7 @@ def _initial_relevance(out: Tensor, target, mode) -> tuple[Tensor, Tensor]:
     z = out.detach()
     if target is None and z.dim() > 1 and z.shape[1] > 1:
         raise ValueError("target is required for a model with several outputs per example")
+    _check_target(target, z)
     selector = torch.zeros_like(z, requires_grad=True)
     with torch.enable_grad():
         picked = _select_targets(selector + z, target)
@@ -281,6 +280,19 @@ def _initial_relevance(out: Tensor, target, mode) -> tuple[Tensor, Tensor]:
     c = onehot - weights  # ∂/∂z of Σ_c' β_c' (z_c - z_c') with β held fixed
     total = (weights * margins).sum(1)
     return c, total
+
+
+def _check_target(target, z: Tensor) -> None:
+    """A clear error for class indices outside the model's output (Captum raises IndexError)."""
+    if target is None or z.dim() < 2:
+        return
+    flat = target.flatten().tolist() if torch.is_tensor(target) else (
+        [target] if isinstance(target, int) else [t for t in target if isinstance(t, int)])
+    n = z.shape[1]
+    bad = [t for t in flat if isinstance(t, int) and not -n <= t < n]
+    if bad:
+        raise ValueError(f"target {bad[0]} is out of range: the model has {n} outputs per "
+                         f"example (output shape {tuple(z.shape)})")
 
 
 def _format_inputs(inputs) -> tuple[tuple, bool]:
@@ -360,10 +372,11 @@ class LRP(_LRPEngine, _CaptumLRP):
             if torch.is_tensor(t) and not t.is_floating_point():
                 raise TypeError(f"LRP attributes to floating-point inputs, got {t.dtype}; for "
                                 "token ids use LayerLRP(model, layer=model.<embedding>)")
-        plan = self._plan(inputs_t, extra, composite, canonizers)
-        if verbose:
-            print(plan.resolved)
-        relevances, _, total, _ = self._run(inputs_t, target, extra, plan, output_mode)
+        with evaluation_mode(self.model):
+            plan = self._plan(inputs_t, extra, composite, canonizers)
+            if verbose:
+                print(plan.resolved)
+            relevances, _, total, _ = self._run(inputs_t, target, extra, plan, output_mode)
         result = tuple(relevances) if is_tuple else relevances[0]
         if return_convergence_delta:
             summed = sum(r.flatten(1).sum(1) for r in relevances if r is not None)
@@ -402,13 +415,15 @@ class LayerLRP(_LRPEngine, _CaptumLayerLRP):
         inputs_t, _ = _format_inputs(inputs)
         extra = tuple(_format_additional_forward_args(additional_forward_args) or ())
         layers = self.layer if isinstance(self.layer, list) else [self.layer]
-        plan = self._plan(inputs_t, extra, composite, canonizers)
-        plan = self._plan_with_layers(plan, layers, inputs_t, extra, composite)
-        if verbose:
-            print(plan.resolved)
-        probes = [(self._exec_module(plan, layer), attribute_to_layer_input) for layer in layers]
-        _, layer_rel, total, _ = self._run(inputs_t, target, extra, plan, output_mode, probes,
-                                           grad_wrt_inputs=False)
+        with evaluation_mode(self.model):
+            plan = self._plan(inputs_t, extra, composite, canonizers)
+            plan = self._plan_with_layers(plan, layers, inputs_t, extra, composite)
+            if verbose:
+                print(plan.resolved)
+            probes = [(self._exec_module(plan, layer), attribute_to_layer_input)
+                      for layer in layers]
+            _, layer_rel, total, _ = self._run(inputs_t, target, extra, plan, output_mode,
+                                               probes, grad_wrt_inputs=False)
         results = [r[0] if len(r) == 1 else r for r in layer_rel]
         result = results if isinstance(self.layer, list) else results[0]
         if return_convergence_delta:
