@@ -5,7 +5,9 @@
 """
 from .attribution import LRP, OUTPUT_MODES, LayerLRP
 from .canonizers import CanonizationError, canonize
-from .composites import Composite, NoRuleError, get_composite, list_composites
+from .composites import (Composite, NoRuleError, UnknownCompositeError, composite_needs_bounds,
+                         get_composite, list_composites)
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 from .rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, GeneralizedGammaRule,
                     PassRule, ProportionalRule, WSquareRule, ZBoxRule, ZeroRule, ZPlusRule,
                     zbox_bounds)
@@ -14,7 +16,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LRP", "LayerLRP", "OUTPUT_MODES", "canonize", "CanonizationError", "Composite",
-    "NoRuleError", "get_composite", "list_composites", "ZeroRule", "EpsilonRule", "GammaRule",
+    "NoRuleError", "UnknownCompositeError", "get_composite", "list_composites",
+    "composite_needs_bounds", "IMAGENET_MEAN", "IMAGENET_STD", "ZeroRule", "EpsilonRule", "GammaRule",
     "GeneralizedGammaRule", "AlphaBetaRule", "ZPlusRule", "ZBoxRule", "FlatRule", "WSquareRule",
     "PassRule", "ProportionalRule", "zbox_bounds",
 ]

@@ -23,10 +23,11 @@ from . import types
 from .layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
 from .rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, GeneralizedGammaRule,
                     LRPRule, PassRule, ProportionalRule, ZBoxRule, ZeroRule, ZPlusRule,
-                    from_captum_rule)
+                    from_captum_rule, zbox_bounds)
 
 __all__ = ["Composite", "Name", "First", "Position", "All", "LayerInfo", "ResolvedComposite",
-           "get_composite", "list_composites", "register_composite", "NoRuleError"]
+           "get_composite", "list_composites", "register_composite", "composite_needs_bounds",
+           "NoRuleError", "UnknownCompositeError"]
 
 #: layers through which relevance needs no rule: they start the graph (token ids → vectors)
 SOURCE_LAYERS = (nn.Embedding, nn.EmbeddingBag)
@@ -279,23 +280,57 @@ def leaf_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 # ---------------------------------------------------------------------------------------------
 # presets
 # ---------------------------------------------------------------------------------------------
-_REGISTRY: dict[str, tuple[Callable[..., Composite], str]] = {}
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., Composite]
+    description: str
+    #: the composite has a rule (z^B) that needs the input bounds ``low``/``high``
+    needs_bounds: bool
 
 
-def register_composite(name: str, description: str):
-    """Decorator registering a composite factory under ``name``."""
+_REGISTRY: dict[str, _Entry] = {}
+
+
+class UnknownCompositeError(KeyError, ValueError):
+    """A composite name that is not registered; the message lists the registered ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+def register_composite(name: str, description: str, needs_bounds: bool = False):
+    """Decorator registering a composite factory under ``name``.
+
+    ``needs_bounds=True`` says that the factory takes the input bounds ``low``/``high``
+    (:func:`get_composite` can derive them from ``mean``/``std``).
+    """
     def wrap(factory):
-        _REGISTRY[name] = (factory, description)
+        _REGISTRY[name] = _Entry(factory, description, needs_bounds)
         return factory
     return wrap
 
 
 def list_composites() -> dict[str, str]:
     """``{name: one-line description}`` of the registered composites."""
-    return {name: desc for name, (_, desc) in _REGISTRY.items()}
+    return {name: entry.description for name, entry in _REGISTRY.items()}
+
+
+def _key(name: str) -> str:
+    key = name.replace("-", "_").lower()
+    if key not in _REGISTRY:
+        raise UnknownCompositeError(
+            f"unknown composite {name!r}; choose from {', '.join(_REGISTRY)}")
+    return key
+
+
+def composite_needs_bounds(name: Union[str, Composite]) -> bool:
+    """True if the registered composite ``name`` needs input bounds (``low``/``high`` or
+    ``mean``/``std``); False for a :class:`Composite` object (already built)."""
+    return False if isinstance(name, Composite) else _REGISTRY[_key(name)].needs_bounds
 
 
 def get_composite(name: Union[str, Composite], layer_map: Optional[dict] = None,
+                  mean=None, std=None, pixel_range: tuple[float, float] = (0.0, 1.0),
                   **kwargs: Any) -> Composite:
     """A registered composite by name (or a given composite), with optional extra rules.
 
@@ -305,16 +340,28 @@ def get_composite(name: Union[str, Composite], layer_map: Optional[dict] = None,
         One of :func:`list_composites`.
     layer_map : dict, optional
         ``{layer type or name glob: rule}`` taking precedence over the preset.
+    mean, std : float or sequence of float, optional
+        The normalisation of the model's inputs, ``(pixel - mean) / std`` per channel. For a
+        composite that needs input bounds (:func:`composite_needs_bounds`) and is not given
+        ``low``/``high``, the bounds are derived from them with
+        :func:`lrp_captum.rules.zbox_bounds` over ``pixel_range``; other composites ignore
+        them, so callers can pass the normalisation whatever the composite.
     **kwargs
         Parameters of the preset (``low``, ``high``, ``epsilon``, ``gamma``, ...).
+
+    Raises
+    ------
+    UnknownCompositeError
+        ``name`` is not registered (the message lists the registered names).
     """
     if isinstance(name, Composite):
         composite = name
     else:
-        key = name.replace("-", "_").lower()
-        if key not in _REGISTRY:
-            raise KeyError(f"unknown composite {name!r}; available: {', '.join(_REGISTRY)}")
-        composite = _REGISTRY[key][0](**kwargs)
+        entry = _REGISTRY[_key(name)]
+        if entry.needs_bounds and "low" not in kwargs and "high" not in kwargs and \
+                mean is not None and std is not None:
+            kwargs["low"], kwargs["high"] = zbox_bounds(mean, std, pixel_range)
+        composite = entry.factory(**kwargs)
     return composite.prepend(layer_map) if layer_map else composite
 
 
@@ -332,13 +379,14 @@ def _base(stabilizer: float) -> list:
 def _bounds(low, high, name):
     if low is None or high is None:
         raise ValueError(f"composite {name!r} needs the input bounds: get_composite({name!r}, "
-                         "low=..., high=...) -- see lrp_captum.rules.zbox_bounds(mean, std)")
+                         "mean=..., std=...) for inputs normalised as (pixel - mean) / std, or "
+                         "low=..., high=... (see lrp_captum.rules.zbox_bounds)")
     return low, high
 
 
 @register_composite("epsilon_gamma_box",
                     "z^B on the first conv, generalised γ on convs, ε on dense layers (zennit's "
-                    "EpsilonGammaBox)")
+                    "EpsilonGammaBox)", needs_bounds=True)
 def epsilon_gamma_box(low=None, high=None, epsilon: float = 1e-6, gamma: float = 0.25,
                       stabilizer: float = 1e-6) -> Composite:
     low, high = _bounds(low, high, "epsilon_gamma_box")
@@ -383,7 +431,7 @@ def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -
 
 @register_composite("seeds",
                     "the seeds' recipe: z^B input layer, γ lower convs, ε middle convs, LRP-0 "
-                    "upper dense layers")
+                    "upper dense layers", needs_bounds=True)
 def seeds(low=None, high=None, gamma: float = 0.25, epsilon: float = 0.25,
           relative_epsilon: bool = True, lower: float = 0.5,
           stabilizer: float = 1e-9) -> Composite:

@@ -26,7 +26,7 @@ def test_registry_lists_the_presets():
     names = set(list_composites())
     assert {"epsilon_gamma_box", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1",
             "epsilon_alpha2_beta1_flat", "seeds", "epsilon", "zero"} <= names
-    with pytest.raises(KeyError, match="available"):
+    with pytest.raises(KeyError, match="choose from"):
         get_composite("no_such_composite")
 
 
@@ -131,3 +131,24 @@ def test_alpha_beta_validation():
         AlphaBetaRule(2.0, 0.5)
     with pytest.raises(ValueError, match=">= 0"):
         AlphaBetaRule(-1.0, -2.0)
+
+
+def test_unknown_composite_names_the_registered_ones():
+    from lrp_captum import UnknownCompositeError
+    with pytest.raises(UnknownCompositeError, match=r"unknown composite 'bogus'; choose from .*epsilon_gamma_box"):
+        get_composite("bogus")
+
+
+def test_bounds_are_derived_from_mean_and_std_for_composites_that_need_them():
+    from lrp_captum import IMAGENET_MEAN, IMAGENET_STD, composite_needs_bounds
+    assert composite_needs_bounds("epsilon_gamma_box") and composite_needs_bounds("seeds")
+    assert not composite_needs_bounds("epsilon_plus")
+    derived = get_composite("epsilon_gamma_box", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    box = derived.rules[0][1]
+    expected_low = (0.0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(box.low, expected_low)
+    torch.testing.assert_close(box.high, (1.0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD))
+    # composites without bounds accept (and ignore) the normalisation
+    assert get_composite("epsilon_plus", mean=IMAGENET_MEAN, std=IMAGENET_STD).name == "epsilon_plus"
+    with pytest.raises(ValueError, match="mean=..., std=..."):
+        get_composite("epsilon_gamma_box")
