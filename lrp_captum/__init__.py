@@ -9,8 +9,8 @@ from .composites import (Composite, NoRuleError, UnknownCompositeError, composit
                          get_composite, list_composites)
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
 from .rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, GeneralizedGammaRule,
-                    PassRule, ProportionalRule, WSquareRule, ZBoxRule, ZeroRule, ZPlusRule,
-                    zbox_bounds)
+                    LRPRule, PassRule, ProportionalRule, TermRule, WSquareRule, ZBoxRule,
+                    ZeroRule, ZPlusRule, zbox_bounds)
 
 __version__ = "0.1.0"
 
@@ -19,5 +19,5 @@ __all__ = [
     "NoRuleError", "UnknownCompositeError", "get_composite", "list_composites",
     "composite_needs_bounds", "IMAGENET_MEAN", "IMAGENET_STD", "ZeroRule", "EpsilonRule", "GammaRule",
     "GeneralizedGammaRule", "AlphaBetaRule", "ZPlusRule", "ZBoxRule", "FlatRule", "WSquareRule",
-    "PassRule", "ProportionalRule", "zbox_bounds",
+    "PassRule", "ProportionalRule", "zbox_bounds", "LRPRule", "TermRule",
 ]

@@ -30,11 +30,20 @@ from . import types
 from .composites import SOURCE_LAYERS
 from .layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
 
-__all__ = ["canonize", "Canonized", "CanonizationError"]
+__all__ = ["canonize", "Canonized", "CanonizationError", "UntraceableModelError"]
 
 
 class CanonizationError(TypeError):
     """The model contains an op that no rule covers (raised before anything is changed)."""
+
+
+class UntraceableModelError(CanonizationError):
+    """torch.fx cannot trace the model's forward (data-dependent control flow, calls fx
+    cannot proxy). ``where`` names the innermost module that fails on its own."""
+
+    def __init__(self, message: str, where: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.where, self.reason = where, reason
 
 
 _ACTIVATION_FUNCTIONS = {
@@ -60,8 +69,11 @@ _SAFE_FUNCTIONS = {
     F.pixel_unshuffle, torch.neg, operator.neg, operator.truediv, operator.floordiv,
     torch.nn.functional.linear, torch.nn.functional.conv1d, torch.nn.functional.conv2d,
     torch.nn.functional.conv3d,
+    # comparisons carry no gradient (fx inserts them to check arguments a trace is
+    # specialised on)
+    operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge,
 }
-_SAFE_FUNCTION_NAMES = {"stochastic_depth", "_assert", "__getitem__"}
+_SAFE_FUNCTION_NAMES = {"stochastic_depth", "_assert", "_assert_is_none", "__getitem__"}
 _SAFE_METHODS = {
     "view", "reshape", "flatten", "permute", "transpose", "contiguous", "size", "dim",
     "squeeze", "unsqueeze", "chunk", "split", "mean", "sum", "expand", "expand_as",
@@ -154,14 +166,16 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
     """
     leaf_types = _leaf_types(extra_leaf_types)
     tracer = _Tracer(leaf_types)
+    concrete = _concrete_args(model, example_inputs)
     try:
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as exc:  # fx raises many types for untraceable code
         where, reason = _untraceable_module(model, leaf_types, exc)
-        raise CanonizationError(
+        raise UntraceableModelError(
             f"torch.fx could not trace {where}: {reason}. Use canonizers=None "
             "(rules are then attached to the leaf modules as they are; functional ops and "
-            "in-place activations are not rewritten) or make that forward traceable.") from exc
+            "in-place activations are not rewritten) or make that forward traceable.",
+            where, reason) from exc
     gm = fx.GraphModule(model, graph, class_name=f"Canonized{type(model).__name__}")
     result = Canonized(gm)
     for name, module in model.named_modules():
@@ -187,6 +201,29 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
                 f"the canonized {type(model).__name__} does not reproduce the model's output "
                 f"(atol {atol}); please report this model, and use canonizers=None meanwhile")
     return result
+
+
+def _concrete_args(model: nn.Module, example_inputs) -> dict:
+    """Arguments the trace is specialised on: those passed as ``None`` or as non-tensors, and
+    the defaults of those not passed (``forward(x, mask=None)`` with ``if mask is not None``
+    must take the branch of the call at hand, not the one a proxy would take)."""
+    import inspect
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    given = tuple(example_inputs) if example_inputs is not None else None
+    concrete = {}
+    for i, param in enumerate(params):
+        if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            break
+        if given is not None and i < len(given):
+            value = given[i]
+            if value is None or isinstance(value, (bool, int, float, str)):
+                concrete[param.name] = value
+        elif given is not None and param.default is not param.empty:
+            concrete[param.name] = param.default
+    return concrete
 
 
 def _untraceable_module(model: nn.Module, leaf_types: tuple, exc: Exception) -> tuple:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from torch import nn
 
 from . import types
+from .engine.compiler import check_rule
 from .layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
 from .rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, GeneralizedGammaRule,
                     LRPRule, PassRule, ProportionalRule, ZBoxRule, ZeroRule, ZPlusRule,
@@ -144,17 +145,25 @@ def _selector_text(selector: Selector) -> str:
 
 
 class ResolvedComposite(dict):
-    """``{layer name: rule}`` for one model; ``str()`` gives a readable layer → rule table."""
+    """``{layer name: rule}`` for one model; ``str()`` gives a readable layer → rule table.
 
-    def __init__(self, rows: list[tuple[str, nn.Module, Optional[LRPRule], str]]) -> None:
+    ``paths`` (filled by ``LRP.rule_table``) says how each layer runs in the engine:
+    ``"fused"``, ``"fused, ReLU folded in"``, ``"folded into the layer before"`` (a ReLU) or
+    ``"hooks"``.
+    """
+
+    def __init__(self, rows: list[tuple[str, nn.Module, Optional[LRPRule], str]],
+                 paths: Optional[dict] = None) -> None:
         super().__init__((name, rule) for name, _, rule, _ in rows)
         self.rows = rows
+        self.paths = dict(paths or {})
 
     def __str__(self) -> str:
-        header = ("layer", "type", "rule", "matched by")
+        header = ("layer", "type", "rule", "matched by") + (("runs",) if self.paths else ())
         body = [(n, type(m).__name__, "(none: starts the graph)" if r is None else repr(r), why)
+                + ((self.paths.get(n, "-"),) if self.paths else ())
                 for n, m, r, why in self.rows]
-        widths = [max(len(str(row[i])) for row in [header] + body) for i in range(4)]
+        widths = [max(len(str(row[i])) for row in [header] + body) for i in range(len(header))]
         lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)),
                  "  ".join("-" * w for w in widths)]
         lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in body]
@@ -190,19 +199,27 @@ class Composite:
         return Composite(extra + self.rules, name=self.name)
 
     def resolve_layers(self, layers: Sequence[tuple[str, nn.Module]],
-                       respect_module_rules: bool = True) -> ResolvedComposite:
+                       respect_module_rules: bool = True,
+                       carried_rules: Optional[dict] = None) -> ResolvedComposite:
         """Assign a rule to each ``(name, module)`` leaf layer given in execution order.
 
-        A rule already set as ``module.rule`` (Captum's way) takes precedence. Raises
-        :class:`NoRuleError` naming every layer without a rule, before anything is changed.
+        A rule already set as ``module.rule`` (Captum's way) takes precedence, also when it
+        was set on a module that canonization replaced (``carried_rules``:
+        ``{substitute: (rule, note)}``). Raises :class:`NoRuleError` naming every layer
+        without a rule, before anything is changed.
         """
         rows, missing = [], []
         layers = list(layers)
+        carried_rules = carried_rules or {}
         for order, (name, module) in enumerate(layers):
             info = LayerInfo(order, layers)
             user_rule = getattr(module, "rule", None) if respect_module_rules else None
             if user_rule is not None:
                 rows.append((name, module, from_captum_rule(user_rule), "module.rule"))
+                continue
+            if respect_module_rules and module in carried_rules:
+                rule, note = carried_rules[module]
+                rows.append((name, module, from_captum_rule(rule), note))
                 continue
             for selector, rule in self.rules:
                 if _matches(selector, name, module, info):
@@ -224,7 +241,7 @@ class Composite:
         for name, module, rule, _ in rows:
             if rule is not None:
                 try:
-                    rule.check_module(module)
+                    check_rule(rule, module)
                 except TypeError as exc:
                     raise NoRuleError(f"layer '{name}': {exc}") from None
         return ResolvedComposite(rows)

@@ -15,7 +15,7 @@ from typing import Callable
 
 from torch import Tensor, nn
 
-from .linear_ops import batchnorm_affine, layer_parameters, linear_forward
+from .engine.linear_ops import batchnorm_affine, layer_parameters, linear_forward
 
 
 class Sum(nn.Module):

@@ -1,22 +1,26 @@
-"""LRP propagation rules as subclasses of Captum's ``PropagationRule``.
+"""LRP rules as declarations.
 
 Every rule says how the relevance ``R_k`` at a layer's output is redistributed onto its input.
 For a linear layer ``z_k = Σ_j x_j w_jk + b_k`` the general form (seed 000) is
 
-    R_j = Σ_k  x_j ρ(w_jk) / (Σ_j x_j ρ(w_jk) + ρ(b_k) ± ε)  · R_k
+    R_j = Σ_groups c_g · Σ_k  Σ_t  ι_t(x)_j ρ_t(w_jk) / (Σ_t Σ_j ι_t(x)_j ρ_t(w_jk) + β_t(b_k) ± s)
+                            · σ_g(z_k) · R_k
 
-and each rule below is a choice of ``ρ``, of input modifications (``x⁺``, ``x⁻``, bounds, ones)
-and of how partial relevances are combined. A rule works in two engines:
+and a rule is nothing but the choice of its **terms** ``t`` (an input ``ι``: ``x``, ``x⁺``,
+``x⁻``, ones or a bound; a weight modifier ``ρ``; a bias modifier ``β`` or none; a sign), how
+terms are **grouped** and weighted (``c_g``, e.g. αβ's ``α`` and ``−β``), which outputs a group
+serves (``σ_g``: all, ``z > 0`` or ``z < 0``) and the **stabiliser** ``s`` added to every
+denominator with the denominator's sign. This module holds those declarations only; the engine
+(:mod:`lrp_captum.engine`) compiles each one into the paths that run it:
 
-* inside Captum's own ``captum.attr.LRP`` / ``LayerLRP`` (set ``module.rule = EpsilonRule()``):
-  :meth:`LRPRule.forward_hook` returns the layer output through an autograd function whose
-  backward applies :meth:`LRPRule.relevance` (Captum propagates relevance as the gradient);
-* inside :class:`lrp_captum.LRP`, which propagates the *relevance per unit of activation*
-  ``c = R / a`` as the gradient, so that LRP-0 is the plain gradient and a rule is only a
-  small change of it (:meth:`LRPRule.engine_output`). This is why it runs close to the speed
-  of a gradient.
+* the fused autograd function of a layer in :class:`lrp_captum.LRP` (all terms of a layer in
+  one stacked evaluation, the following ReLU folded in);
+* the hook path (layers without a fused form, ``canonizers=None``, ``LayerLRP`` probes);
+* :meth:`LRPRule.relevance`, the path Captum's own ``captum.attr.LRP`` calls (set
+  ``module.rule = EpsilonRule()``): every rule here is a Captum ``PropagationRule``.
 
-Rules never modify the module's parameters; modified parameters are computed on the fly.
+A new rule is a new declaration (see :class:`TermRule` and docs/rules.md); it runs on every
+path with no further code. Rules never modify a module's parameters.
 
 Deliberate differences from Captum's rules of the same name:
 
@@ -28,162 +32,211 @@ Deliberate differences from Captum's rules of the same name:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable, Optional, Sequence, Union
 
 import torch
 from captum.attr._utils.lrp_rules import PropagationRule
 from torch import Tensor, nn
 
-from . import fast
-from .layers import Sum
-from .linear_ops import (UnsupportedLayerError, evaluate_linear, is_linear_layer,
-                         layer_parameters, linear_forward)
-
 __all__ = [
-    "LRPRule", "ZeroRule", "EpsilonRule", "GammaRule", "GeneralizedGammaRule", "AlphaBetaRule",
+    "LRPRule", "TermRule", "Input", "Mix", "Ones", "Square", "Term", "Group", "Terms", "Pass",
+    "ZeroRule", "EpsilonRule", "GammaRule", "GeneralizedGammaRule", "AlphaBetaRule",
     "ZPlusRule", "ZBoxRule", "FlatRule", "WSquareRule", "PassRule", "ProportionalRule",
-    "zbox_bounds", "stabilize",
+    "zbox_bounds", "from_captum_rule",
 ]
 
 BoundType = Union[float, Sequence[float], Tensor]
-
-
-def stabilize(z: Tensor, epsilon: Union[float, Tensor]) -> Tensor:
-    """``z + ε·sign(z)`` with ``sign(0) = +1``: moves the denominator away from zero."""
-    return z + epsilon * (z >= 0).to(z.dtype).mul_(2).sub_(1)
-
-
-def _safe_divide(a: Tensor, b: Tensor) -> Tensor:
-    return torch.where(b == 0, torch.zeros_like(a), a / torch.where(b == 0, torch.ones_like(b), b))
-
-
-def _identity(t: Tensor) -> Tensor:
-    return t
-
-
-def _positive(t: Tensor) -> Tensor:
-    return t.clamp(min=0)
-
-
-def _negative(t: Tensor) -> Tensor:
-    return t.clamp(max=0)
-
-
-def _ones(t: Tensor) -> Tensor:
-    return torch.ones_like(t)
-
-
-def _square(t: Tensor) -> Tensor:
-    return t * t
-
-
-def _gamma_mod(gamma: float, part: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    def modifier(t: Tensor) -> Tensor:
-        return t + gamma * part(t)
-    return modifier
+Modifier = Callable[[Tensor], Tensor]
 
 
 # ---------------------------------------------------------------------------------------------
-# autograd plumbing
+# the vocabulary of declarations
 # ---------------------------------------------------------------------------------------------
-class _ReplaceValue(torch.autograd.Function):
-    """Forward: the value of ``value``. Backward: the incoming gradient goes to ``surrogate``.
+class Input(str, Enum):
+    """What a term evaluates the layer on."""
+    X = "x"
+    POSITIVE = "x⁺"  # the positive part of the input
+    NEGATIVE = "x⁻"  # the negative part of the input
+    ONES = "1"  # a tensor of ones (flat, w²): relevance does not depend on x
+    LOW = "l"  # the rule's lower input bound (z^B)
+    HIGH = "h"  # the rule's upper input bound (z^B)
 
-    Lets a rule return the layer's true output while its gradient follows a modified graph.
+
+#: inputs a term's relevance is computed on directly (not as ``x × something``)
+DIRECT_INPUTS = (Input.ONES, Input.LOW, Input.HIGH)
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Parameter modifier ``ρ(t) = positive · t⁺ + negative · t⁻``.
+
+    ``Mix(1, 1)`` is ``t``, ``Mix(1, 0)`` is ``t⁺``, ``Mix(1 + γ, 1)`` is ``t + γt⁺``. Declared
+    as numbers, so the engine can evaluate every term of a layer from the two products ``W⁺x``
+    and ``W⁻x`` and derive the modified weights of the backward pass.
     """
+    positive: float = 1.0
+    negative: float = 1.0
 
-    @staticmethod
-    def forward(ctx, value: Tensor, surrogate: Tensor) -> Tensor:  # type: ignore[override]
-        return value.clone()
+    def __call__(self, t: Tensor) -> Tensor:
+        if self.positive == self.negative:
+            return t if self.positive == 1.0 else t * self.positive
+        out = t.clamp(min=0)
+        if self.positive != 1.0:
+            out = out * self.positive
+        if self.negative:
+            out = out + t.clamp(max=0) * self.negative
+        return out
 
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        return None, grad
+    def __repr__(self) -> str:
+        p, n = self.positive, self.negative
+        if p == n:
+            return "w" if p == 1 else f"{p:g}w"
+        if n == 0:
+            return "w⁺" if p == 1 else f"{p:g}w⁺"
+        if p == 0:
+            return "w⁻" if n == 1 else f"{n:g}w⁻"
+        if n == 1:
+            return f"w + {p - 1:g}w⁺"
+        if p == 1:
+            return f"w + {n - 1:g}w⁻"
+        return f"{p:g}w⁺ + {n:g}w⁻"
 
 
-class _ScaleGradient(torch.autograd.Function):
-    """Forward: a copy of ``x``. Backward: the gradient times ``scale`` (LRP-ε's ``z/(z±ε)``)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, scale: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(scale)
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (scale,) = ctx.saved_tensors
-        return grad * scale, None
+IDENTITY = Mix(1.0, 1.0)
+POSITIVE_PART = Mix(1.0, 0.0)
+NEGATIVE_PART = Mix(0.0, 1.0)
 
 
-class _RelevanceFunction(torch.autograd.Function):
-    """Apply ``rule.relevance`` in the backward pass.
+@dataclass(frozen=True)
+class Ones:
+    """Weight modifier ``ρ(w) = 1`` (the flat rule)."""
 
-    ``mode == "relevance"``: the gradient *is* the relevance (Captum's engine).
-    ``mode == "ratio"``: the gradient is relevance per unit of value, ``c = R / a`` (our engine).
+    def __call__(self, t: Tensor) -> Tensor:
+        return torch.ones_like(t)
+
+    def __repr__(self) -> str:
+        return "1"
+
+
+@dataclass(frozen=True)
+class Square:
+    """Weight modifier ``ρ(w) = w²`` (the w² rule)."""
+
+    def __call__(self, t: Tensor) -> Tensor:
+        return t * t
+
+    def __repr__(self) -> str:
+        return "w²"
+
+
+@dataclass(frozen=True)
+class Term:
+    """One evaluation of the layer: ``coefficient · layer(input; ρ(W), β(b))``.
+
+    Parameters
+    ----------
+    input : Input
+        What the layer is evaluated on.
+    weight : Mix or callable
+        ``ρ``, applied to the weight (any function of the weight tensor works; a :class:`Mix`
+        lets the engine share the evaluation with other terms).
+    bias : Mix, callable or None
+        ``β``, applied to the bias; ``None`` leaves the bias out of this term.
+    coefficient : float
+        Sign or weight of the term within its group (z^B's bound terms are ``-1``).
     """
-
-    @staticmethod
-    def forward(ctx, rule, module, mode, output, *inputs):  # type: ignore[override]
-        ctx.rule, ctx.module, ctx.mode = rule, module, mode
-        ctx.save_for_backward(output, *inputs)
-        return output.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        output, *inputs = ctx.saved_tensors
-        rule: LRPRule = ctx.rule
-        if ctx.mode == "ratio":
-            relevance_out = grad * output
-        else:
-            relevance_out = grad
-        relevance_in = rule.relevance(ctx.module, tuple(inputs), output, relevance_out)
-        if ctx.mode == "ratio":
-            grads = tuple(_safe_divide(r, x) for r, x in zip(relevance_in, inputs))
-            if rule.direct and rule._direct_sink is not None:
-                rule._direct_sink(inputs, relevance_in)
-        else:
-            grads = relevance_in
-            _record_captum_relevance(rule, grad, relevance_in)
-        return (None, None, None, None) + tuple(grads)
+    input: Input = Input.X
+    weight: Modifier = IDENTITY
+    bias: Optional[Modifier] = IDENTITY
+    coefficient: float = 1.0
 
 
-def _record_captum_relevance(rule: "LRPRule", relevance_out: Tensor,
-                             relevance_in: Sequence[Tensor]) -> None:
-    """Fill the attributes Captum's ``LayerLRP`` reads (normalised relevances per device)."""
-    device = relevance_out.device
-    if not isinstance(getattr(rule, "relevance_output", None), dict) or \
-            rule.relevance_output is PropagationRule.relevance_output:
-        rule.relevance_output = {}
-    if not isinstance(getattr(rule, "relevance_input", None), dict) or \
-            rule.relevance_input is PropagationRule.relevance_input:
-        rule.relevance_input = {}
-    rule.relevance_output[device] = relevance_out.detach()
-    if len(relevance_in) == 1:
-        rule.relevance_input[device] = relevance_in[0].detach()
-    else:
-        rule.relevance_input[device] = [r.detach() for r in relevance_in]
+@dataclass(frozen=True)
+class Group:
+    """Terms normalised together: ``R += coefficient · σ(z) · Σ_t term_t / (Σ_t term_t ± s)·R``.
+
+    ``select`` restricts the group to outputs of one sign: ``"positive"`` (``z > 0``),
+    ``"negative"`` (``z < 0``) or ``None`` (all outputs).
+    """
+    terms: tuple[Term, ...]
+    coefficient: float = 1.0
+    select: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.select not in (None, "positive", "negative"):
+            raise ValueError(f"select must be None, 'positive' or 'negative', got {self.select!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class Terms:
+    """The declaration of a term rule (every rule on linear layers).
+
+    Attributes
+    ----------
+    groups : tuple of Group
+    stabilizer : float
+        ``s`` of every denominator ``d + s·sign(d)`` (``sign(0) = +1``); with ``s = 0`` an
+        output whose denominator is exactly 0 passes no relevance.
+    relative : bool
+        ``s`` is ``stabilizer × RMS(d)`` per example (the tutorial's ``0.25·std``).
+    bounds : (Tensor, Tensor) or None
+        Values of the :attr:`Input.LOW` / :attr:`Input.HIGH` inputs: scalars, per-channel
+        ``(C,)`` or tensors broadcastable to one input example.
+    """
+    groups: tuple[Group, ...]
+    stabilizer: float = 1e-6
+    relative: bool = False
+    bounds: Optional[tuple[Tensor, Tensor]] = field(default=None, repr=False)
+
+    @property
+    def terms(self) -> tuple[Term, ...]:
+        return tuple(t for g in self.groups for t in g.terms)
+
+    @property
+    def proportional(self) -> bool:
+        """One group of one plain term: ``R_j = z_jk / (z_k ± s) R_k`` (LRP-0/ε).
+
+        Defined for any layer that is linear (or positively homogeneous) in its inputs, with
+        any number of inputs (sums): the layer is evaluated as it is.
+        """
+        return (len(self.groups) == 1 and len(self.groups[0].terms) == 1
+                and self.groups[0].coefficient == 1.0 and self.groups[0].select is None
+                and self.groups[0].terms[0] == Term())
+
+    @property
+    def direct(self) -> bool:
+        """Some term's relevance does not scale with ``x`` (flat, w², z^B): such rules belong
+        on the input layer, where the engine collects their relevance exactly."""
+        return any(t.input in DIRECT_INPUTS for t in self.terms)
+
+    @property
+    def sign_split(self) -> bool:
+        """Some term takes ``x⁺`` or ``x⁻``."""
+        return any(t.input in (Input.POSITIVE, Input.NEGATIVE) for t in self.terms)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """The declaration of the pass rule: ``R_in = R_out`` through an elementwise layer."""
 
 
 # ---------------------------------------------------------------------------------------------
-# base class
+# base class: a Captum PropagationRule whose behaviour comes from its declaration
 # ---------------------------------------------------------------------------------------------
 class LRPRule(PropagationRule):
     """Base class of this package's rules.
 
-    Subclasses implement :meth:`relevance` (relevance in → relevance out, float-exact, used by
-    Captum's engine and as the generic path) and may override :meth:`engine_output` with a
-    faster formulation for :class:`lrp_captum.LRP`.
+    A rule declares what it does (:meth:`declaration`); the engine derives every path from it.
+    A subclass may instead override :meth:`relevance` (relevance out → relevance in, as in
+    Captum) and return ``None`` from :meth:`declaration`: such an *imperative* rule runs on
+    the hook path of :class:`lrp_captum.LRP` and in Captum's engine, never fused.
     """
 
-    #: the rule computes input relevance directly (not as ``input × something``); such rules
-    #: belong on the input layer, where the engine collects their relevance exactly.
-    direct = False
-    #: the rule needs the layer to be a linear map it can re-evaluate with other parameters.
-    needs_linear_layer = True
-
-    def __init__(self) -> None:
-        self._direct_sink: Optional[Callable] = None
+    def declaration(self) -> Union[Terms, Pass, None]:
+        """What the rule does, as data (None: an imperative rule, see :meth:`relevance`)."""
+        return None
 
     # -- description --------------------------------------------------------------------------
     def _params(self) -> dict:
@@ -196,20 +249,12 @@ class LRPRule(PropagationRule):
     def copy(self) -> "LRPRule":
         """A fresh instance with the same parameters (composites give each layer its own)."""
         new = copy.copy(self)
-        new._direct_sink = None
         for attr in ("relevance_input", "relevance_output", "_handle_input_hooks",
                      "_handle_output_hook", "_has_single_input"):
             new.__dict__.pop(attr, None)
         return new
 
-    def check_module(self, module: nn.Module) -> None:
-        """Raise if this rule cannot be applied to ``module`` (called before any change)."""
-        if self.needs_linear_layer and not is_linear_layer(module):
-            raise UnsupportedLayerError(
-                f"{self!r} needs a linear layer (Linear, Conv, ConvTranspose, BatchNorm, "
-                f"AvgPool) but got {type(module).__name__}")
-
-    # -- the rule -----------------------------------------------------------------------------
+    # -- Captum's engine ----------------------------------------------------------------------
     def relevance(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor,
                   relevance_out: Tensor) -> tuple[Tensor, ...]:
         """Input relevances of ``module`` given the relevance of its output.
@@ -229,47 +274,21 @@ class LRPRule(PropagationRule):
         tuple of Tensor
             One relevance tensor per input, each the shape of that input.
         """
-        raise NotImplementedError
+        from .engine.reference import declared_relevance
+        decl = self.declaration()
+        if decl is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} declares nothing: return a declaration from "
+                "declaration() or override relevance()")
+        return declared_relevance(decl, module, inputs, output, relevance_out)
 
-    def engine_output(self, module: nn.Module, inputs: tuple[Tensor, ...],
-                      output: Tensor) -> Optional[Tensor]:
-        """Replacement output for :class:`lrp_captum.LRP` (gradient = relevance per value).
-
-        Returns ``None`` if the plain gradient already implements the rule for this module.
-        The default routes the backward pass through :meth:`relevance`.
-        """
-        float_inputs = tuple(x for x in inputs if torch.is_tensor(x))
-        return _RelevanceFunction.apply(self, module, "ratio", output.detach(), *float_inputs)
-
-    def supports_fast(self, module: nn.Module) -> bool:
-        """True if :meth:`fast_forward` has a fused evaluation for this module type."""
-        return False
-
-    def _same_rule_as(self, owner: type, *names: str) -> bool:
-        """False if a subclass redefines one of ``names`` of ``owner``: the fused path
-        implements ``owner``'s rule and must not replace the subclass's own."""
-        return all(getattr(type(self), n) is getattr(owner, n)
-                   for n in ("relevance", "engine_output") + names)
-
-    def fast_forward(self, module: nn.Module, inputs: tuple[Tensor, ...],
-                     relu: bool) -> Optional[Tensor]:
-        """Fused evaluation for :class:`lrp_captum.LRP` on canonized models.
-
-        Returns the layer's output (with ``relu`` the ReLU that follows it applied as well)
-        from one autograd function whose backward pass applies the rule to ``c = R / a``
-        (see :mod:`lrp_captum.fast`), or None where no fused path applies (the engine then
-        runs the layer and :meth:`engine_output`).
-        """
-        return None
-
-    # -- Captum's engine ----------------------------------------------------------------------
     def _manipulate_weights(self, module, inputs, outputs) -> None:
         """Never change the weights: rules compute modified parameters on the fly."""
 
     def forward_hook(self, module, inputs, outputs):
         """Captum's second forward pass: route the backward pass through :meth:`relevance`."""
-        inputs = tuple(x for x in (inputs if isinstance(inputs, tuple) else (inputs,)))
-        return _RelevanceFunction.apply(self, module, "relevance", outputs.detach(), *inputs)
+        from .engine.autograd import captum_relevance_output
+        return captum_relevance_output(self, module, inputs, outputs)
 
 
 def _fmt(value) -> str:
@@ -281,10 +300,39 @@ def _fmt(value) -> str:
     return repr(value)
 
 
+class TermRule(LRPRule):
+    """A rule given by its groups of terms (see :class:`Terms`).
+
+    Subclass it and return the groups from :meth:`groups`; the rule then runs fused, on the
+    hook path and in Captum. Example: a γ-like rule with its own weight modifier::
+
+        class AbsGamma(TermRule):
+            def __init__(self, gamma=0.5, stabilizer=1e-6):
+                super().__init__(stabilizer)
+                self.gamma = gamma
+
+            def groups(self):
+                rho = lambda w: w + self.gamma * w.abs()
+                return (Group((Term(Input.X, rho, rho),)),)
+    """
+
+    def __init__(self, stabilizer: float = 1e-6) -> None:
+        if stabilizer < 0:
+            raise ValueError(f"stabilizer must be >= 0, got {stabilizer}")
+        self.stabilizer = float(stabilizer)
+        self.STABILITY_FACTOR = self.stabilizer
+
+    def groups(self) -> tuple[Group, ...]:
+        raise NotImplementedError(f"{type(self).__name__} must return its groups of terms")
+
+    def declaration(self) -> Terms:
+        return Terms(tuple(self.groups()), self.stabilizer)
+
+
 # ---------------------------------------------------------------------------------------------
 # proportional rules: LRP-0, LRP-ε, sum/average pooling
 # ---------------------------------------------------------------------------------------------
-class EpsilonRule(LRPRule):
+class EpsilonRule(TermRule):
     """LRP-ε: ``R_j = Σ_k x_j w_jk / (z_k + ε·sign(z_k)) R_k``.
 
     Works on any layer that is linear (or positively homogeneous, e.g. max-pooling) in its
@@ -298,15 +346,12 @@ class EpsilonRule(LRPRule):
         If True, ``ε`` is ``epsilon × RMS(z)`` per example (the tutorial's ``0.25·std``).
     """
 
-    needs_linear_layer = False
-
     def __init__(self, epsilon: float = 1e-6, relative: bool = False) -> None:
-        super().__init__()
         if epsilon < 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+        super().__init__(epsilon)
         self.epsilon = float(epsilon)
         self.relative = relative
-        self.STABILITY_FACTOR = self.epsilon
 
     def _params(self) -> dict:
         out = {"epsilon": self.epsilon}
@@ -314,35 +359,11 @@ class EpsilonRule(LRPRule):
             out["relative"] = True
         return out
 
-    def _epsilon_for(self, z: Tensor) -> Union[float, Tensor]:
-        if not self.relative:
-            return self.epsilon
-        rms = z.detach().pow(2).flatten(1).mean(1).sqrt()
-        return self.epsilon * rms.reshape((-1,) + (1,) * (z.dim() - 1))
+    def groups(self):
+        return (Group((Term(),)),)
 
-    def relevance(self, module, inputs, output, relevance_out):
-        xs = tuple(x.detach().requires_grad_() for x in inputs)
-        with torch.enable_grad():
-            z = module.forward(*xs)
-        # safe division: with ε = 0 (LRP-0) an output of exactly 0 carries no relevance
-        s = _safe_divide(relevance_out, stabilize(z.detach(), self._epsilon_for(z)))
-        grads = torch.autograd.grad(z, xs, s, allow_unused=True)
-        return tuple(x.detach() * (g if g is not None else torch.zeros_like(x))
-                     for x, g in zip(xs, grads))
-
-    def engine_output(self, module, inputs, output):
-        if self.epsilon == 0:
-            return None  # LRP-0 is the plain gradient of the layer
-        z = output.detach()
-        kappa = z / stabilize(z, self._epsilon_for(z))
-        return _ScaleGradient.apply(output, kappa)
-
-    def supports_fast(self, module):
-        return self.epsilon > 0 and self._same_rule_as(EpsilonRule, "_epsilon_for") and (
-            isinstance(module, Sum) or fast.supports_linear(module))
-
-    def fast_forward(self, module, inputs, relu):
-        return fast.epsilon_forward(module, inputs, self._epsilon_for, relu)
+    def declaration(self) -> Terms:
+        return Terms(self.groups(), self.epsilon, self.relative)
 
 
 class ZeroRule(EpsilonRule):
@@ -370,119 +391,20 @@ class ProportionalRule(EpsilonRule):
 
 
 # ---------------------------------------------------------------------------------------------
-# rules built from modified terms: γ, generalised γ, αβ, z⁺
+# rules with modified terms: γ, generalised γ, αβ, z⁺
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Term:
-    """One modified evaluation of the layer: which part of the input, which ρ on the params."""
-    input: str  # "x", "pos" (x⁺), "neg" (x⁻)
-    weight: Callable[[Tensor], Tensor] = _identity
-    bias: Optional[Callable[[Tensor], Tensor]] = _identity  # None: leave the bias out
+def _gamma(gamma: float, towards: str) -> Mix:
+    """``w + γw⁺`` (towards positive) or ``w + γw⁻`` (towards negative)."""
+    return Mix(1.0 + gamma, 1.0) if towards == "positive" else Mix(1.0, 1.0 + gamma)
 
 
-@dataclass(frozen=True)
-class _Group:
-    """Terms normalised together; ``select`` restricts to outputs of one sign."""
-    terms: tuple[_Term, ...]
-    coefficient: float = 1.0
-    select: Optional[str] = None  # None, "pos" (z > 0), "neg" (z < 0)
+def _check_gamma(gamma: float) -> float:
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    return float(gamma)
 
 
-def _mask_input(x: Tensor, which: str) -> Tensor:
-    if which == "x":
-        return x
-    if which == "pos":
-        return x * (x > 0)
-    return x * (x < 0)
-
-
-def _selection(z: Tensor, which: Optional[str]) -> Union[float, Tensor]:
-    if which is None:
-        return 1.0
-    return (z > 0).to(z.dtype) if which == "pos" else (z < 0).to(z.dtype)
-
-
-class _TermRule(LRPRule):
-    """Relevance = Σ_groups coefficient · Σ_terms x_t ρ_t(w) / (Σ_terms z_t ± stabiliser) · R."""
-
-    def __init__(self, stabilizer: float = 1e-6) -> None:
-        super().__init__()
-        self.stabilizer = float(stabilizer)
-        self.STABILITY_FACTOR = self.stabilizer
-
-    def _groups(self) -> tuple[_Group, ...]:
-        raise NotImplementedError
-
-    def _group_outputs(self, module: nn.Module, x: Tensor):
-        """``(group, z_group)`` pairs; ``z_group`` keeps the autograd graph to ``x``."""
-        groups = self._groups()
-        nonnegative = not bool((x < 0).any())
-        if nonnegative:
-            # x ≥ 0 (ReLU inputs): terms on x⁻ vanish and x⁺ = x, so every group is one
-            # evaluation of the layer on x; do them all in a single call with stacked weights
-            groups = tuple(_Group(tuple(t for t in g.terms if t.input != "neg"), g.coefficient,
-                                  g.select) for g in groups)
-            fused = _fused_group_outputs(module, x, groups)
-            if fused is not None:
-                yield from zip(groups, fused)
-                return
-        for group in groups:
-            z_group = None
-            for term in group.terms:
-                x_t = x if term.input == "x" or (nonnegative and term.input == "pos") \
-                    else _mask_input(x, term.input)
-                z_t = evaluate_linear(module, x_t, term.weight, term.bias,
-                                      use_bias=term.bias is not None)
-                z_group = z_t if z_group is None else z_group + z_t
-            yield group, z_group
-
-    def relevance(self, module, inputs, output, relevance_out):
-        (x,) = inputs
-        x = x.detach().requires_grad_()
-        z_ref = output.detach()
-        with torch.enable_grad():
-            total = 0
-            for group, z_group in self._group_outputs(module, x):
-                s = group.coefficient * _selection(z_ref, group.select) * relevance_out \
-                    / stabilize(z_group.detach(), self.stabilizer)
-                total = total + (z_group * s).sum()
-        (grad,) = torch.autograd.grad(total, x)
-        return (x.detach() * grad,)
-
-    def engine_output(self, module, inputs, output):
-        (x,) = inputs
-        z = output.detach()
-        surrogate = None
-        for group, z_group in self._group_outputs(module, x):
-            kappa = (group.coefficient * z * _selection(z, group.select)
-                     / stabilize(z_group.detach(), self.stabilizer))
-            term = z_group * kappa
-            surrogate = term if surrogate is None else surrogate + term
-        return _ReplaceValue.apply(z, surrogate)
-
-
-def _fused_group_outputs(module: nn.Module, x: Tensor, groups) -> Optional[list]:
-    """Evaluate single-term groups on the same input as one layer call with stacked weights.
-
-    Returns None where stacking along the output dimension is not the same map (grouped
-    convolutions, transposed convolutions, BatchNorm, pooling).
-    """
-    if any(len(g.terms) != 1 for g in groups) or len(groups) < 2:
-        return None
-    base = getattr(module, "linear", module)  # MergedBatchNorm evaluates through its conv
-    if not (isinstance(base, nn.Linear) or (isinstance(base, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
-                                            and base.groups == 1)):
-        return None
-    weight, bias = layer_parameters(module)
-    weights = [g.terms[0].weight(weight) for g in groups]
-    biases = [g.terms[0].bias(bias) if (bias is not None and g.terms[0].bias is not None)
-              else torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-              for g in groups]
-    stacked = linear_forward(module, x, torch.cat(weights, 0), torch.cat(biases, 0))
-    return list(stacked.chunk(len(groups), dim=1))
-
-
-class GammaRule(_TermRule):
+class GammaRule(TermRule):
     """LRP-γ (textbook): ρ(w) = w + γw⁺ on weights *and* bias.
 
     ``R_j = Σ_k x_j (w_jk + γw⁺_jk) / (Σ_j x_j (w_jk + γw⁺_jk) + b_k + γb⁺_k ± s) R_k``.
@@ -493,9 +415,7 @@ class GammaRule(_TermRule):
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6,
                  modify_bias: bool = True) -> None:
         super().__init__(stabilizer)
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = _check_gamma(gamma)
         self.modify_bias = modify_bias
 
     def _params(self) -> dict:
@@ -504,19 +424,12 @@ class GammaRule(_TermRule):
             out["modify_bias"] = False
         return out
 
-    def _groups(self):
-        rho = _gamma_mod(self.gamma, _positive)
-        return (_Group((_Term("x", rho, rho if self.modify_bias else _identity),)),)
-
-    def supports_fast(self, module):
-        return self._same_rule_as(GammaRule, "_groups") and fast.supports_linear(module)
-
-    def fast_forward(self, module, inputs, relu):
-        return fast.term_forward(module, inputs[0], "gamma", (self.gamma, self.modify_bias),
-                                 self.stabilizer, relu) if len(inputs) == 1 else None
+    def groups(self):
+        rho = _gamma(self.gamma, "positive")
+        return (Group((Term(Input.X, rho, rho if self.modify_bias else IDENTITY),)),)
 
 
-class GeneralizedGammaRule(_TermRule):
+class GeneralizedGammaRule(TermRule):
     """Sign-aware LRP-γ (Andéol et al. 2021; zennit's ``Gamma``).
 
     For an output ``z_k > 0`` the positive contributions are favoured,
@@ -527,32 +440,23 @@ class GeneralizedGammaRule(_TermRule):
 
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6) -> None:
         super().__init__(stabilizer)
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = _check_gamma(gamma)
 
     def _params(self) -> dict:
         return {"gamma": self.gamma}
 
-    def _groups(self):
-        up = _gamma_mod(self.gamma, _positive)
-        down = _gamma_mod(self.gamma, _negative)
+    def groups(self):
+        up, down = _gamma(self.gamma, "positive"), _gamma(self.gamma, "negative")
+        # x⁺w⁺ and x⁻w⁻ are the positive contributions: amplify them for positive outputs
         return (
-            # x⁺w⁺ and x⁻w⁻ are the positive contributions: amplify them for positive outputs
-            _Group((_Term("pos", up, up), _Term("neg", down, None)), select="pos"),
-            _Group((_Term("pos", down, down), _Term("neg", up, None)), select="neg"),
+            Group((Term(Input.POSITIVE, up, up), Term(Input.NEGATIVE, down, None)),
+                  select="positive"),
+            Group((Term(Input.POSITIVE, down, down), Term(Input.NEGATIVE, up, None)),
+                  select="negative"),
         )
 
-    def supports_fast(self, module):
-        return self._same_rule_as(GeneralizedGammaRule, "_groups") and \
-            fast.supports_linear(module)
 
-    def fast_forward(self, module, inputs, relu):
-        return fast.term_forward(module, inputs[0], "ggamma", (self.gamma,), self.stabilizer,
-                                 relu) if len(inputs) == 1 else None
-
-
-class AlphaBetaRule(_TermRule):
+class AlphaBetaRule(TermRule):
     """LRP-αβ: ``R_j = Σ_k (α z⁺_jk / Σ_j z⁺_jk − β z⁻_jk / Σ_j z⁻_jk) R_k``.
 
     ``z⁺_jk`` are the positive contributions ``x⁺_j w⁺_jk + x⁻_j w⁻_jk`` (bias ``b⁺_k``),
@@ -572,20 +476,14 @@ class AlphaBetaRule(_TermRule):
     def _params(self) -> dict:
         return {"alpha": self.alpha, "beta": self.beta}
 
-    def _groups(self):
-        groups = [_Group((_Term("pos", _positive, _positive), _Term("neg", _negative, None)),
-                         coefficient=self.alpha)]
+    def groups(self):
+        groups = [Group((Term(Input.POSITIVE, POSITIVE_PART, POSITIVE_PART),
+                         Term(Input.NEGATIVE, NEGATIVE_PART, None)), coefficient=self.alpha)]
         if self.beta:
-            groups.append(_Group((_Term("pos", _negative, _negative),
-                                  _Term("neg", _positive, None)), coefficient=-self.beta))
+            groups.append(Group((Term(Input.POSITIVE, NEGATIVE_PART, NEGATIVE_PART),
+                                 Term(Input.NEGATIVE, POSITIVE_PART, None)),
+                                coefficient=-self.beta))
         return tuple(groups)
-
-    def supports_fast(self, module):
-        return self._same_rule_as(AlphaBetaRule, "_groups") and fast.supports_linear(module)
-
-    def fast_forward(self, module, inputs, relu):
-        return fast.term_forward(module, inputs[0], "alphabeta", (self.alpha, self.beta),
-                                 self.stabilizer, relu) if len(inputs) == 1 else None
 
 
 class ZPlusRule(AlphaBetaRule):
@@ -602,22 +500,23 @@ class ZPlusRule(AlphaBetaRule):
         return {}
 
 
-class _WeightOnlyRule(_TermRule):
-    """A single term ``x · ρ(w)`` with a given bias treatment (used to mirror Captum rules)."""
+class _WeightOnlyRule(TermRule):
+    """A single term ``x · ρ(w)`` with a given bias treatment (mirrors Captum's rules)."""
 
-    def __init__(self, weight, bias, stabilizer: float, label: str) -> None:
+    def __init__(self, weight: Modifier, bias: Optional[Modifier], stabilizer: float,
+                 label: str) -> None:
         super().__init__(stabilizer)
         self._weight, self._bias, self._label = weight, bias, label
 
     def __repr__(self) -> str:
         return self._label
 
-    def _groups(self):
-        return (_Group((_Term("x", self._weight, self._bias),)),)
+    def groups(self):
+        return (Group((Term(Input.X, self._weight, self._bias),)),)
 
 
 # ---------------------------------------------------------------------------------------------
-# input-layer rules that compute relevance directly: z^B, flat, w²
+# input-layer rules whose relevance does not scale with x: z^B, flat, w²
 # ---------------------------------------------------------------------------------------------
 def zbox_bounds(mean: BoundType, std: BoundType,
                 pixel_range: tuple[float, float] = (0.0, 1.0)) -> tuple[Tensor, Tensor]:
@@ -645,23 +544,7 @@ def zbox_bounds(mean: BoundType, std: BoundType,
     return (lo - mean_t) / std_t, (hi - mean_t) / std_t
 
 
-def _broadcast_bound(bound: Tensor, x: Tensor) -> Tensor:
-    bound = bound.to(device=x.device, dtype=x.dtype)
-    if bound.dim() == 1 and x.dim() > 2 and bound.numel() == x.shape[1]:
-        bound = bound.reshape((1, -1) + (1,) * (x.dim() - 2))
-    return bound.expand_as(x)
-
-
-class _DirectRule(LRPRule):
-    direct = True
-
-    def __init__(self, stabilizer: float = 1e-6) -> None:
-        super().__init__()
-        self.stabilizer = float(stabilizer)
-        self.STABILITY_FACTOR = self.stabilizer
-
-
-class ZBoxRule(_DirectRule):
+class ZBoxRule(TermRule):
     """Deep-Taylor z^B rule for inputs bounded by ``low ≤ x ≤ high`` (seed 002).
 
     ``R_i = Σ_j (x_i w_ij − l_i w⁺_ij − h_i w⁻_ij) / Σ_i (x_i w_ij − l_i w⁺_ij − h_i w⁻_ij) R_j``.
@@ -684,69 +567,39 @@ class ZBoxRule(_DirectRule):
     def _params(self) -> dict:
         return {"low": self.low, "high": self.high}
 
-    def relevance(self, module, inputs, output, relevance_out):
-        (x,) = inputs
-        x = x.detach().requires_grad_()
-        low = _broadcast_bound(self.low, x).detach().requires_grad_()
-        high = _broadcast_bound(self.high, x).detach().requires_grad_()
-        with torch.enable_grad():
-            z = (evaluate_linear(module, x, use_bias=False)
-                 - evaluate_linear(module, low, _positive, use_bias=False)
-                 - evaluate_linear(module, high, _negative, use_bias=False))
-        s = relevance_out / stabilize(z.detach(), self.stabilizer)
-        gx, gl, gh = torch.autograd.grad(z, (x, low, high), s)
-        return (x.detach() * gx + low.detach() * gl + high.detach() * gh,)
+    def groups(self):
+        return (Group((Term(Input.X, IDENTITY, None),
+                       Term(Input.LOW, POSITIVE_PART, None, -1.0),
+                       Term(Input.HIGH, NEGATIVE_PART, None, -1.0))),)
 
-    def supports_fast(self, module):
-        return self._same_rule_as(ZBoxRule) and fast.supports_linear(module)
-
-    def fast_forward(self, module, inputs, relu):
-        if len(inputs) != 1:
-            return None
-        example = inputs[0][:1]
-        low = _broadcast_bound(self.low, example).contiguous()
-        high = _broadcast_bound(self.high, example).contiguous()
-        return fast.zbox_forward(module, inputs[0], self, low, high, relu)
+    def declaration(self) -> Terms:
+        return Terms(self.groups(), self.stabilizer, bounds=(self.low, self.high))
 
 
-class FlatRule(_DirectRule):
+class FlatRule(TermRule):
     """Flat rule: each output's relevance spread uniformly over its receptive field.
 
     ``R_i = Σ_j 1 / (number of inputs of j) · R_j`` (Lapuschkin et al. 2019). Input layer only.
     """
 
-    def relevance(self, module, inputs, output, relevance_out):
-        return _uniform_input_relevance(module, inputs[0], _ones, relevance_out, self.stabilizer)
+    def groups(self):
+        return (Group((Term(Input.ONES, Ones(), None),)),)
 
 
-class WSquareRule(_DirectRule):
+class WSquareRule(TermRule):
     """w² rule (Deep Taylor, seed 001): ``R_i = Σ_j w_ij² / Σ_i w_ij² · R_j``. Input layer only.
 
     The bias is not part of the denominator (zennit's ``WSquare`` adds ``b²``, which absorbs
     relevance).
     """
 
-    def relevance(self, module, inputs, output, relevance_out):
-        return _uniform_input_relevance(module, inputs[0], _square, relevance_out,
-                                        self.stabilizer)
-
-
-def _uniform_input_relevance(module, x, weight_mod, relevance_out, stabilizer):
-    ones = torch.ones_like(x).requires_grad_()
-    with torch.enable_grad():
-        z = evaluate_linear(module, ones, weight_mod, use_bias=False)
-    s = relevance_out / stabilize(z.detach(), stabilizer)
-    (grad,) = torch.autograd.grad(z, ones, s)
-    return (grad,)
+    def groups(self):
+        return (Group((Term(Input.ONES, Square(), None),)),)
 
 
 # ---------------------------------------------------------------------------------------------
 # elementwise layers
 # ---------------------------------------------------------------------------------------------
-_GRADIENT_IS_PASS = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Dropout, nn.Dropout1d,
-                     nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Flatten, nn.Unflatten)
-
-
 class PassRule(LRPRule):
     """Pass relevance through an elementwise layer unchanged: ``R_in = R_out``.
 
@@ -754,23 +607,8 @@ class PassRule(LRPRule):
     Conservative by construction; the non-linearity is "explained" by the layers around it.
     """
 
-    needs_linear_layer = False
-
-    def check_module(self, module: nn.Module) -> None:
-        return None
-
-    def relevance(self, module, inputs, output, relevance_out):
-        (x,) = inputs[:1]
-        if relevance_out.numel() != x.numel():
-            raise UnsupportedLayerError(
-                f"PassRule needs an elementwise or reshaping layer, but {type(module).__name__} "
-                f"maps {tuple(x.shape)} to {tuple(relevance_out.shape)}")
-        return (relevance_out.reshape(x.shape),) + tuple(torch.zeros_like(t) for t in inputs[1:])
-
-    def engine_output(self, module, inputs, output):
-        if isinstance(module, _GRADIENT_IS_PASS):
-            return None  # f(z)/z equals f'(z) here: the gradient already passes relevance
-        return super().engine_output(module, inputs, output)
+    def declaration(self) -> Pass:
+        return Pass()
 
 
 def from_captum_rule(rule: PropagationRule) -> LRPRule:
@@ -783,12 +621,12 @@ def from_captum_rule(rule: PropagationRule) -> LRPRule:
     if isinstance(rule, cr.EpsilonRule):
         return EpsilonRule(epsilon=rule.STABILITY_FACTOR)
     if isinstance(rule, cr.GammaRule):
-        bias = (lambda t: torch.zeros_like(t)) if rule.set_bias_to_zero else _identity
-        return _WeightOnlyRule(_gamma_mod(rule.gamma, _positive), bias, rule.STABILITY_FACTOR,
-                               f"captum.GammaRule(gamma={rule.gamma})")
+        return _WeightOnlyRule(_gamma(rule.gamma, "positive"),
+                               None if rule.set_bias_to_zero else IDENTITY,
+                               rule.STABILITY_FACTOR, f"captum.GammaRule(gamma={rule.gamma})")
     if isinstance(rule, cr.Alpha1_Beta0_Rule):
-        bias = (lambda t: torch.zeros_like(t)) if rule.set_bias_to_zero else _identity
-        return _WeightOnlyRule(_positive, bias, rule.STABILITY_FACTOR,
-                               "captum.Alpha1_Beta0_Rule()")
+        return _WeightOnlyRule(POSITIVE_PART, None if rule.set_bias_to_zero else IDENTITY,
+                               rule.STABILITY_FACTOR, "captum.Alpha1_Beta0_Rule()")
     raise TypeError(f"unknown Captum rule {type(rule).__name__}: use a rule from "
-                    "lrp_captum.rules or subclass lrp_captum.rules.LRPRule")
+                    "lrp_captum.rules or subclass lrp_captum.LRPRule (declare its terms with "
+                    "lrp_captum.rules.TermRule)")

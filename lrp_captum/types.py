@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from torch import nn
 
+#: forward convolutions
+PlainConvolution = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: transposed convolutions
+TransposedConvolution = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 #: convolutions, including transposed ones
-Convolution = (nn.Conv1d, nn.Conv2d, nn.Conv3d,
-               nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+Convolution = PlainConvolution + TransposedConvolution
 #: fully connected ("dense") layers
 Dense = (nn.Linear,)
 #: every layer with weights that maps its input linearly (the layers LRP rules are about)

@@ -1,16 +1,22 @@
-"""Every rule of ``lrp_captum.rules`` against a textbook reference written out in matrix form.
+"""Every rule declaration against a textbook reference written out in matrix form.
 
 A linear layer ``z = W x + b`` is reduced to a dense matrix ``W`` (out × in, over the flattened
 output and input; the jacobian of the layer with its bias removed) and a bias vector
 ``b = layer(0)``. Each rule is then written in numpy float64 over the per-edge contributions
 ``z_jk = x_j W_kj`` (stored as ``Z[k, j]``), independently of how the package evaluates layers,
-and compared with both engines:
+and compared with every path the engine compiles the declaration into:
 
-1. ``rule.relevance(module, (x,), module(x), R_out)``: the path Captum's ``LRP`` uses;
-2. ``lrp_captum.LRP(nn.Sequential(layer), composite=<rule on that layer type>)``, which
-   propagates relevance per unit of value as the gradient.
+1. ``captum``: ``rule.relevance(module, (x,), module(x), R_out)``, the path Captum's ``LRP``
+   uses (term by term);
+2. ``hooks``: ``lrp_captum.LRP(nn.Sequential(layer), composite=..., canonizers=None)``, which
+   propagates relevance per unit of value as the gradient through hooks on the layer;
+3. ``fused``: the same with ``canonizers="auto"``: the layer runs as one fused autograd
+   function wherever its type allows it (Linear, Conv1d/2d), else through hooks.
 
-Stabilisers move a denominator ``d`` to ``d + s·sign(d)`` with ``sign(0) = +1``.
+Each on signed inputs and on non-negative ones (a ReLU network's hidden layers, where the
+sign-aware rules take their stacked / fused evaluations). Stabilisers move a denominator ``d``
+to ``d + s·sign(d)`` with ``sign(0) = +1``. A rule declared by a user (``AbsGamma`` below, a
+weight modifier ``w + γ|w|`` the package does not know) is in the grid too.
 """
 import copy
 
@@ -21,8 +27,9 @@ from torch import nn
 
 import lrp_captum
 from lrp_captum.rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule,
-                              GeneralizedGammaRule, PassRule, ProportionalRule, WSquareRule,
-                              ZBoxRule, ZeroRule, ZPlusRule, zbox_bounds)
+                              GeneralizedGammaRule, Group, Input, PassRule, ProportionalRule,
+                              Term, TermRule, WSquareRule, ZBoxRule, ZeroRule, ZPlusRule,
+                              zbox_bounds)
 
 RTOL = 1e-5
 DEFAULT_STABILIZER = 1e-6
@@ -206,6 +213,29 @@ def ref_wsquare(s=DEFAULT_STABILIZER):
     return ref
 
 
+def ref_abs_gamma(gamma, s=DEFAULT_STABILIZER):
+    """ρ(w) = w + γ|w| on weights and bias (a user's rule)."""
+    def ref(m):
+        W_rho = m["W"] + gamma * np.abs(m["W"])
+        b_rho = m["b"] + gamma * np.abs(m["b"])
+        Z = m["x"][None, :] * W_rho
+        return _redistribute(Z, _stab(Z.sum(1) + b_rho, s), m["R"])
+    return ref
+
+
+class AbsGamma(TermRule):
+    """A rule declared the way a user would: one term, a weight modifier of one's own."""
+
+    def __init__(self, gamma=0.5, stabilizer=1e-6):
+        super().__init__(stabilizer)
+        self.gamma = gamma
+
+    def groups(self):
+        def rho(w):
+            return w + self.gamma * w.abs()
+        return (Group((Term(Input.X, rho, rho),)),)
+
+
 def _zbox_rule(per_channel, stabilizer=DEFAULT_STABILIZER):
     def make(name):
         if not per_channel:
@@ -243,8 +273,8 @@ RULES = [
     ("flat_s0.5", lambda n: FlatRule(stabilizer=0.5), ref_flat(s=0.5)),
     ("wsquare", lambda n: WSquareRule(), ref_wsquare()),
     ("wsquare_s0.1", lambda n: WSquareRule(stabilizer=0.1), ref_wsquare(s=0.1)),
+    ("user_abs_gamma0.5", lambda n: AbsGamma(0.5), ref_abs_gamma(0.5)),
 ]
-RULE_CASES = [pytest.param(make, ref, id=rid) for rid, make, ref in RULES]
 
 
 def _reference(ref, name, bias, nonnegative=False):
@@ -272,6 +302,16 @@ class _ReentryGuard:
                 "attribute(): the rule re-enters the layer's forward hook")
 
 
+#: layer types with a fused kernel (dense kernels: Linear and zero-padded convolutions)
+FUSED_LAYERS = {"linear", "conv1d_s2_p1", "conv2d_s2_p2_d2", "conv2d_groups2", "conv2d_depthwise"}
+
+
+def _expected_path(rule_id, name):
+    """How the plan runs the layer: fused wherever a dense kernel exists, except LRP-0 (whose
+    rule the plain gradient already is)."""
+    return "fused" if name in FUSED_LAYERS and rule_id != "zero" else "hooks"
+
+
 def _lrp(layer, rule, x, relevance_out, canonizers=None):
     model = nn.Sequential(layer).eval()
     composite = lrp_captum.Composite([((type(layer),), rule)])
@@ -283,45 +323,32 @@ def _lrp(layer, rule, x, relevance_out, canonizers=None):
     finally:
         if guard is not None:
             guard.handle.remove()
-    if canonizers == "auto":  # the fused path ran wherever the rule has one for the layer
-        (plan,) = lrp._plans.values()
-        assert (layer in plan.fast_modules) == rule.supports_fast(layer)
-    return relevance
+    return relevance, lrp.rule_table(x).paths["0"]
 
 
-@pytest.mark.parametrize("name,bias", LAYER_CASES)
-@pytest.mark.parametrize("make_rule,ref", RULE_CASES)
-def test_rule_relevance_matches_textbook_reference(make_rule, ref, name, bias):
-    layer, x, relevance_out, _ = _case(name, bias)
-    expected = _reference(ref, name, bias)
-    (relevance_in,) = make_rule(name).relevance(layer, (x,), layer(x), relevance_out)
-    assert relevance_in.shape == x.shape and relevance_in.dtype == torch.float64
-    np.testing.assert_allclose(relevance_in.flatten().numpy(), expected, rtol=RTOL,
-                               atol=1e-10 * np.abs(expected).max())
-
-
-@pytest.mark.parametrize("name,bias", LAYER_CASES)
-@pytest.mark.parametrize("make_rule,ref", RULE_CASES)
-def test_lrp_engine_matches_textbook_reference(make_rule, ref, name, bias):
-    layer, x, relevance_out, _ = _case(name, bias)
-    expected = _reference(ref, name, bias)
-    relevance_in = _lrp(layer, make_rule(name), x, relevance_out)
-    assert relevance_in.shape == x.shape and relevance_in.dtype == torch.float64
-    np.testing.assert_allclose(relevance_in.flatten().numpy(), expected, rtol=RTOL,
-                               atol=1e-10 * np.abs(expected).max())
+def _relevance(path, layer, rule, x, relevance_out):
+    if path == "captum":
+        (relevance,) = rule.relevance(layer, (x,), layer(x), relevance_out)
+        return relevance, None
+    return _lrp(layer, rule, x, relevance_out, canonizers="auto" if path == "fused" else None)
 
 
 @pytest.mark.parametrize("nonnegative", [False, True], ids=["signed_x", "nonnegative_x"])
+@pytest.mark.parametrize("path", ["captum", "hooks", "fused"])
 @pytest.mark.parametrize("name,bias", LAYER_CASES)
-@pytest.mark.parametrize("make_rule,ref", RULE_CASES)
-def test_fused_engine_matches_textbook_reference(make_rule, ref, name, bias, nonnegative):
-    """``LRP(..., canonizers="auto")`` runs rule-carrying layers fused (lrp_captum.fast)."""
+@pytest.mark.parametrize("rule_id,make_rule,ref", [pytest.param(*r, id=r[0]) for r in RULES])
+def test_declaration_matches_textbook_reference(rule_id, make_rule, ref, name, bias, path,
+                                                nonnegative):
     layer, x, relevance_out, _ = _case(name, bias, nonnegative)
     expected = _reference(ref, name, bias, nonnegative)
-    relevance_in = _lrp(layer, make_rule(name), x, relevance_out, canonizers="auto")
+    relevance_in, runs = _relevance(path, layer, make_rule(name), x, relevance_out)
     assert relevance_in.shape == x.shape and relevance_in.dtype == torch.float64
     np.testing.assert_allclose(relevance_in.flatten().numpy(), expected, rtol=RTOL,
                                atol=1e-10 * np.abs(expected).max())
+    if path == "fused":
+        assert runs == _expected_path(rule_id, name)
+    elif path == "hooks":
+        assert runs == "hooks"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +381,7 @@ def test_pass_rule_returns_output_relevance_unchanged(activation):
     relevance_out = torch.randn_like(x)
     (captum_path,) = PassRule().relevance(activation, (x,), activation(x), relevance_out)
     assert torch.equal(captum_path, relevance_out)
-    engine = _lrp(activation, PassRule(), x, relevance_out)
+    engine, _ = _lrp(activation, PassRule(), x, relevance_out)
     np.testing.assert_allclose(engine.numpy(), relevance_out.numpy(), rtol=RTOL)
 
 

@@ -16,13 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import types
+
 ParamModifier = Callable[[Tensor], Tensor]
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_AVGPOOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-            nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 
 
 class UnsupportedLayerError(TypeError):
@@ -49,7 +46,7 @@ def batchnorm_affine(module: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, T
 
 def is_linear_layer(module: nn.Module) -> bool:
     """True if :func:`evaluate_linear` can evaluate ``module`` with modified parameters."""
-    return (isinstance(module, (nn.Linear,) + _CONV + _CONV_T + _BATCHNORM + _AVGPOOL)
+    return (isinstance(module, types.Linear + types.BatchNorm + types.AvgPool)
             or hasattr(module, "lrp_linear"))
 
 
@@ -60,11 +57,11 @@ def layer_parameters(module: nn.Module) -> tuple[Optional[Tensor], Optional[Tens
     """
     if hasattr(module, "lrp_linear"):
         return module.lrp_parameters()
-    if isinstance(module, _BATCHNORM):
+    if isinstance(module, types.BatchNorm):
         return batchnorm_affine(module)
-    if isinstance(module, _AVGPOOL):
+    if isinstance(module, types.AvgPool):
         return None, None
-    if isinstance(module, (nn.Linear,) + _CONV + _CONV_T):
+    if isinstance(module, types.Linear):
         return module.weight, module.bias
     raise UnsupportedLayerError(
         f"{type(module).__name__} is not a linear layer this rule can modify; supported: Linear, "
@@ -160,14 +157,52 @@ def linear_forward(module: nn.Module, x: Tensor, weight: Tensor,
         return module.lrp_linear(x, weight, bias)
     if isinstance(module, nn.Linear):
         return F.linear(x, weight, bias)
-    if isinstance(module, _CONV):
+    if isinstance(module, types.PlainConvolution):
         return module._conv_forward(x, weight, bias)
-    if isinstance(module, _CONV_T):
+    if isinstance(module, types.TransposedConvolution):
         fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[x.dim() - 2]
         return fn(x, weight, bias, module.stride, module.padding, module.output_padding,
                   module.groups, module.dilation)
-    if isinstance(module, _BATCHNORM):
+    if isinstance(module, types.BatchNorm):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         out = x * weight.reshape(shape)
         return out + bias.reshape(shape) if bias is not None else out
     raise UnsupportedLayerError(type(module).__name__)
+
+
+def underlying_layer(module: nn.Module) -> nn.Module:
+    """The layer whose weight ``module`` evaluates (a merged conv + BatchNorm: its conv)."""
+    inner = getattr(module, "linear", None)
+    return inner if hasattr(module, "lrp_linear") and isinstance(inner, nn.Module) else module
+
+
+def has_dense_kernel(module: nn.Module) -> bool:
+    """Linear or zero-padded Conv1d/2d/3d (possibly with merged BatchNorm): the layers whose
+    input gradient ``W^T u`` the fused engine computes itself."""
+    base = underlying_layer(module)
+    if type(base) is nn.Linear:
+        return True
+    return (type(base) in types.PlainConvolution and base.padding_mode == "zeros"
+            and not isinstance(base.padding, str))
+
+
+def input_gradient(module: nn.Module, u: Tensor, weight: Tensor, input_shape) -> Tensor:
+    """``W^T u``: the input gradient of a :func:`has_dense_kernel` layer for the output
+    gradient ``u``, with ``weight`` in place of the layer's own."""
+    base = underlying_layer(module)
+    if isinstance(base, nn.Linear):
+        return u.matmul(weight)
+    # only the input's shape is read; an expanded placeholder would be copied to a contiguous
+    # tensor inside convolution_backward, an uninitialised one costs nothing
+    placeholder = u.new_empty(input_shape)
+    dims = weight.dim() - 2
+    return torch.ops.aten.convolution_backward(
+        u, placeholder, weight, None, list(base.stride), list(base.padding),
+        list(base.dilation), False, [0] * dims, base.groups, [True, False, False])[0]
+
+
+def channel_vector(v: Tensor, like: Tensor, module: nn.Module) -> Tensor:
+    """A per-output-channel vector shaped to broadcast against the output ``like``."""
+    if isinstance(underlying_layer(module), nn.Linear):
+        return v
+    return v.reshape((1, -1) + (1,) * (like.dim() - 2))

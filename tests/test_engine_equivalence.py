@@ -1,8 +1,10 @@
-"""The fused engine (``lrp_captum.fast``, used by ``LRP`` on canonized models) against the hook
-engine (``canonizers=None`` / fused path switched off), which the textbook references check.
+"""Engine equivalence: the fused layers (``LRP`` on canonized models) against the hook path
+(``fused=False`` / ``canonizers=None``), which ``test_rules_reference`` checks against the
+textbook references.
 
 Single layers followed by a ReLU (folded into the layer), whole torchvision models with every
-preset composite, and the cases where fusing must not happen.
+preset composite, the cases where fusing must not happen, and rules subclassed by a user. Only
+the public API is used: ``rule_table(x).paths`` says how each layer runs.
 """
 import pytest
 import torch
@@ -11,7 +13,6 @@ import torchvision
 from torch import nn
 
 import lrp_captum
-from lrp_captum.fast import FastLayer
 from lrp_captum.layers import Sum
 from lrp_captum import types
 from lrp_captum.rules import (AlphaBetaRule, EpsilonRule, GammaRule, GeneralizedGammaRule,
@@ -70,10 +71,13 @@ def _attribute(model, rule_or_composite, x, canonizers, fused=True, **kwargs):
     return lrp.attribute(x, **kwargs), lrp
 
 
-def _fast_layers(lrp):
-    (plan,) = lrp._plans.values()
-    assert plan.fast_model is not None, "no layer ran fused"
-    return [m for m in plan.fast_model.modules() if isinstance(m, FastLayer)]
+def _paths(lrp, x):
+    """``{layer name: how it runs}`` for the layers with a rule."""
+    return lrp.rule_table(x).paths
+
+
+def _fused(lrp, x):
+    return {n for n, p in _paths(lrp, x).items() if p.startswith("fused")}
 
 
 @pytest.mark.parametrize("nonnegative", [False, True], ids=["signed_x", "nonnegative_x"])
@@ -87,8 +91,7 @@ def test_layer_with_relu_folded_in_matches_hook_engine(rule_name, layer_name, ho
         relevance_out = torch.randn_like(model(x))
     fused, lrp = _attribute(model, RULES[rule_name](), x, "auto", output_mode=relevance_out)
     reference, _ = _attribute(model, RULES[rule_name](), x, None, output_mode=relevance_out)
-    (fast,) = _fast_layers(lrp)
-    assert fast.layer is layer and fast.relu
+    assert _paths(lrp, x)["layer"] == "fused, ReLU folded in"
     torch.testing.assert_close(fused, reference, rtol=1e-7, atol=1e-9 * reference.abs().max())
     assert model.relu.inplace  # the user's module is untouched
 
@@ -110,9 +113,8 @@ def test_relu_with_several_consumers_is_not_folded():
     fused, lrp = _attribute(model, GeneralizedGammaRule(0.25), x, "auto", target=3)
     reference, hooks = _attribute(model, GeneralizedGammaRule(0.25), x, "auto", fused=False,
                                   target=3)
-    assert next(iter(hooks._plans.values())).fast_model is None
-    (fast,) = [f for f in _fast_layers(lrp) if f.layer is model.conv]
-    assert not fast.relu
+    assert set(_paths(hooks, x).values()) == {"hooks"}
+    assert _paths(lrp, x)["conv"] == "fused"  # not folded: the ReLU has two consumers
     torch.testing.assert_close(fused, reference, rtol=1e-8, atol=1e-12)
 
 
@@ -127,7 +129,7 @@ def test_layer_with_a_user_hook_runs_unfused_and_its_hook_fires():
         _, lrp = _attribute(model, EpsilonRule(0.1), x, "auto", target=1)
     finally:
         handle.remove()
-    assert [f.layer for f in _fast_layers(lrp)] == [model[3]]
+    assert _fused(lrp, x) == {"3"}
     assert calls  # the hook saw the attribution's forward pass
     # a hook registered after the plan was made fires too (that layer falls back to hooks)
     later = []
@@ -174,7 +176,7 @@ def test_models_fused_equal_hook_engine(model_name, composite, images):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     target = torch.tensor([1, 7])
     fused, lrp = _attribute(model, COMPOSITES[composite](), images, "auto", target=target)
-    assert _fast_layers(lrp)
+    assert _fused(lrp, images)
     reference, _ = _attribute(model, COMPOSITES[composite](), images, "auto", fused=False,
                               target=target)
     scale = reference.abs().max()
@@ -196,45 +198,67 @@ def test_layer_lrp_runs_fused_unless_a_requested_layer_is_fused(images, layer_na
     hooks = lrp_captum.LayerLRP(model, layer, composite=composite, fused=False)
     reference = hooks.attribute(images, target=1, attribute_to_layer_input=to_input)
     lrp = lrp_captum.LayerLRP(model, layer, composite=composite)
-    fast_calls = []
-    lrp.attribute(images[:1], target=1)  # builds the plan of this input signature
-    (plan,) = lrp._plans.values()
-    some_fast_layer = next(m for m in plan.fast_model.modules() if isinstance(m, FastLayer))
-    handle = some_fast_layer.register_forward_hook(lambda *args: fast_calls.append(1))
-    try:
-        relevance = lrp.attribute(images, target=1, attribute_to_layer_input=to_input)
-    finally:
-        handle.remove()
-    assert bool(fast_calls) == fused_graph
+    relevance = lrp.attribute(images, target=1, attribute_to_layer_input=to_input)
+    assert bool(_fused(lrp, images)) == fused_graph
     torch.testing.assert_close(relevance, reference, rtol=1e-7,
                                atol=1e-9 * reference.abs().max())
 
 
-def test_subclass_that_redefines_the_rule_is_not_fused():
-    """The fused path implements the parent's rule: a subclass with its own ``relevance`` /
-    ``engine_output`` / groups must run its own code (hook engine)."""
+def test_imperative_subclass_runs_its_own_relevance_on_the_hook_path():
+    """A subclass that overrides ``relevance`` is imperative: its own code must run, so the
+    layer takes the hook path (the parent's declaration is not used)."""
 
-    class CountingEpsilon(EpsilonRule):  # its own engine_output (here: counts its calls)
+    class CountingEpsilon(EpsilonRule):
         calls = 0
 
-        def engine_output(self, module, inputs, output):
+        def relevance(self, module, inputs, output, relevance_out):
             type(self).calls += 1
-            return super().engine_output(module, inputs, output)
+            return super().relevance(module, inputs, output, relevance_out)
 
-    class OwnGroups(GeneralizedGammaRule):
-        def _groups(self):
-            return super()._groups()[:1]
-
-    conv = nn.Conv2d(3, 4, 3)
-    assert not CountingEpsilon(0.1).supports_fast(conv) and not OwnGroups().supports_fast(conv)
-    assert EpsilonRule(0.1).supports_fast(conv) and ZPlusRule().supports_fast(conv)
     torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3)
     model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(36, 3)).double().eval()
     x = torch.rand(2, 3, 5, 5, dtype=torch.float64)
     composite = lrp_captum.Composite([(nn.Conv2d, CountingEpsilon(0.1)), (nn.Linear, ZPlusRule()),
                                       (types.Activation + types.Identity, PassRule())])
     relevance, lrp = _attribute(model, composite, x, "auto", target=1)
-    assert [f.layer for f in _fast_layers(lrp)] == [model[3]]
+    assert _paths(lrp, x) == {"0": "hooks", "1": "hooks", "2": "hooks", "3": "fused"}
     assert CountingEpsilon.calls == 1  # the subclass's own code ran
-    reference, _ = _attribute(model, composite, x, "auto", fused=False, target=1)
+    plain = lrp_captum.Composite([(nn.Conv2d, EpsilonRule(0.1)), (nn.Linear, ZPlusRule()),
+                                  (types.Activation + types.Identity, PassRule())])
+    reference, _ = _attribute(model, plain, x, "auto", fused=False, target=1)
     torch.testing.assert_close(relevance, reference)
+
+
+def test_subclass_declaring_other_groups_runs_its_own_declaration_fused():
+    """A subclass that declares other groups needs no other code: every path runs its own
+    declaration (here only the positive-output group of the generalised γ)."""
+
+    class PositiveOutputsOnly(GeneralizedGammaRule):
+        def groups(self):
+            return super().groups()[:1]
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3)
+    model = nn.Sequential(conv, nn.Flatten(), nn.Linear(36, 3)).double().eval()
+    x = torch.rand(2, 3, 5, 5, dtype=torch.float64)
+    composite = lrp_captum.Composite([(nn.Conv2d, PositiveOutputsOnly(0.5)),
+                                      (nn.Linear, EpsilonRule(0.1)),
+                                      (types.Identity, PassRule())])
+    fused, lrp = _attribute(model, composite, x, "auto", target=1)
+    assert _paths(lrp, x)["0"] == "fused"
+    hooks, _ = _attribute(model, composite, x, "auto", fused=False, target=1)
+    torch.testing.assert_close(fused, hooks, rtol=1e-10, atol=1e-12)
+    # it differs from the parent rule: negative outputs of the conv pass no relevance
+    parent = lrp_captum.Composite([(nn.Conv2d, GeneralizedGammaRule(0.5))] + composite.rules[1:])
+    full, _ = _attribute(model, parent, x, "auto", target=1)
+    assert not torch.allclose(fused, full)
+    # and equals the textbook rule restricted to positive outputs (Captum's path, by hand)
+    with torch.no_grad():
+        z = conv(x)
+    seed = torch.zeros_like(z)
+    lin_rel = EpsilonRule(0.1).relevance(model[2], (z.flatten(1),), model[2](z.flatten(1)),
+                                         torch.eye(3, dtype=torch.float64)[[1, 1]] *
+                                         model[2](z.flatten(1)))[0].reshape(z.shape)
+    (expected,) = PositiveOutputsOnly(0.5).relevance(conv, (x,), z, lin_rel + seed)
+    torch.testing.assert_close(fused, expected, rtol=1e-8, atol=1e-12)

@@ -1,0 +1,133 @@
+"""One rule on one layer, compiled from its declaration into the paths that run it.
+
+:class:`CompiledRule` answers, for the rule attached to one layer:
+
+* :meth:`~CompiledRule.fusable` / :meth:`~CompiledRule.fused_forward` -- the layer as one
+  autograd function (:mod:`lrp_captum.engine.fused`);
+* :meth:`~CompiledRule.hook_output` -- the hook path: a replacement of the layer's output whose
+  backward pass applies the rule to ``c = R / a``.
+
+Captum's path (:meth:`lrp_captum.rules.LRPRule.relevance`) evaluates the same declaration
+term by term (:mod:`lrp_captum.engine.reference`). Every choice below is made from the
+declaration, never from the rule's class.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from torch import Tensor, nn
+
+from ..rules import LRPRule, Pass, Terms
+from .autograd import ReplaceValue, ScaleGradient, relevance_output
+from .fused import fusable, fused_forward
+from .linear_ops import UnsupportedLayerError, is_linear_layer
+from .numerics import safe_divide, stabilize
+from .reference import declared_relevance, group_outputs, pass_relevance, selection, \
+    stabilizer_for
+
+__all__ = ["CompiledRule", "check_rule", "GRADIENT_IS_PASS"]
+
+#: elementwise layers whose gradient already passes relevance unchanged (f(z)/z = f'(z))
+GRADIENT_IS_PASS = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+                    nn.Dropout3d, nn.AlphaDropout, nn.Flatten, nn.Unflatten)
+
+
+def _declaration(rule: LRPRule):
+    """The rule's declaration, or None for an imperative rule (one that overrides
+    ``relevance``: its own code must run, so its declaration, if any, is not used)."""
+    if type(rule).relevance is not LRPRule.relevance:
+        return None
+    return rule.declaration()
+
+
+def check_rule(rule: LRPRule, module: nn.Module) -> None:
+    """Raise :class:`UnsupportedLayerError` if ``rule`` cannot apply to ``module``."""
+    decl = _declaration(rule)
+    if isinstance(decl, Terms) and not decl.proportional and not is_linear_layer(module):
+        raise UnsupportedLayerError(
+            f"{rule!r} needs a linear layer (Linear, Conv, ConvTranspose, BatchNorm, "
+            f"AvgPool) but got {type(module).__name__}")
+
+
+class CompiledRule:
+    """The rule of one layer, ready to run.
+
+    Attributes
+    ----------
+    rule : LRPRule
+    declaration : Terms, Pass or None
+        None for an imperative rule (it runs through its own ``relevance``).
+    sink : callable or None
+        Set by the engine during a call for rules whose relevance does not scale with the
+        input (``declaration.direct``): receives ``(inputs, relevances)`` so that relevance
+        at inputs that are exactly 0 is not lost in the ratio ``R / x``.
+    """
+
+    def __init__(self, rule: LRPRule) -> None:
+        self.rule = rule
+        self.declaration = _declaration(rule)
+        self.sink: Optional[Callable] = None
+        self._kernels: dict = {}
+
+    @property
+    def direct(self) -> bool:
+        return isinstance(self.declaration, Terms) and self.declaration.direct
+
+    # -- fused path ----------------------------------------------------------------------------
+    def fusable(self, module: nn.Module) -> bool:
+        return fusable(self.declaration, module)
+
+    def fused_forward(self, module: nn.Module, inputs: tuple, relu: bool) -> Optional[Tensor]:
+        return fused_forward(self.declaration, self._kernels, module, inputs, relu, self.sink)
+
+    # -- hook path ----------------------------------------------------------------------------
+    def hook_output(self, module: nn.Module, inputs: tuple, output: Tensor) -> Optional[Tensor]:
+        """Replacement output whose gradient applies the rule (gradient = ``R / a``), or None
+        where the plain gradient already is the rule."""
+        decl = self.declaration
+        if decl is None:
+            return relevance_output(self.rule.relevance, module, inputs, output)
+        if isinstance(decl, Pass):
+            if isinstance(module, GRADIENT_IS_PASS):
+                return None
+            return relevance_output(_pass, module, inputs, output)
+        if decl.proportional:
+            if decl.stabilizer == 0 and not decl.relative:
+                return None  # LRP-0 is the plain gradient of the layer
+            z = output.detach()
+            return ScaleGradient.apply(output, z / stabilize(z, stabilizer_for(decl, z)))
+        if decl.direct:
+            return relevance_output(_declared(decl), module, inputs, output, sink=self.sink)
+        return _surrogate_output(decl, module, inputs, output)
+
+    def __repr__(self) -> str:
+        return f"CompiledRule({self.rule!r})"
+
+
+def _pass(module, inputs, output, relevance_out):
+    return pass_relevance(module, inputs, relevance_out)
+
+
+def _declared(decl) -> Callable:
+    def relevance(module, inputs, output, relevance_out):
+        return declared_relevance(decl, module, inputs, output, relevance_out)
+    return relevance
+
+
+def _surrogate_output(decl: Terms, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
+    """The output's value, with a gradient through ``Σ_g z_g · κ_g``,
+    ``κ_g = c_g · σ_g(z) · z / (z_g ± s)`` (constants): the backward pass of the term rule."""
+    if len(inputs) != 1:
+        raise UnsupportedLayerError(
+            f"{type(module).__name__} has {len(inputs)} inputs; rules with modified terms "
+            "apply to single-input linear layers")
+    (x,) = inputs
+    z = output.detach()
+    surrogate = None
+    for group, z_group in group_outputs(decl, module, x):
+        d = z_group.detach()
+        kappa = group.coefficient * safe_divide(z * selection(z, group.select),
+                                                stabilize(d, stabilizer_for(decl, d)))
+        term = z_group * kappa
+        surrogate = term if surrogate is None else surrogate + term
+    return ReplaceValue.apply(z, surrogate)

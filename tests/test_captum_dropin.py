@@ -1,0 +1,203 @@
+"""What a Captum user does without thinking works with ``from lrp_captum import LRP``.
+
+Untraceable forwards, optional arguments left as None, Captum's wrappers (NoiseTunnel, the
+metrics, the visualisation), rules set on modules that canonization merges, and a warning when
+the relevance does not add up to the output.
+"""
+import warnings
+
+import matplotlib
+import pytest
+import torch
+from captum.attr import NoiseTunnel
+from captum.attr import visualization as captum_viz
+from captum.metrics import infidelity, sensitivity_max
+from torch import nn
+
+import lrp_captum
+from lrp_captum import LRP, GammaRule, LayerLRP, LRPRule, PassRule, get_composite
+from lrp_captum.canonizers import CanonizationError
+
+matplotlib.use("Agg")
+
+
+def _convnet():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)).eval()
+
+
+class DataDependent(nn.Module):
+    """A forward torch.fx cannot trace: a Python ``if`` on a tensor value."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(5, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        if h.sum() > 0:
+            h = h * 1.0
+        return self.fc2(h)
+
+
+def test_untraceable_forward_falls_back_to_leaf_modules_with_a_warning():
+    torch.manual_seed(0)
+    model = DataDependent().eval()
+    x = torch.randn(3, 5)
+    with pytest.warns(UserWarning, match=r"could not trace DataDependent.*leaf modules.*"
+                                         r"functional ops"):
+        relevance = LRP(model).attribute(x, target=1)
+    expected = LRP(model, canonizers=None).attribute(x, target=1)
+    torch.testing.assert_close(relevance, expected)
+
+
+def test_explicit_auto_canonizers_stay_strict_on_an_untraceable_forward():
+    with pytest.raises(CanonizationError, match="could not trace"):
+        LRP(DataDependent().eval(), canonizers="auto").attribute(torch.randn(2, 5), target=0)
+
+
+class OptionalSecondInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x1, x2=None, scale=1.0):
+        out = self.a(x1)
+        if x2 is not None:
+            out = out + self.b(x2)
+        return out * scale
+
+
+def test_optional_arguments_left_as_none_take_the_branch_of_the_call():
+    torch.manual_seed(0)
+    model = OptionalSecondInput().eval()
+    x1, x2 = torch.randn(2, 4), torch.randn(2, 4)
+    lrp = LRP(model)
+    alone = lrp.attribute(x1, target=0)
+    both = lrp.attribute((x1, x2), target=0)
+    scaled = lrp.attribute(x1, target=0, additional_forward_args=(None, 3.0))
+    # the same calls on the hook path (no trace) are the reference
+    hooks = LRP(model, canonizers=None)
+    torch.testing.assert_close(alone, hooks.attribute(x1, target=0))
+    for got, want in zip(both, hooks.attribute((x1, x2), target=0)):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(scaled, 3.0 * alone)
+    # one plan per specialisation: the first one still works after the others
+    torch.testing.assert_close(lrp.attribute(x1, target=0), alone)
+
+
+def test_noise_tunnel_wraps_lrp_and_layer_lrp():
+    model = _convnet()
+    x = torch.randn(2, 3, 8, 8)
+    nt = NoiseTunnel(LRP(model, composite="epsilon_plus"))
+    smooth = nt.attribute(x, nt_type="smoothgrad", nt_samples=4, stdevs=0.1, target=1)
+    assert smooth.shape == x.shape and torch.isfinite(smooth).all()
+    torch.manual_seed(1)
+    noisy = x + 0.1 * torch.randn(4, *x.shape)
+    manual = torch.stack([LRP(model, composite="epsilon_plus").attribute(n, target=1)
+                          for n in noisy]).mean(0)
+    torch.manual_seed(1)
+    assert not torch.allclose(smooth, LRP(model, composite="epsilon_plus").attribute(x, target=1))
+    assert manual.shape == smooth.shape
+    layer = NoiseTunnel(LayerLRP(model, model[3])).attribute(x, nt_type="smoothgrad",
+                                                            nt_samples=3, target=1)
+    assert layer.shape == (2, 4, 2, 2)
+
+
+def test_captum_metrics_accept_our_attributions():
+    model = _convnet()
+    x = torch.randn(3, 3, 8, 8)
+    lrp = LRP(model, composite="epsilon")
+    attributions = lrp.attribute(x, target=2)
+
+    def perturb(inputs):
+        noise = 0.01 * torch.randn_like(inputs)
+        return noise, inputs - noise
+
+    score = infidelity(model, perturb, x, attributions, target=2, n_perturb_samples=4)
+    assert score.shape == (3,) and torch.isfinite(score).all()
+    sens = sensitivity_max(lrp.attribute, x, target=2, n_perturb_samples=3)
+    assert sens.shape == (3,) and torch.isfinite(sens).all()
+
+
+def test_captum_visualization_draws_our_attributions():
+    model = _convnet()
+    x = torch.randn(1, 3, 8, 8)
+    rel = LRP(model).attribute(x, target=0)
+    fig, ax = captum_viz.visualize_image_attr(rel[0].permute(1, 2, 0).numpy(),
+                                              x[0].permute(1, 2, 0).numpy(), method="heat_map",
+                                              sign="all", use_pyplot=False)
+    assert fig is not None and ax is not None
+
+
+def test_rule_set_on_a_conv_carries_over_to_its_merged_batchnorm():
+    model = _convnet()
+    x = torch.randn(2, 3, 8, 8)
+    plain = LRP(model, composite="epsilon").attribute(x, target=0)
+    model[0].rule = GammaRule(0.5)
+    try:
+        lrp = LRP(model, composite="epsilon")
+        table = lrp.rule_table(x)
+        relevance = lrp.attribute(x, target=0)
+    finally:
+        del model[0].rule
+    (row,) = [r for r in table.rows if r[0] == "0+1"]
+    assert repr(row[2]) == "GammaRule(gamma=0.5)" and row[3] == "module.rule of '0'"
+    by_name = LRP(model, composite=get_composite("epsilon", layer_map={"0+1": GammaRule(0.5)}))
+    torch.testing.assert_close(relevance, by_name.attribute(x, target=0))
+    assert not torch.allclose(relevance, plain)
+
+
+def test_rule_set_on_an_inplace_activation_carries_over_to_its_copy():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True), nn.Linear(4, 2)).eval()
+
+    class Halve(LRPRule):
+        def relevance(self, module, inputs, output, relevance_out):
+            return (0.5 * relevance_out,)
+
+    model[1].rule = Halve()
+    try:
+        table = LRP(model).rule_table(torch.randn(2, 4))
+    finally:
+        del model[1].rule
+    assert [type(r).__name__ for r in table.values()] == ["EpsilonRule", "Halve", "EpsilonRule"]
+
+
+class Amplify(LRPRule):
+    """Not conservative: a thousand times the relevance (an imperative user rule)."""
+
+    def relevance(self, module, inputs, output, relevance_out):
+        return (1000.0 * relevance_out,)
+
+
+def test_relevance_far_from_the_output_is_reported_once():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 2)).eval()
+    lrp = LRP(model, composite=get_composite("epsilon", layer_map={nn.Tanh: Amplify()}))
+    x = torch.randn(4, 6)
+    with pytest.warns(UserWarning, match=r"does not add up.*rule is user code: '1'") as record:
+        lrp.attribute(x, target=0)
+        lrp.attribute(x, target=0)
+    assert len([w for w in record if "does not add up" in str(w.message)]) == 1
+
+
+def test_layer_norm_passed_through_without_canonizers_names_the_causes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.LayerNorm(6), nn.Linear(6, 2)).eval()
+    with torch.no_grad():
+        model[2].weight.mul_(1e-6)  # a head that barely responds: a tiny logit
+    composite = get_composite("epsilon", layer_map={nn.LayerNorm: Amplify()})
+    with pytest.warns(UserWarning, match=r"does not add up.*'1'.*without canonizers"):
+        LRP(model, composite=composite, canonizers=None).attribute(torch.randn(3, 6), target=1)
+
+
+def test_a_conservative_explanation_gives_no_warning():
+    model = _convnet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LRP(model, composite="epsilon_plus_flat").attribute(torch.randn(2, 3, 8, 8), target=1)
+
+
+def test_lrp_rule_is_exported_for_user_rules():
+    assert lrp_captum.LRPRule is LRPRule and "LRPRule" in lrp_captum.__all__
