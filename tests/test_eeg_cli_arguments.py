@@ -146,3 +146,24 @@ def test_a_misspelt_composite_then_the_corrected_command_succeeds(files, tmp_pat
     code, err = _run(argv + ["--composite", "epsilon_plus_flat"], capsys)
     assert code == 0, err
     assert json.loads((out / "summary.json").read_text())["composite"] == "epsilon_plus_flat"
+
+
+def test_explaining_only_training_epochs_by_default_is_refused_with_the_fix(files, tmp_path,
+                                                                           capsys):
+    # the fixture's model was fitted on every epoch of the file, none held out
+    out = tmp_path / "out"
+    code, err = _run(["eeg", "explain", str(files / "erp-epo.fif"), "--model",
+                      str(files / "model"), "--out", str(out), "--device", "cpu"], capsys)
+    _assert_one_line_error(code, err, "explain", "none of the 8 epochs is held-out",
+                           "--explain all")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "explain"])
+def test_a_file_that_is_not_epochs_is_named(files, command, tmp_path, capsys):
+    argv = ["eeg", command, str(files / "a_file.txt"), "--out", str(tmp_path / "out")]
+    if command == "explain":
+        argv += ["--model", str(files / "model")]
+    code, err = _run(argv, capsys)
+    _assert_one_line_error(code, err, command, "a_file.txt", "not an MNE epochs file")
+    assert not (tmp_path / "out").exists()

@@ -236,12 +236,12 @@ def _train(args, caught) -> int:
         raise UsageError(f"--val-fraction {args.val_fraction:g} and --test-fraction "
                          f"{args.test_fraction:g} leave no epochs to train on: their sum must "
                          "be below 1")
-    import mne
     from tqdm import tqdm
 
+    from ..eeg.epochs_file import read_epochs_file
     from ..eeg.train import fit_epochs, save_model
 
-    epochs = mne.read_epochs(args.epochs, preload=True, verbose=False)
+    epochs = read_epochs_file(args.epochs)
     bar = tqdm(total=args.max_epochs, desc="training", unit="epoch")
 
     def progress(epoch, train_loss, val_loss, val_acc):

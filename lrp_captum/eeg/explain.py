@@ -34,6 +34,7 @@ from lrp_captum.metrics import relevance_mass_accuracy
 from lrp_captum.model_mode import evaluation_mode
 
 from .amplitude import warn_outside_physiological_range
+from .epochs_file import read_epochs_file
 from .heldout import (HELD_OUT, TRAINING, UNKNOWN, ChanceLevelWarning, ChanceTest, chance_test,
                       chance_warning, epoch_splits)
 from .models import eeg_layer_map
@@ -139,10 +140,7 @@ class EEGRelevance:
 
 def _as_epochs(epochs) -> mne.BaseEpochs:
     if isinstance(epochs, (str, Path)):
-        path = Path(epochs)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such epochs file.")
-        epochs = mne.read_epochs(path, preload=True, verbose=False)
+        epochs = read_epochs_file(epochs)
     if not isinstance(epochs, mne.BaseEpochs):
         raise TypeError(f"expected mne.Epochs, mne.EpochsArray or a path to a -epo.fif file, "
                         f"got {type(epochs).__name__}.")
@@ -375,7 +373,8 @@ def explain_epochs(model: Union[nn.Module, str, Path], epochs, composite: Union[
     if len(indices) == 0:
         raise ValueError(f"none of the {len(split)} epochs is {which} for this model "
                          f"({np.count_nonzero(split == TRAINING)} were used to train it): "
-                         f"explain another file, or use which='all'.")
+                         f"explain another file, or all epochs (which='all'; on the command "
+                         f"line --explain all), labelled by split.")
     if len(indices) < len(split):
         epochs, volts, split = epochs[indices], volts[indices], split[indices]
     X = (volts * config.scale).astype(np.float32)
