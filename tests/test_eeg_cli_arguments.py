@@ -140,7 +140,7 @@ def test_explain_refuses_an_output_that_is_a_file(files, capsys):
 def test_a_misspelt_composite_then_the_corrected_command_succeeds(files, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["eeg", "explain", str(files / "erp-epo.fif"), "--model", str(files / "model"),
-            "--out", str(out), "--device", "cpu", "--explain", "all"]
+            "--out", str(out), "--device", "cpu", "--explain", "all", "--times"]
     code, err = _run(argv + ["--composite", "epsilon_plus_flt"], capsys)
     _assert_one_line_error(code, err, "explain", "unknown composite 'epsilon_plus_flt'")
     code, err = _run(argv + ["--composite", "epsilon_plus_flat"], capsys)
