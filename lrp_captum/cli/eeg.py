@@ -158,7 +158,8 @@ def register(subparsers) -> None:
     p.add_argument("--patience", type=_int_at_least(0), default=20,
                    help="stop after this many epochs without a lower validation loss")
     p.add_argument("--val-fraction", type=_float_in(0.0, 1.0, low_inclusive=False),
-                   default=0.2, help="share of each class used for early stopping (0-1)")
+                   default=0.2, help="share of each class, of the epochs not held out, used "
+                                     "for early stopping (0-1)")
     p.add_argument("--test-fraction", type=_float_in(0.0, 1.0), default=0.2,
                    help="share of each class held out of training and early stopping, for the "
                         "held-out accuracy (0: none; then explain another file)")
@@ -232,28 +233,29 @@ def _simulate(args, caught) -> int:
 
 
 def _train(args, caught) -> int:
-    if args.val_fraction + args.test_fraction >= 1:
-        raise UsageError(f"--val-fraction {args.val_fraction:g} and --test-fraction "
-                         f"{args.test_fraction:g} leave no epochs to train on: their sum must "
-                         "be below 1")
     from tqdm import tqdm
 
     from ..eeg.epochs_file import read_epochs_file
     from ..eeg.train import fit_epochs, save_model
 
     epochs = read_epochs_file(args.epochs)
-    bar = tqdm(total=args.max_epochs, desc="training", unit="epoch")
+    bars = []  # opened at the first epoch: a refused split ends before any bar is drawn
 
     def progress(epoch, train_loss, val_loss, val_acc):
-        bar.update(1)
-        bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
-                        val_acc=f"{val_acc:.2f}")
+        if not bars:
+            bars.append(tqdm(total=args.max_epochs, desc="training", unit="epoch"))
+        bars[0].update(1)
+        bars[0].set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
+                            val_acc=f"{val_acc:.2f}")
 
-    model, config = fit_epochs(epochs, args.arch, max_epochs=args.max_epochs,
-                               patience=args.patience, val_fraction=args.val_fraction,
-                               test_fraction=args.test_fraction, seed=args.seed,
-                               device=args.device, progress=progress)
-    bar.close()
+    try:
+        model, config = fit_epochs(epochs, args.arch, max_epochs=args.max_epochs,
+                                   patience=args.patience, val_fraction=args.val_fraction,
+                                   test_fraction=args.test_fraction, seed=args.seed,
+                                   device=args.device, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     folder = save_model(model, config, args.out)
     m = config.metrics
     held_out = (f"held-out accuracy {m['held_out_accuracy']:.3f} on {m['n_held_out']} epochs "

@@ -29,13 +29,15 @@ class ChanceLevelWarning(UserWarning):
     """The model does not classify significantly better than chance: do not interpret its maps."""
 
 
-def stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+def stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator,
+                       name: str = "fraction") -> np.ndarray:
     """Boolean mask ``(N,)`` selecting ``fraction`` of each class (at least one per class).
 
     Raises
     ------
     ValueError
-        If a class would keep no epoch outside the mask.
+        If a class would keep no epoch outside the mask (the message calls ``fraction`` by
+        ``name``, the caller's argument).
     """
     mask = np.zeros(len(y), bool)
     if fraction <= 0:
@@ -44,8 +46,9 @@ def stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator)
         idx = rng.permutation(np.flatnonzero(y == label))
         n = max(1, int(round(fraction * len(idx))))
         if n >= len(idx):
-            raise ValueError(f"class {label} has {len(idx)} epoch(s): too few to hold out "
-                             f"{fraction:.0%} of them and train on the rest.")
+            raise ValueError(f"{name}={fraction:g} would hold out {n} of the {len(idx)} "
+                             f"epoch(s) of class {label}, leaving none to train on: use more "
+                             f"epochs or a smaller {name}.")
         mask[idx[:n]] = True
     return mask
 

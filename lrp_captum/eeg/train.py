@@ -166,7 +166,7 @@ def train_model(model: nn.Module, X: np.ndarray, y: np.ndarray, val_fraction: fl
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     dev = resolve_device(device)
-    val_mask = stratified_holdout(y, val_fraction, rng)
+    val_mask = stratified_holdout(y, val_fraction, rng, "val_fraction")
     X_tr, y_tr, X_va, y_va = X[~val_mask], y[~val_mask], X[val_mask], y[val_mask]
 
     model.to(dev)
@@ -242,7 +242,8 @@ def fit_epochs(epochs: mne.BaseEpochs, architecture: str = "shallow", model_kwar
     model_kwargs = dict(model_kwargs or {})
     X, y, class_names = epochs_to_arrays(epochs, units=units)
     seed = train_kwargs.get("seed", 0)
-    held_out = stratified_holdout(y, test_fraction, np.random.default_rng((seed, 1)))
+    held_out = stratified_holdout(y, test_fraction, np.random.default_rng((seed, 1)),
+                                  "test_fraction")
     torch.manual_seed(seed)  # weight initialisation is part of the seed
     model = build_model(architecture, X.shape[1], X.shape[2], len(class_names), **model_kwargs)
     history = train_model(model, X[~held_out], y[~held_out], **train_kwargs)
