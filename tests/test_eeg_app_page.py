@@ -61,3 +61,19 @@ def test_page_for_a_missing_results_folder_says_so(tmp_path):
     at = AppTest.from_function(_page, args=(str(PAGES), str(missing))).run()
     assert not at.exception
     assert any("No EEG results folder" in i.value for i in at.info)
+
+
+def test_page_labels_accuracy_by_split_and_warns_at_chance_level(results, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "weak"
+    shutil.copytree(results / "erp", folder)
+    (folder / "summary.json").write_text(json.dumps(
+        {"held_out_accuracy": 0.45, "n_held_out": 10, "at_chance": True,
+         "figures_of": "10 held-out epochs", "composite": "epsilon", "target": "predicted"}))
+    at = AppTest.from_function(_page, args=(str(PAGES), str(tmp_path)), default_timeout=120).run()
+    assert not at.exception
+    assert at.metric[1].label == "held-out accuracy" and at.metric[1].value == "0.450"
+    assert any("chance level" in w.value for w in at.warning)
+    assert any("10 held-out epochs" in c.value for c in at.caption)

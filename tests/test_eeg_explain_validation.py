@@ -1,4 +1,6 @@
 """explain_epochs checks its input against the model's config and says what differs."""
+import warnings
+
 import mne
 import numpy as np
 import pytest
@@ -121,3 +123,55 @@ def test_model_without_config_is_rejected(epochs):
 def test_unknown_target_name_is_rejected(epochs, model):
     with pytest.raises(ValueError, match="'oddball' is not"):
         explain_epochs(model, epochs, target="oddball")
+
+
+def _scaled(epochs, factor):
+    return mne.EpochsArray(epochs.get_data() * factor, epochs.info, events=epochs.events,
+                           tmin=epochs.tmin, event_id=epochs.event_id, verbose=False)
+
+
+def test_millivolts_written_as_volts_warn_with_the_physiological_range(epochs, model):
+    with pytest.warns(UserWarning, match=r"'\w+'.*µV.*physiological range of EEG "
+                                         r"\(0.1 to 500 µV.*1000"):
+        check_epochs(_scaled(epochs, 1e3), model.eeg_config)
+
+
+def test_amplitudes_far_below_the_physiological_range_warn(epochs, model):
+    with pytest.warns(UserWarning, match=r"below the physiological range of EEG"):
+        check_epochs(_scaled(epochs, 1e-3), model.eeg_config)
+
+
+def test_physiological_amplitudes_give_no_warning(epochs, model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_epochs(epochs, model.eeg_config)
+
+
+def test_a_flat_channel_is_named(epochs, model):
+    data = epochs.get_data()
+    data[:, epochs.ch_names.index("O2")] = 0.0
+    with pytest.warns(UserWarning, match=r"'O2'.*below the physiological range"):
+        check_epochs(mne.EpochsArray(data, epochs.info, events=epochs.events, tmin=epochs.tmin,
+                                     event_id=epochs.event_id, verbose=False), model.eeg_config)
+
+
+def test_channel_names_differing_only_in_case_get_a_hint(epochs, model):
+    upper = epochs.copy().rename_channels({"Fp1": "FP1", "Cz": "CZ"})
+    with pytest.raises(EpochsMismatchError,
+                       match=r"differ from the model's only in case.*'FP1' -> 'Fp1'.*"
+                             r"epochs.rename_channels\(\{'FP1': 'Fp1', 'CZ': 'Cz'\}\)"):
+        check_epochs(upper, model.eeg_config)
+
+
+def test_empty_epochs_are_a_clear_error(epochs, model):
+    empty = epochs.copy().drop(list(range(len(epochs))), verbose=False)
+    with pytest.raises(EpochsMismatchError, match=r"no epochs.*drop_log"):
+        explain_epochs(model, empty)
+
+
+def test_training_on_empty_epochs_is_a_clear_error(epochs):
+    from lrp_captum.eeg.train import fit_epochs
+
+    empty = epochs.copy().drop(list(range(len(epochs))), verbose=False)
+    with pytest.raises(ValueError, match=r"no epochs.*drop_log"):
+        fit_epochs(empty, "shallow", max_epochs=1, device="cpu")

@@ -34,12 +34,20 @@ def render_eeg_page(st, results_dir) -> None:
     truth = summary.get("ground_truth") or {}
     cols = st.columns(3)
     cols[0].metric("epochs", len(epochs))
-    if summary.get("accuracy") is not None:
-        cols[1].metric("accuracy", f"{summary['accuracy']:.3f}")
+    # an accuracy is shown only with the split it was measured on (held-out before training)
+    for key, label in (("held_out_accuracy", "held-out accuracy"),
+                       ("training_accuracy", "training accuracy")):
+        if summary.get(key) is not None:
+            cols[1].metric(label, f"{summary[key]:.3f}")
+            break
     if truth:
         cols[2].metric("ground-truth concentration", f"{truth['ratio']:.1f}x")
     if summary.get("composite"):
-        st.caption(f"composite {summary['composite']}, target {summary.get('target')}")
+        st.caption(f"composite {summary['composite']}, target {summary.get('target')}; "
+                   f"relevance of {summary.get('figures_of', 'epochs of unknown split')}")
+    if summary.get("at_chance"):
+        st.warning("The model is at chance level on these epochs: its relevance maps do not "
+                   "show what distinguishes the classes. Do not interpret them.")
 
     t0, t1 = float(epochs.times[0]), float(epochs.times[-1])
     default = (truth["tmin"], truth["tmax"]) if truth else (t0, t1)

@@ -2,7 +2,10 @@
 
 Modules: :mod:`~lrp_captum.eeg.simulate` (data with known ground truth),
 :mod:`~lrp_captum.eeg.models` (ShallowConvNet/EEGNet-style networks and their LRP layer map),
-:mod:`~lrp_captum.eeg.train` (training, saving, loading), :mod:`~lrp_captum.eeg.explain`
+:mod:`~lrp_captum.eeg.train` (training with a held-out split, saving, loading),
+:mod:`~lrp_captum.eeg.heldout` (which epochs a model was trained on; chance-level test),
+:mod:`~lrp_captum.eeg.amplitude` (physiological amplitude range), :mod:`~lrp_captum.eeg.epochs_file`
+(reading ``-epo.fif``), :mod:`~lrp_captum.eeg.explain`
 (``explain_epochs`` returning MNE objects), :mod:`~lrp_captum.eeg.plots` (figures),
 :mod:`~lrp_captum.cli.eeg` (``lrp-captum eeg ...``). Needs the ``eeg`` extra (mne).
 
@@ -22,6 +25,8 @@ _EXPORTS = {
     "EEGModelConfig": "train",
     "explain_epochs": "explain", "check_epochs": "explain", "EEGRelevance": "explain",
     "EpochsMismatchError": "explain", "load_relevance": "explain",
+    "ChanceLevelWarning": "heldout", "AmplitudeWarning": "amplitude",
+    "read_epochs_file": "epochs_file",
 }
 
 __all__ = sorted(_EXPORTS)

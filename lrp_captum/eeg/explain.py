@@ -7,9 +7,18 @@
 Relevance is stored in the data arrays of EEG channels so that every MNE plotting function
 works, but its unit is the explained output (a logit by default), not volts: pass
 ``scalings=1, units="relevance"`` to MNE's plot functions, or use :mod:`lrp_captum.eeg.plots`.
+
+Every explained epoch is marked ``held-out`` or ``training`` (``metadata["split"]``) from the
+record of training epochs in the model's config (:mod:`lrp_captum.eeg.heldout`), so accuracy
+and maps are reported per split; a model at chance level on held-out epochs gets a
+:class:`~lrp_captum.eeg.heldout.ChanceLevelWarning`. The user's model is never changed: one in
+training mode is explained in evaluation mode and every module's flag is restored
+(:func:`lrp_captum.model_mode.evaluation_mode`), and it is not moved to another device.
 """
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -22,7 +31,12 @@ from torch import nn
 
 from lrp_captum import LRP, get_composite, Composite
 from lrp_captum.metrics import relevance_mass_accuracy
+from lrp_captum.model_mode import evaluation_mode
 
+from .amplitude import warn_outside_physiological_range
+from .epochs_file import read_epochs_file
+from .heldout import (HELD_OUT, TRAINING, UNKNOWN, ChanceLevelWarning, ChanceTest, chance_test,
+                      chance_warning, epoch_splits)
 from .models import eeg_layer_map
 from .train import EEGModelConfig, load_model, resolve_device
 
@@ -56,6 +70,11 @@ class EEGRelevance:
         The explained output index per trial.
     class_names : list of str
     composite : str
+    split : np.ndarray of str, shape (N,)
+        ``"held-out"``, ``"training"`` (fitted or early-stopped on) or ``"unknown"`` (the model
+        records no training epochs) per trial; also ``epochs.metadata["split"]``.
+    indices : np.ndarray of int, shape (N,)
+        Position of each explained trial in the epochs given to :func:`explain_epochs`.
     """
 
     epochs: mne.EpochsArray
@@ -66,11 +85,42 @@ class EEGRelevance:
     targets: np.ndarray
     class_names: list
     composite: str
+    split: np.ndarray
+    indices: np.ndarray
+
+    def accuracy_of(self, split: str) -> Optional[float]:
+        """Share of correctly classified trials of ``split`` (``"held-out"``, ``"training"``,
+        ``"unknown"``); ``None`` without labels or without trials of that split."""
+        sel = self.split == split
+        if self.labels is None or not sel.any():
+            return None
+        return float((self.predicted[sel] == self.labels[sel]).mean())
 
     @property
-    def accuracy(self) -> Optional[float]:
-        """Share of correctly classified trials (``None`` without labels)."""
-        return None if self.labels is None else float((self.predicted == self.labels).mean())
+    def held_out_accuracy(self) -> Optional[float]:
+        """Accuracy on the explained trials the model was not trained on."""
+        return self.accuracy_of(HELD_OUT)
+
+    @property
+    def training_accuracy(self) -> Optional[float]:
+        """Accuracy on the explained trials the model was trained on (optimistic)."""
+        return self.accuracy_of(TRAINING)
+
+    def chance_test(self) -> Optional[tuple[str, ChanceTest]]:
+        """Is the model above chance? Tested on the held-out trials if there are any, else on
+        trials of unknown split, else on training trials; ``None`` without labels.
+
+        Returns
+        -------
+        (split, ChanceTest) or None
+        """
+        if self.labels is None:
+            return None
+        for split in (HELD_OUT, UNKNOWN, TRAINING):
+            sel = self.split == split
+            if sel.any():
+                return split, chance_test(self.labels[sel], self.predicted[sel])
+        return None
 
     def save(self, folder) -> dict:
         """Write ``relevance-epo.fif`` and ``relevance-ave.fif`` (one Evoked per class).
@@ -90,24 +140,37 @@ class EEGRelevance:
 
 def _as_epochs(epochs) -> mne.BaseEpochs:
     if isinstance(epochs, (str, Path)):
-        path = Path(epochs)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such epochs file.")
-        epochs = mne.read_epochs(path, preload=True, verbose=False)
+        epochs = read_epochs_file(epochs)
     if not isinstance(epochs, mne.BaseEpochs):
         raise TypeError(f"expected mne.Epochs, mne.EpochsArray or a path to a -epo.fif file, "
                         f"got {type(epochs).__name__}.")
     return epochs
 
 
-def _as_model(model, config: Optional[EEGModelConfig], device) -> tuple[nn.Module, EEGModelConfig]:
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def _placed_model(model, config: Optional[EEGModelConfig], device: str
+                  ) -> tuple[nn.Module, EEGModelConfig, torch.device]:
+    """The model to run, its config and device; the user's model itself is never moved.
+
+    A saved model folder is loaded onto ``device``. A model object runs where it is with
+    ``device="auto"``; given another device explicitly, a copy runs there.
+    """
     if isinstance(model, (str, Path)):
-        model = load_model(model, device="cpu")
+        dev = resolve_device(device)
+        model = load_model(model, device=str(dev))
+    else:
+        here = next(model.parameters(), torch.empty(0)).device
+        dev = here if device == "auto" else resolve_device(device)
+        if not _same_device(here, dev):
+            model = copy.deepcopy(model).to(dev)
     config = config or getattr(model, "eeg_config", None)
     if config is None:
         raise ValueError("The model carries no EEGModelConfig: pass config=..., or use a model "
                          "from lrp_captum.eeg.train.fit_epochs / load_model.")
-    return model.to(device).eval(), config
+    return model, config, dev
 
 
 def check_epochs(epochs, config: EEGModelConfig) -> np.ndarray:
@@ -123,10 +186,39 @@ def check_epochs(epochs, config: EEGModelConfig) -> np.ndarray:
     Raises
     ------
     EpochsMismatchError
-        Naming what differs: missing/extra/bad channels, sampling rate, number of samples or
-        start time, units, or NaN/inf values (with the first offending epoch and channel).
+        Naming what differs: no epochs, missing/extra/bad channels (with a hint when names
+        differ only in case), sampling rate, number of samples or start time, units, or
+        NaN/inf values (with the first offending epoch and channel).
+
+    Warns
+    -----
+    lrp_captum.eeg.amplitude.AmplitudeWarning
+        Channels whose amplitude lies outside the physiological range of EEG (e.g.
+        millivolts written as volts).
     """
-    epochs = _as_epochs(epochs)
+    return (_checked_volts(_as_epochs(epochs), config) * config.scale).astype(np.float32)
+
+
+def _case_hint(missing: list, extra: list) -> Optional[str]:
+    """Hint for given channel names that match missing ones except for case."""
+    by_lower = {c.lower(): c for c in missing}
+    renames = {c: by_lower[c.lower()] for c in extra if c.lower() in by_lower}
+    if not renames:
+        return None
+    pairs = ", ".join(f"{a!r} -> {b!r}" for a, b in renames.items())
+    return (f"{len(renames)} channel name(s) differ from the model's only in case ({pairs}): "
+            f"rename them with epochs.rename_channels({renames!r})")
+
+
+def _no_epochs_error() -> EpochsMismatchError:
+    return EpochsMismatchError("there are no epochs to explain (0 epochs; if they were "
+                               "dropped, epochs.drop_log says why).")
+
+
+def _checked_volts(epochs: mne.BaseEpochs, config: EEGModelConfig) -> np.ndarray:
+    """:func:`check_epochs` before scaling: the data ``(N, C, T)`` in volts, float64."""
+    if len(epochs.events) == 0:
+        raise _no_epochs_error()
     eeg_names = [epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True,
                                                               exclude=[])]
     missing = [c for c in config.ch_names if c not in eeg_names]
@@ -138,6 +230,9 @@ def check_epochs(epochs, config: EEGModelConfig) -> np.ndarray:
         if extra:
             parts.append(f"not known to the model {extra}"
                          f" (drop them with epochs.drop_channels({extra!r}))")
+        hint = _case_hint(missing, extra)
+        if hint:
+            parts.append(hint)
         raise EpochsMismatchError(
             f"EEG channels differ from the model's {len(config.ch_names)} channels "
             f"({len(eeg_names)} given): " + "; ".join(parts) + ".")
@@ -168,6 +263,8 @@ def check_epochs(epochs, config: EEGModelConfig) -> np.ndarray:
         raise EpochsMismatchError(f"channels {not_volts} are not stored in volts; MNE EEG data "
                                   "must be in V.")
     data = epochs.get_data(picks=config.ch_names)
+    if len(data) == 0:  # epochs read lazily can lose all to rejection only now
+        raise _no_epochs_error()
     bad_values = ~np.isfinite(data)
     if bad_values.any():
         e, c, _ = np.argwhere(bad_values)[0]
@@ -181,7 +278,8 @@ def check_epochs(epochs, config: EEGModelConfig) -> np.ndarray:
         raise EpochsMismatchError(
             f"channel {config.ch_names[c]!r} has a median |value| of {level[c]:.3g} V: the data "
             "look like microvolts written as volts. MNE expects volts; multiply by 1e-6.")
-    return (data * config.scale).astype(np.float32)
+    warn_outside_physiological_range(data, config.ch_names, "eeg")
+    return data
 
 
 def _labels(epochs: mne.BaseEpochs, class_names: list) -> Optional[np.ndarray]:
@@ -212,17 +310,23 @@ def _targets(target, n: int, labels, predicted, class_names) -> np.ndarray:
     return targets
 
 
+#: which epochs :func:`explain_epochs` explains
+WHICH = ("all", HELD_OUT, TRAINING)
+
+
 def explain_epochs(model: Union[nn.Module, str, Path], epochs, composite: Union[str, Composite]
                    = "epsilon", target="predicted", config: Optional[EEGModelConfig] = None,
                    output_mode: str = "logit", batch_size: int = 64, device: str = "auto",
-                   progress: bool = False) -> EEGRelevance:
+                   progress: bool = False, which: str = "all") -> EEGRelevance:
     """LRP relevance of every epoch, as MNE objects.
 
     Parameters
     ----------
     model : nn.Module or path
         A trained model with ``model.eeg_config`` (from ``fit_epochs``/``load_model``) or a
-        saved model folder.
+        saved model folder. The model is not changed: one in training mode is explained in
+        evaluation mode with every module's flag restored afterwards (one warning when its
+        output depends on the mode), and it is not moved (see ``device``).
     epochs : mne.Epochs, mne.EpochsArray or path to ``-epo.fif``
         Checked against the model's config (see :func:`check_epochs`).
     composite : str or Composite
@@ -232,52 +336,79 @@ def explain_epochs(model: Union[nn.Module, str, Path], epochs, composite: Union[
         stably over training seeds (``docs/eeg.md``); ``epsilon_plus`` (z⁺ on convolutions)
         is positive but less stable on the ERP task.
     target : "predicted", "true", class name, int or sequence of int
-        The output explained per trial.
+        The output explained per trial (a sequence: one per explained trial).
     output_mode : str
         ``"logit"``, ``"probability"`` or ``"contrastive"`` (see :class:`lrp_captum.LRP`).
     batch_size : int
         Epochs per forward/backward pass.
     device : "auto", "cpu" or "cuda"
+        Where to compute. ``"auto"``: where a given model is (a model folder: CUDA when
+        available). Another device than the model's runs a copy of the model there.
     progress : bool
         Show a tqdm progress bar over batches.
+    which : {"all", "held-out", "training"}
+        Explain all epochs, only those the model was not trained on (with a model that records
+        no training epochs: all), or only those it was trained on (``config.split``).
 
     Returns
     -------
     EEGRelevance
+
+    Warns
+    -----
+    ChanceLevelWarning
+        The labelled trials (held-out ones when there are any) are not classified
+        significantly better than chance: the maps do not show what separates the classes.
     """
-    dev = resolve_device(device)
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH}, got {which!r}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
     epochs = _as_epochs(epochs)
-    model, config = _as_model(model, config, dev)
-    X = check_epochs(epochs, config)
+    model, config, dev = _placed_model(model, config, device)
+    volts = _checked_volts(epochs, config)
+    split = epoch_splits(volts, config.split)
+    indices = np.flatnonzero(split != TRAINING if which == HELD_OUT else
+                             split == TRAINING if which == TRAINING else np.ones(len(split), bool))
+    if len(indices) == 0:
+        raise ValueError(f"none of the {len(split)} epochs is {which} for this model "
+                         f"({np.count_nonzero(split == TRAINING)} were used to train it): "
+                         f"explain another file, or all epochs (which='all'; on the command "
+                         f"line --explain all), labelled by split.")
+    if len(indices) < len(split):
+        epochs, volts, split = epochs[indices], volts[indices], split[indices]
+    X = (volts * config.scale).astype(np.float32)
     class_names = list(config.class_names)
     comp_name = composite if isinstance(composite, str) else getattr(composite, "name", "custom")
     comp = get_composite(composite, layer_map=eeg_layer_map())
-    lrp = LRP(model, composite=comp, canonizers="auto")
 
-    with torch.no_grad():
-        logits = np.concatenate([
-            model(torch.as_tensor(X[i:i + batch_size], device=dev)).cpu().numpy()
-            for i in range(0, len(X), batch_size)])
-    predicted = logits.argmax(1)
-    labels = _labels(epochs, class_names)
-    targets = _targets(target, len(X), labels, predicted, class_names)
+    with evaluation_mode(model):
+        lrp = LRP(model, composite=comp, canonizers="auto")
+        with torch.no_grad():
+            logits = np.concatenate([
+                model(torch.as_tensor(X[i:i + batch_size], device=dev)).cpu().numpy()
+                for i in range(0, len(X), batch_size)])
+        predicted = logits.argmax(1)
+        labels = _labels(epochs, class_names)
+        targets = _targets(target, len(X), labels, predicted, class_names)
 
-    batches = range(0, len(X), batch_size)
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(batches, desc="LRP", unit="batch")
-    relevance = np.empty(X.shape, dtype=np.float64)
-    for i in batches:
-        xb = torch.as_tensor(X[i:i + batch_size], device=dev)
-        tb = torch.as_tensor(targets[i:i + batch_size], device=dev)
-        attr = lrp.attribute(xb, target=tb, output_mode=output_mode)
-        relevance[i:i + batch_size] = attr.detach().cpu().double().numpy()
+        batches = range(0, len(X), batch_size)
+        if progress:
+            from tqdm import tqdm
+            batches = tqdm(batches, desc="LRP", unit="batch")
+        relevance = np.empty(X.shape, dtype=np.float64)
+        for i in batches:
+            xb = torch.as_tensor(X[i:i + batch_size], device=dev)
+            tb = torch.as_tensor(targets[i:i + batch_size], device=dev)
+            attr = lrp.attribute(xb, target=tb, output_mode=output_mode)
+            relevance[i:i + batch_size] = attr.detach().cpu().double().numpy()
 
     info = epochs.copy().pick(config.ch_names).info
     metadata = epochs.metadata.copy().reset_index(drop=True) if epochs.metadata is not None \
         else None
     extra = {"target": targets, "predicted": predicted,
-             "logit": logits[np.arange(len(X)), targets], "relevance_sum": relevance.sum((1, 2))}
+             "logit": logits[np.arange(len(X)), targets], "relevance_sum": relevance.sum((1, 2)),
+             "split": split}
     extra = pd.DataFrame(extra)
     if metadata is not None:  # columns of an earlier explanation are replaced, not duplicated
         metadata = pd.concat([metadata.drop(columns=[c for c in extra if c in metadata]),
@@ -294,9 +425,14 @@ def explain_epochs(model: Union[nn.Module, str, Path], epochs, composite: Union[
         if sel.any():
             evokeds[name] = mne.EvokedArray(relevance[sel].mean(0), info, tmin=epochs.tmin,
                                             comment=name, nave=int(sel.sum()), verbose=False)
-    return EEGRelevance(epochs=rel_epochs, evokeds=evokeds, logits=logits, predicted=predicted,
-                        labels=labels, targets=targets, class_names=class_names,
-                        composite=comp_name)
+    result = EEGRelevance(epochs=rel_epochs, evokeds=evokeds, logits=logits,
+                          predicted=predicted, labels=labels, targets=targets,
+                          class_names=class_names, composite=comp_name, split=split,
+                          indices=indices)
+    tested = result.chance_test()
+    if tested is not None and not tested[1].above_chance:
+        warnings.warn(chance_warning(tested[1], tested[0]), ChanceLevelWarning, stacklevel=2)
+    return result
 
 
 def ground_truth_mask(relevance: mne.BaseEpochs, channels, tmin: float, tmax: float) -> np.ndarray:

@@ -130,7 +130,7 @@ def plot_channel_time(data, ch_names: Sequence[str] = (), times: Sequence[float]
 
 
 def plot_class_averages(evokeds: dict, window: Optional[tuple[float, float]] = None,
-                        highlight: Sequence[str] = ()) -> Figure:
+                        highlight: Sequence[str] = (), title: str = "") -> Figure:
     """One row per class: channel x time heatmap and (with ``window``) its window topomap.
 
     Parameters
@@ -139,6 +139,8 @@ def plot_class_averages(evokeds: dict, window: Optional[tuple[float, float]] = N
         Class-average relevance (``EEGRelevance.evokeds``).
     window : (tmin, tmax), optional
         Time window (s) averaged for the topomap and outlined on the heatmap.
+    title : str
+        Figure title, e.g. which epochs were averaged (held-out or training).
     """
     names = list(evokeds)
     ncols = 2 if window is not None else 1
@@ -156,6 +158,8 @@ def plot_class_averages(evokeds: dict, window: Optional[tuple[float, float]] = N
         if window is not None:
             _topomap(row[1], _window_mean(ev, *window), ev.info, (-vmax, vmax),
                      f"{window[0]:.2f}-{window[1]:.2f} s", _channel_mask(ev.info, highlight))
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -184,8 +188,13 @@ def plot_topomap_row(maps: dict, info: mne.Info, highlight: Sequence[str] = (),
 
 
 def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG (parent folders created); returns the path."""
+    """Write ``fig`` as PNG (parent folders created); returns the path.
+
+    The figure's title, if any, is also stored as the PNG's ``Title`` text chunk, so a file
+    says which epochs it shows (held-out or training) without being looked at.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    title = fig.get_suptitle()
+    fig.savefig(path, dpi=dpi, format="png", metadata={"Title": title} if title else None)
     return path

@@ -170,6 +170,7 @@ def simulate_epochs(
     noise_uv: float = 2.0,
     background_uv: float = 3.0,
     truth_threshold: float = 0.5,
+    effect_scale: float = 1.0,
 ) -> mne.Epochs:
     """Simulate a labelled EEG data set with known ground truth.
 
@@ -194,6 +195,11 @@ def simulate_epochs(
         Peak scalp amplitude (µV) of each of the 30 1/f background sources.
     truth_threshold : float
         Relative scalp amplitude defining the ground-truth channels.
+    effect_scale : float
+        Strength of the class difference relative to the default (1): the depth of the
+        motor-imagery desynchronisation (85 % x ``effect_scale``, at most 100 %) or the P3
+        amplitude (20 µV x ``effect_scale``). Small values give a weak-signal data set on which
+        a classifier stays near chance; 0 gives classes that differ only in their labels.
 
     Returns
     -------
@@ -204,6 +210,8 @@ def simulate_epochs(
     """
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {TASKS}.")
+    if effect_scale < 0:
+        raise ValueError(f"effect_scale must be >= 0, got {effect_scale}.")
     rng = np.random.default_rng(seed)
     info = make_info(ch_names, sfreq)
     if task == "motor_imagery":
@@ -243,7 +251,7 @@ def simulate_epochs(
                     # left_hand (0) desynchronises the right hemisphere (C4, idx 1) and vice versa.
                     if (label == 0 and idx == 1) or (label == 1 and idx == 0):
                         start = onset + int(round(tmin * sfreq))
-                        envelope[start:start + n_trial] *= 1.0 - 0.85 * erd
+                        envelope[start:start + n_trial] *= 1.0 - min(0.85 * effect_scale, 1.0) * erd
             sources[idx] = mu[idx] * envelope * head.scale_to_microvolts(idx, peak)
         discriminative = [0, 1]
     else:
@@ -256,7 +264,7 @@ def simulate_epochs(
             if label == 1:
                 p3_lat = 0.30 + rng.normal(0, 0.015)
                 sources[0, sl] += np.exp(-0.5 * ((t_trial - p3_lat) / 0.05) ** 2) * \
-                    head.scale_to_microvolts(0, 20.0) * rng.uniform(0.8, 1.2)
+                    head.scale_to_microvolts(0, 20.0 * effect_scale) * rng.uniform(0.8, 1.2)
         discriminative = [0]
 
     stc = mne.VolSourceEstimate(sources, head.vertices, tmin=0.0, tstep=1.0 / sfreq)

@@ -4,12 +4,14 @@ A saved model is a folder with ``model.pt`` (a ``state_dict``, loadable with
 ``torch.load(..., weights_only=True)``) and ``config.json`` (an :class:`EEGModelConfig`): the
 architecture and its arguments, and what the model expects of its input -- channel names and
 order, sampling rate, epoch start and length, units -- so that :func:`lrp_captum.eeg.explain`
-can refuse epochs that do not match.
+can refuse epochs that do not match -- and which epochs it was trained on, so that accuracy
+and relevance maps can be reported on held-out epochs (:mod:`lrp_captum.eeg.heldout`).
 """
 from __future__ import annotations
 
 import copy
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .amplitude import warn_outside_physiological_range
+from .heldout import (ChanceLevelWarning, chance_test, chance_warning, split_record,
+                      stratified_holdout)
 from .models import build_model
 
 CONFIG_NAME = "config.json"
@@ -50,7 +55,13 @@ class EEGModelConfig:
     class_names : list of str
         Output index ``k`` is class ``class_names[k]``; matched to ``epochs.event_id``.
     metrics : dict
-        Training record (accuracies, epochs trained).
+        Training record: epochs trained, best epoch, ``training_accuracy`` (epochs fitted on),
+        ``validation_accuracy`` (early-stopping epochs) and, with a test split,
+        ``held_out_accuracy``, ``n_held_out``, ``held_out_chance`` and ``held_out_p_value``.
+    split : dict
+        Which epochs of the training file were used for training and which were held out
+        (:func:`lrp_captum.eeg.heldout.split_record`); empty in configs written before it
+        was recorded.
     """
 
     architecture: str
@@ -62,6 +73,7 @@ class EEGModelConfig:
     units: str = "uV"
     model_kwargs: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    split: dict = field(default_factory=dict)
 
     @property
     def scale(self) -> float:
@@ -72,8 +84,9 @@ class EEGModelConfig:
 def epochs_to_arrays(epochs: mne.BaseEpochs, class_names=None, units: str = "uV"):
     """EEG data and labels of ``epochs`` as arrays.
 
-    Labels come from ``epochs.metadata["label"]`` when present, otherwise from event codes,
-    numbered in the order of ``class_names`` (default: sorted ``epochs.event_id`` keys).
+    Labels come from event codes, numbered in the order of ``class_names`` (default: the
+    ``epochs.event_id`` keys ordered by code). Channels whose amplitude lies outside the
+    physiological range of EEG get an :class:`~lrp_captum.eeg.amplitude.AmplitudeWarning`.
 
     Returns
     -------
@@ -82,6 +95,9 @@ def epochs_to_arrays(epochs: mne.BaseEpochs, class_names=None, units: str = "uV"
     y : np.ndarray, int64, shape (N,)
     class_names : list of str
     """
+    if len(epochs.events) == 0:
+        raise ValueError("there are no epochs to train on (0 epochs; if they were dropped, "
+                         "epochs.drop_log says why).")
     if class_names is None:
         class_names = sorted(epochs.event_id, key=epochs.event_id.get)
     code_to_label = {epochs.event_id[name]: k for k, name in enumerate(class_names)
@@ -91,18 +107,24 @@ def epochs_to_arrays(epochs: mne.BaseEpochs, class_names=None, units: str = "uV"
         raise ValueError(f"Event codes {sorted(unknown)} do not belong to any class of "
                          f"{class_names} (epochs.event_id={epochs.event_id}).")
     y = np.array([code_to_label[c] for c in epochs.events[:, 2]], dtype=np.int64)
-    X = (epochs.get_data(picks="eeg") * UNIT_SCALE[units]).astype(np.float32)
+    volts = epochs.get_data(picks="eeg")
+    warn_outside_physiological_range(volts, [epochs.ch_names[i] for i in
+                                             mne.pick_types(epochs.info, eeg=True)])
+    X = (volts * UNIT_SCALE[units]).astype(np.float32)
     return X, y, list(class_names)
 
 
-def _accuracy(model, X, y, device, batch_size=256) -> float:
+def _predict(model, X, device, batch_size=256) -> np.ndarray:
+    """Predicted class ``(N,)`` of the model (in eval mode) for ``X`` ``(N, C, T)``."""
     model.eval()
-    correct = 0
     with torch.no_grad():
-        for i in range(0, len(X), batch_size):
-            xb = torch.as_tensor(X[i:i + batch_size], device=device)
-            correct += int((model(xb).argmax(1).cpu().numpy() == y[i:i + batch_size]).sum())
-    return correct / max(len(X), 1)
+        return np.concatenate([
+            model(torch.as_tensor(X[i:i + batch_size], device=device)).argmax(1).cpu().numpy()
+            for i in range(0, len(X), batch_size)] or [np.zeros(0, int)])
+
+
+def _accuracy(model, X, y, device, batch_size=256) -> float:
+    return float((_predict(model, X, device, batch_size) == y).mean()) if len(X) else 0.0
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -136,18 +158,15 @@ def train_model(model: nn.Module, X: np.ndarray, y: np.ndarray, val_fraction: fl
     Returns
     -------
     history : dict
-        ``best_epoch``, ``epochs_trained``, ``val_accuracy``, ``train_accuracy``, per-epoch
-        ``val_loss``.
+        ``best_epoch``, ``epochs_trained``, ``val_accuracy``, ``train_accuracy`` (on the epochs
+        fitted on: a training figure), per-epoch ``val_loss``.
     """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie between 0 and 1 (exclusive), got {val_fraction}.")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     dev = resolve_device(device)
-    val_idx = []
-    for label in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == label))
-        val_idx += list(idx[: max(1, int(round(val_fraction * len(idx))))])
-    val_mask = np.zeros(len(y), bool)
-    val_mask[val_idx] = True
+    val_mask = stratified_holdout(y, val_fraction, rng, "val_fraction")
     X_tr, y_tr, X_va, y_va = X[~val_mask], y[~val_mask], X[val_mask], y[val_mask]
 
     model.to(dev)
@@ -187,27 +206,63 @@ def train_model(model: nn.Module, X: np.ndarray, y: np.ndarray, val_fraction: fl
 
 
 def fit_epochs(epochs: mne.BaseEpochs, architecture: str = "shallow", model_kwargs=None,
-               units: str = "uV", **train_kwargs):
+               units: str = "uV", test_fraction: float = 0.0, **train_kwargs):
     """Build a model for ``epochs``, train it, and return it with its config.
+
+    Parameters
+    ----------
+    epochs : mne.Epochs
+        Labelled epochs (event names are the classes).
+    architecture : str
+        ``"shallow"`` or ``"eegnet"``.
+    model_kwargs : dict, optional
+        Extra arguments of the architecture.
+    units : str
+        Units of the network input (``"uV"``).
+    test_fraction : float
+        Share of each class held out of training *and* early stopping, to measure held-out
+        accuracy (``config.metrics["held_out_accuracy"]``); ``0`` when the test epochs are in
+        another file. Either way ``config.split`` records which epochs were trained on.
+    **train_kwargs
+        Passed to :func:`train_model` (``val_fraction``, ``max_epochs``, ``seed``, ...).
 
     Returns
     -------
     model : nn.Module
         Trained, in eval mode, with the config attached as ``model.eeg_config``.
     config : EEGModelConfig
+
+    Warns
+    -----
+    ChanceLevelWarning
+        The held-out accuracy is not significantly above chance.
     """
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction}.")
     model_kwargs = dict(model_kwargs or {})
     X, y, class_names = epochs_to_arrays(epochs, units=units)
-    torch.manual_seed(train_kwargs.get("seed", 0))  # weight initialisation is part of the seed
+    seed = train_kwargs.get("seed", 0)
+    held_out = stratified_holdout(y, test_fraction, np.random.default_rng((seed, 1)),
+                                  "test_fraction")
+    torch.manual_seed(seed)  # weight initialisation is part of the seed
     model = build_model(architecture, X.shape[1], X.shape[2], len(class_names), **model_kwargs)
-    history = train_model(model, X, y, **train_kwargs)
-    picks = mne.pick_types(epochs.info, eeg=True)
+    history = train_model(model, X[~held_out], y[~held_out], **train_kwargs)
+    metrics = {"best_epoch": history["best_epoch"], "epochs_trained": history["epochs_trained"],
+               "training_accuracy": history["train_accuracy"],
+               "validation_accuracy": history["val_accuracy"]}
+    if held_out.any():
+        predicted = _predict(model, X[held_out], resolve_device(train_kwargs.get("device", "auto")))
+        test = chance_test(y[held_out], predicted)
+        metrics.update(held_out_accuracy=test.accuracy, n_held_out=test.n,
+                       held_out_chance=test.chance, held_out_p_value=test.p_value)
+        if not test.above_chance:
+            warnings.warn(chance_warning(test, "held-out"), ChanceLevelWarning, stacklevel=2)
+    ch_names = [epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True)]
     config = EEGModelConfig(
-        architecture=architecture, model_kwargs=model_kwargs,
-        ch_names=[epochs.ch_names[i] for i in picks], sfreq=float(epochs.info["sfreq"]),
-        n_times=int(X.shape[2]), tmin=float(epochs.tmin), class_names=class_names, units=units,
-        metrics={k: history[k] for k in ("best_epoch", "epochs_trained", "val_accuracy",
-                                          "train_accuracy")})
+        architecture=architecture, model_kwargs=model_kwargs, ch_names=ch_names,
+        sfreq=float(epochs.info["sfreq"]), n_times=int(X.shape[2]), tmin=float(epochs.tmin),
+        class_names=class_names, units=units, metrics=metrics,
+        split=split_record(epochs.get_data(picks=ch_names), held_out))
     model.eeg_config = config
     return model, config
 
