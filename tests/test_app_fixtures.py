@@ -28,28 +28,36 @@ def _ihc_canvas(width: int, height: int) -> np.ndarray:
     return img
 
 
-def write_fixture_slide(path: Path, width: int = 3000, height: int = 2000, mpp: float = FIXTURE_MPP) -> Path:
-    """Generic tiled TIFF pyramid (levels 1 and 4) that OpenSlide opens with mpp."""
+def write_fixture_slide(path: Path, width: int = 3000, height: int = 2000, mpp: float = FIXTURE_MPP,
+                        compression: str | None = "jpeg", inverted: bool = False) -> Path:
+    """Generic tiled TIFF pyramid (levels 1 and 4) that OpenSlide opens with mpp.
+
+    ``compression=None`` makes the file size depend only on the dimensions, so an ``inverted``
+    slide (colours flipped) is another slide of exactly the same size.
+    """
     import tifffile
     from PIL import Image
 
     img = _ihc_canvas(width, height)
+    if inverted:
+        img = 255 - img
     res_cm = 1e4 / mpp
     with tifffile.TiffWriter(path) as tif:
         for i, d in enumerate((1, 4)):
             level = img if d == 1 else np.asarray(Image.fromarray(img).resize((width // d, height // d), Image.BOX))
-            tif.write(level, photometric="rgb", compression="jpeg", tile=(256, 256),
+            tif.write(level, photometric="rgb", compression=compression, tile=(256, 256),
                       resolution=(res_cm / d, res_cm / d), resolutionunit="CENTIMETER",
                       subfiletype=1 if i else 0, metadata=None)
     return path
 
 
 def write_fixture_result(result_dir: Path, width: int = 3000, height: int = 2000, downsample: int = 16,
-                         group: bool = True, with_probability: bool = True) -> Path:
+                         group: bool = True, with_probability: bool = True, slide: Path | None = None) -> Path:
     """A result folder in the WSI pipeline's layout (``lrp_captum.wsi.pipeline.explain_slide``).
 
     Relevance is +1 on the left half of the tissue tiles and -1 on the right half (level 0
     split at ``width / 2``), so alignment and sign can be checked from screenshots and tiles.
+    With ``slide``, the manifest records that file as the pipeline does (size, time, dimensions).
     """
     import pandas as pd
     import zarr
@@ -90,6 +98,10 @@ def write_fixture_result(result_dir: Path, width: int = 3000, height: int = 2000
     manifest = {"output_downsample": downsample, "vmax": 1.0,
                 "parameters": {"composite": "epsilon_plus", "target": "predicted", "output_mode": "logit"},
                 "model": {"classes": CLASSES, "tile_size": FIXTURE_TILE, "mpp": FIXTURE_MPP}}
+    if slide is not None:
+        st = Path(slide).stat()
+        manifest["slide"] = {"path": str(Path(slide).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                             "dimensions": [width, height], "mpp": FIXTURE_MPP}
     (result_dir / "manifest.json").write_text(json.dumps(manifest))
     return result_dir
 
@@ -100,8 +112,8 @@ def make_fixture_dirs(root: Path, n_explained: int = 1, n_plain: int = 1) -> tup
     slides.mkdir(parents=True)
     results.mkdir(parents=True)
     for i in range(n_explained):
-        write_fixture_slide(slides / f"case_{i}.tif")
-        write_fixture_result(results / f"case_{i}")
+        slide = write_fixture_slide(slides / f"case_{i}.tif")
+        write_fixture_result(results / f"case_{i}", slide=slide)
     for i in range(n_plain):
         write_fixture_slide(slides / f"new_{i}.tif", 1024, 768)
     return slides, results
