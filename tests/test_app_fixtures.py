@@ -106,6 +106,17 @@ def write_fixture_result(result_dir: Path, width: int = 3000, height: int = 2000
     return result_dir
 
 
+def visible(markdown_text: str) -> str:
+    """The text a reader sees when Streamlit renders ``markdown_text`` (escapes resolved)."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").renderInline(markdown_text)
+    return html.unescape(rendered.replace("<strong>", "").replace("</strong>", "").replace("<code>", "")
+                         .replace("</code>", "").replace("<em>", "").replace("</em>", ""))
+
+
 def make_fixture_dirs(root: Path, n_explained: int = 1, n_plain: int = 1) -> tuple[Path, Path]:
     """``(slides_dir, results_dir)`` with explained slides ``case_<i>.tif`` and unexplained ``new_<i>.tif``."""
     slides, results = root / "slides", root / "results"

@@ -20,7 +20,7 @@ from lrp_captum.viewer.escaping import json_for_script, markdown_literal
 from lrp_captum.viewer.loopback import is_loopback_host
 from lrp_captum.viewer.results import list_slides
 from lrp_captum.viewer.tile_server import TileServer
-from test_app_fixtures import make_fixture_dirs, write_fixture_result, write_fixture_slide
+from test_app_fixtures import make_fixture_dirs, visible, write_fixture_result, write_fixture_slide
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "streamlit_app.py")
 HOSTILE = "x</script><script>alert(document.domain)</script>.svs"  # three nested folders on disk
@@ -91,17 +91,19 @@ def test_tile_server_viewer_page_for_a_hostile_name_runs_no_injected_script(host
     assert info_status == 200 and json.loads(info)["slide"] == HOSTILE
 
 
-def test_page_shows_a_hostile_slide_name_as_text(hostile, monkeypatch):
+def test_page_shows_a_hostile_slide_name_as_text(hostile, monkeypatch, tmp_path):
     slides, results = hostile
+    (tmp_path / "model.json").write_text("{}")
     monkeypatch.setenv("LRP_CAPTUM_APP_SLIDES", str(slides))
     monkeypatch.setenv("LRP_CAPTUM_APP_RESULTS", str(results))
+    monkeypatch.setenv("LRP_CAPTUM_APP_MODEL", str(tmp_path / "model.json"))
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["slide"] = HOSTILE
     at.run()
     assert not at.exception and at.selectbox(key="slide").value == HOSTILE
-    shown = [c.value for c in at.caption] + [b.label for b in at.button]
-    assert any(markdown_literal(HOSTILE) in s for s in shown)
-    assert not any("<script>" in s for s in shown)
+    shown = [visible(c.value) for c in at.caption] + [visible(b.label) for b in at.button]
+    assert any(c.startswith(HOSTILE + " · ") for c in shown)
+    assert "Explain " + HOSTILE in shown
 
 
 # --- 2. results must resolve inside --results ----------------------------------------------------
@@ -278,6 +280,6 @@ def test_page_messages_carry_no_absolute_path(tmp_path, monkeypatch):
         at = AppTest.from_file(APP, default_timeout=60)
         at.query_params["slide"] = query
         at.run()
-        shown += [e.value for e in at.error] + [w.value for w in at.warning] + [c.value for c in at.caption]
+        shown += [visible(e.value) for e in [*at.error, *at.warning, *at.caption]]
     assert any("Refused slide path" in s for s in shown) and any("relevance.zarr" in s for s in shown)
     assert not [s for s in shown if str(tmp_path) in s]
