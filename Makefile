@@ -1,7 +1,8 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create and reuse .venv, and
 # `install` sets up everything they need: the Debian packages chromium (browser tests) and npm
-# (fetches OpenSeadragon), installed with apt-get when run as root and named otherwise; torch and
-# the project with its `all` and `dev` extras in .venv; OpenSeadragon from the npm registry.
+# (fetches OpenSeadragon), installed with apt-get when run as root and named otherwise; torch
+# and the project with its `dev` extra (which includes every runtime extra) in .venv;
+# OpenSeadragon from the npm registry.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install -q --upgrade pip
 	# the releases that lie on this machine's disk (see shared/ENVIRONMENT.md)
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[all,dev]"
+	$(PY) -m pip install -q -e ".[dev]"
 	PYTHON=$(PY) scripts/fetch_openseadragon.sh
 	touch $(STAMP)
 

@@ -78,7 +78,10 @@ def test_installed_package_runs_from_the_venv_not_from_the_checkout(installed):
                env=env, cwd=str(root))
     module, app, *path = out.splitlines()
     assert module.startswith(str(venv)) and app.startswith(str(venv))
-    assert not [p for p in path if p and Path(p).resolve().is_relative_to(REPO)]
+    # the only lrp_captum on sys.path is the installed one: no checkout, no PYTHONPATH
+    holders = [p for p in path if p and (Path(p) / "lrp_captum" / "__init__.py").is_file()]
+    assert len(holders) == 1 and Path(holders[0]).is_relative_to(venv)
+    assert str(REPO) not in path and str(REPO / "apps") not in path
 
 
 def test_installed_app_serves_its_page_viewer_and_tiles(installed):
