@@ -8,33 +8,23 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from lrp_captum.cli.app import streamlit_command
-from test_app_fixtures import make_fixture_dirs, write_fixture_result, write_fixture_slide
+from test_app_fixtures import (CHROMIUM, CHROMIUM_ARGS, free_port, make_fixture_dirs, viewer_frame,
+                               write_fixture_result, write_fixture_slide)
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HOSTILE = "x</script><script>alert(document.domain)</script>.svs"  # three nested folders on disk
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +36,7 @@ def app_url(tmp_path_factory):
     changed = write_fixture_slide(slides / "changed.tif", 1024, 768)
     write_fixture_result(results / "changed", 1024, 768, slide=changed)
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results))
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
     proc = subprocess.Popen(streamlit_command(port), env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
@@ -80,18 +70,6 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def viewer_frame(page, url: str, slide: str):
-    page.goto(url + "/?slide=" + quote(slide, safe=""), timeout=60_000)
-    page.wait_for_selector("iframe", timeout=60_000)
-    deadline = time.monotonic() + 30
-    while not any("/viewer" in f.url for f in page.frames):
-        assert time.monotonic() < deadline, "viewer iframe did not load"
-        page.wait_for_timeout(100)
-    frame = next(f for f in page.frames if "/viewer" in f.url)
-    frame.wait_for_function("window.lrpViewer && window.lrpViewer.ready", timeout=60_000)
-    return frame
 
 
 def open_viewer(browser, url: str):

@@ -1,7 +1,6 @@
 """``lrp-captum app``: argument checks and a real start of the Streamlit server."""
 from __future__ import annotations
 
-import http.client
 import socket
 import subprocess
 import sys
@@ -12,15 +11,9 @@ from pathlib import Path
 import pytest
 
 from lrp_captum.cli import main
-from test_app_fixtures import make_fixture_dirs
+from test_app_fixtures import free_port, http_get, make_fixture_dirs
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -54,7 +47,7 @@ def test_missing_model_config_is_a_clear_error(tmp_path, capsys):
 def running_app(tmp_path_factory):
     """``lrp-captum app`` started as a user starts it, shared by the tests below."""
     slides, results = make_fixture_dirs(tmp_path_factory.mktemp("cli_app"), n_plain=0)
-    port, tile_port = _free_port(), _free_port()
+    port, tile_port = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "lrp_captum.cli", "app", "--slides", str(slides),
                              "--results", str(results), "--port", str(port), "--tile-port", str(tile_port)],
                             cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -77,16 +70,8 @@ def running_app(tmp_path_factory):
 
 
 def request(port: int, path: str, host: str, headers: dict | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    conn.putrequest("GET", path, skip_host=True)
-    conn.putheader("Host", host)
-    for k, v in (headers or {}).items():
-        conn.putheader(k, v)
-    conn.endheaders()
-    resp = conn.getresponse()
-    body = resp.read() if resp.status != 101 else b""
-    conn.close()
-    return resp.status, body
+    status, _, body = http_get(port, path, host, headers)
+    return status, body
 
 
 WEBSOCKET = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",

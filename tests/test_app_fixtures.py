@@ -1,12 +1,19 @@
-"""Real files for the app tests: a small pyramidal TIFF slide and a result folder next to it.
+"""Real files for the app tests (a small pyramidal TIFF slide and a result folder next to it),
+and the few helpers every app test needs: a free port, a raw HTTP GET with any Host header,
+markdown as the reader sees it, Chromium, and the viewer frame of a page.
 
 Helpers here are imported by the other tests/test_app_*.py files; the tests in this file check
 that the fixtures are what the app tests assume (real OpenSlide, real zarr).
 """
 from __future__ import annotations
 
+import http.client
 import json
+import shutil
+import socket
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -104,6 +111,45 @@ def write_fixture_result(result_dir: Path, width: int = 3000, height: int = 2000
                              "dimensions": [width, height], "mpp": FIXTURE_MPP}
     (result_dir / "manifest.json").write_text(json.dumps(manifest))
     return result_dir
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str, host: str | None = None,
+             headers: dict | None = None) -> tuple[int, str | None, bytes]:
+    """``(status, Content-Type, body)`` of a GET to 127.0.0.1 with ``Host: host`` (default: the real one)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn.putrequest("GET", path, skip_host=True)
+    conn.putheader("Host", host or f"127.0.0.1:{port}")
+    for k, v in (headers or {}).items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    resp = conn.getresponse()
+    body = resp.read() if resp.status != 101 else b""  # a WebSocket upgrade has no body to wait for
+    conn.close()
+    return resp.status, resp.getheader("Content-Type"), body
+
+
+def viewer_frame(page, url: str, slide: str):
+    """Open the app at ``url`` on ``slide`` in a Playwright ``page``; the viewer's frame once it is ready."""
+    page.goto(url + "/?slide=" + quote(slide, safe=""), timeout=60_000)
+    page.wait_for_selector("iframe", timeout=60_000)
+    deadline = time.monotonic() + 30
+    while not any("/viewer" in f.url for f in page.frames):
+        assert time.monotonic() < deadline, "viewer iframe did not load"
+        page.wait_for_timeout(100)
+    frame = next(f for f in page.frames if "/viewer" in f.url)
+    frame.wait_for_function("window.lrpViewer && window.lrpViewer.ready", timeout=60_000)
+    return frame
 
 
 def visible(markdown_text: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -19,19 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from test_app_fixtures import make_fixture_dirs
+from test_app_fixtures import CHROMIUM, CHROMIUM_ARGS, free_port, make_fixture_dirs, viewer_frame
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 VENDOR = REPO / "static" / "vendor" / "openseadragon"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SOURCES = ("lrp_captum", "apps", "pyproject.toml", "setup.py", "README.md")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(cmd, **kw):
@@ -89,7 +81,7 @@ def test_installed_app_serves_its_page_viewer_and_tiles(installed):
 
     venv, env, root = installed
     slides, results = make_fixture_dirs(root / "data", n_plain=0)
-    port, tile_port = _free_port(), _free_port()
+    port, tile_port = free_port(), free_port()
     cwd = root / "elsewhere"
     cwd.mkdir()
     log = open(root / "app.log", "w")
@@ -107,18 +99,9 @@ def test_installed_app_serves_its_page_viewer_and_tiles(installed):
                 assert time.monotonic() < deadline, "the installed app did not start within 90 s"
                 time.sleep(0.3)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
-                                                                       "--disable-gpu", "--no-first-run"])
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/?slide=case_0.tif", timeout=60_000)
-            page.wait_for_selector("iframe", timeout=60_000)
-            deadline = time.monotonic() + 30
-            while not any("/viewer" in f.url for f in page.frames):
-                assert time.monotonic() < deadline, "viewer iframe did not load"
-                page.wait_for_timeout(100)
-            frame = next(f for f in page.frames if "/viewer" in f.url)
-            frame.wait_for_function("window.lrpViewer && window.lrpViewer.ready && window.lrpViewer.tilesLoaded > 0",
-                                    timeout=60_000)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            frame = viewer_frame(browser.new_page(), f"http://127.0.0.1:{port}", "case_0.tif")
+            frame.wait_for_function("window.lrpViewer.tilesLoaded > 0", timeout=60_000)
             failed = frame.evaluate("window.lrpViewer.tilesFailed")
             browser.close()
         assert failed == 0

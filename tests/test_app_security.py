@@ -6,7 +6,6 @@ check in test_app_cli.py.)"""
 from __future__ import annotations
 
 import html
-import http.client
 import json
 import os
 import re
@@ -20,21 +19,15 @@ from lrp_captum.viewer.escaping import json_for_script, markdown_literal
 from lrp_captum.viewer.loopback import is_loopback_host
 from lrp_captum.viewer.results import list_slides
 from lrp_captum.viewer.tile_server import TileServer
-from test_app_fixtures import make_fixture_dirs, visible, write_fixture_result, write_fixture_slide
+from test_app_fixtures import http_get, make_fixture_dirs, visible, write_fixture_result, write_fixture_slide
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "streamlit_app.py")
 HOSTILE = "x</script><script>alert(document.domain)</script>.svs"  # three nested folders on disk
 
 
-def get(server, path, host=None):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
-    conn.putrequest("GET", path, skip_host=True)
-    conn.putheader("Host", host or f"127.0.0.1:{server.port}")
-    conn.endheaders()
-    resp = conn.getresponse()
-    body = resp.read()
-    conn.close()
-    return resp.status, body
+def get(server, path, host=None) -> tuple[int, bytes]:
+    status, _, body = http_get(server.port, path, host)
+    return status, body
 
 
 def inline_script(page: str) -> str:
