@@ -52,7 +52,7 @@
     if (!result) {
       for (const id of ["opacity", "map", "cmap", "tissue", "grid"]) $(id).disabled = true;
       for (const el of document.querySelectorAll("input[name=sign]")) el.disabled = true;
-      message(info.result_error ? "Result unreadable: " + info.result_error
+      message(info.result_error ? "No overlay: " + info.result_error
                                 : "This slide has no relevance result yet: explain it from the page below the viewer.");
     }
 
