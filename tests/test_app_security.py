@@ -141,6 +141,17 @@ def test_result_file_linked_outside_results_is_refused(tmp_path):
         assert get(srv, "/tile?slide=case_0.tif&layer=relevance&level=10&col=0&row=0")[0] == 403
 
 
+def test_a_chunk_inside_the_zarr_store_linked_outside_is_refused_when_loaded(tmp_path):
+    slides, results = make_fixture_dirs(tmp_path / "app", n_plain=0)
+    (tmp_path / "secret").write_bytes(b"do not serve")
+    chunk = next(p for p in (results / "case_0" / "relevance.zarr").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.unlink()
+    os.symlink(tmp_path / "secret", chunk)
+    with TileServer(slides, results) as srv:
+        assert get(srv, "/info?slide=case_0.tif")[0] == 403
+        assert get(srv, "/tile?slide=case_0.tif&layer=relevance&level=10&col=0&row=0")[0] == 403
+
+
 def test_result_folder_linked_inside_results_is_still_served(tmp_path):
     slides, results = make_fixture_dirs(tmp_path, n_plain=0)
     os.rename(results / "case_0", results / "kept")

@@ -104,10 +104,11 @@ def result_dir_for(slide_rel_path: str, results_dir: str | Path) -> Path:
                               "folder (symbolic link?); it is not read. Remove the link.") from None
 
 
-def check_result_files(result_dir: Path, results_dir: str | Path) -> None:
+def check_result_files(result_dir: Path, results_dir: str | Path, deep: bool = True) -> None:
     """Refuse a result whose files lead outside ``results_dir`` through symbolic links.
 
-    Checks the folder, its entries and every link inside ``relevance.zarr``.
+    Checks the folder and its entries, and with ``deep`` every link inside ``relevance.zarr``
+    (a walk over its chunk files: done when a result is loaded, not each time slides are listed).
 
     Raises
     ------
@@ -118,7 +119,7 @@ def check_result_files(result_dir: Path, results_dir: str | Path) -> None:
     rdir = Path(result_dir)
     candidates = [rdir, *(rdir.iterdir() if rdir.is_dir() else ())]
     zpath = rdir / "relevance.zarr"
-    if zpath.is_dir() and is_inside(zpath, root):
+    if deep and zpath.is_dir() and is_inside(zpath, root):
         for folder, dirs, files in os.walk(zpath):
             candidates += [Path(folder, n) for n in dirs + files if os.path.islink(os.path.join(folder, n))]
     for path in candidates:
@@ -131,7 +132,7 @@ def _result_status(result_dir: Path, results_dir: Path) -> tuple[str, str]:
     if not result_dir.is_dir():
         return "not explained", ""
     try:
-        check_result_files(result_dir, results_dir)
+        check_result_files(result_dir, results_dir, deep=False)
     except UnsafePathError as exc:
         return "refused", str(exc)
     manifest = result_dir / "manifest.json"
