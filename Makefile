@@ -1,24 +1,33 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both create and reuse .venv.
+# Two commands on a fresh machine: `make demo` and `make test`. Both create and reuse .venv, and
+# `install` sets up everything they need: the Debian packages chromium (browser tests) and npm
+# (fetches OpenSeadragon), installed with apt-get when run as root and named otherwise; torch
+# and the project with its `dev` extra (which includes every runtime extra) in .venv;
+# OpenSeadragon from the npm registry.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
 
 .PHONY: install test demo bench clean-venv
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(STAMP): pyproject.toml setup.py
+	scripts/install_system_packages.sh chromium:chromium npm:npm
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "$(PYTHON) -m venv failed: on Debian install python3-venv" >&2; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
 	# the releases that lie on this machine's disk (see shared/ENVIRONMENT.md)
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[all,dev]"
-	if [ -x scripts/fetch_openseadragon.sh ]; then scripts/fetch_openseadragon.sh; fi
+	$(PY) -m pip install -q -e ".[dev]"
+	PYTHON=$(PY) scripts/fetch_openseadragon.sh
 	touch $(STAMP)
 
+# the browser tests need chromium: without it (and without root to install it) stop here with
+# the package named, rather than fail later; `make test PYTEST_ARGS='-m "not browser"'` skips them
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	case "$(PYTEST_ARGS)" in *"not browser"*) ;; *) scripts/install_system_packages.sh --require chromium:chromium ;; esac
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m lrp_captum.demo

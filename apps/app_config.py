@@ -38,11 +38,12 @@ def load_config() -> AppConfig:
         raise ConfigError("The app needs a slides folder and a results folder: start it with "
                           "`lrp-captum app --slides DIR --results DIR`.")
     if not slides.is_dir():
-        raise ConfigError(f"Slides folder {slides} does not exist; pass an existing folder with --slides.")
+        # the page may be seen by others than the person who started the app: no absolute path
+        raise ConfigError("The slides folder given with --slides does not exist; pass an existing folder.")
     results.mkdir(parents=True, exist_ok=True)
     model = _opt_path("LRP_CAPTUM_APP_MODEL")
     if model is not None and not model.is_file():
-        raise ConfigError(f"Model config {model} does not exist; pass a JSON config with --model "
+        raise ConfigError(f"Model config {model.name} does not exist; pass a JSON config with --model "
                           "(e.g. from `lrp-captum slide train-demo`).")
     try:
         port = int(os.environ.get("LRP_CAPTUM_APP_TILE_PORT", "0") or 0)

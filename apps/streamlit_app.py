@@ -18,6 +18,9 @@ if str(APP_DIR) not in sys.path:
 from app_config import ConfigError, load_config  # noqa: E402
 from pages.optional_pages import render_optional_page  # noqa: E402
 
+from lrp_captum.viewer.escaping import markdown_literal  # noqa: E402
+from lrp_captum.viewer.paths import without_roots  # noqa: E402
+
 
 def _guarded(render):
     """Run a page; show a clear message instead of a stack trace if it fails."""
@@ -25,7 +28,8 @@ def _guarded(render):
         render()
     except Exception as exc:  # the page must never show a traceback to the user
         traceback.print_exc()
-        st.error(f"This page hit an error it did not expect: {type(exc).__name__}: {exc}. "
+        text = without_roots(str(exc), {CONFIG.slides_dir: "the slides folder", CONFIG.results_dir: "the results folder"})
+        st.error(f"This page hit an error it did not expect: {type(exc).__name__}: {markdown_literal(text)}. "
                  "Details are in the terminal running the app.")
 
 

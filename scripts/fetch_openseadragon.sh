@@ -1,26 +1,14 @@
 #!/usr/bin/env bash
 # Fetch OpenSeadragon from the npm registry into static/vendor/openseadragon (gitignored).
 # The app serves it from there, so the viewer runs offline afterwards; nothing is taken from a CDN.
-# Usage: scripts/fetch_openseadragon.sh [VERSION]   (default pinned below)
+# The work is done by lrp_captum.viewer.openseadragon (the same code `lrp-captum app` uses on an
+# installed package); this script runs it with the checkout's .venv when there is one.
+# Usage: scripts/fetch_openseadragon.sh [VERSION]   (default pinned in lrp_captum/viewer/openseadragon.py)
 set -euo pipefail
-VERSION="${1:-6.1.1}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEST="$ROOT/static/vendor/openseadragon"
-if [[ -f "$DEST/openseadragon.min.js" && -f "$DEST/VERSION" && "$(cat "$DEST/VERSION")" == "$VERSION" ]]; then
-  echo "OpenSeadragon $VERSION already in $DEST"
-  exit 0
+PY="${PYTHON:-}"
+if [[ -z "$PY" ]]; then
+  if [[ -x "$ROOT/.venv/bin/python" ]]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
 fi
-command -v npm >/dev/null || { echo "npm not found: install Node.js/npm (apt-get install -y npm)" >&2; exit 1; }
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-( cd "$WORK" && npm pack --silent "openseadragon@$VERSION" >/dev/null )
-tar -xzf "$WORK"/openseadragon-*.tgz -C "$WORK"
-BUILD="$WORK/package/build/openseadragon"
-[[ -f "$BUILD/openseadragon.min.js" ]] || { echo "unexpected package layout: $BUILD/openseadragon.min.js missing" >&2; exit 1; }
-rm -rf "$DEST"
-mkdir -p "$DEST"
-cp "$BUILD/openseadragon.min.js" "$DEST/"
-cp -r "$BUILD/images" "$DEST/images"
-cp "$WORK/package/LICENSE.txt" "$DEST/LICENSE.txt" 2>/dev/null || true
-echo "$VERSION" > "$DEST/VERSION"
-echo "OpenSeadragon $VERSION installed in $DEST"
+cd "$ROOT"
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m lrp_captum.viewer.openseadragon "$@" --dest "$ROOT/static/vendor"

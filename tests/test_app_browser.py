@@ -18,26 +18,25 @@ import pytest
 from PIL import Image
 
 from lrp_captum.cli.app import streamlit_command
-from test_app_fixtures import make_fixture_dirs
+from test_app_fixtures import (CHROMIUM, CHROMIUM_ARGS, free_port, make_fixture_dirs, viewer_frame,
+                               write_fixture_result, write_fixture_slide)
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+HOSTILE = "x</script><script>alert(document.domain)</script>.svs"  # three nested folders on disk
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     slides, results = make_fixture_dirs(tmp_path_factory.mktemp("browser"))
-    port = _free_port()
+    (slides / HOSTILE).parent.mkdir(parents=True)
+    write_fixture_slide(slides / HOSTILE, 1024, 768)
+    # explained, then the slide file was written again: same size and dimensions, other time
+    changed = write_fixture_slide(slides / "changed.tif", 1024, 768)
+    write_fixture_result(results / "changed", 1024, 768, slide=changed)
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    port = free_port()
     env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results))
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
     proc = subprocess.Popen(streamlit_command(port), env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
@@ -62,6 +61,10 @@ def app_url(tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
 
+    if not Path(CHROMIUM).is_file():
+        pytest.fail("Chromium is not installed: install the Debian package 'chromium' "
+                    "(`make install` does it when run as root), or deselect with -m 'not browser'")
+
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -71,13 +74,7 @@ def browser():
 
 def open_viewer(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(url + "/?slide=case_0.tif", timeout=60_000)
-    page.wait_for_selector("iframe", timeout=60_000)
-    deadline = time.monotonic() + 30
-    while not any("/viewer" in f.url for f in page.frames):
-        assert time.monotonic() < deadline, "viewer iframe did not load"
-        page.wait_for_timeout(100)
-    frame = next(f for f in page.frames if "/viewer" in f.url)
+    frame = viewer_frame(page, url, "case_0.tif")
     frame.wait_for_function("window.lrpViewer && window.lrpViewer.ready && window.lrpViewer.tilesLoaded >= 4"
                             " && window.lrpViewer.viewer.world.getItemCount() >= 2", timeout=60_000)
     # wait until every visible tile has been drawn
@@ -179,4 +176,30 @@ def test_opening_a_top_tile_shows_its_heatmap_without_reloading_the_viewer(brows
     page.wait_for_timeout(500)
     assert frame.evaluate("window.__sameDocument === true")
     assert frame.evaluate("window.lrpViewer.viewer.viewport.getZoom(true)") == pytest.approx(zoom)
+    page.close()
+
+
+def test_a_hostile_slide_name_runs_no_script_and_is_shown_as_text(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    frame = viewer_frame(page, app_url, HOSTILE)
+    page.get_by_text(HOSTILE + " · result folder", exact=False).wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "app_hostile_name.png"), full_page=True)
+    assert frame.evaluate("window.LRP_SLIDE") == HOSTILE           # the name arrived intact, as data
+    assert frame.evaluate("window.lrpViewer.tilesLoaded") > 0 and frame.evaluate("window.lrpViewer.tilesFailed") == 0
+    assert dialogs == []
+    frame.evaluate("alert('control')")                               # the listener does see a script's alert
+    assert dialogs == ["control"]
+    page.close()
+
+
+def test_viewer_warns_when_the_slide_was_modified_after_its_result(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    frame = viewer_frame(page, app_url, "changed.tif")
+    frame.wait_for_function("window.lrpViewer.viewer.world.getItemCount() >= 2", timeout=60_000)
+    banner = frame.locator("#message")
+    assert banner.is_visible() and "modified after its result was made" in banner.inner_text()
+    assert page.get_by_text("modified after its result was made", exact=False).count() >= 1  # the page says it too
     page.close()

@@ -8,16 +8,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from lrp_captum.cli import main
-from test_app_fixtures import make_fixture_dirs
+from test_app_fixtures import free_port, http_get, make_fixture_dirs
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -47,9 +43,11 @@ def test_missing_model_config_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "model config" in capsys.readouterr().err
 
 
-def test_app_command_serves_the_app_on_localhost(tmp_path):
-    slides, results = make_fixture_dirs(tmp_path, n_plain=0)
-    port, tile_port = _free_port(), _free_port()
+@pytest.fixture(scope="module")
+def running_app(tmp_path_factory):
+    """``lrp-captum app`` started as a user starts it, shared by the tests below."""
+    slides, results = make_fixture_dirs(tmp_path_factory.mktemp("cli_app"), n_plain=0)
+    port, tile_port = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "lrp_captum.cli", "app", "--slides", str(slides),
                              "--results", str(results), "--port", str(port), "--tile-port", str(tile_port)],
                             cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -64,11 +62,48 @@ def test_app_command_serves_the_app_on_localhost(tmp_path):
                 assert proc.poll() is None, proc.stdout.read().decode()
                 assert time.monotonic() < deadline, "the app did not start within 90 s"
                 time.sleep(0.3)
-        assert _listening_addresses(port) == {"127.0.0.1"}
+        yield proc, port
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    # terminating the CLI also stops the Streamlit server it started
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def request(port: int, path: str, host: str, headers: dict | None = None) -> tuple[int, bytes]:
+    status, _, body = http_get(port, path, host, headers)
+    return status, body
+
+
+WEBSOCKET = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "streamlit"}
+
+
+def test_app_command_serves_the_app_on_localhost_only(running_app):
+    _, port = running_app
+    assert _listening_addresses(port) == {"127.0.0.1"}
+    status, body = request(port, "/", f"127.0.0.1:{port}")
+    assert status == 200 and b"<html" in body.lower()
+    assert request(port, "/", f"localhost:{port}")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/_stcore/health", "/slides", "/_stcore/host-config"])
+def test_app_refuses_a_foreign_host_header(running_app, path):
+    """DNS rebinding: a page of evil.example whose name now points to 127.0.0.1 gets nothing."""
+    _, port = running_app
+    status, body = request(port, path, f"evil.example:{port}")
+    assert status == 403 and b"<html" not in body.lower()
+
+
+def test_app_refuses_a_websocket_with_a_foreign_host_header(running_app):
+    _, port = running_app
+    assert request(port, "/_stcore/stream", f"evil.example:{port}", WEBSOCKET)[0] == 403
+    assert request(port, "/_stcore/stream", f"127.0.0.1:{port}", WEBSOCKET)[0] == 101
+
+
+def test_stopping_the_command_stops_the_streamlit_server(running_app):
+    proc, port = running_app
+    proc.terminate()
+    proc.wait(timeout=30)
     deadline = time.monotonic() + 30
     while _port_open(port):
         assert time.monotonic() < deadline, "the Streamlit server outlived the CLI"

@@ -1,12 +1,19 @@
-"""Real files for the app tests: a small pyramidal TIFF slide and a result folder next to it.
+"""Real files for the app tests (a small pyramidal TIFF slide and a result folder next to it),
+and the few helpers every app test needs: a free port, a raw HTTP GET with any Host header,
+markdown as the reader sees it, Chromium, and the viewer frame of a page.
 
 Helpers here are imported by the other tests/test_app_*.py files; the tests in this file check
 that the fixtures are what the app tests assume (real OpenSlide, real zarr).
 """
 from __future__ import annotations
 
+import http.client
 import json
+import shutil
+import socket
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -28,28 +35,36 @@ def _ihc_canvas(width: int, height: int) -> np.ndarray:
     return img
 
 
-def write_fixture_slide(path: Path, width: int = 3000, height: int = 2000, mpp: float = FIXTURE_MPP) -> Path:
-    """Generic tiled TIFF pyramid (levels 1 and 4) that OpenSlide opens with mpp."""
+def write_fixture_slide(path: Path, width: int = 3000, height: int = 2000, mpp: float = FIXTURE_MPP,
+                        compression: str | None = "jpeg", inverted: bool = False) -> Path:
+    """Generic tiled TIFF pyramid (levels 1 and 4) that OpenSlide opens with mpp.
+
+    ``compression=None`` makes the file size depend only on the dimensions, so an ``inverted``
+    slide (colours flipped) is another slide of exactly the same size.
+    """
     import tifffile
     from PIL import Image
 
     img = _ihc_canvas(width, height)
+    if inverted:
+        img = 255 - img
     res_cm = 1e4 / mpp
     with tifffile.TiffWriter(path) as tif:
         for i, d in enumerate((1, 4)):
             level = img if d == 1 else np.asarray(Image.fromarray(img).resize((width // d, height // d), Image.BOX))
-            tif.write(level, photometric="rgb", compression="jpeg", tile=(256, 256),
+            tif.write(level, photometric="rgb", compression=compression, tile=(256, 256),
                       resolution=(res_cm / d, res_cm / d), resolutionunit="CENTIMETER",
                       subfiletype=1 if i else 0, metadata=None)
     return path
 
 
 def write_fixture_result(result_dir: Path, width: int = 3000, height: int = 2000, downsample: int = 16,
-                         group: bool = True, with_probability: bool = True) -> Path:
+                         group: bool = True, with_probability: bool = True, slide: Path | None = None) -> Path:
     """A result folder in the WSI pipeline's layout (``lrp_captum.wsi.pipeline.explain_slide``).
 
     Relevance is +1 on the left half of the tissue tiles and -1 on the right half (level 0
     split at ``width / 2``), so alignment and sign can be checked from screenshots and tiles.
+    With ``slide``, the manifest records that file as the pipeline does (size, time, dimensions).
     """
     import pandas as pd
     import zarr
@@ -90,8 +105,62 @@ def write_fixture_result(result_dir: Path, width: int = 3000, height: int = 2000
     manifest = {"output_downsample": downsample, "vmax": 1.0,
                 "parameters": {"composite": "epsilon_plus", "target": "predicted", "output_mode": "logit"},
                 "model": {"classes": CLASSES, "tile_size": FIXTURE_TILE, "mpp": FIXTURE_MPP}}
+    if slide is not None:
+        st = Path(slide).stat()
+        manifest["slide"] = {"path": str(Path(slide).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                             "dimensions": [width, height], "mpp": FIXTURE_MPP}
     (result_dir / "manifest.json").write_text(json.dumps(manifest))
     return result_dir
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str, host: str | None = None,
+             headers: dict | None = None) -> tuple[int, str | None, bytes]:
+    """``(status, Content-Type, body)`` of a GET to 127.0.0.1 with ``Host: host`` (default: the real one)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn.putrequest("GET", path, skip_host=True)
+    conn.putheader("Host", host or f"127.0.0.1:{port}")
+    for k, v in (headers or {}).items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    resp = conn.getresponse()
+    body = resp.read() if resp.status != 101 else b""  # a WebSocket upgrade has no body to wait for
+    conn.close()
+    return resp.status, resp.getheader("Content-Type"), body
+
+
+def viewer_frame(page, url: str, slide: str):
+    """Open the app at ``url`` on ``slide`` in a Playwright ``page``; the viewer's frame once it is ready."""
+    page.goto(url + "/?slide=" + quote(slide, safe=""), timeout=60_000)
+    page.wait_for_selector("iframe", timeout=60_000)
+    deadline = time.monotonic() + 30
+    while not any("/viewer" in f.url for f in page.frames):
+        assert time.monotonic() < deadline, "viewer iframe did not load"
+        page.wait_for_timeout(100)
+    frame = next(f for f in page.frames if "/viewer" in f.url)
+    frame.wait_for_function("window.lrpViewer && window.lrpViewer.ready", timeout=60_000)
+    return frame
+
+
+def visible(markdown_text: str) -> str:
+    """The text a reader sees when Streamlit renders ``markdown_text`` (escapes resolved)."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").renderInline(markdown_text)
+    return html.unescape(rendered.replace("<strong>", "").replace("</strong>", "").replace("<code>", "")
+                         .replace("</code>", "").replace("<em>", "").replace("</em>", ""))
 
 
 def make_fixture_dirs(root: Path, n_explained: int = 1, n_plain: int = 1) -> tuple[Path, Path]:
@@ -100,8 +169,8 @@ def make_fixture_dirs(root: Path, n_explained: int = 1, n_plain: int = 1) -> tup
     slides.mkdir(parents=True)
     results.mkdir(parents=True)
     for i in range(n_explained):
-        write_fixture_slide(slides / f"case_{i}.tif")
-        write_fixture_result(results / f"case_{i}")
+        slide = write_fixture_slide(slides / f"case_{i}.tif")
+        write_fixture_result(results / f"case_{i}", slide=slide)
     for i in range(n_plain):
         write_fixture_slide(slides / f"new_{i}.tif", 1024, 768)
     return slides, results

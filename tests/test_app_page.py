@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from test_app_fixtures import make_fixture_dirs
+from test_app_fixtures import make_fixture_dirs, visible
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "streamlit_app.py")
 
@@ -30,7 +30,8 @@ def run_app(query: dict | None = None) -> AppTest:
 
 
 def texts(elements) -> list[str]:
-    return [e.value for e in elements]
+    """What the reader sees of each element (markdown rendered)."""
+    return [visible(e.value) for e in elements]
 
 
 def viewer_src(at) -> str:

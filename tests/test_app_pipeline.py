@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from lrp_captum.viewer.results import list_slides, load_result
 from lrp_captum.viewer.tile_server import TileService
+from test_app_fixtures import visible
 
 APP = str(Path(__file__).resolve().parents[1] / "apps" / "streamlit_app.py")
 
@@ -100,7 +101,7 @@ def _open_top_tile():
 
 
 def _compute_seconds(at) -> float:
-    text = next(c.value for c in at.caption if "computed in" in c.value)
+    text = next(visible(c.value) for c in at.caption if "computed in" in c.value)
     return float(re.search(r"computed in ([0-9.]+) s", text).group(1))
 
 
@@ -109,11 +110,11 @@ def test_tile_view_recomputes_relevance_with_the_model_in_under_two_seconds(app_
     assert not at.exception and not at.warning
     assert _compute_seconds(at) < 2.0
     at.selectbox(key="tile_target").set_value("negative").run()
-    assert any("Relevance of 'negative'" in c.value for c in at.caption)
+    assert any("Relevance of 'negative'" in visible(c.value) for c in at.caption)
     assert _compute_seconds(at) < 2.0
     at.selectbox(key="tile_composite").set_value("epsilon_gamma_box").run()
     at.selectbox(key="tile_mode").set_value("probability").run()
-    assert any("epsilon_gamma_box, probability output" in c.value for c in at.caption)
+    assert any("epsilon_gamma_box, probability output" in visible(c.value) for c in at.caption)
 
 
 def test_tile_view_probabilities_match_the_tile_table(app_env):

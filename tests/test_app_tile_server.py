@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lrp_captum.viewer.tile_server import TileServer
-from test_app_fixtures import make_fixture_dirs
+from test_app_fixtures import http_get, make_fixture_dirs
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +41,7 @@ def test_viewer_page_may_only_be_framed_by_local_pages(server):
 
 
 def get(server, path, host=None):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.putrequest("GET", path, skip_host=True)
-    conn.putheader("Host", host or f"127.0.0.1:{server.port}")
-    conn.endheaders()
-    resp = conn.getresponse()
-    body = resp.read()
-    conn.close()
-    return resp.status, resp.getheader("Content-Type"), body
+    return http_get(server.port, path, host)
 
 
 def test_server_binds_to_loopback_only(server):

@@ -177,3 +177,31 @@ def test_probability_layer_falls_back_to_tile_table(tmp_path):
     ov = OverlayTiles(DeepZoomGrid(3000, 2000), r)
     rgba = ov.probability_rgba(ov.grid.level_count - 4, 0, 0)
     assert rgba[..., 3].any() and not rgba[:5, :5, 3].any()
+
+
+# --- the tile view: a tile's stored relevance and the relevance drawn over it -------------------
+@pytest.mark.parametrize("box", [(12, 4, 16, 8), (0, 0, 8, 8), (70, 70, 30, 30), (7, 9, 1, 1)])
+def test_stored_tile_relevance_holds_every_map_pixel_the_box_touches(box):
+    from lrp_captum.viewer.tile_view import stored_tile_relevance
+
+    d, (x0, y0, w0, h0) = 8, box
+    relevance = np.arange(100, dtype=np.float32).reshape(10, 10)
+    touched = [[relevance[i, j] for j in range(10) if j * d < x0 + w0 and (j + 1) * d > x0]
+               for i in range(10) if i * d < y0 + h0 and (i + 1) * d > y0]
+    np.testing.assert_array_equal(stored_tile_relevance(relevance, d, x0, y0, w0, h0), np.array(touched))
+
+
+def test_blend_leaves_zero_relevance_unchanged_and_paints_vmax_in_full_colour():
+    from lrp_captum.viewer.tile_view import blend_relevance
+
+    rgb = np.full((4, 4, 3), 100, np.uint8)
+    out = blend_relevance(rgb, np.array([[0.0, 1.0], [-2.0, 0.5]]), vmax=1.0)
+    assert out.shape == (4, 4, 3)
+    assert (out[:2, :2] == 100).all()                       # 0: tile shows through
+    assert (out[:2, 2:] == (255, 0, 0)).all()               # +vmax: bwr red, opaque
+    assert (out[2:, :2] == (0, 0, 255)).all()               # beyond -vmax: clipped to blue
+    from matplotlib import colormaps
+
+    colour = np.array(colormaps["bwr"](0.75)[:3]) * 255     # +vmax/2: 3/4 along the diverging map
+    expected = colour * 0.5 + 100 * 0.5                      # at half opacity
+    np.testing.assert_allclose(out[2:, 2:].reshape(-1, 3), np.tile(expected, (4, 1)), atol=2)

@@ -1,4 +1,9 @@
-"""Slide page: pick a slide, view it with its relevance overlay, browse top tiles, explain on demand."""
+"""Slide page: pick a slide, view it with its relevance overlay, browse top tiles, explain on demand.
+
+Names of slides, classes and run parameters come from files anyone with write access to the
+folders may have chosen: they go into markdown through ``md`` (shown literally), and messages
+pass through ``_plain`` so they name no absolute path of the configured folders.
+"""
 from __future__ import annotations
 
 import time
@@ -7,16 +12,25 @@ from urllib.parse import quote
 
 import numpy as np
 
-from lrp_captum.viewer.colormaps import relevance_heatmap_rgb, relevance_to_rgba
+from lrp_captum.viewer import openseadragon
+from lrp_captum.viewer.colormaps import relevance_heatmap_rgb
+from lrp_captum.viewer.escaping import markdown_literal as md
 from lrp_captum.viewer.jobs import ExplainJobs
-from lrp_captum.viewer.paths import UnsafePathError, resolve_under
+from lrp_captum.viewer.paths import UnsafePathError, resolve_under, without_roots
 from lrp_captum.viewer.results import ResultError, list_slides, load_result, top_tiles
-from lrp_captum.viewer.tile_server import TileServer, viewer_available, wait_until_up
-from lrp_captum.viewer.tile_view import read_tile_rgb
+from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
+from lrp_captum.viewer.tile_server import TileServer, wait_until_up
+from lrp_captum.viewer.tile_view import blend_relevance, read_tile_rgb, stored_tile_relevance
 
 GALLERY_K = 6
 OUTPUT_MODES = ("logit", "probability", "contrastive")
-STATUSES = ("explained", "not explained", "incomplete", "corrupt")
+STATUSES = ("explained", "not explained", "incomplete", "corrupt", "refused")
+
+
+def _plain(cfg, message) -> str:
+    """A message for the page: configured folders named, not spelled out; markdown shown literally."""
+    return md(without_roots(str(message), {cfg.slides_dir: "the slides folder",
+                                           cfg.results_dir: "the results folder"}))
 
 
 # --- shared resources (one per app process, shared by all sessions) ------------------------------
@@ -38,23 +52,23 @@ def _jobs(st) -> ExplainJobs:
     return registry()
 
 
-def _load_result_cached(st, result_dir: Path):
+def _load_result_cached(st, result_dir: Path, results_dir: Path):
     @st.cache_resource(show_spinner=False, max_entries=8)
-    def load(path: str, mtime_ns: int):
-        return load_result(path)
+    def load(path: str, root: str, mtime_ns: int):
+        return load_result(path, root)
 
     manifest = result_dir / "manifest.json"
-    return load(str(result_dir), manifest.stat().st_mtime_ns if manifest.exists() else 0)
+    return load(str(result_dir), str(results_dir), manifest.stat().st_mtime_ns if manifest.exists() else 0)
 
 
 def _open_slide(st, path: Path):
     @st.cache_resource(show_spinner=False, max_entries=8)
-    def open_(p: str, mtime_ns: int):
+    def open_(p: str, identity: tuple):
         import openslide
 
         return openslide.OpenSlide(p)
 
-    return open_(str(path), path.stat().st_mtime_ns)
+    return open_(str(path), tuple(file_identity(path)))
 
 
 def _load_model(st, key: str, config, device: str):
@@ -76,12 +90,12 @@ def _select_slide(st, cfg, entries):
         try:
             resolve_under(cfg.slides_dir, requested)
         except UnsafePathError as exc:
-            st.error(f"Refused slide path from the URL: {exc}")
+            st.error("Refused slide path from the URL: " + _plain(cfg, exc))
         else:
             if requested in labels:
                 st.session_state["slide"] = requested
             else:
-                st.error(f"No slide {requested!r} under the slides folder.")
+                st.error(f"No slide {md(repr(requested))} under the slides folder.")
     if st.session_state.get("slide") not in labels:
         st.session_state["slide"] = labels[0]
     status = {e.rel_path: e.status for e in entries}
@@ -105,26 +119,38 @@ def render_slide_page(st, cfg) -> None:
     try:
         entries = list_slides(cfg.slides_dir, cfg.results_dir)
     except ResultError as exc:
-        st.error(str(exc))
+        st.error(_plain(cfg, exc))
         return
     if not entries:
-        st.info(f"No slides found under {cfg.slides_dir}. Put OpenSlide-readable files there "
+        st.info("No slides in the slides folder (`--slides`). Put OpenSlide-readable files there "
                 "(.svs, .tif, .ndpi, .mrxs, …) or generate one with `lrp-captum slide sample`.")
         return
     entry = _select_slide(st, cfg, entries)
 
-    result, error = None, None
+    if entry.status == "refused":  # neither shown nor written into: the folder leads elsewhere
+        st.caption(f"{md(entry.rel_path)} · status: refused")
+        st.error(_plain(cfg, entry.detail))
+        return
+    result, error, warning = None, None, None
     if entry.status == "explained":
         try:
-            result = _load_result_cached(st, entry.result_dir)
-        except ResultError as exc:
-            error = str(exc)
+            result = _load_result_cached(st, entry.result_dir, cfg.results_dir)
+        except (ResultError, UnsafePathError) as exc:
+            error = _plain(cfg, exc)
     elif entry.status == "corrupt":
-        error = f"The result for {entry.rel_path} is damaged: {entry.detail}."
+        error = _plain(cfg, f"The result for {entry.rel_path} is damaged: {entry.detail}.")
+    if result is not None:
+        check = check_result_slide(result.manifest, entry.path, _open_slide(st, entry.path))
+        if not check.overlay_allowed:
+            result, error = None, _plain(cfg, check.message)
+        elif check.message:
+            warning = _plain(cfg, check.message)
 
-    st.caption(f"{entry.rel_path} · result folder: {entry.result_dir.name}/ · status: {entry.status}")
+    st.caption(f"{md(entry.rel_path)} · result folder: {md(entry.result_dir.name)}/ · status: {entry.status}")
     if error:
         st.error(f"{error} Re-run the explanation below to replace it.")
+    if warning:
+        st.warning(warning)
 
     _viewer(st, cfg, entry)
     if result is not None:
@@ -139,9 +165,10 @@ def render_slide_page(st, cfg) -> None:
 
 
 def _viewer(st, cfg, entry):
-    if not viewer_available():
-        st.error("The deep-zoom viewer (OpenSeadragon) is not installed: run "
-                 "`scripts/fetch_openseadragon.sh` once, then reload this page.")
+    if not openseadragon.is_available():
+        st.error("The deep-zoom viewer (OpenSeadragon) is not installed: start the app with `lrp-captum app`, "
+                 "which fetches it from the npm registry (or run `scripts/fetch_openseadragon.sh` in a checkout), "
+                 "then reload this page.")
         return
     server = _tile_server(st, cfg)
     src = f"{server.url}/viewer?slide={quote(entry.rel_path)}"
@@ -169,18 +196,19 @@ def _summary(st, result):
         pred = tiles["prediction"]
         hit = pred == (len(result.classes) - 1) if pred.dtype.kind in "iuf" else pred.astype(str) == str(last)
         cols[1].metric(f"Predicted {last}", f"{float(hit.mean()):.0%}")
-    cols[2].markdown(f"**Composite** {result.parameter('composite', '?')} · **target** "
-                     f"{result.parameter('target', '?')} · **output** {result.parameter('output_mode', 'logit')} · "
+    cols[2].markdown(f"**Composite** {md(result.parameter('composite', '?'))} · **target** "
+                     f"{md(result.parameter('target', '?'))} · **output** "
+                     f"{md(result.parameter('output_mode', 'logit'))} · "
                      f"**map** 1/{result.downsample:g} of level 0 · **colour limit** ±{result.vmax:.3g}  \n"
                      "Research/demo output of a model explanation, not a diagnosis.")
 
 
 def _thumb(st, slide_path: Path, row, size: int = 160) -> np.ndarray:
     @st.cache_data(show_spinner=False, max_entries=256)
-    def thumb(p: str, mtime_ns: int, x0: int, y0: int, w0: int, h0: int, s: int):
+    def thumb(p: str, identity: tuple, x0: int, y0: int, w0: int, h0: int, s: int):
         return read_tile_rgb(_open_slide(st, Path(p)), x0, y0, w0, h0, (s, s))
 
-    return thumb(str(slide_path), slide_path.stat().st_mtime_ns, int(row.x0), int(row.y0), int(row.w0),
+    return thumb(str(slide_path), tuple(file_identity(slide_path)), int(row.x0), int(row.y0), int(row.w0),
                  int(row.h0), size)
 
 
@@ -242,7 +270,7 @@ def _model_source(cfg, result):
         return None, "The result's model is a custom factory; start the app with --model CONFIG to use it."
     weights = config.get("weights")
     if weights and not Path(weights).is_file():
-        return None, f"The result's model weights {weights} are gone; start the app with --model CONFIG."
+        return None, f"The result's model weights {md(Path(weights).name)} are gone; start the app with --model CONFIG."
     return f"manifest:{model.get('weights_sha256', '')}:{sorted(config.items())!r}", config
 
 
@@ -264,7 +292,7 @@ def _tile_view(st, cfg, entry, result):
         try:
             bundle = _load_model(st, model_key, model_config, cfg.device)
         except Exception as exc:
-            model_error = f"The model could not be loaded: {type(exc).__name__}: {exc}"
+            model_error = f"The model could not be loaded: {type(exc).__name__}: {_plain(cfg, exc)}"
 
     classes = _class_names(result, bundle)
     composites = _composites()
@@ -282,47 +310,31 @@ def _tile_view(st, cfg, entry, result):
         try:
             heat, info = _explain_tile(st, model_key, bundle, entry, tile, rgb, classes.index(target), composite, mode)
         except Exception as exc:
-            model_error = f"Re-explaining this tile failed: {type(exc).__name__}: {exc}"
+            model_error = f"Re-explaining this tile failed: {type(exc).__name__}: {_plain(cfg, exc)}"
     if heat is None:
-        heat = _stored_tile_relevance(result, tile)
+        heat = stored_tile_relevance(result.relevance, result.downsample, tile["x0"], tile["y0"], tile["w0"], tile["h0"])
 
     a, b, c, d = st.columns([1, 1, 1, 1.1])
     a.image(rgb, caption="Tile (level 0, full resolution)", width="stretch")
     vmax = float(np.nanmax(np.abs(heat))) if np.isfinite(heat).any() else 1.0
     b.image(relevance_heatmap_rgb(heat, vmax), caption=f"Relevance ({'recomputed' if info else 'stored map'}), "
             f"blue −{vmax:.3g} · white 0 · red +{vmax:.3g}", width="stretch", clamp=True)
-    c.image(_blend(rgb, heat, vmax), caption="Relevance over the tile", width="stretch")
+    c.image(blend_relevance(rgb, heat, vmax), caption="Relevance over the tile", width="stretch")
     with d:
         if info is not None:
-            st.markdown(f"**Prediction:** {info['prediction']}")
+            st.markdown(f"**Prediction:** {md(info['prediction'])}")
             st.dataframe({"class": classes, "probability": [round(p, 4) for p in info["probabilities"]]},
                          hide_index=True, width="stretch")
-            st.caption(f"Relevance of '{target}', {composite}, {mode} output; computed in {info['seconds']:.2f} s "
-                       f"on {info['device']}.")
+            st.caption(f"Relevance of '{md(target)}', {md(composite)}, {mode} output; computed in "
+                       f"{info['seconds']:.2f} s on {info['device']}.")
         elif row is not None:
-            st.markdown(f"**Prediction (stored):** {row.get('prediction', '?')}  \n"
+            st.markdown(f"**Prediction (stored):** {md(row.get('prediction', '?'))}  \n"
                         f"**Probability:** {float(row.get('probability', float('nan'))):.3f}")
         if model_error:
             st.warning(model_error)
     if st.button("Close tile view", key="close_tile"):
         st.session_state.pop("tile", None)
         st.rerun()
-
-
-def _blend(rgb: np.ndarray, heat: np.ndarray, vmax: float) -> np.ndarray:
-    """Tile with the relevance drawn over it (alpha = |relevance| / vmax), at the tile's size."""
-    from PIL import Image
-
-    rgba = relevance_to_rgba(heat, vmax)
-    over = Image.fromarray(rgba, "RGBA").resize((rgb.shape[1], rgb.shape[0]), Image.NEAREST)
-    return np.asarray(Image.alpha_composite(Image.fromarray(rgb).convert("RGBA"), over).convert("RGB"))
-
-
-def _stored_tile_relevance(result, tile) -> np.ndarray:
-    d = result.downsample
-    r0, c0 = int(tile["y0"] // d), int(tile["x0"] // d)
-    r1, c1 = int(np.ceil((tile["y0"] + tile["h0"]) / d)), int(np.ceil((tile["x0"] + tile["w0"]) / d))
-    return np.asarray(result.relevance[r0:r1, c0:c1], dtype=np.float32)
 
 
 def _tile_explainer(st, model_key: str, bundle, composite: str, mode: str):
@@ -368,7 +380,7 @@ def _explain_tile(st, model_key, bundle, entry, tile, rgb, target: int, composit
                      "seconds": seconds, "device": str(bundle.device)}
 
     box = (tile["x0"], tile["y0"], tile["w0"], tile["h0"])
-    return run(model_key, f"{entry.path}:{entry.path.stat().st_mtime_ns}", box, target, composite, mode)
+    return run(model_key, f"{entry.path}:{tuple(file_identity(entry.path))}", box, target, composite, mode)
 
 
 def _explain_section(st, cfg, entry, replace: bool = False):
@@ -382,7 +394,7 @@ def _explain_section(st, cfg, entry, replace: bool = False):
     if not replace:
         st.subheader("Explain this slide")
     if job is not None and job.state == "failed":
-        st.error(f"The last run failed: {job.message}")
+        st.error(f"The last run failed: {_plain(cfg, job.message)}")
     model_path = cfg.model_config
     if model_path is None:
         st.warning("No model configured: start the app with `--model CONFIG` "
@@ -394,7 +406,7 @@ def _explain_section(st, cfg, entry, replace: bool = False):
     composite = c1.selectbox("Composite", composites, index=composites.index(default), key="explain_composite")
     target = c2.text_input("Target class (name, index or 'predicted')", "predicted", key="explain_target")
     mode = c3.selectbox("Output mode", OUTPUT_MODES, key="explain_mode")
-    label = f"{'Re-explain' if replace else 'Explain'} {entry.rel_path}"
+    label = f"{'Re-explain' if replace else 'Explain'} {md(entry.rel_path)}"
     if st.button(label, type="primary", key="explain_start"):
         overwrite = entry.status in ("explained", "corrupt")
         manifest = entry.result_dir / "manifest.json"

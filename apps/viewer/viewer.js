@@ -52,13 +52,25 @@
     if (!result) {
       for (const id of ["opacity", "map", "cmap", "tissue", "grid"]) $(id).disabled = true;
       for (const el of document.querySelectorAll("input[name=sign]")) el.disabled = true;
-      message(info.result_error ? "Result unreadable: " + info.result_error
+      message(info.result_error ? "No overlay: " + info.result_error
                                 : "This slide has no relevance result yet: explain it from the page below the viewer.");
+    }
+
+    if (result && result.slide_warning) message(result.slide_warning);
+
+    // options are built as nodes, never as HTML text: class names come from result files
+    function fillOptions(select, labels, values) {
+      select.replaceChildren(...labels.map((label, i) => {
+        const o = document.createElement("option");
+        o.value = String(values[i]);
+        o.textContent = String(label);
+        return o;
+      }));
     }
 
     function fillCmaps() {
       const names = Object.keys(state.map === "relevance" ? info.legend.diverging : info.legend.sequential);
-      cm.innerHTML = names.map((n) => `<option value="${n}">${n}</option>`).join("");
+      fillOptions(cm, names, names);
       cm.value = state.map === "relevance" ? state.cmap : state.seqCmap;
     }
 
@@ -117,7 +129,7 @@
       el.addEventListener("change", (e) => { state.sign = e.target.value; legend(); api.refreshOverlay(); });
     }
     const classes = (result && result.classes) || [];
-    $("pclass").innerHTML = classes.map((c, i) => `<option value="${i}">${String(c).replace(/[<>&"]/g, "")}</option>`).join("");
+    fillOptions($("pclass"), classes, classes.map((c, i) => i));
     if (classes.length) { $("pclass").value = String(classes.length - 1); state.pclass = classes.length - 1; }
     $("pclass").addEventListener("change", (e) => { state.pclass = Number(e.target.value); legend(); api.refreshOverlay(); });
     cm.addEventListener("change", (e) => {

@@ -1,4 +1,9 @@
-"""``lrp-captum app``: start the Streamlit viewer on the slides and results folders given."""
+"""``lrp-captum app``: start the Streamlit viewer on the slides and results folders given.
+
+The command runs ``apps/app_server.py`` (the Streamlit script behind a Host-header check), found
+next to the installed package or in a source checkout (:mod:`lrp_captum.viewer.app_files`).
+On its first start it fetches the viewer's OpenSeadragon from the npm registry when missing.
+"""
 from __future__ import annotations
 
 import os
@@ -7,16 +12,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lrp_captum.viewer.tile_server import DEFAULT_ASSETS_DIR, REPO_ROOT, viewer_available
-
-APP_SCRIPT = REPO_ROOT / "apps" / "streamlit_app.py"
+from lrp_captum.viewer import openseadragon
+from lrp_captum.viewer.app_files import SERVED_APP, AppFilesMissing, app_dir
 
 
 def streamlit_command(port: int, headless: bool = True) -> list[str]:
-    """The ``python -m streamlit run ...`` command line (bound to localhost)."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
+    """The ``python -m streamlit run ...`` command line (bound to localhost, loopback Host names only)."""
+    return [sys.executable, "-m", "streamlit", "run", str(app_dir() / SERVED_APP),
             "--server.port", str(port), "--server.address", "127.0.0.1",
             "--server.headless", "true" if headless else "false",
+            # the WebSocket check of Streamlit itself, behind the page-wide check of app_server.py
+            "--server.allowedHosts", "127.0.0.1", "--server.allowedHosts", "localhost",
             "--server.maxUploadSize", "1",  # the app takes no uploads; keep the limit minimal
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", "--global.developmentMode", "false"]
 
@@ -36,6 +42,18 @@ def app_environment(args) -> dict:
     return env
 
 
+def _ensure_viewer() -> None:
+    """Fetch OpenSeadragon on the first start; without it the app runs and says what is missing."""
+    if openseadragon.is_available():
+        return
+    print(f"lrp-captum app: fetching OpenSeadragon {openseadragon.VERSION} from the npm registry into "
+          f"{openseadragon.vendor_dir()} (once)", file=sys.stderr)
+    try:
+        openseadragon.fetch()
+    except openseadragon.FetchError as exc:
+        print(f"lrp-captum app: {exc}. The app starts, but the slide viewer shows this message.", file=sys.stderr)
+
+
 def run_app(args) -> int:
     if not Path(args.slides).is_dir():
         print(f"lrp-captum app: slides folder {args.slides} does not exist", file=sys.stderr)
@@ -43,17 +61,16 @@ def run_app(args) -> int:
     if args.model and not Path(args.model).is_file():
         print(f"lrp-captum app: model config {args.model} does not exist", file=sys.stderr)
         return 2
-    if not APP_SCRIPT.is_file() or not DEFAULT_ASSETS_DIR.is_dir():
-        print(f"lrp-captum app: {APP_SCRIPT} not found; the app runs from a source checkout of lrp-captum",
-              file=sys.stderr)
+    try:
+        folder = app_dir()
+    except AppFilesMissing as exc:
+        print(f"lrp-captum app: {exc}", file=sys.stderr)
         return 2
     Path(args.results).mkdir(parents=True, exist_ok=True)
-    if not viewer_available():
-        print("lrp-captum app: OpenSeadragon is missing; run scripts/fetch_openseadragon.sh first "
-              "(the app starts, but the slide viewer shows this message).", file=sys.stderr)
+    _ensure_viewer()
     cmd = streamlit_command(args.port)
     print(f"lrp-captum app: http://127.0.0.1:{args.port}  (Ctrl-C to stop)")
-    child = subprocess.Popen(cmd, env=app_environment(args), cwd=str(REPO_ROOT))
+    child = subprocess.Popen(cmd, env=app_environment(args), cwd=str(folder))
 
     def _stop(signum, frame):  # a terminated CLI must not leave the server running
         child.terminate()

@@ -1,4 +1,8 @@
-"""Path safety: every file the app lists, reads or serves must lie under a configured root."""
+"""Path safety: every file the app lists, reads or serves must lie under a configured root.
+
+Messages name paths relative to their root: the app may be seen by people who need not learn
+where on the server its folders are.
+"""
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -43,5 +47,42 @@ def resolve_under(root: str | Path, user_path: str | Path) -> Path:
     base = Path(root).resolve(strict=True)
     target = base.joinpath(*parts).resolve(strict=False)
     if target != base and base not in target.parents:
-        raise UnsafePathError(f"{text!r} resolves outside {base} (symbolic link?)")
+        raise UnsafePathError(f"{text!r} resolves outside the configured folder (symbolic link?)")
     return target
+
+
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """True when ``path``, with every symbolic link resolved, is ``root`` or lies under it."""
+    base = Path(root).resolve()
+    target = Path(path).resolve()
+    return target == base or base in target.parents
+
+
+def shown_path(path: str | Path, root: str | Path) -> str:
+    """``path`` as a message shows it: ``/``-separated relative to ``root``, else its name only."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        try:
+            return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            return Path(path).name
+
+
+def without_roots(message: str, roots: dict) -> str:
+    """``message`` with each absolute root folder replaced by a name for it.
+
+    The last line of defence for messages written by libraries (OpenSlide, zarr, pandas), which
+    name files by their absolute path.
+
+    Parameters
+    ----------
+    message : str
+    roots : dict of {path: str}
+        Folder -> what to call it, e.g. ``{slides_dir: "slides folder"}``; paths under a root
+        become relative to it.
+    """
+    pairs = sorted(((str(Path(r).resolve()), name) for r, name in roots.items()), key=lambda p: -len(p[0]))
+    for root, name in pairs:
+        message = message.replace(root + "/", "").replace(root, name)
+    return message

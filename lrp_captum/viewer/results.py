@@ -8,10 +8,13 @@ to level 0), ``tiles.csv`` (level-0 tile boxes with measurements), ``overlay.tif
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
+
+from .paths import UnsafePathError, is_inside, resolve_under, shown_path
 
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 REQUIRED_TILE_COLUMNS = ("x0", "y0", "w0", "h0")
@@ -29,8 +32,8 @@ class SlideEntry:
 
     rel_path: str            # '/'-separated path relative to the slides folder
     path: Path
-    result_dir: Path | None  # where its result is (or will be written)
-    status: str              # "explained", "not explained", "incomplete", "corrupt"
+    result_dir: Path | None  # where its result is (or will be written); None when refused
+    status: str              # "explained", "not explained", "incomplete", "corrupt", "refused"
     detail: str = ""
 
 
@@ -77,14 +80,61 @@ class SlideResult:
 
 
 def result_dir_for(slide_rel_path: str, results_dir: str | Path) -> Path:
-    """Folder where the result of a slide is written: ``results/<relative path without suffix>``."""
-    rel = Path(slide_rel_path)
-    return Path(results_dir).joinpath(rel.parent, rel.stem)
+    """Folder where the result of a slide is written: ``results/<relative path without suffix>``.
+
+    Returns
+    -------
+    Path
+        The folder with symbolic links resolved; it lies inside ``results_dir`` (it may not exist).
+
+    Raises
+    ------
+    UnsafePathError
+        When the folder, or one above it, is a symbolic link that leaves ``results_dir``.
+    """
+    rel = PurePosixPath(slide_rel_path)
+    stem = (rel.parent / rel.stem).as_posix()
+    root = Path(results_dir)
+    if not root.is_dir():  # nothing written yet, so no link to follow
+        return root.resolve().joinpath(*PurePosixPath(stem).parts)
+    try:
+        return resolve_under(root, stem)
+    except UnsafePathError:
+        raise UnsafePathError(f"the result folder of {slide_rel_path} ({stem}/) lies outside the results "
+                              "folder (symbolic link?); it is not read. Remove the link.") from None
 
 
-def _result_status(result_dir: Path) -> tuple[str, str]:
+def check_result_files(result_dir: Path, results_dir: str | Path, deep: bool = True) -> None:
+    """Refuse a result whose files lead outside ``results_dir`` through symbolic links.
+
+    Checks the folder and its entries, and with ``deep`` every link inside ``relevance.zarr``
+    (a walk over its chunk files: done when a result is loaded, not each time slides are listed).
+
+    Raises
+    ------
+    UnsafePathError
+        Naming the first file that leaves the folder.
+    """
+    root = Path(results_dir).resolve()
+    rdir = Path(result_dir)
+    candidates = [rdir, *(rdir.iterdir() if rdir.is_dir() else ())]
+    zpath = rdir / "relevance.zarr"
+    if deep and zpath.is_dir() and is_inside(zpath, root):
+        for folder, dirs, files in os.walk(zpath):
+            candidates += [Path(folder, n) for n in dirs + files if os.path.islink(os.path.join(folder, n))]
+    for path in candidates:
+        if not is_inside(path, root):
+            raise UnsafePathError(f"{shown_path(path, root)} lies outside the results folder (symbolic link?); "
+                                  "it is not read. Remove the link.")
+
+
+def _result_status(result_dir: Path, results_dir: Path) -> tuple[str, str]:
     if not result_dir.is_dir():
         return "not explained", ""
+    try:
+        check_result_files(result_dir, results_dir, deep=False)
+    except UnsafePathError as exc:
+        return "refused", str(exc)
     manifest = result_dir / "manifest.json"
     if not manifest.is_file():
         return "incomplete", "no manifest.json yet (a run may be in progress or was interrupted)"
@@ -102,10 +152,12 @@ def list_slides(slides_dir: str | Path, results_dir: str | Path, max_depth: int 
     """List OpenSlide-readable files under ``slides_dir`` (recursively) with their result status.
 
     Only regular files inside ``slides_dir`` are listed; symbolic links leaving it are skipped.
+    A slide whose result folder leads outside ``results_dir`` is listed as ``refused``, with no
+    result folder.
     """
     base = Path(slides_dir).resolve()
     if not base.is_dir():
-        raise ResultError(f"slides folder {slides_dir} does not exist; pass an existing folder with --slides")
+        raise ResultError("the slides folder does not exist; pass an existing folder with --slides")
     entries = []
     for path in sorted(base.rglob("*")):
         rel = path.relative_to(base)
@@ -117,44 +169,48 @@ def list_slides(slides_dir: str | Path, results_dir: str | Path, max_depth: int 
         if base not in resolved.parents:
             continue
         rel_posix = rel.as_posix()
-        rdir = result_dir_for(rel_posix, results_dir)
-        status, detail = _result_status(rdir)
+        try:
+            rdir = result_dir_for(rel_posix, results_dir)
+        except UnsafePathError as exc:
+            entries.append(SlideEntry(rel_posix, resolved, None, "refused", str(exc)))
+            continue
+        status, detail = _result_status(rdir, Path(results_dir))
         entries.append(SlideEntry(rel_posix, resolved, rdir, status, detail))
     return entries
 
 
-def _open_maps(zarr_path: Path):
+def _open_maps(zarr_path: Path, name: str):
     import zarr
 
     try:
         node = zarr.open(str(zarr_path), mode="r")
     except Exception as exc:  # zarr raises several unrelated types for damaged stores
-        raise ResultError(f"{zarr_path} cannot be opened as zarr ({type(exc).__name__}: {exc}); "
+        raise ResultError(f"{name} cannot be opened as zarr ({type(exc).__name__}); "
                           "re-run the explanation for this slide") from exc
     if hasattr(node, "shape"):
         return node, None
     keys = set(node.array_keys())
     rel_key = next((k for k in ("relevance", "map", "0") if k in keys), None)
     if rel_key is None:
-        raise ResultError(f"{zarr_path} holds no 'relevance' array (found: {sorted(keys)}); "
+        raise ResultError(f"{name} holds no 'relevance' array (found: {sorted(keys)}); "
                           "re-run the explanation for this slide")
     prob_key = next((k for k in ("probability", "prob", "probabilities") if k in keys), None)
     return node[rel_key], (node[prob_key] if prob_key else None)
 
 
-def _materialise(arr, name: str, path: Path, ndim: int = 2):
+def _materialise(arr, what: str, name: str, ndim: int = 2):
     if arr is None:
         return None
     if arr.ndim != ndim:
         want = "(rows, cols)" if ndim == 2 else "(classes, rows, cols)"
-        raise ResultError(f"{path}: {name} map has shape {arr.shape}, expected {ndim}-D {want}; "
+        raise ResultError(f"{name}: {what} map has shape {arr.shape}, expected {ndim}-D {want}; "
                           "re-run the explanation")
     if arr.nbytes > IN_MEMORY_MAP_BYTES:
         return arr
     try:
         return np.asarray(arr[...], dtype=np.float32)
     except Exception as exc:
-        raise ResultError(f"{path}: {name} map cannot be read ({type(exc).__name__}: {exc}); "
+        raise ResultError(f"{name}: {what} map cannot be read ({type(exc).__name__}); "
                           "the file is damaged, re-run the explanation") from exc
 
 
@@ -170,53 +226,71 @@ def robust_vmax(relevance, q: float = 99.5, max_samples: int = 4_000_000) -> flo
     return vmax if vmax > 0 else float(sample.max())
 
 
-def load_result(result_dir: str | Path) -> SlideResult:
-    """Open a result folder; raise :class:`ResultError` naming the bad file for anything wrong."""
+def load_result(result_dir: str | Path, results_dir: str | Path | None = None) -> SlideResult:
+    """Open a result folder; raise :class:`ResultError` naming the bad file for anything wrong.
+
+    Parameters
+    ----------
+    result_dir : path
+        The folder written by the WSI pipeline.
+    results_dir : path, optional
+        The configured results folder: files are named relative to it in messages, and any file
+        that leads outside it (symbolic link) is refused with :class:`UnsafePathError`.
+        Without it, files are named relative to the result folder's parent.
+    """
     import pandas as pd
 
     rdir = Path(result_dir)
+    root = Path(results_dir) if results_dir is not None else rdir.parent
+
+    def name(path: Path) -> str:
+        return shown_path(path, root)
+
     if not rdir.is_dir():
-        raise ResultError(f"no result folder {rdir}; explain the slide first")
+        raise ResultError(f"no result folder {name(rdir)}; explain the slide first")
+    if results_dir is not None:
+        check_result_files(rdir, results_dir)
     mpath = rdir / "manifest.json"
     try:
         manifest = json.loads(mpath.read_text())
     except FileNotFoundError:
-        raise ResultError(f"{mpath} is missing: the explanation has not finished; run it (again)") from None
+        raise ResultError(f"{name(mpath)} is missing: the explanation has not finished; run it (again)") from None
     except (OSError, ValueError) as exc:
-        raise ResultError(f"{mpath} is not valid JSON ({exc}); re-run the explanation") from exc
+        raise ResultError(f"{name(mpath)} is not valid JSON ({exc}); re-run the explanation") from exc
     if not isinstance(manifest, dict):
-        raise ResultError(f"{mpath} does not hold a JSON object; re-run the explanation")
+        raise ResultError(f"{name(mpath)} does not hold a JSON object; re-run the explanation")
     try:
         downsample = float(manifest["output_downsample"])
     except (KeyError, TypeError, ValueError):
-        raise ResultError(f"{mpath} lacks a numeric 'output_downsample'; re-run the explanation") from None
+        raise ResultError(f"{name(mpath)} lacks a numeric 'output_downsample'; re-run the explanation") from None
     if not downsample > 0:
-        raise ResultError(f"{mpath}: output_downsample must be > 0, got {downsample}")
+        raise ResultError(f"{name(mpath)}: output_downsample must be > 0, got {downsample}")
 
     zpath = rdir / "relevance.zarr"
     if not zpath.exists():
-        raise ResultError(f"{zpath} is missing; re-run the explanation")
-    rel, prob = _open_maps(zpath)
+        raise ResultError(f"{name(zpath)} is missing; re-run the explanation")
+    rel, prob = _open_maps(zpath, name(zpath))
     if rel.ndim == 3 and rel.shape[0] == 1:
         rel = rel[0]
-    relevance = _materialise(rel, "relevance", zpath)
+    relevance = _materialise(rel, "relevance", name(zpath))
     if prob is not None and prob.ndim == 2:
         prob = np.asarray(prob[...], dtype=np.float32)[None]
-    probability = _materialise(prob, "probability", zpath, ndim=3)
+    probability = _materialise(prob, "probability", name(zpath), ndim=3)
     if probability is not None and probability.shape[1:] != relevance.shape:
-        raise ResultError(f"{zpath}: probability map {probability.shape} and relevance map "
+        raise ResultError(f"{name(zpath)}: probability map {probability.shape} and relevance map "
                           f"{relevance.shape} differ in shape; re-run the explanation")
 
     tpath = rdir / "tiles.csv"
     try:
         tiles = pd.read_csv(tpath)
     except FileNotFoundError:
-        raise ResultError(f"{tpath} is missing; re-run the explanation") from None
+        raise ResultError(f"{name(tpath)} is missing; re-run the explanation") from None
     except Exception as exc:
-        raise ResultError(f"{tpath} cannot be read as CSV ({exc}); re-run the explanation") from exc
+        raise ResultError(f"{name(tpath)} cannot be read as CSV ({type(exc).__name__}); "
+                          "re-run the explanation") from exc
     missing = [c for c in REQUIRED_TILE_COLUMNS if c not in tiles.columns]
     if missing:
-        raise ResultError(f"{tpath} lacks column(s) {', '.join(missing)}; re-run the explanation")
+        raise ResultError(f"{name(tpath)} lacks column(s) {', '.join(missing)}; re-run the explanation")
     model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
     classes = manifest.get("classes") or model.get("classes") or []
     try:

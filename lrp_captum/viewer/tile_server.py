@@ -8,8 +8,11 @@ own JavaScript, so Streamlit reruns never touch the view.
 Every request is stateless (all display options are in the URL), so any number of browser
 sessions can share one server. Only slides under ``slides_dir``, results under ``results_dir`` and
 files under the two asset folders are served; paths are checked with
-:func:`lrp_captum.viewer.paths.resolve_under`. The server binds to 127.0.0.1 and rejects requests
-whose Host header is not a loopback name (DNS-rebinding guard).
+:func:`lrp_captum.viewer.paths.resolve_under`, and results whose files lead outside
+``results_dir`` are refused (403). Cached tiles are keyed by the slide file's identity, so a
+replaced slide is never served from the cache, and a result made from another slide file is not
+overlaid (409). The server binds to 127.0.0.1 and rejects requests whose Host header is not a
+loopback name (DNS-rebinding guard). Messages name files relative to the configured folders.
 """
 from __future__ import annotations
 
@@ -23,20 +26,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from . import openseadragon
+from .app_files import viewer_assets_dir
 from .colormaps import DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, legend_stops
 from .deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png
-from .paths import UnsafePathError, resolve_under
+from .escaping import json_for_script
+from .loopback import is_loopback_host
+from .paths import UnsafePathError, resolve_under, without_roots
 from .results import SLIDE_SUFFIXES, ResultError, load_result, result_dir_for
+from .slide_identity import check_result_slide, file_identity
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ASSETS_DIR = REPO_ROOT / "apps" / "viewer"
-DEFAULT_VENDOR_DIR = REPO_ROOT / "static" / "vendor"
 LAYERS = ("slide", "relevance", "probability", "grid", "tissue")
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 class NotFound(Exception):
     pass
+
+
+class ResultMismatch(ResultError):
+    """The slide's result was made from another slide file."""
+
+
+def render_viewer_page(assets_dir: str | Path, slide: str) -> str:
+    """The viewer page for ``slide`` (a path relative to the slides folder), ready to serve.
+
+    The slide name is the only value written into the page; it goes into a ``<script>`` as
+    JSON with every character that could end the script escaped (slide names are chosen by
+    whoever can write to the slides folder).
+    """
+    template = (Path(assets_dir) / "viewer.html").read_text(encoding="utf-8")
+    return template.replace("__SLIDE_JSON__", json_for_script(slide))
 
 
 class _LRU:
@@ -88,11 +107,15 @@ class TileService:
 
     def open_slide(self, rel: str):
         """``(OpenSlide, DeepZoomGenerator, DeepZoomGrid)`` for a slide, cached."""
+        return self._open(rel)[:3]
+
+    def _open(self, rel: str):
+        """``(OpenSlide, DeepZoomGenerator, DeepZoomGrid, FileIdentity)``, cached by the file's identity."""
         import openslide
         from openslide.deepzoom import DeepZoomGenerator
 
         path = self.slide_path(rel)
-        key = (str(path), path.stat().st_mtime_ns)
+        key = (str(path), file_identity(path))
         hit = self._slides.get(key)
         if hit is None:
             with self._open_lock:
@@ -104,22 +127,38 @@ class TileService:
                         raise ResultError(f"OpenSlide cannot read {rel}: {exc}") from exc
                     dz = DeepZoomGenerator(slide, tile_size=TILE_SIZE, overlap=OVERLAP, limit_bounds=False)
                     w, h = slide.dimensions
-                    hit = (slide, dz, DeepZoomGrid(w, h, TILE_SIZE, OVERLAP))
+                    hit = (slide, dz, DeepZoomGrid(w, h, TILE_SIZE, OVERLAP), key[1])
                     self._slides.put(key, hit)
         return hit
 
     def open_result(self, rel: str) -> OverlayTiles:
-        """Overlay tiles of a slide's result, reloaded when its manifest changes."""
-        _, _, grid = self.open_slide(rel)
+        """Overlay tiles of a slide's result, reloaded when its manifest or the slide file changes.
+
+        Raises
+        ------
+        UnsafePathError
+            The result's files lead outside the results folder.
+        ResultMismatch
+            The result was made from another slide file.
+        """
+        return self._checked_result(rel)[0]
+
+    def _checked_result(self, rel: str):
+        """``(OverlayTiles, SlideCheck)`` of a slide's result."""
+        slide, _, grid, identity = self._open(rel)
+        path = self.slide_path(rel)
         rdir = result_dir_for(rel, self.results_dir)
         manifest = rdir / "manifest.json"
         if not manifest.is_file():
             raise NotFound(f"slide {rel!r} has no result yet")
-        key = (str(rdir), manifest.stat().st_mtime_ns)
+        key = (str(rdir), manifest.stat().st_mtime_ns, identity)
         hit = self._results.get(key)
         if hit is None:
-            hit = OverlayTiles(grid, load_result(rdir))
+            result = load_result(rdir, self.results_dir)
+            hit = (OverlayTiles(grid, result), check_result_slide(result.manifest, path, slide))
             self._results.put(key, hit)
+        if not hit[1].overlay_allowed:
+            raise ResultMismatch(hit[1].message)
         return hit
 
     # --- content -------------------------------------------------------------------------
@@ -137,7 +176,7 @@ class TileService:
                "legend": {"diverging": {c: legend_stops(c) for c in DIVERGING_CMAPS},
                           "sequential": {c: legend_stops(c) for c in SEQUENTIAL_CMAPS}}}
         try:
-            ov = self.open_result(rel)
+            ov, check = self._checked_result(rel)
         except NotFound:
             return out
         except ResultError as exc:
@@ -147,7 +186,8 @@ class TileService:
         out["result"] = {"vmax": r.vmax, "downsample": r.downsample, "has_probability_map": r.probability is not None,
                          "n_tiles": int(len(r.tiles)), "classes": r.classes,
                          "composite": r.parameter("composite"), "target": r.parameter("target"),
-                         "output_mode": r.parameter("output_mode")}
+                         "output_mode": r.parameter("output_mode"), "slide_check": check.verdict,
+                         "slide_warning": check.message}
         return out
 
     def tile(self, rel: str, layer: str, level: int, col: int, row: int, mode: str = "both",
@@ -163,17 +203,17 @@ class TileService:
             cmap = cmap or "viridis"
             if cmap not in SEQUENTIAL_CMAPS:
                 raise ValueError(f"probability needs cmap in {SEQUENTIAL_CMAPS}")
-        _, dz, grid = self.open_slide(rel)
+        _, dz, grid, identity = self._open(rel)
         if not 0 <= level < grid.level_count:
             raise NotFound(f"level {level} out of range")
         cols, rows = grid.level_tiles(level)
         if not (0 <= col < cols and 0 <= row < rows):
             raise NotFound(f"tile {col},{row} out of range at level {level}")
         if layer == "slide":
-            key = (rel, grid.width, grid.height, layer, level, col, row)
+            key = (rel, identity, layer, level, col, row)
         else:
             ov = self.open_result(rel)
-            key = (rel, str(ov.result.result_dir), id(ov), layer, mode, cmap, class_index, level, col, row)
+            key = (rel, identity, str(ov.result.result_dir), id(ov), layer, mode, cmap, class_index, level, col, row)
         hit = self._tiles.get(key)
         if hit is not None:
             return hit
@@ -197,6 +237,11 @@ class TileService:
 
 
 def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
+    roots = {service.slides_dir: "the slides folder", service.results_dir: "the results folder"}
+
+    def scrub(message: str) -> str:
+        return without_roots(message, roots)
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "lrp-captum-tiles"
         protocol_version = "HTTP/1.1"
@@ -223,7 +268,7 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
             self.wfile.write(body)
 
         def _error(self, status: int, message: str):
-            self._send(status, message.encode(), "text/plain; charset=utf-8")
+            self._send(status, scrub(message).encode(), "text/plain; charset=utf-8")
 
         def _static(self, root: Path, rel: str):
             path = resolve_under(root, rel)
@@ -233,8 +278,7 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
             self._send(200, path.read_bytes(), ctype, cache=True)
 
         def do_GET(self):  # noqa: N802 (http.server API)
-            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
-            if host not in _LOOPBACK_HOSTS:
+            if not is_loopback_host(self.headers.get("Host")):
                 return self._error(HTTPStatus.FORBIDDEN, "only loopback host names are served")
             url = urlsplit(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -248,11 +292,11 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
                 slide = q.get("slide", "")
                 if url.path == "/viewer":
                     service.slide_path(slide)
-                    page = (assets_dir / "viewer.html").read_text()
-                    page = page.replace("__SLIDE_JSON__", json.dumps(slide))
+                    page = render_viewer_page(assets_dir, slide)
                     return self._send(200, page.encode(), "text/html; charset=utf-8", page=True)
                 if url.path == "/info":
-                    return self._send(200, json.dumps(service.info(slide)).encode(), "application/json")
+                    info = json.loads(scrub(json.dumps(service.info(slide))))
+                    return self._send(200, json.dumps(info).encode(), "application/json")
                 if url.path == "/tile":
                     body, ctype = service.tile(slide, q.get("layer", "slide"), int(q.get("level", -1)),
                                                int(q.get("col", -1)), int(q.get("row", -1)),
@@ -264,10 +308,12 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
                 self._error(HTTPStatus.FORBIDDEN, str(exc))
             except NotFound as exc:
                 self._error(HTTPStatus.NOT_FOUND, str(exc))
+            except ResultMismatch as exc:
+                self._error(HTTPStatus.CONFLICT, str(exc))
             except (ValueError, ResultError) as exc:
                 self._error(HTTPStatus.BAD_REQUEST, str(exc))
-            except FileNotFoundError as exc:
-                self._error(HTTPStatus.NOT_FOUND, f"not found: {exc.filename}")
+            except FileNotFoundError:
+                self._error(HTTPStatus.NOT_FOUND, "not found")
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
@@ -283,8 +329,8 @@ class TileServer:
 
     def __init__(self, slides_dir, results_dir, port: int = 0, assets_dir=None, vendor_dir=None):
         self.service = TileService(slides_dir, results_dir)
-        self.assets_dir = Path(assets_dir or DEFAULT_ASSETS_DIR).resolve()
-        self.vendor_dir = Path(vendor_dir or DEFAULT_VENDOR_DIR).resolve()
+        self.assets_dir = Path(assets_dir or viewer_assets_dir()).resolve()
+        self.vendor_dir = Path(vendor_dir or openseadragon.vendor_dir()).resolve()
         handler = _make_handler(self.service, self.assets_dir, self.vendor_dir)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
@@ -314,11 +360,6 @@ class TileServer:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-def viewer_available(vendor_dir=None) -> bool:
-    """True when OpenSeadragon has been fetched (``scripts/fetch_openseadragon.sh``)."""
-    return (Path(vendor_dir or DEFAULT_VENDOR_DIR) / "openseadragon" / "openseadragon.min.js").is_file()
 
 
 def wait_until_up(url: str, timeout: float = 10.0) -> None:

@@ -1,0 +1,1 @@
+"""Pages of the Streamlit app (a package, so an unrelated ``pages`` module elsewhere cannot shadow it)."""

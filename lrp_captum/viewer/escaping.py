@@ -1,0 +1,64 @@
+"""Escape a value for the place it is written to: a ``<script>`` block, or Streamlit markdown.
+
+Slide names, class names and run parameters come from the file system and from result files, so
+they are data an attacker may have chosen (a slide stored as
+``x</script><script>alert(1)</script>.svs`` in nested folders). HTML text and attributes use
+:func:`html.escape`; the two contexts here need more than that.
+"""
+from __future__ import annotations
+
+import json
+
+# Inside <script>, the HTML parser ends the block at "</script" whatever JavaScript thinks, and
+# "<!--" changes how it looks for the end; "&" matters in XHTML; U+2028/2029 end a line in older
+# JavaScript engines. JSON allows each of them as a \u escape, so the value is unchanged.
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+# Characters that start markdown syntax in CommonMark or in Streamlit's extensions
+# (":red[...]" colours, ":material/icon:" and ":emoji:" short codes, "$...$" LaTeX).
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|:~$&\"'=")
+
+
+def json_for_script(value) -> str:
+    """``value`` as a JSON literal that is safe to place inside an HTML ``<script>`` element.
+
+    Parameters
+    ----------
+    value : JSON-serialisable
+        Any value ``json.dumps`` accepts.
+
+    Returns
+    -------
+    str
+        JSON text without the characters ``<``, ``>``, ``&``, U+2028 and U+2029 (each written
+        as its ``\\uXXXX`` escape); ``json.loads`` of it gives back ``value``.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    return "".join(_SCRIPT_UNSAFE.get(ch, ch) for ch in text)
+
+
+def markdown_literal(text) -> str:
+    """``text`` escaped so that Streamlit's markdown (captions, errors, labels) shows it as typed.
+
+    Every ASCII punctuation character that can start markdown syntax gets a backslash (a valid
+    CommonMark escape for any ASCII punctuation); line breaks become spaces, so a name cannot
+    start a heading or a list.
+
+    Parameters
+    ----------
+    text : object
+        Converted with ``str``.
+
+    Returns
+    -------
+    str
+    """
+    out = []
+    for ch in str(text):
+        if ch in "\r\n\u2028\u2029":
+            out.append(" ")
+        elif ch in _MARKDOWN_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
