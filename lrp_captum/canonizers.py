@@ -146,7 +146,7 @@ def _leaf_types(extra: Sequence[type] = ()) -> tuple:
 
 def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] = None,
              extra_leaf_types: Sequence[type] = (), check: bool = True,
-             atol: float = 1e-5) -> Canonized:
+             atol: float = 1e-5, op_families: Sequence[str] = ()) -> Canonized:
     """Rewrite ``model`` into an LRP-ready ``GraphModule`` (the model itself is not changed).
 
     Parameters
@@ -158,6 +158,10 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
         rewritten module computes the same outputs (``atol``).
     extra_leaf_types : sequence of type
         Module types to keep as leaves (they have rules in the composite).
+    op_families : sequence of str
+        Families of functions the composite has rules for
+        (:mod:`lrp_captum.engine.functional`): their calls are left as they are and get their
+        rules when the model runs.
 
     Raises
     ------
@@ -185,7 +189,7 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
     if example_inputs is not None:
         shapes = _node_shapes(gm, example_inputs)
 
-    _check_and_rewrite_ops(result, shapes)
+    _check_and_rewrite_ops(result, shapes, set(op_families))
     _merge_batchnorms(result)
     _copy_inplace_modules(result)
     gm.graph.eliminate_dead_code()
@@ -298,7 +302,18 @@ def _is_tensor_node(arg: Any, shapes: dict) -> bool:
     return arg in shapes if shapes else True
 
 
-def _check_and_rewrite_ops(result: Canonized, shapes: dict) -> None:
+def _covered_by_op_rules(node: fx.Node, op_families: set) -> bool:
+    if not op_families:
+        return False
+    from .engine.functional import FAMILIES
+    target = node.target
+    if node.op == "call_method":
+        target = getattr(torch.Tensor, target, None)
+    return FAMILIES.get(target) in op_families
+
+
+def _check_and_rewrite_ops(result: Canonized, shapes: dict, op_families: set = frozenset()
+                           ) -> None:
     gm = result.module
     graph = gm.graph
     unsupported = []
@@ -308,6 +323,8 @@ def _check_and_rewrite_ops(result: Canonized, shapes: dict) -> None:
         if node.op not in ("call_function", "call_method"):
             continue
         target = node.target
+        if _covered_by_op_rules(node, op_families):
+            continue  # the rule of the function's family applies when the model runs
         tensor_args = [a for a in node.args if _is_tensor_node(a, shapes)]
         if node.op == "call_function" and target in _ADD or \
                 node.op == "call_method" and target in ("add", "add_", "__add__", "__iadd__"):

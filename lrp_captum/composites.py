@@ -22,11 +22,13 @@ from torch import nn
 from . import types
 from .engine.compiler import check_rule
 from .layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
-from .rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, GeneralizedGammaRule,
-                    LRPRule, PassRule, ProportionalRule, ZBoxRule, ZeroRule, ZPlusRule,
+from .rules import (AlphaBetaRule, ConstantRule, ConstantScaleRule, EpsilonRule, FlatRule,
+                    FunctionsRule, GammaRule, GeneralizedGammaRule, GradientRule, LRPRule,
+                    PassRule, ProportionalRule, UniformRule, ZBoxRule, ZeroRule, ZPlusRule,
                     from_captum_rule, zbox_bounds)
 
-__all__ = ["Composite", "Name", "First", "Position", "All", "LayerInfo", "ResolvedComposite",
+__all__ = ["Composite", "Name", "First", "Position", "All", "Op", "Normalization", "AnyLayer",
+           "LayerInfo", "ResolvedComposite",
            "get_composite", "list_composites", "register_composite", "composite_needs_bounds",
            "NoRuleError", "UnknownCompositeError"]
 
@@ -102,6 +104,31 @@ class All:
     def __call__(self, name, module, info) -> bool:
         return all(_matches(s, name, module, info) for s in self.selectors)
 
+
+@dataclass(frozen=True)
+class Op:
+    """A family of functions called in ``forward`` (``"softmax"``, ``"matmul"``, ``"mul"``,
+    ``"norm"``, ``"activation"``, ``"linear"``): see :mod:`lrp_captum.engine.functional`.
+
+    Rules of families apply to calls outside leaf modules that carry rules of their own, such
+    as the attention of a transformer (``torch.softmax(q @ k.transpose(-1, -2))``).
+    """
+    family: str
+
+    def __post_init__(self) -> None:
+        if self.family not in OP_FAMILIES:
+            raise ValueError(f"unknown op family {self.family!r}; choose from "
+                             f"{', '.join(OP_FAMILIES)}")
+
+    def __call__(self, name, module, info) -> bool:
+        return False  # never a module
+
+    def __repr__(self) -> str:
+        return f"op {self.family}"
+
+
+#: the families of :class:`Op`
+OP_FAMILIES = ("softmax", "matmul", "mul", "norm", "activation", "linear")
 
 Selector = Union[tuple, type, str, Callable]
 
@@ -197,6 +224,14 @@ class Composite:
         """A new composite with ``rules`` taking precedence (dict keys: types or name globs)."""
         extra = list(rules.items()) if isinstance(rules, dict) else list(rules)
         return Composite(extra + self.rules, name=self.name)
+
+    def op_rules(self) -> dict:
+        """``{family: rule}`` for the :class:`Op` selectors (the first match wins)."""
+        rules: dict = {}
+        for selector, rule in self.rules:
+            if isinstance(selector, Op) and selector.family not in rules:
+                rules[selector.family] = rule.copy()
+        return rules
 
     def resolve_layers(self, layers: Sequence[tuple[str, nn.Module]],
                        respect_module_rules: bool = True,
@@ -495,3 +530,83 @@ def zero_only() -> Composite:
         (types.Linear + types.BatchNorm + types.AvgPool + types.MaxPool
          + (Sum, GatedProduct), ZeroRule()),
     ], name="zero")
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers: rules on the functions of attention, normalisation and activations
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Normalization:
+    """LayerNorm, GroupNorm, RMSNorm, and library classes named like them (``LlamaRMSNorm``,
+    ``T5LayerNorm``)."""
+
+    def __call__(self, name: str, module: nn.Module, info: LayerInfo) -> bool:
+        return isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)) or \
+            type(module).__name__.endswith(("LayerNorm", "RMSNorm", "GroupNorm"))
+
+    def __repr__(self) -> str:
+        return "normalization layer"
+
+
+@dataclass(frozen=True)
+class AnyLayer:
+    """Every layer (the last entry of a composite: what no earlier selector matched)."""
+
+    def __call__(self, name: str, module: nn.Module, info: LayerInfo) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "any other layer"
+
+
+def _transformer(name: str, dense: LRPRule, softmax: LRPRule, low=None, high=None,
+                 stabilizer: float = 1e-6) -> Composite:
+    first = [(First(types.Convolution), ZBoxRule(low, high, stabilizer))] \
+        if low is not None and high is not None else []
+    return Composite(first + [
+        (Op("softmax"), softmax),
+        (Op("matmul"), UniformRule()),
+        (Op("mul"), UniformRule()),
+        (Op("norm"), ConstantScaleRule()),
+        (Op("activation"), PassRule()),
+        (Op("linear"), dense),
+        (Normalization(), ConstantScaleRule()),
+        (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
+        ((nn.Softmax,), softmax),
+        # residual sums conserve relevance with the plain gradient (c = R / a is shared)
+        ((Sum,), ZeroRule()),
+        (types.AvgPool, ProportionalRule(stabilizer)),
+        (types.MaxPool, ZeroRule()),
+        (types.Linear, dense),
+        (AnyLayer(), FunctionsRule()),
+    ], name=name)
+
+
+@register_composite("attnlrp", "AttnLRP for transformers: softmax gradient×input, uniform split "
+                               "of attention products, LayerNorm scale constant, identity on "
+                               "GELU/SiLU, ε on linear layers")
+def attnlrp(epsilon: float = 1e-6, low=None, high=None, stabilizer: float = 1e-6) -> Composite:
+    """AttnLRP (Achtibat et al., ICML 2024), with LRP-ε on linear layers.
+
+    ``low``/``high`` (or ``mean``/``std`` through :func:`get_composite`) put z^B on a ViT's
+    patch embedding.
+    """
+    return _transformer("attnlrp", EpsilonRule(epsilon), GradientRule(), low, high, stabilizer)
+
+
+@register_composite("attnlrp_gamma", "AttnLRP with sign-aware γ on linear layers (the paper's "
+                                     "choice for vision transformers)")
+def attnlrp_gamma(gamma: float = 0.25, low=None, high=None,
+                  stabilizer: float = 1e-6) -> Composite:
+    """AttnLRP with :class:`~lrp_captum.rules.GeneralizedGammaRule` on linear layers."""
+    return _transformer("attnlrp_gamma", GeneralizedGammaRule(gamma, stabilizer),
+                        GradientRule(), low, high, stabilizer)
+
+
+@register_composite("cp_lrp", "CP-LRP for transformers: attention probabilities and LayerNorm "
+                              "scale constant, identity on GELU/SiLU, LRP-0 on linear layers")
+def cp_lrp(epsilon: float = 0.0, low=None, high=None, stabilizer: float = 1e-6) -> Composite:
+    """CP-LRP (Ali et al., ICML 2022): conservative propagation through attention heads and
+    LayerNorm, gradient × input (LRP-0) elsewhere; with every bias zeroed the relevance sums
+    to the output. Also xMIL-LRP's rule for attention pooling (Hense et al., NeurIPS 2024)."""
+    return _transformer("cp_lrp", EpsilonRule(epsilon), ConstantRule(), low, high, stabilizer)

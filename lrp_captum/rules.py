@@ -44,7 +44,9 @@ __all__ = [
     "LRPRule", "TermRule", "Input", "Mix", "Ones", "Square", "Term", "Group", "Terms", "Pass",
     "ZeroRule", "EpsilonRule", "GammaRule", "GeneralizedGammaRule", "AlphaBetaRule",
     "ZPlusRule", "ZBoxRule", "FlatRule", "WSquareRule", "PassRule", "ProportionalRule",
-    "zbox_bounds", "from_captum_rule",
+    "GradientRule", "ConstantRule", "UniformRule", "ConstantScaleRule", "FunctionsRule",
+    "Gradient", "Constant", "Uniform", "ConstantScale", "Functions", "zbox_bounds",
+    "from_captum_rule",
 ]
 
 BoundType = Union[float, Sequence[float], Tensor]
@@ -222,6 +224,40 @@ class Pass:
     """The declaration of the pass rule: ``R_in = R_out`` through an elementwise layer."""
 
 
+@dataclass(frozen=True)
+class Gradient:
+    """Relevance per unit of value follows the plain gradient: ``R_in = x · Jᵀ (R_out / y)``,
+    the first-order Taylor decomposition of the operation at ``x`` (AttnLRP's softmax rule)."""
+
+
+@dataclass(frozen=True)
+class Constant:
+    """The operation's output is a constant for relevance: nothing flows through it
+    (CP-LRP's attention probabilities, a gate)."""
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """A product of several non-constant factors (``A @ B``, ``a * b``): each factor gets an
+    equal share of the relevance (AttnLRP's uniform rule), ``R_i = x_i ∂y/∂x_i · R / (n y)``."""
+
+
+@dataclass(frozen=True)
+class ConstantScale:
+    """A normalisation ``y = (x − μ(x)) · s(x) · w + b`` whose scale ``s(x)`` (``1/σ``,
+    ``1/RMS``) is a constant for relevance: the rest is linear in ``x`` (AttnLRP, CP-LRP)."""
+
+
+@dataclass(frozen=True)
+class Functions:
+    """The module is covered by the rules of the functions it calls (softmax, products,
+    activations, ...: the composite's :class:`~lrp_captum.composites.Op` rules)."""
+
+
+#: every kind of declaration the engine compiles
+Declaration = Union["Terms", Pass, Gradient, Constant, Uniform, ConstantScale, Functions]
+
+
 # ---------------------------------------------------------------------------------------------
 # base class: a Captum PropagationRule whose behaviour comes from its declaration
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +270,7 @@ class LRPRule(PropagationRule):
     the hook path of :class:`lrp_captum.LRP` and in Captum's engine, never fused.
     """
 
-    def declaration(self) -> Union[Terms, Pass, None]:
+    def declaration(self) -> Optional[Declaration]:
         """What the rule does, as data (None: an imperative rule, see :meth:`relevance`)."""
         return None
 
@@ -609,6 +645,61 @@ class PassRule(LRPRule):
 
     def declaration(self) -> Pass:
         return Pass()
+
+
+class GradientRule(LRPRule):
+    """Gradient × input at the operation: ``R_in = x · Jᵀ (R_out / y)``.
+
+    AttnLRP's rule for the softmax (Achtibat et al. 2024, Prop. 3.1): the first-order Taylor
+    decomposition of ``softmax(x)`` at ``x``, ``R_i = x_i (R_i − s_i Σ_j R_j)``. Not
+    conservative: the Taylor remainder (a bias) absorbs part of the relevance.
+    """
+
+    def declaration(self) -> Gradient:
+        return Gradient()
+
+
+class ConstantRule(LRPRule):
+    """Treat the operation's output as a constant: no relevance flows through it.
+
+    CP-LRP (Ali et al. 2022) on the attention probabilities: ``softmax(QKᵀ) V`` is then linear
+    in ``V`` and conserves relevance; the gate of a gated product likewise.
+    """
+
+    def declaration(self) -> Constant:
+        return Constant()
+
+
+class UniformRule(LRPRule):
+    """Split the relevance of a product of ``n`` non-constant factors equally between them.
+
+    AttnLRP's rule for the bilinear matrix products of attention (``QKᵀ``, ``AV``) and for
+    elementwise products of two branches (gated MLPs): each factor gets ``1/n`` of the
+    gradient × input of the product.
+    """
+
+    def declaration(self) -> Uniform:
+        return Uniform()
+
+
+class ConstantScaleRule(LRPRule):
+    """LayerNorm / RMSNorm with the normalisation's scale (``1/σ``) treated as a constant.
+
+    ``y = (x − μ) / σ · w + b`` is then linear in ``x``; relevance follows its gradient × input
+    (AttnLRP and CP-LRP both use this; with ``b = 0`` it conserves relevance).
+    """
+
+    def declaration(self) -> ConstantScale:
+        return ConstantScale()
+
+
+class FunctionsRule(LRPRule):
+    """No rule of its own: the rules of the functions the module calls apply (a transformer
+    block, an activation module of a library, ``LayerScale``). A function no rule covers is
+    named in an error."""
+
+    def declaration(self) -> Functions:
+        return Functions()
 
 
 def from_captum_rule(rule: PropagationRule) -> LRPRule:

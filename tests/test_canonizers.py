@@ -89,7 +89,7 @@ def test_untraceable_model_gets_advice():
     import pytest
     from lrp_captum import CanonizationError
     with pytest.raises(CanonizationError, match="canonizers=None"):
-        LRP(Dynamic().eval()).attribute(torch.randn(1, 3), target=0)
+        LRP(Dynamic().eval(), canonizers="auto").attribute(torch.randn(1, 3), target=0)
     # and it works without canonizers
     r = LRP(Dynamic().eval(), canonizers=None).attribute(torch.ones(1, 3), target=0)
     assert r.shape == (1, 3)
@@ -113,4 +113,10 @@ def test_untraceable_submodule_is_named():
 
     model = nn.Sequential(nn.Linear(3, 3), Block(), nn.Linear(3, 2)).eval()
     with pytest.raises(CanonizationError, match=r"module '1\.gate' \(Gate\)"):
+        LRP(model, canonizers="auto").attribute(torch.randn(2, 3), target=0)
+    # the default canonizers fall back to the leaf modules and name the module in a warning;
+    # there the Gate module has no rule, and the error names it
+    from lrp_captum import NoRuleError
+    with pytest.warns(UserWarning, match=r"module '1\.gate' \(Gate\)"), \
+            pytest.raises(NoRuleError, match=r"'1\.gate' \(Gate\)"):
         LRP(model).attribute(torch.randn(2, 3), target=0)

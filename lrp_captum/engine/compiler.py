@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import torch
 from torch import Tensor, nn
 
-from ..rules import LRPRule, Pass, Terms
+from ..rules import (Constant, ConstantScale, Functions, Gradient, LRPRule, Pass, Terms,
+                     Uniform)
 from .autograd import ReplaceValue, ScaleGradient, relevance_output
 from .fused import fusable, fused_forward
 from .linear_ops import UnsupportedLayerError, is_linear_layer
@@ -70,6 +72,11 @@ class CompiledRule:
         self._kernels: dict = {}
 
     @property
+    def covered_by_functions(self) -> bool:
+        """The module has no rule of its own: the rules of the functions it calls apply."""
+        return isinstance(self.declaration, Functions)
+
+    @property
     def direct(self) -> bool:
         return isinstance(self.declaration, Terms) and self.declaration.direct
 
@@ -91,6 +98,17 @@ class CompiledRule:
             if isinstance(module, GRADIENT_IS_PASS):
                 return None
             return relevance_output(_pass, module, inputs, output)
+        if isinstance(decl, (Gradient, Functions)):
+            return None  # the plain gradient (and, inside, the rules of the functions)
+        if isinstance(decl, Constant):
+            return output.detach()
+        if isinstance(decl, Uniform):
+            factors = sum(1 for t in inputs if torch.is_tensor(t) and t.requires_grad)
+            return None if factors < 2 else ScaleGradient.apply(
+                output, torch.tensor(1.0 / factors, dtype=output.dtype, device=output.device))
+        if isinstance(decl, ConstantScale):
+            from .functional import constant_scale_output
+            return constant_scale_output(module, inputs, output)
         if decl.proportional:
             if decl.stabilizer == 0 and not decl.relative:
                 return None  # LRP-0 is the plain gradient of the layer

@@ -14,7 +14,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ..rules import DIRECT_INPUTS, Group, Input, Pass, Term, Terms
+from ..rules import (DIRECT_INPUTS, Constant, ConstantScale, Functions, Gradient, Group, Input,
+                     Pass, Term, Terms, Uniform)
 from .linear_ops import (UnsupportedLayerError, evaluate_linear, layer_parameters,
                          linear_forward, underlying_layer)
 from .numerics import safe_divide, stabilize
@@ -144,10 +145,17 @@ def pass_relevance(module: nn.Module, inputs: tuple, relevance_out: Tensor) -> t
     return (relevance_out.reshape(x.shape),) + tuple(torch.zeros_like(t) for t in inputs[1:])
 
 
-def _proportional_relevance(decl: Terms, module, inputs, relevance_out) -> tuple:
+def _proportional_relevance(decl: Terms, module, inputs, relevance_out,
+                            constant_scale: bool = False) -> tuple:
+    """Gradient × input of the layer with ``s = R / (z ± ε)`` (LRP-0/ε, and gradient ×
+    input for the rules that are the plain gradient of some version of the layer)."""
     xs = tuple(x.detach().requires_grad_() for x in inputs)
     with torch.enable_grad():
-        z = module.forward(*xs)
+        if constant_scale:
+            from .functional import constant_scale_output
+            z = constant_scale_output(module, xs, module.forward(*xs))
+        else:
+            z = module.forward(*xs)
     # safe division: with s = 0 (LRP-0) an output of exactly 0 carries no relevance
     s = safe_divide(relevance_out, stabilize(z.detach(), stabilizer_for(decl, z)))
     grads = torch.autograd.grad(z, xs, s, allow_unused=True)
@@ -203,6 +211,14 @@ def declared_relevance(decl: Union[Terms, Pass], module: nn.Module, inputs: tupl
     inputs = tuple(x for x in inputs if torch.is_tensor(x))
     if isinstance(decl, Pass):
         return pass_relevance(module, inputs, relevance_out)
+    if isinstance(decl, Constant):
+        return tuple(torch.zeros_like(x) for x in inputs)
+    if isinstance(decl, (Gradient, Functions, Uniform, ConstantScale)):
+        relevance = _proportional_relevance(Terms((), 0.0), module, inputs, relevance_out,
+                                            constant_scale=isinstance(decl, ConstantScale))
+        if isinstance(decl, Uniform) and len(inputs) > 1:
+            relevance = tuple(r / len(inputs) for r in relevance)
+        return relevance
     if decl.proportional:
         return _proportional_relevance(decl, module, inputs, relevance_out)
     return _term_relevance(decl, module, inputs, output, relevance_out)

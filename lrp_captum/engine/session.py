@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
@@ -55,6 +55,8 @@ class Plan:
     folded_modules: frozenset = frozenset()
     #: the conservation warning was given for this plan
     warned: bool = False
+    #: ``{family: CompiledRule}``: rules on the functions called in forward (transformers)
+    op_rules: dict = field(default_factory=dict)
 
 
 class LRPEngine:
@@ -102,7 +104,8 @@ class LRPEngine:
         modules = {name: module for name, module in layers}
         rules = [(modules[name], None if rule is None else CompiledRule(rule))
                  for name, rule in resolved.items()]
-        plan = Plan(run_model, rules, resolved, canonized)
+        plan = Plan(run_model, rules, resolved, canonized,
+                    op_rules={f: CompiledRule(r) for f, r in comp.op_rules().items()})
         if canonized is not None and self.fused:
             fused_model, fused_modules, folded = build_fused_graph(
                 canonized.module, {m: c for m, c in rules if c is not None})
@@ -121,10 +124,13 @@ class LRPEngine:
         example = tuple(t.detach() if torch.is_tensor(t) else t for t in inputs) + \
             tuple(extra_args)
         try:
-            return canonize(self.model, example, extra_leaf_types=leaf_types)
+            return canonize(self.model, example, extra_leaf_types=leaf_types,
+                            op_families=tuple(comp.op_rules()))
         except UntraceableModelError as exc:
             if strict:
                 raise
+            if comp.op_rules():
+                return None  # rules on functions cover what canonization would rewrite
             warnings.warn(
                 f"torch.fx could not trace {exc.where} ({exc.reason}): the rules are attached "
                 f"to the leaf modules of {type(self.model).__name__} instead (as with "
@@ -175,17 +181,25 @@ class LRPEngine:
                     if getattr(m, "inplace", False) is True:
                         m.inplace = False
                         inplace.append(m)
+            # with rules on functions, calls inside a module that has a rule are left to it
+            depth = [0] if plan.op_rules else None
             for module, compiled in plan.rules:
-                if compiled is None:
+                if compiled is None or compiled.covered_by_functions:
                     continue
                 if compiled.direct:
                     compiled.sink = lambda xs, rs: stash.append((xs, rs))
                     sinks.append(compiled)
                 if module not in fused:
-                    handles.append(module.register_forward_hook(_rule_hook(compiled)))
+                    if depth is not None:
+                        handles.append(module.register_forward_pre_hook(_enter(depth)))
+                    handles.append(module.register_forward_hook(_rule_hook(compiled, depth)))
+            op_mode = None
+            if depth is not None:
+                op_mode, more = _op_mode(plan, depth, fused)
+                handles.extend(more)
             for k, (module, to_input) in enumerate(probes):
                 handles.extend(_register_probe(module, to_input, k, captured))
-            yield stash, captured
+            yield stash, captured, op_mode
         finally:
             for h in handles:
                 h.remove()
@@ -201,15 +215,13 @@ class LRPEngine:
         """One attribution call on ``plan`` (its fused graph if ``fused``)."""
         model = plan.fused_model if fused else plan.model
         with self._session(plan, probes, plan.fused_modules if fused else frozenset()) as (
-                stash, captured):
+                stash, captured, op_mode):
             with torch.enable_grad():
                 xs = tuple(t.detach().requires_grad_() if torch.is_tensor(t)
                            and t.is_floating_point() and grad_wrt_inputs else t
                            for t in inputs)
-                out = model(*xs, *extra_args)
-                if not torch.is_tensor(out):
-                    raise TypeError(f"the model returned {type(out).__name__}; LRP needs a "
-                                    "tensor of scores (N, classes)")
+                with op_mode if op_mode is not None else contextlib.nullcontext():
+                    out = scores(model(*xs, *extra_args))
                 init, total = initial_relevance(out, target, output_mode)
                 wrt = [x for x in xs if torch.is_tensor(x) and x.requires_grad]
                 probe_tensors = [t for k in sorted(captured) for t in captured[k]["tensors"]]
@@ -306,6 +318,20 @@ def check_conservation(plan: Plan, summed: Tensor, total: Tensor, out: Tensor) -
         UserWarning, stacklevel=4)
 
 
+def scores(out) -> Tensor:
+    """The tensor of scores in a model's output: the output itself, the ``logits`` of a
+    Hugging Face ``ModelOutput``, or the first element of a tuple."""
+    if torch.is_tensor(out):
+        return out
+    logits = getattr(out, "logits", None)
+    if torch.is_tensor(logits):
+        return logits
+    if isinstance(out, (tuple, list)) and out and torch.is_tensor(out[0]):
+        return out[0]
+    raise TypeError(f"the model returned {type(out).__name__}; LRP needs a tensor of scores "
+                    "(N, classes), an output with .logits, or a tuple starting with one")
+
+
 def _argument_key(arg) -> tuple:
     if torch.is_tensor(arg):
         return ("tensor", tuple(arg.shape[1:]), arg.dtype)
@@ -338,12 +364,57 @@ def with_paths(plan: Plan, fused: bool) -> ResolvedComposite:
     return ResolvedComposite(plan.resolved.rows, paths)
 
 
-def _rule_hook(compiled: CompiledRule) -> Callable:
+def _rule_hook(compiled: CompiledRule, depth: Optional[list] = None) -> Callable:
     def hook(module, inputs, output):
-        if not torch.is_grad_enabled() or not torch.is_tensor(output) or \
-                not output.requires_grad:
-            return None
-        return compiled.hook_output(module, tuple(inputs), output)
+        try:
+            if not torch.is_grad_enabled() or not torch.is_tensor(output) or \
+                    not output.requires_grad:
+                return None
+            return compiled.hook_output(module, tuple(inputs), output)
+        finally:
+            if depth is not None:
+                depth[0] -= 1
+    return hook
+
+
+def _enter(depth: list) -> Callable:
+    def pre_hook(module, args):
+        depth[0] += 1
+    return pre_hook
+
+
+def _op_mode(plan: Plan, depth: list, fused: frozenset) -> tuple:
+    """The mode applying the plan's rules on functions, and the hooks it needs: fused layers
+    count as modules with a rule; containers say where a function was called from."""
+    from .functional import OpRules
+    handles, stack = [], []
+    if fused and plan.fused_model is not None:
+        for m in plan.fused_model.modules():
+            if hasattr(m, "compiled") and hasattr(m, "relu"):
+                handles.append(m.register_forward_pre_hook(_enter(depth)))
+                handles.append(m.register_forward_hook(_leave(depth)))
+    names = {m: n for n, m in plan.model.named_modules()}
+    for module, name in names.items():
+        if next(module.children(), None) is not None:
+            handles.append(module.register_forward_pre_hook(
+                lambda m, a, _n=name: stack.append(_n)))
+            handles.append(module.register_forward_hook(lambda m, a, o: _pop(stack)))
+
+    def where() -> str:
+        label = stack[-1] if stack else ""
+        return f"module '{label}'" if label else f"the forward of {type(plan.model).__name__}"
+
+    return OpRules(plan.op_rules, depth, where), handles
+
+
+def _pop(stack: list) -> None:
+    if stack:
+        stack.pop()
+
+
+def _leave(depth: list) -> Callable:
+    def hook(module, args, output):
+        depth[0] -= 1
     return hook
 
 
