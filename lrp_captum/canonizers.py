@@ -28,6 +28,7 @@ from torch import nn
 
 from . import types
 from .composites import SOURCE_LAYERS
+from .engine.functional import neutral
 from .layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
 
 __all__ = ["canonize", "Canonized", "CanonizationError", "UntraceableModelError"]
@@ -56,30 +57,12 @@ _ACTIVATION_FUNCTIONS = {
 _ACTIVATION_METHODS = {"sigmoid", "tanh", "exp", "log", "square", "sigmoid_", "tanh_"}
 _RELU = {torch.relu, F.relu, torch.relu_}
 
-# the plain gradient is the right relevance propagation through these (c = R / value is
-# routed, copied, split or averaged exactly as relevance should be)
-_SAFE_FUNCTIONS = {
-    torch.flatten, torch.reshape, torch.cat, torch.concat, torch.stack, torch.squeeze,
-    torch.unsqueeze, torch.permute, torch.transpose, torch.chunk, torch.split, torch.narrow,
-    operator.getitem, getattr, torch.mean, torch.sum, torch.max, torch.amax,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.avg_pool1d,
-    F.avg_pool2d, F.avg_pool3d, F.max_pool1d, F.max_pool2d, F.max_pool3d,
-    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.dropout,
-    F.dropout1d, F.dropout2d, F.dropout3d, F.pad, F.interpolate, F.pixel_shuffle,
-    F.pixel_unshuffle, torch.neg, operator.neg, operator.truediv, operator.floordiv,
-    torch.nn.functional.linear, torch.nn.functional.conv1d, torch.nn.functional.conv2d,
-    torch.nn.functional.conv3d,
-    # comparisons carry no gradient (fx inserts them to check arguments a trace is
-    # specialised on)
-    operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge,
-}
+# what else the plain gradient propagates correctly is one fact of the engine
+# (lrp_captum.engine.functional.NEUTRAL); fx records a few more, and the names of the
+# functions torchvision's stochastic depth and fx's argument checks go by
+_SAFE_FUNCTIONS = {operator.getitem, getattr, operator.neg, operator.truediv, operator.floordiv,
+                   F.linear}
 _SAFE_FUNCTION_NAMES = {"stochastic_depth", "_assert", "_assert_is_none", "__getitem__"}
-_SAFE_METHODS = {
-    "view", "reshape", "flatten", "permute", "transpose", "contiguous", "size", "dim",
-    "squeeze", "unsqueeze", "chunk", "split", "mean", "sum", "expand", "expand_as",
-    "view_as", "reshape_as", "repeat", "__getitem__", "to", "float", "type_as", "clone",
-    "narrow", "max", "amax", "t", "detach", "neg", "div", "truediv",
-}
 _ADD = {operator.add, torch.add, operator.iadd}
 _SUB = {operator.sub, torch.sub, operator.isub}
 _MUL = {operator.mul, torch.mul, operator.imul}
@@ -373,10 +356,10 @@ def _check_and_rewrite_ops(result: Canonized, shapes: dict, op_families: set = f
             _replace_with_module(result, node, FunctionalActivation(fn, name),
                                  [node.args[0]], f"{name}@{node.name}", shapes)
             continue
-        if node.op == "call_function" and (target in _SAFE_FUNCTIONS or getattr(
+        if node.op == "call_function" and (target in _SAFE_FUNCTIONS or neutral(target) or getattr(
                 target, "__name__", "") in _SAFE_FUNCTION_NAMES):
             continue
-        if node.op == "call_method" and target in _SAFE_METHODS:
+        if node.op == "call_method" and neutral(getattr(torch.Tensor, target, None)):
             continue
         unsupported.append(_describe(node))
     if unsupported:

@@ -35,8 +35,8 @@ from torch.overrides import TorchFunctionMode
 from ..rules import Constant, ConstantScale, Gradient, Pass, Terms, Uniform
 from .autograd import ReplaceValue, ScaleGradient
 
-__all__ = ["FAMILIES", "OpRules", "UncoveredOpError", "constant_scale_output",
-           "scale_gradient", "identity_rule"]
+__all__ = ["FAMILIES", "NEUTRAL", "neutral", "OpRules", "UncoveredOpError",
+           "constant_scale_output", "scale_gradient", "identity_rule"]
 
 T = torch.Tensor
 
@@ -58,8 +58,9 @@ for _family, _functions in {
         FAMILIES[_fn] = _family
 
 #: functions through which the plain gradient propagates relevance correctly whatever their
-#: inputs (routing, reshaping, sums, piecewise-linear maps through the origin)
-_NEUTRAL = {
+#: inputs (routing, reshaping, sums, piecewise-linear maps through the origin); torch.fx
+#: canonization uses the same set
+NEUTRAL = {
     T.view, T.reshape, torch.reshape, T.permute, torch.permute, T.transpose, torch.transpose,
     T.contiguous, T.expand, T.expand_as, T.view_as, T.reshape_as, T.flatten, torch.flatten,
     T.unflatten, T.squeeze, torch.squeeze, T.unsqueeze, torch.unsqueeze, T.__getitem__,
@@ -78,17 +79,38 @@ _NEUTRAL = {
     T.where, F.embedding, T.__setitem__, T.masked_select, T.flip, torch.flip, T.tile,
     F.pixel_shuffle, F.pixel_unshuffle, T.mT.__get__, T.T.__get__, F.conv1d, F.conv2d,
     F.conv3d, T.__truediv__, T.div, torch.div, T.__itruediv__, T.unfold, T.new_zeros,
-    T.requires_grad_,
+    T.floor_divide, torch.floor_divide, operator.getitem, operator.neg, operator.truediv,
+    operator.floordiv,
+    T.requires_grad_, T.size, T.dim, T.amax, T.min, torch.min, T.amin, torch.amin,
+    T.float, T.long, T.int, T.bool, T.contiguous, torch.squeeze, T.new_ones, T.new_empty,
+    torch.split, T.split_with_sizes, operator.eq, operator.ne, operator.lt, operator.le,
+    operator.gt, operator.ge, T.__eq__, T.__ne__, T.__lt__, T.__le__, T.__gt__, T.__ge__,
 }
+#: division is linear in the numerator only
+_DIVISION = {T.__truediv__, T.div, torch.div, T.__itruediv__}
 
 
-def _neutral(func) -> bool:
+def neutral(func) -> bool:
     """Functions whose gradient is already the right propagation: routing and linear maps,
     and autograd functions (their backward is defined by the engine or the user)."""
-    if func in _NEUTRAL:
+    if func is None:
+        return False
+    if func in NEUTRAL:
         return True
     owner = getattr(func, "__self__", None)
     return isinstance(owner, type) and issubclass(owner, torch.autograd.Function)
+
+
+def function_name(func) -> str:
+    """``torch.exp``, ``Tensor.sigmoid``, ``torch.nn.functional.gelu``: how users write it."""
+    qualname = getattr(func, "__qualname__", "") or ""
+    name = getattr(func, "__name__", None) or repr(func)
+    if qualname.startswith("_VariableFunctionsClass."):
+        return f"torch.{name}"
+    if qualname.startswith(("TensorBase.", "Tensor.")):
+        return f"Tensor.{name}"
+    module = getattr(func, "__module__", None)
+    return f"{module}.{name}" if module else name
 
 
 class UncoveredOpError(TypeError):
@@ -238,14 +260,16 @@ class OpRules(TorchFunctionMode):
         family = FAMILIES.get(func)
         if family is None:
             out = func(*args, **kwargs)
-            if not _neutral(func) and torch.is_tensor(out) and out.requires_grad and \
+            if torch.is_tensor(out) and out.requires_grad and (not neutral(func) or (
+                    func in _DIVISION and len(args) > 1 and torch.is_tensor(args[1])
+                    and args[1].requires_grad)) and \
                     _grad_tensors(args) + _grad_tensors(kwargs.values()):
                 self._uncovered(func)
             return out
         return getattr(self, "_" + family)(func, args, kwargs)
 
     def _uncovered(self, func, family: Optional[str] = None) -> None:
-        name = getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
+        name = function_name(func)
         what = f"the '{family}' family ({name})" if family else f"'{name}'"
         raise UncoveredOpError(
             f"no LRP rule covers {what}, called on relevance-carrying tensors in "

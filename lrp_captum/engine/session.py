@@ -124,8 +124,11 @@ class LRPEngine:
         example = tuple(t.detach() if torch.is_tensor(t) else t for t in inputs) + \
             tuple(extra_args)
         try:
+            families = set(comp.op_rules())
+            if {"softmax", "matmul"} <= families:
+                families.add("attention")  # covered by the softmax and product rules
             return canonize(self.model, example, extra_leaf_types=leaf_types,
-                            op_families=tuple(comp.op_rules()))
+                            op_families=tuple(families))
         except UntraceableModelError as exc:
             if strict:
                 raise
@@ -310,6 +313,10 @@ def check_conservation(plan: Plan, summed: Tensor, total: Tensor, out: Tensor) -
         causes.append("ops in forward() that no rule sees (without canonizers, functional "
                       "calls such as torch.softmax, matmul, layer_norm or '+' between "
                       "branches get the plain gradient)")
+    softmax = plan.op_rules.get("softmax")
+    if softmax is not None and type(softmax.declaration).__name__ == "Gradient":
+        causes.append("the softmax's Taylor rule (AttnLRP), which does not conserve relevance "
+                      "by design (CP-LRP does)")
     causes.append("biases and stabilisers, which absorb relevance")
     warnings.warn(
         f"relevance does not add up to the explained output: example {i} has Σ relevance "
