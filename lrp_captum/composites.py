@@ -535,13 +535,17 @@ def zero_only() -> Composite:
 # ---------------------------------------------------------------------------------------------
 # transformers: rules on the functions of attention, normalisation and activations
 # ---------------------------------------------------------------------------------------------
+#: normalisation modules that call one function (F.layer_norm, ...) the "norm" rule covers
+FUNCTIONAL_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
 @dataclass(frozen=True)
 class Normalization:
-    """LayerNorm, GroupNorm, RMSNorm, and library classes named like them (``LlamaRMSNorm``,
-    ``T5LayerNorm``)."""
+    """Normalisation modules written by hand in libraries, found by their class name
+    (``LlamaRMSNorm``, ``T5LayerNorm``, ``Qwen2RMSNorm``)."""
 
     def __call__(self, name: str, module: nn.Module, info: LayerInfo) -> bool:
-        return isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)) or \
+        return not isinstance(module, FUNCTIONAL_NORMS) and \
             type(module).__name__.endswith(("LayerNorm", "RMSNorm", "GroupNorm"))
 
     def __repr__(self) -> str:
@@ -570,9 +574,11 @@ def _transformer(name: str, dense: LRPRule, softmax: LRPRule, low=None, high=Non
         (Op("norm"), ConstantScaleRule()),
         (Op("activation"), PassRule()),
         (Op("linear"), dense),
+        # modules that call one function (F.layer_norm, F.gelu, torch.softmax): the
+        # function's rule applies, with no second evaluation of the module
+        (FUNCTIONAL_NORMS + types.Activation + (nn.Softmax,), FunctionsRule()),
         (Normalization(), ConstantScaleRule()),
-        (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
-        ((nn.Softmax,), softmax),
+        (types.Identity + (FunctionalActivation,), PassRule()),
         # residual sums conserve relevance with the plain gradient (c = R / a is shared)
         ((Sum,), ZeroRule()),
         (types.AvgPool, ProportionalRule(stabilizer)),
@@ -584,9 +590,11 @@ def _transformer(name: str, dense: LRPRule, softmax: LRPRule, low=None, high=Non
 
 @register_composite("attnlrp", "AttnLRP for transformers: softmax gradient×input, uniform split "
                                "of attention products, LayerNorm scale constant, identity on "
-                               "GELU/SiLU, ε on linear layers")
-def attnlrp(epsilon: float = 1e-6, low=None, high=None, stabilizer: float = 1e-6) -> Composite:
-    """AttnLRP (Achtibat et al., ICML 2024), with LRP-ε on linear layers.
+                               "GELU/SiLU, LRP-0/ε on linear layers")
+def attnlrp(epsilon: float = 0.0, low=None, high=None, stabilizer: float = 1e-6) -> Composite:
+    """AttnLRP (Achtibat et al., ICML 2024), with LRP-ε on linear layers (``epsilon=0``, the
+    plain gradient, by default, as in the authors' efficient implementation: in the engine's
+    gradient form LRP-0 needs no division and costs nothing).
 
     ``low``/``high`` (or ``mean``/``std`` through :func:`get_composite`) put z^B on a ViT's
     patch embedding.

@@ -27,7 +27,7 @@ class ReplaceValue(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, value: Tensor, surrogate: Tensor) -> Tensor:  # type: ignore[override]
-        return value.clone()
+        return value.view_as(value)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -35,12 +35,13 @@ class ReplaceValue(torch.autograd.Function):
 
 
 class ScaleGradient(torch.autograd.Function):
-    """Forward: a copy of ``x``. Backward: the gradient times ``scale`` (LRP-ε's ``z/(z±ε)``)."""
+    """Forward: ``x`` (a view, no copy). Backward: the gradient times ``scale`` (LRP-ε's
+    ``z/(z±ε)``)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, scale: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(scale)
-        return x.clone()
+        return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]

@@ -50,7 +50,8 @@ for _family, _functions in {
     "mul": (torch.mul, T.mul, T.__mul__, T.__rmul__, operator.mul),
     "norm": (F.layer_norm, F.rms_norm, F.group_norm),
     "activation": (F.gelu, F.silu, F.mish, F.elu, F.selu, F.celu, F.softplus, F.hardswish,
-                   torch.tanh, T.tanh, F.tanh, torch.sigmoid, T.sigmoid, F.sigmoid),
+                   F.hardsigmoid, F.logsigmoid, F.softsign, F.tanhshrink, torch.tanh, T.tanh,
+                   F.tanh, torch.sigmoid, T.sigmoid, F.sigmoid),
     "linear": (F.linear,),
     "attention": (F.scaled_dot_product_attention, F.multi_head_attention_forward),
 }.items():
@@ -81,7 +82,7 @@ NEUTRAL = {
     F.conv3d, T.__truediv__, T.div, torch.div, T.__itruediv__, T.unfold, T.new_zeros,
     T.floor_divide, torch.floor_divide, operator.getitem, operator.neg, operator.truediv,
     operator.floordiv,
-    T.requires_grad_, T.size, T.dim, T.amax, T.min, torch.min, T.amin, torch.amin,
+    T.requires_grad_, T.size, T.dim, F.prelu, F.relu6, F.threshold, T.amax, T.min, torch.min, T.amin, torch.amin,
     T.float, T.long, T.int, T.bool, T.contiguous, torch.squeeze, T.new_ones, T.new_empty,
     torch.split, T.split_with_sizes, operator.eq, operator.ne, operator.lt, operator.le,
     operator.gt, operator.ge, T.__eq__, T.__ne__, T.__lt__, T.__le__, T.__gt__, T.__ge__,
@@ -113,6 +114,13 @@ def function_name(func) -> str:
     return f"{module}.{name}" if module else name
 
 
+#: names of the positional arguments after ``x`` of the activation functions that take any
+_ACTIVATION_ARGS = {F.gelu: ("approximate",), F.elu: ("alpha", "inplace"),
+                    F.celu: ("alpha", "inplace"), F.softplus: ("beta", "threshold"),
+                    F.silu: ("inplace",), F.mish: ("inplace",), F.selu: ("inplace",),
+                    F.hardswish: ("inplace",), F.hardsigmoid: ("inplace",)}
+
+
 class UncoveredOpError(TypeError):
     """A function on relevance-carrying tensors that no rule of the composite covers."""
 
@@ -130,24 +138,25 @@ def scale_gradient(t: Tensor, factor: float) -> Tensor:
 
 
 class _Identity(torch.autograd.Function):
-    """``f(x)`` with gradient ``g · f(x) / x`` (0 where x = 0): the identity rule."""
+    """``f(x)`` with gradient ``g · f(x) / x`` (0 where x = 0): the identity rule. One tensor
+    (the ratio) is kept, as the function's own backward would keep ``x``."""
 
     @staticmethod
-    def forward(ctx, x, out):  # type: ignore[override]
+    def forward(ctx, fn, x, kwargs):  # type: ignore[override]
+        out = fn(x, **kwargs)
         zero = x == 0
         ctx.save_for_backward((out / torch.where(zero, 1.0, x)).masked_fill_(zero, 0.0))
-        return out.clone()
+        return out
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         (ratio,) = ctx.saved_tensors
-        return g * ratio, None
+        return None, g * ratio, None
 
 
-def identity_rule(x: Tensor, out: Tensor) -> Tensor:
-    """The output ``out = f(x)`` of an elementwise function, routed through the identity
-    rule ``R_in = R_out``."""
-    return _Identity.apply(x, out.detach())
+def identity_rule(fn: Callable, x: Tensor, **kwargs) -> Tensor:
+    """``fn(x)`` for an elementwise ``fn``, routed through the identity rule ``R_in = R_out``."""
+    return _Identity.apply(fn, x, kwargs)
 
 
 def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -319,12 +328,13 @@ class OpRules(TorchFunctionMode):
         self._uncovered(func, "norm")
 
     def _activation(self, func, args, kwargs):
-        out = func(*args, **kwargs)
         decl = self._declaration("activation")
-        if not out.requires_grad or isinstance(decl, Gradient):
-            return out
+        if not (torch.is_tensor(args[0]) and args[0].requires_grad) or \
+                isinstance(decl, Gradient):
+            return func(*args, **kwargs)
         if isinstance(decl, Pass):
-            return identity_rule(args[0], out)
+            return identity_rule(func, args[0], **dict(zip(_ACTIVATION_ARGS.get(func, ()),
+                                                           args[1:])), **kwargs)
         self._uncovered(func, "activation")
 
     def _linear(self, func, args, kwargs):
