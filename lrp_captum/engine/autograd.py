@@ -27,7 +27,7 @@ class ReplaceValue(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, value: Tensor, surrogate: Tensor) -> Tensor:  # type: ignore[override]
-        return value.view_as(value)
+        return value.clone()
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -35,13 +35,14 @@ class ReplaceValue(torch.autograd.Function):
 
 
 class ScaleGradient(torch.autograd.Function):
-    """Forward: ``x`` (a view, no copy). Backward: the gradient times ``scale`` (LRP-ε's
+    """Forward: a copy of ``x`` (a view could be modified in place later, which autograd
+    forbids for custom functions). Backward: the gradient times ``scale`` (LRP-ε's
     ``z/(z±ε)``)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, scale: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(scale)
-        return x.view_as(x)
+        return x.clone()
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
