@@ -173,6 +173,39 @@ def _outputs_equal(a: Path, b: Path):
             np.testing.assert_array_equal(pa.asarray(), pb.asarray())
 
 
+def test_named_steps_reproduce_explain_slide_byte_for_byte(tiff_run, demo_model, slides, tmp_path):
+    """The steps a cohort runner may call one by one write the same bytes as explain_slide."""
+    from lrp_captum.wsi import pipeline as P
+
+    with _torch_threads(1):
+        run = P.plan_run(slides["tiff"], demo_model, tmp_path / "steps", batch_size=BATCH, quiet=True)
+        run.work.mkdir(parents=True)
+        for step in (P.explain_tiles, P.stitch_relevance, P.write_tile_tables, P.write_images):
+            step(run)
+    manifest = P.write_manifest(run)
+    ref = json.loads((tiff_run[0] / "manifest.json").read_text())
+    for name in ("tiles.csv", "tiles.parquet", "tiles.geojson", "overview.png", "overlay.tif"):
+        assert (run.out / name).read_bytes() == (tiff_run[0] / name).read_bytes(), name
+    for key in ("relevance", "probability"):
+        a = zarr.open_group(str(run.out / "relevance.zarr"), mode="r")[key][:]
+        b = zarr.open_group(str(tiff_run[0] / "relevance.zarr"), mode="r")[key][:]
+        assert a.tobytes() == b.tobytes(), key
+    for key in ("params_hash", "outputs", "n_tiles", "vmax", "relevance_shape", "grid", "positive_tiles", "tissue"):
+        assert manifest[key] == ref[key], key
+
+
+@contextlib.contextmanager
+def _torch_threads(n):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resume_after_sigkill_gives_identical_outputs(tiff_run, demo_model, slides, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "lrp_captum.cli", "slide", "explain", str(slides["tiff"]), "--model",

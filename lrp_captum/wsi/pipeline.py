@@ -9,9 +9,15 @@ Layout of ``out_dir`` (see docs/wsi.md):
 - ``tiles.csv`` / ``tiles.parquet`` / ``tiles.geojson`` -- one row / feature per tissue tile.
 - ``overview.png`` -- thumbnail, blended heatmap and colour legend.
 
-While running, per-batch results are committed to ``out_dir/.lrp_work/`` (each file written under a
-temporary name and renamed), so a killed run started again with the same arguments continues
+While running, per-batch results are committed to ``out_dir/.lrp_work/`` (see
+:mod:`lrp_captum.wsi.work`), so a killed run started again with the same arguments continues
 where it stopped and produces the same files as an uninterrupted run.
+
+The run is a sequence of named steps sharing one :class:`SlideRun`: :func:`plan_run` (open the
+slide, load the model, find tissue, lay the grid; nothing is written), :func:`explain_tiles`
+(per-batch results into the work folder), :func:`stitch_relevance` (``relevance.zarr``),
+:func:`write_tile_tables` (CSV, Parquet, GeoJSON), :func:`write_images` (overlay, overview) and
+:func:`write_manifest`.
 """
 from __future__ import annotations
 
@@ -22,24 +28,29 @@ import os
 import shutil
 import sys
 import time
-from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .explain import DEFAULT_COMPOSITE, TileExplainer
-from .grid import make_grid, tissue_tiles
+from .grid import TileGrid, make_grid, tissue_tiles
 from .model import ModelBundle, load_model
 from .outputs import (atomic_path, write_geojson, write_json, write_overlay_tiff, write_overview_png,
                       write_table)
 from .reader import EmptyTissueError, SlideError, SlideReadError, SlideTileDataset, open_slide, slide_mpp
 from .stitch import footprints, resample, stitch_bands
-from .tissue import detect_tissue, thumbnail_rgb
+from .tissue import TissueMask, detect_tissue, thumbnail_rgb
+from .work import WORK, BatchStore, batch_path, check_out_dir, save_batch
 
-WORK = ".lrp_work"
 OUTPUT_FILES = ("relevance.zarr", "overlay.tif", "tiles.csv", "tiles.parquet", "tiles.geojson", "overview.png")
 BAND = 512
+
+# kept importable under their former names
+_check_out_dir = check_out_dir
 
 
 def default_output_downsample(tile_side0: float) -> int:
@@ -74,66 +85,145 @@ def _worker_message(msg: str) -> str:
     return msg
 
 
-def _save_batch(path: Path, **arrays):
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    # the rename is what makes a batch survive SIGKILL; no fsync, which only guards against
-    # power loss and stalls every batch on a busy disk
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+@dataclass
+class SlideRun:
+    """The state one :func:`explain_slide` call shares between its steps.
+
+    Set by :func:`plan_run` (inputs and decisions) and completed by the steps (results).
+
+    Attributes
+    ----------
+    slide_path, slide : the slide file and its open ``openslide.OpenSlide``.
+    bundle : the tile classifier.
+    grid, tissue, tiles : the tile grid, the tissue mask and the tissue tiles
+        (:func:`~lrp_captum.wsi.grid.tissue_tiles`, level-0 boxes).
+    out : the output folder.
+    output_downsample : level-0 px per pixel of the relevance map.
+    params, params_hash : everything that determines the outputs, and its SHA-256.
+    composite, output_mode, target : the LRP settings.
+    batch_size, num_workers : tiles per committed batch; DataLoader reader processes.
+    quiet, progress_callback : progress reporting.
+    t_start : ``time.perf_counter()`` when the call started; ``timings`` (s) per step.
+    vmax : colour scale of the maps (set by :func:`stitch_relevance`).
+    heat, heat_downsample : the relevance map reduced for the overview PNG, and output px per
+        heat px (set by :func:`stitch_relevance`).
+    outputs : manifest key -> file name of the outputs written.
+    predictions : (N,) predicted class index per tile (set by :func:`write_tile_tables`).
+    """
+
+    slide_path: Path
+    slide: Any
+    bundle: ModelBundle
+    grid: TileGrid
+    tissue: TissueMask
+    tiles: np.ndarray
+    out: Path
+    output_downsample: int
+    params: dict
+    params_hash: str
+    composite: Any = DEFAULT_COMPOSITE
+    output_mode: str = "logit"
+    target: Any = "predicted"
+    batch_size: int = 32
+    num_workers: int | None = None
+    quiet: bool = False
+    progress_callback: Callable[[int, int], None] | None = None
+    t_start: float = 0.0
+    timings: dict = field(default_factory=dict)
+    vmax: float = 1.0
+    heat: np.ndarray | None = None
+    heat_downsample: int = 1
+    outputs: dict = field(default_factory=dict)
+    predictions: np.ndarray | None = None
+
+    @property
+    def work(self) -> Path:
+        """The work folder of per-batch results."""
+        return self.out / WORK
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.tiles)
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n_tiles // self.batch_size)
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """(H, W) of the relevance map in output pixels."""
+        w0, h0 = self.slide.dimensions
+        d = self.output_downsample
+        return -(-h0 // d), -(-w0 // d)
+
+    @cached_property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) output-pixel footprints of the tiles (:func:`~lrp_captum.wsi.stitch.footprints`)."""
+        return footprints(self.tiles, self.output_downsample)
+
+    @cached_property
+    def store(self) -> BatchStore:
+        """Reader of the committed batches."""
+        return BatchStore(self.work, self.batch_size)
 
 
-class _BatchStore:
-    """Reads committed batch files, keeping the few most recent in memory."""
+def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite=DEFAULT_COMPOSITE,
+             output_mode: str = "logit", mpp: float | None = None, tile_size: int | None = None,
+             overlap: float = 0.0, output_downsample: int | None = None, min_tissue: float = 0.1,
+             tissue_options: dict | None = None, slide_mpp_override: float | None = None,
+             batch_size: int = 32, num_workers: int | None = None, device: str = "auto",
+             quiet: bool = False, progress_callback=None) -> SlideRun:
+    """Open the slide, load the model, find the tissue tiles and fix the parameters.
 
-    def __init__(self, work: Path, batch_size: int, keep: int = 4):
-        self.work, self.batch_size, self.keep = work, batch_size, keep
-        self.cache: OrderedDict[int, dict] = OrderedDict()
+    Arguments as for :func:`explain_slide`. Nothing is written.
 
-    def batch(self, b: int) -> dict:
-        if b not in self.cache:
-            with np.load(self.work / f"batch_{b:06d}.npz") as z:
-                self.cache[b] = {k: z[k] for k in z.files}
-            while len(self.cache) > self.keep:
-                self.cache.popitem(last=False)
-        self.cache.move_to_end(b)
-        return self.cache[b]
-
-    def tile_map(self, i: int) -> np.ndarray:
-        d = self.batch(i // self.batch_size)
-        j = i - int(d["tile_index"][0])
-        off, (h, w) = int(d["map_offsets"][j]), d["map_shapes"][j]
-        return d["maps"][off:off + h * w].reshape(h, w)
-
-
-def _check_out_dir(out: Path, params_hash: str, overwrite: bool):
-    """Returns the finished manifest if ``out`` already holds this exact run, else None."""
-    manifest = out / "manifest.json"
-    if manifest.is_file():
-        try:
-            m = json.loads(manifest.read_text())
-        except (ValueError, OSError) as exc:
-            if not overwrite:
-                raise FileExistsError(f"{manifest} is damaged ({exc}); pass overwrite=True "
-                                      f"(CLI: --overwrite) to redo the run") from None
-            m = {}
-        if m.get("params_hash") == params_hash and not overwrite and all(
-                (out / f).exists() for f in m.get("outputs", {}).values()):
-            return m
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds a finished run with other parameters; "
-                                  f"choose another folder or pass overwrite=True (CLI: --overwrite)")
-    state = out / WORK / "state.json"
+    Raises
+    ------
+    SlideReadError, MissingMppError, EmptyTissueError (all ``SlideError``), ``ValueError`` for an
+    unknown target class.
+    """
+    t_start = time.perf_counter()
+    slide_path = Path(slide_path)
+    slide = open_slide(slide_path)
+    mpp0 = slide_mpp(slide, slide_path, slide_mpp_override)
+    bundle = model_config if isinstance(model_config, ModelBundle) else load_model(model_config, device)
+    target_mpp = float(mpp or bundle.mpp)
+    tile_size = int(tile_size or bundle.tile_size)
+    if target != "predicted":
+        bundle.class_index(target)  # validate early
     try:
-        state_hash = json.loads(state.read_text()).get("params_hash") if state.is_file() else None
-    except (ValueError, OSError):
-        state_hash = "damaged"
-    if state.is_file() and state_hash != params_hash:
-        if not overwrite:
-            raise FileExistsError(f"{out} holds an unfinished run with other parameters; rerun it with "
-                                  f"its own arguments, or pass overwrite=True (CLI: --overwrite) to discard it")
-        shutil.rmtree(out / WORK)
-    return None
+        tissue = detect_tissue(slide, slide_mpp=mpp0, **(tissue_options or {}))
+    except SlideError:
+        raise
+    except Exception as exc:
+        raise SlideReadError(f"slide {slide_path}: reading the thumbnail failed ({exc}); the file may be "
+                             f"truncated or corrupt") from exc
+    grid = make_grid(*slide.dimensions, mpp0, slide.level_downsamples, target_mpp=target_mpp,
+                     tile_size=tile_size, overlap=overlap)
+    tiles = tissue_tiles(grid, tissue, min_tissue)
+    if len(tiles) == 0:
+        raise EmptyTissueError(
+            f"slide {slide_path}: no tissue tiles (tissue mask covers {100 * tissue.area_fraction:.2f} % "
+            f"of the slide at saturation threshold {tissue.threshold:.3f}; min_tissue={min_tissue}). "
+            f"Check the slide, or lower tissue_options['threshold'] / min_tissue (CLI: --tissue-threshold, "
+            f"--min-tissue)")
+    d_out = int(output_downsample or default_output_downsample(tile_size * grid.scale))
+    timings = {"open_tissue_grid_s": time.perf_counter() - t_start}
+
+    st = slide_path.stat()
+    params = dict(slide=dict(path=str(slide_path.resolve()), bytes=st.st_size, mtime_ns=st.st_mtime_ns),
+                  model=dict(config={k: v for k, v in bundle.config.items()}, weights_sha256=bundle.weights_sha256),
+                  target=target, composite=str(composite), output_mode=output_mode, target_mpp=target_mpp,
+                  tile_size=tile_size, overlap=overlap, output_downsample=d_out, min_tissue=min_tissue,
+                  tissue_options=tissue_options or {}, slide_mpp=mpp0, batch_size=batch_size,
+                  device=bundle.device.type, torch_threads=torch.get_num_threads(), n_tiles=len(tiles),
+                  tiles_sha256=hashlib.sha256(tiles.tobytes()).hexdigest())
+    params_hash = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    return SlideRun(slide_path=slide_path, slide=slide, bundle=bundle, grid=grid, tissue=tissue, tiles=tiles,
+                    out=Path(out_dir), output_downsample=d_out, params=params, params_hash=params_hash,
+                    composite=composite, output_mode=output_mode, target=target, batch_size=batch_size,
+                    num_workers=num_workers, quiet=quiet, progress_callback=progress_callback,
+                    t_start=t_start, timings=timings)
 
 
 def explain_slide(slide_path, model_config, out_dir, *, target="predicted", composite=DEFAULT_COMPOSITE,
@@ -191,139 +281,121 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
                                  progress_callback=progress_callback)
         finally:
             torch.set_num_threads(before)
-    timings = {}
-    t_start = time.perf_counter()
-    slide_path = Path(slide_path)
-    out = Path(out_dir)
-    slide = open_slide(slide_path)
-    mpp0 = slide_mpp(slide, slide_path, slide_mpp_override)
-    bundle = model_config if isinstance(model_config, ModelBundle) else load_model(model_config, device)
-    target_mpp = float(mpp or bundle.mpp)
-    tile_size = int(tile_size or bundle.tile_size)
-    if target != "predicted":
-        bundle.class_index(target)  # validate early
-    try:
-        tissue = detect_tissue(slide, slide_mpp=mpp0, **(tissue_options or {}))
-    except SlideError:
-        raise
-    except Exception as exc:
-        raise SlideReadError(f"slide {slide_path}: reading the thumbnail failed ({exc}); the file may be "
-                             f"truncated or corrupt") from exc
-    grid = make_grid(*slide.dimensions, mpp0, slide.level_downsamples, target_mpp=target_mpp,
-                     tile_size=tile_size, overlap=overlap)
-    tiles = tissue_tiles(grid, tissue, min_tissue)
-    if len(tiles) == 0:
-        raise EmptyTissueError(
-            f"slide {slide_path}: no tissue tiles (tissue mask covers {100 * tissue.area_fraction:.2f} % "
-            f"of the slide at saturation threshold {tissue.threshold:.3f}; min_tissue={min_tissue}). "
-            f"Check the slide, or lower tissue_options['threshold'] / min_tissue (CLI: --tissue-threshold, "
-            f"--min-tissue)")
-    d_out = int(output_downsample or default_output_downsample(tile_size * grid.scale))
-    timings["open_tissue_grid_s"] = time.perf_counter() - t_start
-
-    st = slide_path.stat()
-    params = dict(slide=dict(path=str(slide_path.resolve()), bytes=st.st_size, mtime_ns=st.st_mtime_ns),
-                  model=dict(config={k: v for k, v in bundle.config.items()}, weights_sha256=bundle.weights_sha256),
-                  target=target, composite=str(composite), output_mode=output_mode, target_mpp=target_mpp,
-                  tile_size=tile_size, overlap=overlap, output_downsample=d_out, min_tissue=min_tissue,
-                  tissue_options=tissue_options or {}, slide_mpp=mpp0, batch_size=batch_size,
-                  device=bundle.device.type, torch_threads=torch.get_num_threads(), n_tiles=len(tiles),
-                  tiles_sha256=hashlib.sha256(tiles.tobytes()).hexdigest())
-    params_hash = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
-    done = _check_out_dir(out, params_hash, overwrite) if out.exists() else None
+    run = plan_run(slide_path, model_config, out_dir, target=target, composite=composite,
+                   output_mode=output_mode, mpp=mpp, tile_size=tile_size, overlap=overlap,
+                   output_downsample=output_downsample, min_tissue=min_tissue, tissue_options=tissue_options,
+                   slide_mpp_override=slide_mpp_override, batch_size=batch_size, num_workers=num_workers,
+                   device=device, quiet=quiet, progress_callback=progress_callback)
+    out = run.out
+    done = check_out_dir(out, run.params_hash, overwrite) if out.exists() else None
     if done is not None:
         if not quiet:
             print(f"{out}: already complete (manifest.json matches these arguments)", file=sys.stderr)
         return done
 
     created_out = not out.exists()
-    work = out / WORK
-    work.mkdir(parents=True, exist_ok=True)
-    write_json(work / "state.json", dict(params_hash=params_hash, n_tiles=len(tiles), batch_size=batch_size))
-    for leftover in work.glob(".*.tmp-*"):
+    run.work.mkdir(parents=True, exist_ok=True)
+    write_json(run.work / "state.json", dict(params_hash=run.params_hash, n_tiles=run.n_tiles,
+                                             batch_size=batch_size))
+    for leftover in run.work.glob(".*.tmp-*"):
         leftover.unlink()
     try:
-        manifest = _run(slide, slide_path, bundle, tiles, grid, tissue, out, work, params, params_hash,
-                        d_out, composite, output_mode, target, batch_size, num_workers, quiet, timings, t_start,
-                        progress_callback)
+        explain_tiles(run)
+        stitch_relevance(run)
+        write_tile_tables(run)
+        write_images(run)
+        manifest = write_manifest(run)
     except SlideError:
         # unusable file: leave nothing behind that could be mistaken for results
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(run.work, ignore_errors=True)
         if created_out and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(run.work, ignore_errors=True)
     return manifest
 
 
-def _run(slide, slide_path, bundle, tiles, grid, tissue, out, work, params, params_hash, d_out, composite,
-         output_mode, target, batch_size, num_workers, quiet, timings, t_start, progress_callback=None):
+def explain_tiles(run: SlideRun) -> None:
+    """Explain the batches not yet committed to the work folder, committing each one.
+
+    Each batch file holds ``tile_index`` (B,), ``probs`` (B, C), ``target`` (B,), the relevance
+    sums ``relevance_sum/_pos/_neg`` (B,) over each tile's model-input pixels, and the tile maps
+    area-resampled to their footprints in the output map (``maps`` flat, ``map_shapes``,
+    ``map_offsets``). Sets ``timings`` ``tiles_s``, ``attribution_s``, ``tiles_explained_this_run``.
+    """
     from tqdm.auto import tqdm
 
-    n = len(tiles)
-    n_batches = -(-n // batch_size)
-    boxes = footprints(tiles, d_out)
-    pending = [b for b in range(n_batches) if not (work / f"batch_{b:06d}.npz").is_file()]
+    n, batch_size, boxes = run.n_tiles, run.batch_size, run.boxes
+    pending = [b for b in range(run.n_batches) if not batch_path(run.work, b).is_file()]
     done_tiles = done_before = n - sum(min(n, (b + 1) * batch_size) - b * batch_size for b in pending)
+    num_workers = run.num_workers
     if num_workers is None:
         num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
-    explainer = TileExplainer(bundle, composite, output_mode)
+    explainer = TileExplainer(run.bundle, run.composite, run.output_mode)
     t_loop = time.perf_counter()
     t_attr = 0.0
     if pending:
         loader = torch.utils.data.DataLoader(
-            SlideTileDataset(slide_path, grid, tiles),
+            SlideTileDataset(run.slide_path, run.grid, run.tiles),
             batch_sampler=[list(range(b * batch_size, min(n, (b + 1) * batch_size))) for b in pending],
-            num_workers=num_workers, pin_memory=bundle.device.type == "cuda")
-        bar = tqdm(total=n, initial=done_tiles, unit="tile", desc=slide_path.name, disable=quiet,
+            num_workers=num_workers, pin_memory=run.bundle.device.type == "cuda")
+        bar = tqdm(total=n, initial=done_tiles, unit="tile", desc=run.slide_path.name, disable=run.quiet,
                    dynamic_ncols=True, smoothing=0.1)
         try:
             for idx, batch in loader:
                 ta = time.perf_counter()
-                rel, probs, tgt = explainer.explain(batch, target)
+                rel, probs, tgt = explainer.explain(batch, run.target)
                 t_attr += time.perf_counter() - ta
                 idx = idx.numpy()
-                # footprints differ by at most a pixel (rounding): resample each size group at once
-                sizes = [(int(boxes[i][3] - boxes[i][1]), int(boxes[i][2] - boxes[i][0])) for i in idx]
-                resampled = [None] * len(idx)
-                rel_t = torch.from_numpy(rel)[:, None]
-                for size in set(sizes):
-                    js = [j for j, sz in enumerate(sizes) if sz == size]
-                    out_maps = resample(rel_t[js], *size)[:, 0].numpy()
-                    for k, j in enumerate(js):
-                        resampled[j] = out_maps[k]
-                maps = [m.ravel() for m in resampled]
-                shapes = sizes
+                maps, shapes = _footprint_maps(rel, boxes[idx])
                 offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])[:-1]])
-                _save_batch(work / f"batch_{idx[0] // batch_size:06d}.npz", tile_index=idx,
-                            probs=probs.astype(np.float32), target=tgt,
-                            relevance_sum=rel.sum((1, 2), dtype=np.float64),
-                            relevance_pos=np.clip(rel, 0, None).sum((1, 2), dtype=np.float64),
-                            relevance_neg=np.clip(rel, None, 0).sum((1, 2), dtype=np.float64),
-                            maps=np.concatenate(maps).astype(np.float32), map_shapes=np.array(shapes),
-                            map_offsets=np.array(offsets))
+                save_batch(batch_path(run.work, idx[0] // batch_size), tile_index=idx,
+                           probs=probs.astype(np.float32), target=tgt,
+                           relevance_sum=rel.sum((1, 2), dtype=np.float64),
+                           relevance_pos=np.clip(rel, 0, None).sum((1, 2), dtype=np.float64),
+                           relevance_neg=np.clip(rel, None, 0).sum((1, 2), dtype=np.float64),
+                           maps=np.concatenate(maps).astype(np.float32), map_shapes=np.array(shapes),
+                           map_offsets=np.array(offsets))
                 bar.update(len(idx))
                 done_tiles += len(idx)
-                if progress_callback is not None:
-                    progress_callback(done_tiles, n)
+                if run.progress_callback is not None:
+                    run.progress_callback(done_tiles, n)
         except SlideError as exc:
             raise type(exc)(_worker_message(str(exc))) from None
         finally:
             bar.close()
-    timings["tiles_s"] = time.perf_counter() - t_loop
-    timings["attribution_s"] = t_attr
-    timings["tiles_explained_this_run"] = n - done_before
+    run.timings["tiles_s"] = time.perf_counter() - t_loop
+    run.timings["attribution_s"] = t_attr
+    run.timings["tiles_explained_this_run"] = n - done_before
 
-    # ---- stitch, streamed band by band into a zarr written under a temporary name ----
-    t0 = time.perf_counter()
-    import pandas as pd
+
+def _footprint_maps(rel: np.ndarray, boxes: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """Tile maps (B, h, w) area-resampled to their footprints ``boxes`` (B, 4): flat maps and shapes."""
+    # footprints differ by at most a pixel (rounding): resample each size group at once
+    sizes = [(int(b[3] - b[1]), int(b[2] - b[0])) for b in boxes]
+    resampled = [None] * len(sizes)
+    rel_t = torch.from_numpy(rel)[:, None]
+    for size in set(sizes):
+        js = [j for j, sz in enumerate(sizes) if sz == size]
+        out_maps = resample(rel_t[js], *size)[:, 0].numpy()
+        for k, j in enumerate(js):
+            resampled[j] = out_maps[k]
+    return [m.ravel() for m in resampled], sizes
+
+
+def stitch_relevance(run: SlideRun) -> None:
+    """Stitch the committed tile maps into ``relevance.zarr``, band by band.
+
+    Sets ``run.vmax`` (99.5th percentile of |relevance| on covered pixels), ``run.heat`` (the map
+    block-averaged to at most about 1,024 px for the overview) and ``run.heat_downsample``.
+    """
     import zarr
 
-    store = _BatchStore(work, batch_size)
-    W0, H0 = slide.dimensions
-    H, W = -(-H0 // d_out), -(-W0 // d_out)
-    C = len(bundle.classes)
+    t0 = time.perf_counter()
+    store, batch_size = run.store, run.batch_size
+    H, W = run.map_shape
+    C = len(run.bundle.classes)
     f = int(2 ** max(0, math.ceil(math.log2(max(H, W) / 1024)))) if max(H, W) > 1024 else 1
     f = min(f, BAND)
     heat = np.zeros((-(-H // f), -(-W // f)), np.float32)
@@ -332,16 +404,15 @@ def _run(slide, slide_path, bundle, tiles, grid, tissue, out, work, params, para
 
     def fetch(i):
         m = store.tile_map(i)
-        p = store.batch(i // batch_size)["probs"][i - (i // batch_size) * batch_size]
+        p = store.probabilities(i)
         return np.concatenate([m[None], np.broadcast_to(p[:, None, None], (C,) + m.shape)], 0)
 
-    zpath = out / "relevance.zarr"
-    with atomic_path(zpath) as ztmp:
+    with atomic_path(run.out / "relevance.zarr") as ztmp:
         group = zarr.open_group(str(ztmp), mode="w")
         zrel = group.create_array("relevance", shape=(H, W), chunks=(BAND, BAND), dtype="float32", fill_value=0.0)
         zprob = group.create_array("probability", shape=(C, H, W), chunks=(1, BAND, BAND), dtype="float32",
                                    fill_value=float("nan"))
-        for y, band in stitch_bands(boxes, fetch, (H, W), 1 + C, grid.overlap, BAND):
+        for y, band in stitch_bands(run.boxes, fetch, (H, W), 1 + C, run.grid.overlap, BAND):
             rel = np.nan_to_num(band[0], nan=0.0)
             zrel[y:y + rel.shape[0], :] = rel
             zprob[:, y:y + rel.shape[0], :] = band[1:]
@@ -354,18 +425,28 @@ def _run(slide, slide_path, bundle, tiles, grid, tissue, out, work, params, para
         allv = np.concatenate(samples) if samples else np.zeros(1, np.float32)
         vmax = float(np.quantile(allv, 0.995)) if allv.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
-        attrs = dict(output_downsample=d_out, level0_shape=[H0, W0], mpp=params["slide_mpp"] * d_out,
-                     slide_mpp=params["slide_mpp"], classes=bundle.classes, vmax=vmax,
+        attrs = dict(output_downsample=run.output_downsample, level0_shape=list(run.slide.dimensions)[::-1],
+                     mpp=run.params["slide_mpp"] * run.output_downsample,
+                     slide_mpp=run.params["slide_mpp"], classes=run.bundle.classes, vmax=vmax,
                      relevance_unit="mean input relevance per model-input pixel (summed over RGB)",
                      background="relevance 0 / probability NaN where no tissue tile")
         group.attrs.update(attrs)
-    timings["stitch_s"] = time.perf_counter() - t0
+    run.vmax, run.heat, run.heat_downsample = vmax, heat, f
+    run.timings["stitch_s"] = time.perf_counter() - t0
 
-    # ---- per-tile table, GeoJSON, overlay, overview ----
+
+def write_tile_tables(run: SlideRun) -> None:
+    """Write ``tiles.csv``, ``tiles.parquet`` (when pyarrow is installed) and ``tiles.geojson``.
+
+    Sets ``run.predictions`` and the table entries of ``run.outputs``.
+    """
+    import pandas as pd
+
     t0 = time.perf_counter()
+    tiles, grid, classes, n = run.tiles, run.grid, run.bundle.classes, run.n_tiles
     cols = {k: [] for k in ("probs", "target", "relevance_sum", "relevance_pos", "relevance_neg")}
-    for b in range(n_batches):
-        d = store.batch(b)
+    for b in range(run.n_batches):
+        d = run.store.batch(b)
         for k in cols:
             cols[k].append(d[k])
     cols = {k: np.concatenate(v) for k, v in cols.items()}
@@ -376,53 +457,72 @@ def _run(slide, slide_path, bundle, tiles, grid, tissue, out, work, params, para
         "x0": tiles["x0"], "y0": tiles["y0"], "w0": tiles["w0"], "h0": tiles["h0"],
         "level": grid.level, "level_downsample": grid.level_downsample, "target_mpp": grid.target_mpp,
         "tissue_fraction": tiles["tissue"].astype(np.float64),
-        "prediction": [bundle.classes[i] for i in pred], "prediction_index": pred,
+        "prediction": [classes[i] for i in pred], "prediction_index": pred,
         "probability": probs[np.arange(n), pred].astype(np.float64),
-        **{f"p_{c}": probs[:, k].astype(np.float64) for k, c in enumerate(bundle.classes)},
-        "target": [bundle.classes[i] for i in cols["target"]],
+        **{f"p_{c}": probs[:, k].astype(np.float64) for k, c in enumerate(classes)},
+        "target": [classes[i] for i in cols["target"]],
         "relevance_sum": cols["relevance_sum"], "relevance_pos": cols["relevance_pos"],
         "relevance_neg": cols["relevance_neg"],
     })
-    write_table(out / "tiles.csv", table)
+    write_table(run.out / "tiles.csv", table)
     try:
-        write_table(out / "tiles.parquet", table)
+        write_table(run.out / "tiles.parquet", table)
         parquet = True
     except ImportError:
         parquet = False
-    write_geojson(out / "tiles.geojson", table, bundle.classes)
-    zr = zarr.open_group(str(zpath), mode="r")["relevance"]
-    write_overlay_tiff(out / "overlay.tif", zr, mpp=params["slide_mpp"] * d_out, vmax=vmax)
-    thumb = thumbnail_rgb(slide, d_out * f)
+    write_geojson(run.out / "tiles.geojson", table, classes)
+    run.predictions = pred
+    run.outputs.update(tiles_csv="tiles.csv", tiles_geojson="tiles.geojson")
+    if parquet:
+        run.outputs["tiles_parquet"] = "tiles.parquet"
+    run.timings["outputs_s"] = time.perf_counter() - t0
+
+
+def write_images(run: SlideRun) -> None:
+    """Write ``overlay.tif`` (streamed from ``relevance.zarr``) and ``overview.png``."""
+    import zarr
+
+    t0 = time.perf_counter()
+    zr = zarr.open_group(str(run.out / "relevance.zarr"), mode="r")["relevance"]
+    d_out = run.output_downsample
+    write_overlay_tiff(run.out / "overlay.tif", zr, mpp=run.params["slide_mpp"] * d_out, vmax=run.vmax)
+    thumb = thumbnail_rgb(run.slide, d_out * run.heat_downsample)
+    heat = run.heat
     if thumb.shape[:2] != heat.shape:
         from PIL import Image
 
         thumb = np.asarray(Image.fromarray(thumb).resize((heat.shape[1], heat.shape[0]), Image.BILINEAR))
-    title = (f"{slide_path.name}: {params['composite']} / {output_mode}, target {target}, "
-             f"{n} tiles at {grid.target_mpp:g} µm/px")
-    write_overview_png(out / "overview.png", thumb, heat, vmax, title)
-    timings["outputs_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - t_start
+    title = (f"{run.slide_path.name}: {run.params['composite']} / {run.output_mode}, target {run.target}, "
+             f"{run.n_tiles} tiles at {run.grid.target_mpp:g} µm/px")
+    write_overview_png(run.out / "overview.png", thumb, heat, run.vmax, title)
+    run.timings["outputs_s"] = run.timings.get("outputs_s", 0.0) + time.perf_counter() - t0
 
+
+def write_manifest(run: SlideRun) -> dict:
+    """Write ``manifest.json`` (last: its presence marks the run as complete) and return it."""
+    run.timings["total_s"] = time.perf_counter() - run.t_start
+    params, bundle, slide = run.params, run.bundle, run.slide
     outputs = {"relevance": "relevance.zarr", "overlay": "overlay.tif", "tiles_csv": "tiles.csv",
                "tiles_geojson": "tiles.geojson", "overview": "overview.png"}
-    if parquet:
-        outputs["tiles_parquet"] = "tiles.parquet"
+    outputs.update({k: v for k, v in run.outputs.items() if k not in outputs})
+    pred = run.predictions
     manifest = dict(
-        format="lrp_captum.wsi/1", params_hash=params_hash, outputs=outputs,
+        format="lrp_captum.wsi/1", params_hash=run.params_hash, outputs=outputs,
         slide=dict(params["slide"], vendor=slide.properties.get("openslide.vendor"),
                    dimensions=list(slide.dimensions), level_downsamples=list(slide.level_downsamples),
                    mpp=params["slide_mpp"]),
         model=dict(params["model"], classes=bundle.classes, tile_size=bundle.tile_size, mpp=bundle.mpp),
-        output_downsample=d_out, relevance_shape=[H, W], overlay_mpp=params["slide_mpp"] * d_out, vmax=vmax,
-        grid=grid.to_dict(), n_tiles=n, tissue=dict(threshold=tissue.threshold,
-                                                    area_fraction=tissue.area_fraction,
-                                                    mask_downsample=tissue.downsample),
+        output_downsample=run.output_downsample, relevance_shape=list(run.map_shape),
+        overlay_mpp=params["slide_mpp"] * run.output_downsample, vmax=run.vmax,
+        grid=run.grid.to_dict(), n_tiles=run.n_tiles,
+        tissue=dict(threshold=run.tissue.threshold, area_fraction=run.tissue.area_fraction,
+                    mask_downsample=run.tissue.downsample),
         parameters={k: params[k] for k in ("target", "composite", "output_mode", "target_mpp", "tile_size",
                                            "overlap", "min_tissue", "tissue_options", "batch_size", "device")},
         positive_tiles={c: int((pred == k).sum()) for k, c in enumerate(bundle.classes)},
-        versions=_versions(), timings=timings,
+        versions=_versions(), timings=run.timings,
     )
-    write_json(out / "manifest.json", manifest)
-    if not quiet:
-        print(f"wrote {out} ({n} tiles, {timings['total_s']:.1f} s)", file=sys.stderr)
+    write_json(run.out / "manifest.json", manifest)
+    if not run.quiet:
+        print(f"wrote {run.out} ({run.n_tiles} tiles, {run.timings['total_s']:.1f} s)", file=sys.stderr)
     return manifest
