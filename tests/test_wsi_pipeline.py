@@ -180,7 +180,8 @@ def test_named_steps_reproduce_explain_slide_byte_for_byte(tiff_run, demo_model,
     with _torch_threads(1):
         run = P.plan_run(slides["tiff"], demo_model, tmp_path / "steps", batch_size=BATCH, quiet=True)
         run.work.mkdir(parents=True)
-        for step in (P.explain_tiles, P.stitch_relevance, P.write_tile_tables, P.write_images):
+        for step in (P.explain_tiles, P.stitch_relevance, P.write_tile_tables, P.write_images,
+                     P.publish_outputs):
             step(run)
     manifest = P.write_manifest(run)
     ref = json.loads((tiff_run[0] / "manifest.json").read_text())
@@ -227,6 +228,48 @@ def test_resume_after_sigkill_gives_identical_outputs(tiff_run, demo_model, slid
     m = json.loads((out / "manifest.json").read_text())
     assert m["timings"]["tiles_explained_this_run"] < m["n_tiles"]  # it resumed
     _outputs_equal(out, tiff_run[0])
+
+
+def test_wide_short_slide_completes_with_a_full_overlay_pyramid(demo_model, tmp_path, capsys):
+    """A long thin biopsy: 17,000 x 4,000 px at the default output downsample 8 is a 2,125 x 500
+    map, wider than 1,024 px (so the overlay has a reduced level) but a single band of rows.
+    2,304 x 768 px at output downsample 2 (a 1,152 x 384 map) has the same structure."""
+    slide = write_sample_slide(tmp_path / "thin.tif", (2304, 768), seed=4)
+    out = tmp_path / "out"
+    rc = cli.main(["slide", "explain", str(slide), "--model", str(demo_model), "--out", str(out),
+                   "--output-downsample", "2", "--batch-size", "32", "--threads", "1", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["relevance_shape"] == [384, 1152]
+    ov = openslide.OpenSlide(str(out / "overlay.tif"))
+    assert ov.level_dimensions == ((1152, 384), (288, 96))
+
+
+def test_failure_while_writing_outputs_leaves_none_and_the_rerun_resumes(demo_model, slides, tmp_path,
+                                                                         monkeypatch):
+    from lrp_captum.wsi import pipeline as P
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        m.setattr(P, "write_overview_png", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            explain_slide(slides["tiff"], demo_model, out, batch_size=BATCH, threads=1, quiet=True)
+    assert [p.name for p in out.iterdir()] == [".lrp_work"]  # no partial outputs
+    m = explain_slide(slides["tiff"], demo_model, out, batch_size=BATCH, threads=1, quiet=True)
+    assert m["timings"]["tiles_explained_this_run"] == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json", *m["outputs"].values()])
+
+
+def test_failure_before_any_batch_leaves_nothing_that_blocks_a_corrected_rerun(demo_model, slides, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="bogus"):
+        explain_slide(slides["tiff"], demo_model, out, composite="bogus", quiet=True)
+    _assert_no_outputs(out)
+    m = explain_slide(slides["tiff"], demo_model, out, batch_size=BATCH, threads=1, quiet=True)
+    assert m["n_tiles"] > 0
 
 
 def _assert_no_outputs(out: Path):

@@ -79,10 +79,11 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
 def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", band_rows: int = 512):
     """Colourised pyramidal TIFF of a 2-D zarr/numpy map; OpenSlide opens it as ``generic-tiff``.
 
-    Level 0 has the map's size; its resolution ``mpp`` (µm/px) is written as TIFF resolution tags, so
-    the overlay is physically aligned with the slide. Level 0 is streamed from ``array`` in bands
-    of ``band_rows``; reduced levels (each 4x smaller, down to <= 1024 px) are kept in memory only
-    at 1/16 of the map's area or less.
+    Level 0 has the map's size (H, W); its resolution ``mpp`` (µm/px) is written as TIFF
+    resolution tags, so the overlay is physically aligned with the slide. Reduced level ``k`` is
+    ``ceil(H / 4**k) x ceil(W / 4**k)`` (block means, the last partial block averaging what it
+    covers), down to <= 1024 px. Level 0 is streamed from ``array`` in bands of ``band_rows``;
+    reduced levels are kept in memory only at 1/16 of the map's area or less.
     """
     import tifffile
 
@@ -90,16 +91,18 @@ def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", 
     downs = [1]
     while max(H, W) / downs[-1] > 1024:
         downs.append(downs[-1] * 4)
+    # a multiple of the tile side, hence of 4: bands reduce without remainder, except the last
     band_rows = max(OVERLAY_TILE, band_rows // OVERLAY_TILE * OVERLAY_TILE)
-    reduced = {}
+    reduced = []
     T = OVERLAY_TILE
 
     def level0_tiles():
-        parts = []
         for y in range(0, H, band_rows):
             band = np.asarray(array[y:min(H, y + band_rows), :], dtype=np.float32)
+            # reduce before yielding: the writer stops pulling after the last tile, so code after
+            # the final yield would never run
             if len(downs) > 1:
-                parts.append(band)
+                reduced.append(_block_mean(band, 4))
             rgb = colourise(band, vmax, cmap)
             for ty in range(0, band.shape[0], T):
                 for tx in range(0, W, T):
@@ -107,12 +110,6 @@ def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", 
                     blk = rgb[ty:ty + T, tx:tx + T]
                     tile[:blk.shape[0], :blk.shape[1]] = blk
                     yield tile
-            if len(downs) > 1:
-                # reduce whole multiples of 4 rows now, carry the remainder
-                rows = np.concatenate(parts, 0)
-                keep = rows.shape[0] // 4 * 4 if y + band_rows < H else rows.shape[0]
-                reduced.setdefault(4, []).append(_block_mean(rows[:keep], 4))
-                parts = [rows[keep:]] if keep < rows.shape[0] else []
 
     with atomic_path(path) as tmp:
         res = 1e4 / mpp
@@ -122,7 +119,7 @@ def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", 
                       description="lrp_captum relevance overlay")
             tif.write(level0_tiles(), shape=(H, W, 3), resolution=(res, res), **kw)
             if len(downs) > 1:
-                level = np.concatenate(reduced[4], 0)
+                level = np.concatenate(reduced, 0)
                 for i, d in enumerate(downs[1:]):
                     if i > 0:
                         level = _block_mean(level, 4)

@@ -16,8 +16,10 @@ where it stopped and produces the same files as an uninterrupted run.
 The run is a sequence of named steps sharing one :class:`SlideRun`: :func:`plan_run` (open the
 slide, load the model, find tissue, lay the grid; nothing is written), :func:`explain_tiles`
 (per-batch results into the work folder), :func:`stitch_relevance` (``relevance.zarr``),
-:func:`write_tile_tables` (CSV, Parquet, GeoJSON), :func:`write_images` (overlay, overview) and
-:func:`write_manifest`.
+:func:`write_tile_tables` (CSV, Parquet, GeoJSON), :func:`write_images` (overlay, overview), all
+into a staging folder inside the work folder, then :func:`publish_outputs` (moves them into
+``out_dir``) and :func:`write_manifest`. A run that fails therefore leaves no partial outputs:
+only the work folder, from which the same command resumes.
 """
 from __future__ import annotations
 
@@ -142,6 +144,11 @@ class SlideRun:
         return self.out / WORK
 
     @property
+    def stage(self) -> Path:
+        """Where the output files are written before :func:`publish_outputs` moves them to ``out``."""
+        return self.work / "outputs"
+
+    @property
     def n_tiles(self) -> int:
         return len(self.tiles)
 
@@ -167,6 +174,43 @@ class SlideRun:
         return BatchStore(self.work, self.batch_size)
 
 
+def check_options(*, composite=DEFAULT_COMPOSITE, output_mode: str = "logit", mpp=None, tile_size=None,
+                  overlap: float = 0.0, output_downsample=None, min_tissue: float = 0.1,
+                  slide_mpp_override=None, batch_size: int = 32, num_workers=None, threads=None) -> None:
+    """Raise ``ValueError`` naming the first option of :func:`explain_slide` that cannot work.
+
+    Called before anything is opened or written, so a bad option costs nothing and leaves nothing.
+    An unknown composite name raises :class:`lrp_captum.UnknownCompositeError` (a ``ValueError``
+    listing the registered names).
+    """
+    from lrp_captum import OUTPUT_MODES, composite_needs_bounds
+
+    if isinstance(composite, str):
+        composite_needs_bounds(composite)
+    if output_mode not in OUTPUT_MODES:
+        raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+    for name, value in (("mpp", mpp), ("slide_mpp", slide_mpp_override)):
+        if value is not None and not (_is_number(value) and 0 < value < math.inf):
+            raise ValueError(f"{name} must be a positive number of µm per pixel, got {value!r}")
+    for name, value, low in (("tile_size", tile_size, 1), ("output_downsample", output_downsample, 1),
+                             ("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                             ("threads", threads, 1)):
+        if value is not None and not (_is_integer(value) and value >= low):
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (_is_number(overlap) and 0 <= overlap < 1):
+        raise ValueError(f"overlap must be a fraction in [0, 1), got {overlap!r}")
+    if not (_is_number(min_tissue) and 0 <= min_tissue <= 1):
+        raise ValueError(f"min_tissue must be a fraction in [0, 1], got {min_tissue!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite=DEFAULT_COMPOSITE,
              output_mode: str = "logit", mpp: float | None = None, tile_size: int | None = None,
              overlap: float = 0.0, output_downsample: int | None = None, min_tissue: float = 0.1,
@@ -183,12 +227,15 @@ def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite
     unknown target class.
     """
     t_start = time.perf_counter()
+    check_options(composite=composite, output_mode=output_mode, mpp=mpp, tile_size=tile_size,
+                  overlap=overlap, output_downsample=output_downsample, min_tissue=min_tissue,
+                  slide_mpp_override=slide_mpp_override, batch_size=batch_size, num_workers=num_workers)
     slide_path = Path(slide_path)
     slide = open_slide(slide_path)
     mpp0 = slide_mpp(slide, slide_path, slide_mpp_override)
     bundle = model_config if isinstance(model_config, ModelBundle) else load_model(model_config, device)
-    target_mpp = float(mpp or bundle.mpp)
-    tile_size = int(tile_size or bundle.tile_size)
+    target_mpp = float(bundle.mpp if mpp is None else mpp)
+    tile_size = int(bundle.tile_size if tile_size is None else tile_size)
     if target != "predicted":
         bundle.class_index(target)  # validate early
     try:
@@ -207,7 +254,8 @@ def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite
             f"of the slide at saturation threshold {tissue.threshold:.3f}; min_tissue={min_tissue}). "
             f"Check the slide, or lower tissue_options['threshold'] / min_tissue (CLI: --tissue-threshold, "
             f"--min-tissue)")
-    d_out = int(output_downsample or default_output_downsample(tile_size * grid.scale))
+    d_out = int(output_downsample if output_downsample is not None
+                else default_output_downsample(tile_size * grid.scale))
     timings = {"open_tissue_grid_s": time.perf_counter() - t_start}
 
     st = slide_path.stat()
@@ -268,7 +316,8 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
     SlideReadError, MissingMppError, EmptyTissueError (all ``SlideError``, a ``ValueError``) with
     a message naming the file; ``out_dir`` is then left without outputs.
     """
-    if threads:
+    if threads is not None:
+        check_options(threads=threads)
         before = torch.get_num_threads()
         torch.set_num_threads(int(threads))
         try:
@@ -299,17 +348,21 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
                                              batch_size=batch_size))
     for leftover in run.work.glob(".*.tmp-*"):
         leftover.unlink()
+    shutil.rmtree(run.stage, ignore_errors=True)  # outputs of an interrupted run are redone
     try:
         explain_tiles(run)
         stitch_relevance(run)
         write_tile_tables(run)
         write_images(run)
+        publish_outputs(run)
         manifest = write_manifest(run)
-    except SlideError:
-        # unusable file: leave nothing behind that could be mistaken for results
-        shutil.rmtree(run.work, ignore_errors=True)
-        if created_out and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+    except BaseException as exc:
+        # an unusable file, or a failure before any batch was committed: nothing to resume, so
+        # leave nothing behind that could be mistaken for results or block a corrected rerun
+        if isinstance(exc, SlideError) or not any(run.work.glob("batch_*.npz")):
+            shutil.rmtree(run.work, ignore_errors=True)
+            if created_out and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
         raise
     if not keep_work:
         shutil.rmtree(run.work, ignore_errors=True)
@@ -393,7 +446,8 @@ def stitch_relevance(run: SlideRun) -> None:
     import zarr
 
     t0 = time.perf_counter()
-    store, batch_size = run.store, run.batch_size
+    run.stage.mkdir(parents=True, exist_ok=True)
+    store = run.store
     H, W = run.map_shape
     C = len(run.bundle.classes)
     f = int(2 ** max(0, math.ceil(math.log2(max(H, W) / 1024)))) if max(H, W) > 1024 else 1
@@ -407,7 +461,7 @@ def stitch_relevance(run: SlideRun) -> None:
         p = store.probabilities(i)
         return np.concatenate([m[None], np.broadcast_to(p[:, None, None], (C,) + m.shape)], 0)
 
-    with atomic_path(run.out / "relevance.zarr") as ztmp:
+    with atomic_path(run.stage / "relevance.zarr") as ztmp:
         group = zarr.open_group(str(ztmp), mode="w")
         zrel = group.create_array("relevance", shape=(H, W), chunks=(BAND, BAND), dtype="float32", fill_value=0.0)
         zprob = group.create_array("probability", shape=(C, H, W), chunks=(1, BAND, BAND), dtype="float32",
@@ -464,13 +518,13 @@ def write_tile_tables(run: SlideRun) -> None:
         "relevance_sum": cols["relevance_sum"], "relevance_pos": cols["relevance_pos"],
         "relevance_neg": cols["relevance_neg"],
     })
-    write_table(run.out / "tiles.csv", table)
+    write_table(run.stage / "tiles.csv", table)
     try:
-        write_table(run.out / "tiles.parquet", table)
+        write_table(run.stage / "tiles.parquet", table)
         parquet = True
     except ImportError:
         parquet = False
-    write_geojson(run.out / "tiles.geojson", table, classes)
+    write_geojson(run.stage / "tiles.geojson", table, classes)
     run.predictions = pred
     run.outputs.update(tiles_csv="tiles.csv", tiles_geojson="tiles.geojson")
     if parquet:
@@ -483,9 +537,9 @@ def write_images(run: SlideRun) -> None:
     import zarr
 
     t0 = time.perf_counter()
-    zr = zarr.open_group(str(run.out / "relevance.zarr"), mode="r")["relevance"]
+    zr = zarr.open_group(str(run.stage / "relevance.zarr"), mode="r")["relevance"]
     d_out = run.output_downsample
-    write_overlay_tiff(run.out / "overlay.tif", zr, mpp=run.params["slide_mpp"] * d_out, vmax=run.vmax)
+    write_overlay_tiff(run.stage / "overlay.tif", zr, mpp=run.params["slide_mpp"] * d_out, vmax=run.vmax)
     thumb = thumbnail_rgb(run.slide, d_out * run.heat_downsample)
     heat = run.heat
     if thumb.shape[:2] != heat.shape:
@@ -494,8 +548,38 @@ def write_images(run: SlideRun) -> None:
         thumb = np.asarray(Image.fromarray(thumb).resize((heat.shape[1], heat.shape[0]), Image.BILINEAR))
     title = (f"{run.slide_path.name}: {run.params['composite']} / {run.output_mode}, target {run.target}, "
              f"{run.n_tiles} tiles at {run.grid.target_mpp:g} µm/px")
-    write_overview_png(run.out / "overview.png", thumb, heat, run.vmax, title)
+    write_overview_png(run.stage / "overview.png", thumb, heat, run.vmax, title)
     run.timings["outputs_s"] = run.timings.get("outputs_s", 0.0) + time.perf_counter() - t0
+
+
+def publish_outputs(run: SlideRun) -> None:
+    """Move the staged output files into ``out``, replacing those of an earlier run.
+
+    A finished run's ``manifest.json`` is removed first, so that ``out`` never looks complete
+    while it holds a mix of old and new files; outputs of an earlier run that this run does not
+    write are removed.
+    """
+    (run.out / "manifest.json").unlink(missing_ok=True)
+    staged = {p.name for p in run.stage.iterdir()}
+    for name in OUTPUT_FILES:
+        if name not in staged and (run.out / name).exists():
+            _remove_output(run.out / name)
+    for name in sorted(staged):
+        target = run.out / name
+        if target.is_dir() and not target.is_symlink():
+            aside = target.with_name(f".{name}.old-{os.getpid()}")
+            os.replace(target, aside)
+            os.replace(run.stage / name, target)
+            shutil.rmtree(aside)
+        else:
+            os.replace(run.stage / name, target)
+
+
+def _remove_output(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def write_manifest(run: SlideRun) -> dict:
