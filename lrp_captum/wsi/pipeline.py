@@ -50,6 +50,7 @@ from .work import WORK, BatchStore, batch_path, check_out_dir, save_batch
 
 OUTPUT_FILES = ("relevance.zarr", "overlay.tif", "tiles.csv", "tiles.parquet", "tiles.geojson", "overview.png")
 BAND = 512
+DEFAULT_OVERLAP = 0.0
 
 # kept importable under their former names
 _check_out_dir = check_out_dir
@@ -213,7 +214,7 @@ def _is_integer(value) -> bool:
 
 def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite=DEFAULT_COMPOSITE,
              output_mode: str = "logit", mpp: float | None = None, tile_size: int | None = None,
-             overlap: float = 0.0, output_downsample: int | None = None, min_tissue: float = 0.1,
+             overlap: float = DEFAULT_OVERLAP, output_downsample: int | None = None, min_tissue: float = 0.1,
              tissue_options: dict | None = None, slide_mpp_override: float | None = None,
              batch_size: int = 32, num_workers: int | None = None, device: str = "auto",
              quiet: bool = False, progress_callback=None) -> SlideRun:
@@ -276,8 +277,8 @@ def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite
 
 def explain_slide(slide_path, model_config, out_dir, *, target="predicted", composite=DEFAULT_COMPOSITE,
                   output_mode: str = "logit", mpp: float | None = None, tile_size: int | None = None,
-                  overlap: float = 0.0, output_downsample: int | None = None, min_tissue: float = 0.1,
-                  tissue_options: dict | None = None, slide_mpp_override: float | None = None,
+                  overlap: float = DEFAULT_OVERLAP, output_downsample: int | None = None,
+                  min_tissue: float = 0.1, tissue_options: dict | None = None, slide_mpp_override: float | None = None,
                   batch_size: int = 32, num_workers: int | None = None, device: str = "auto",
                   overwrite: bool = False, quiet: bool = False, keep_work: bool = False,
                   threads: int | None = None, progress_callback=None) -> dict:

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: bounds of the automatic saturation threshold: below the lower one glass noise would count as
+#: tissue (a blank slide must give an empty mask), above the upper one faint tissue would be lost
+MIN_SATURATION = 0.03
+MAX_SATURATION_THRESHOLD = 0.15
+
 
 @dataclass
 class TissueMask:
@@ -67,7 +72,7 @@ def thumbnail_rgb(slide, downsample: float) -> np.ndarray:
     return np.asarray(img)
 
 
-def tissue_mask_from_rgb(rgb: np.ndarray, *, threshold: float | str | None = None, min_saturation: float = 0.03,
+def tissue_mask_from_rgb(rgb: np.ndarray, *, threshold: float | str | None = None, min_saturation: float = MIN_SATURATION,
                          closing_px: int = 3, min_object_px: int = 16, min_hole_px: int = 64):
     """(mask (h, w) bool, threshold) from an RGB thumbnail.
 
@@ -86,7 +91,7 @@ def tissue_mask_from_rgb(rgb: np.ndarray, *, threshold: float | str | None = Non
     if threshold is None or isinstance(threshold, str):
         method = threshold_otsu if threshold == "otsu" else threshold_triangle
         threshold = float(method(sat)) if sat.max() > sat.min() else min_saturation
-        threshold = min(max(threshold, min_saturation), 0.15)
+        threshold = min(max(threshold, min_saturation), MAX_SATURATION_THRESHOLD)
     mask = sat > threshold
     if closing_px > 0:
         fp = morphology.disk(closing_px)
