@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colormaps import SLIDE_CMAP, colorize, matplotlib_colormap
+
 OVERLAY_TILE = 256
 
 
@@ -56,16 +58,6 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def colourise(values: np.ndarray, vmax: float, cmap: str = "bwr") -> np.ndarray:
-    """(H, W) relevance -> (H, W, 3) uint8 with a diverging map symmetric in ±``vmax``; 0 is white."""
-    import matplotlib
-
-    lut = (matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
-    v = np.nan_to_num(values, nan=0.0) / max(vmax, 1e-30)
-    idx = np.clip(np.round((v + 1) * 127.5), 0, 255).astype(np.intp)
-    return lut[idx]
-
-
 def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     h, w = a.shape
     hp, wp = -(-h // f) * f, -(-w // f) * f
@@ -76,7 +68,7 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     return (p.reshape(hp // f, f, wp // f, f).sum((1, 3)) / n.reshape(hp // f, f, wp // f, f).sum((1, 3))).astype(np.float32)
 
 
-def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", band_rows: int = 512):
+def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = SLIDE_CMAP, band_rows: int = 512):
     """Colourised pyramidal TIFF of a 2-D zarr/numpy map; OpenSlide opens it as ``generic-tiff``.
 
     Level 0 has the map's size (H, W); its resolution ``mpp`` (µm/px) is written as TIFF
@@ -103,7 +95,7 @@ def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", 
             # the final yield would never run
             if len(downs) > 1:
                 reduced.append(_block_mean(band, 4))
-            rgb = colourise(band, vmax, cmap)
+            rgb = colorize(band, vmax, cmap)
             for ty in range(0, band.shape[0], T):
                 for tx in range(0, W, T):
                     tile = np.full((T, T, 3), 255, np.uint8)
@@ -123,7 +115,7 @@ def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", 
                 for i, d in enumerate(downs[1:]):
                     if i > 0:
                         level = _block_mean(level, 4)
-                    tif.write(colourise(level, vmax, cmap), resolution=(res / d, res / d),
+                    tif.write(colorize(level, vmax, cmap), resolution=(res / d, res / d),
                               subfiletype=1, **kw)
     return Path(path)
 
@@ -160,14 +152,14 @@ def write_table(path, table):
 
 
 def write_overview_png(path, thumbnail_rgb: np.ndarray, heat: np.ndarray, vmax: float, title: str,
-                       cmap: str = "bwr", unit: str = "relevance per model pixel"):
+                       cmap: str = SLIDE_CMAP, unit: str = "relevance per model pixel"):
     """PNG: slide thumbnail | thumbnail with the relevance heatmap blended in | colour legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rgb = colourise(heat, vmax, cmap).astype(np.float32)
+    rgb = colorize(heat, vmax, cmap).astype(np.float32)
     alpha = np.clip(np.abs(np.nan_to_num(heat)) / max(vmax, 1e-30), 0, 1)[..., None] * 0.85
     blend = (thumbnail_rgb * (1 - alpha) + rgb * alpha).astype(np.uint8)
     h, w = thumbnail_rgb.shape[:2]
@@ -176,7 +168,7 @@ def write_overview_png(path, thumbnail_rgb: np.ndarray, heat: np.ndarray, vmax: 
         ax.imshow(img)
         ax.set_title(t)
         ax.axis("off")
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(-vmax, vmax))
+    sm = plt.cm.ScalarMappable(cmap=matplotlib_colormap(cmap), norm=matplotlib.colors.Normalize(-vmax, vmax))
     fig.colorbar(sm, ax=axes, fraction=0.03, label=unit)
     fig.suptitle(title, fontsize=9)
     with atomic_path(path) as tmp:

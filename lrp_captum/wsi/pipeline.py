@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..colormaps import SLIDE_CMAP
 from .explain import DEFAULT_COMPOSITE, TileExplainer
 from .grid import TileGrid, make_grid, tissue_tiles
 from .model import ModelBundle, load_model
@@ -106,6 +107,7 @@ class SlideRun:
     composite, output_mode, target : the LRP settings.
     batch_size, num_workers : tiles per committed batch; DataLoader reader processes.
     quiet, progress_callback : progress reporting.
+    cmap : diverging colour map of the overlay and overview (:mod:`lrp_captum.colormaps`).
     t_start : ``time.perf_counter()`` when the call started; ``timings`` (s) per step.
     vmax : colour scale of the maps (set by :func:`stitch_relevance`).
     heat, heat_downsample : the relevance map reduced for the overview PNG, and output px per
@@ -131,6 +133,7 @@ class SlideRun:
     num_workers: int | None = None
     quiet: bool = False
     progress_callback: Callable[[int, int], None] | None = None
+    cmap: str = SLIDE_CMAP
     t_start: float = 0.0
     timings: dict = field(default_factory=dict)
     vmax: float = 1.0
@@ -540,7 +543,8 @@ def write_images(run: SlideRun) -> None:
     t0 = time.perf_counter()
     zr = zarr.open_group(str(run.stage / "relevance.zarr"), mode="r")["relevance"]
     d_out = run.output_downsample
-    write_overlay_tiff(run.stage / "overlay.tif", zr, mpp=run.params["slide_mpp"] * d_out, vmax=run.vmax)
+    write_overlay_tiff(run.stage / "overlay.tif", zr, mpp=run.params["slide_mpp"] * d_out, vmax=run.vmax,
+                       cmap=run.cmap)
     thumb = thumbnail_rgb(run.slide, d_out * run.heat_downsample)
     heat = run.heat
     if thumb.shape[:2] != heat.shape:
@@ -549,7 +553,7 @@ def write_images(run: SlideRun) -> None:
         thumb = np.asarray(Image.fromarray(thumb).resize((heat.shape[1], heat.shape[0]), Image.BILINEAR))
     title = (f"{run.slide_path.name}: {run.params['composite']} / {run.output_mode}, target {run.target}, "
              f"{run.n_tiles} tiles at {run.grid.target_mpp:g} µm/px")
-    write_overview_png(run.stage / "overview.png", thumb, heat, run.vmax, title)
+    write_overview_png(run.stage / "overview.png", thumb, heat, run.vmax, title, cmap=run.cmap)
     run.timings["outputs_s"] = run.timings.get("outputs_s", 0.0) + time.perf_counter() - t0
 
 
@@ -598,7 +602,7 @@ def write_manifest(run: SlideRun) -> dict:
                    mpp=params["slide_mpp"]),
         model=dict(params["model"], classes=bundle.classes, tile_size=bundle.tile_size, mpp=bundle.mpp),
         output_downsample=run.output_downsample, relevance_shape=list(run.map_shape),
-        overlay_mpp=params["slide_mpp"] * run.output_downsample, vmax=run.vmax,
+        overlay_mpp=params["slide_mpp"] * run.output_downsample, vmax=run.vmax, colormap=run.cmap,
         grid=run.grid.to_dict(), n_tiles=run.n_tiles,
         tissue=dict(threshold=run.tissue.threshold, area_fraction=run.tissue.area_fraction,
                     mask_downsample=run.tissue.downsample),
