@@ -330,7 +330,12 @@ def test_blank_slide_reports_an_empty_tissue_mask(demo_model, tmp_path):
 
 
 def test_cli_prints_a_clear_error_and_exit_code_for_bad_slides(demo_model, tmp_path, capsys):
-    rc = cli.main(["slide", "explain", str(tmp_path / "missing.svs"), "--model", str(demo_model),
-                   "--out", str(tmp_path / "o"), "--quiet"])
+    bad = tmp_path / "notes.svs"
+    bad.write_text("not a slide\n" * 100)
+    rc = cli.main(["slide", "explain", str(bad), "--model", str(demo_model), "--out", str(tmp_path / "o"),
+                   "--quiet"])
     assert rc == 2
-    assert "missing.svs does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("lrp-captum slide explain: error: slide ") and "notes.svs" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    _assert_no_outputs(tmp_path / "o")
