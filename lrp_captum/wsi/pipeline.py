@@ -605,7 +605,7 @@ def write_manifest(run: SlideRun) -> dict:
         overlay_mpp=params["slide_mpp"] * run.output_downsample, vmax=run.vmax, colormap=run.cmap,
         grid=run.grid.to_dict(), n_tiles=run.n_tiles,
         tissue=dict(threshold=run.tissue.threshold, area_fraction=run.tissue.area_fraction,
-                    mask_downsample=run.tissue.downsample),
+                    mask_downsample=run.tissue.downsample, pen_fraction=run.tissue.pen_fraction),
         parameters={k: params[k] for k in ("target", "composite", "output_mode", "target_mpp", "tile_size",
                                            "overlap", "min_tissue", "tissue_options", "batch_size", "device")},
         positive_tiles={c: int((pred == k).sum()) for k, c in enumerate(bundle.classes)},
