@@ -67,7 +67,6 @@ def svs_run(demo_model, slides, tmp_path_factory):
 def test_demo_model_separates_dab_positive_tiles(demo_model):
     metrics = json.loads((demo_model.parent / "metrics.json").read_text())
     assert metrics["val_accuracy"] > 0.85
-    assert metrics["seconds"] < 60
 
 
 @pytest.mark.parametrize("kind", ["tiff", "svs"])
@@ -134,6 +133,34 @@ def test_positive_relevance_concentrates_on_the_dab_mask(svs_run, slides):
     assert inside >= 2 * area
 
 
+def test_glass_inside_explained_tiles_gets_no_colour(svs_run):
+    out, m = svs_run[:2]
+    d = m["output_downsample"]
+    group = zarr.open_group(str(out / "relevance.zarr"), mode="r")
+    rel = group["relevance"][:]
+    covered = np.zeros(rel.shape, bool)
+    for t in pd.read_csv(out / "tiles.csv").itertuples():
+        covered[round(t.y0 / d):round((t.y0 + t.h0) / d), round(t.x0 / d):round((t.x0 + t.w0) / d)] = True
+    lay = SlideLayout.random(SIZE, SIZE, seed=1)
+    ys, xs = np.mgrid[0:rel.shape[0], 0:rel.shape[1]]
+    # glass at least 24 level-0 px (1.5 tissue-mask px) from any tissue, by the layout's truth
+    near = np.zeros(rel.shape, bool)
+    for dy in (-24, 0, 24):
+        for dx in (-24, 0, 24):
+            near |= lay.tissue((xs + 0.5) * d + dx, (ys + 0.5) * d + dy)
+    glass = covered & ~near
+    assert glass.sum() > 1000  # edge tiles hold plenty of glass
+    mask_glass = covered & (group["tissue"][:] == 0)
+    assert (rel[mask_glass] == 0).all() and np.isnan(group["probability"][0][mask_glass]).all()
+    assert (rel[glass] == 0).mean() > 0.99  # the mask finds the glass
+    tissue = covered & lay.tissue((xs + 0.5) * d, (ys + 0.5) * d)
+    assert (rel[tissue] != 0).mean() > 0.9  # white gland lumens inside the tissue read as glass
+    centre = openslide.OpenSlide(str(out / "overlay.tif")).read_region((0, 0), 0, rel.shape[::-1])
+    rgb = np.asarray(centre.convert("RGB"))[mask_glass]
+    assert (rgb == rgb[0]).all() and rgb[0].min() > 240  # the map's white centre
+    assert 0 < m["relevance_on_glass"] < 1
+
+
 def test_progress_bar_reports_tiles_per_second_and_quiet_silences_it(svs_run, tiff_run):
     assert "tile/s" in svs_run[2] and "100%" in svs_run[2]
     assert tiff_run[2] == ""
@@ -147,11 +174,10 @@ def test_progress_callback_counts_up_to_all_tiles(svs_run):
 
 def test_rerun_of_a_finished_run_returns_its_manifest_without_work(tiff_run, demo_model, slides):
     out = tiff_run[0]
-    before = (out / "manifest.json").read_bytes()
-    t = time.perf_counter()
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     m = explain_slide(slides["tiff"], demo_model, out, batch_size=BATCH, threads=1, quiet=True)
-    assert time.perf_counter() - t < 30
-    assert (out / "manifest.json").read_bytes() == before and m["n_tiles"] > 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing rewritten
+    assert m == json.loads((out / "manifest.json").read_text()) and m["n_tiles"] > 0
 
 
 def test_different_arguments_on_a_finished_folder_need_overwrite(tiff_run, demo_model, slides):

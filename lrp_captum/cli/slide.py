@@ -100,6 +100,9 @@ def register(subparsers) -> None:
                    help=f"saturation threshold 0..1 for tissue (default: the triangle method on the "
                         f"thumbnail's saturation histogram, kept within "
                         f"{MIN_SATURATION:g}..{MAX_SATURATION_THRESHOLD:g})")
+    e.add_argument("--no-mask-glass", dest="mask_glass", action="store_false",
+                   help="colour the relevance on glass too (by default pixels the tissue mask calls "
+                        "glass get no colour)")
     e.add_argument("--slide-mpp", type=positive_float, default=None,
                    help="µm/px of level 0 if the slide lacks it")
     e.add_argument("--batch-size", type=positive_int, default=32, help="tiles per batch (default 32)")
@@ -179,7 +182,7 @@ def _explain(args) -> int:
             tissue_options={"threshold": args.tissue_threshold} if args.tissue_threshold is not None else None,
             slide_mpp_override=args.slide_mpp, batch_size=args.batch_size, num_workers=args.workers,
             device=args.device, threads=args.threads, overwrite=args.overwrite, quiet=args.quiet,
-            keep_work=args.keep_work)
+            keep_work=args.keep_work, mask_glass=args.mask_glass)
     except (CommandError, SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
         return fail(prog, exc)
     if not args.quiet:

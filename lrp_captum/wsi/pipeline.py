@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -107,6 +108,7 @@ class SlideRun:
     composite, output_mode, target : the LRP settings.
     batch_size, num_workers : tiles per committed batch; DataLoader reader processes.
     quiet, progress_callback : progress reporting.
+    mask_glass : no colour where the tissue mask says glass (see :func:`stitch_relevance`).
     cmap : diverging colour map of the overlay and overview (:mod:`lrp_captum.colormaps`).
     t_start : ``time.perf_counter()`` when the call started; ``timings`` (s) per step.
     vmax : colour scale of the maps (set by :func:`stitch_relevance`).
@@ -114,6 +116,8 @@ class SlideRun:
         heat px (set by :func:`stitch_relevance`).
     outputs : manifest key -> file name of the outputs written.
     predictions : (N,) predicted class index per tile (set by :func:`write_tile_tables`).
+    relevance_on_glass : share of the stitched |R| that fell on glass (set by
+        :func:`stitch_relevance` with ``mask_glass``).
     """
 
     slide_path: Path
@@ -133,6 +137,7 @@ class SlideRun:
     num_workers: int | None = None
     quiet: bool = False
     progress_callback: Callable[[int, int], None] | None = None
+    mask_glass: bool = True
     cmap: str = SLIDE_CMAP
     t_start: float = 0.0
     timings: dict = field(default_factory=dict)
@@ -141,6 +146,7 @@ class SlideRun:
     heat_downsample: int = 1
     outputs: dict = field(default_factory=dict)
     predictions: np.ndarray | None = None
+    relevance_on_glass: float | None = None
 
     @property
     def work(self) -> Path:
@@ -220,7 +226,7 @@ def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite
              overlap: float = DEFAULT_OVERLAP, output_downsample: int | None = None, min_tissue: float = 0.1,
              tissue_options: dict | None = None, slide_mpp_override: float | None = None,
              batch_size: int = 32, num_workers: int | None = None, device: str = "auto",
-             quiet: bool = False, progress_callback=None) -> SlideRun:
+             mask_glass: bool = True, quiet: bool = False, progress_callback=None) -> SlideRun:
     """Open the slide, load the model, find the tissue tiles and fix the parameters.
 
     Arguments as for :func:`explain_slide`. Nothing is written.
@@ -267,7 +273,8 @@ def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite
                   model=dict(config={k: v for k, v in bundle.config.items()}, weights_sha256=bundle.weights_sha256),
                   target=target, composite=str(composite), output_mode=output_mode, target_mpp=target_mpp,
                   tile_size=tile_size, overlap=overlap, output_downsample=d_out, min_tissue=min_tissue,
-                  tissue_options=tissue_options or {}, slide_mpp=mpp0, batch_size=batch_size,
+                  tissue_options=tissue_options or {}, mask_glass=bool(mask_glass), slide_mpp=mpp0,
+                  batch_size=batch_size,
                   device=bundle.device.type, torch_threads=torch.get_num_threads(), n_tiles=len(tiles),
                   tiles_sha256=hashlib.sha256(tiles.tobytes()).hexdigest())
     params_hash = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
@@ -275,7 +282,7 @@ def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite
                     out=Path(out_dir), output_downsample=d_out, params=params, params_hash=params_hash,
                     composite=composite, output_mode=output_mode, target=target, batch_size=batch_size,
                     num_workers=num_workers, quiet=quiet, progress_callback=progress_callback,
-                    t_start=t_start, timings=timings)
+                    mask_glass=bool(mask_glass), t_start=t_start, timings=timings)
 
 
 def explain_slide(slide_path, model_config, out_dir, *, target="predicted", composite=DEFAULT_COMPOSITE,
@@ -284,7 +291,7 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
                   min_tissue: float = 0.1, tissue_options: dict | None = None, slide_mpp_override: float | None = None,
                   batch_size: int = 32, num_workers: int | None = None, device: str = "auto",
                   overwrite: bool = False, quiet: bool = False, keep_work: bool = False,
-                  threads: int | None = None, progress_callback=None) -> dict:
+                  threads: int | None = None, progress_callback=None, mask_glass: bool = True) -> dict:
     """Explain every tissue tile of a slide and write slide-aligned outputs to ``out_dir``.
 
     Parameters
@@ -310,6 +317,10 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
         reproducible for a given thread count; a resumed run should use the same.
     keep_work : keep the per-batch files in ``out_dir/.lrp_work`` after finishing.
     progress_callback : ``callback(done_tiles, total_tiles)`` after every committed batch (for apps).
+    mask_glass : show no colour where the tissue mask says glass: relevance 0 and probability NaN
+        there in ``relevance.zarr`` and the images; ``manifest.json`` then records the share of
+        the stitched |R| that fell on glass (``relevance_on_glass``). Per-tile sums in the tables
+        are the model's, unmasked.
 
     Returns
     -------
@@ -320,26 +331,34 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
     SlideReadError, MissingMppError, EmptyTissueError (all ``SlideError``, a ``ValueError``) with
     a message naming the file; ``out_dir`` is then left without outputs.
     """
-    if threads is not None:
-        check_options(threads=threads)
-        before = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
-        try:
-            return explain_slide(slide_path, model_config, out_dir, target=target, composite=composite,
-                                 output_mode=output_mode, mpp=mpp, tile_size=tile_size, overlap=overlap,
-                                 output_downsample=output_downsample, min_tissue=min_tissue,
-                                 tissue_options=tissue_options, slide_mpp_override=slide_mpp_override,
-                                 batch_size=batch_size, num_workers=num_workers, device=device,
-                                 overwrite=overwrite, quiet=quiet, keep_work=keep_work,
-                                 progress_callback=progress_callback)
-        finally:
-            torch.set_num_threads(before)
-    run = plan_run(slide_path, model_config, out_dir, target=target, composite=composite,
-                   output_mode=output_mode, mpp=mpp, tile_size=tile_size, overlap=overlap,
-                   output_downsample=output_downsample, min_tissue=min_tissue, tissue_options=tissue_options,
-                   slide_mpp_override=slide_mpp_override, batch_size=batch_size, num_workers=num_workers,
-                   device=device, quiet=quiet, progress_callback=progress_callback)
-    out = run.out
+    check_options(threads=threads)
+    with _torch_threads(threads):
+        run = plan_run(slide_path, model_config, out_dir, target=target, composite=composite,
+                       output_mode=output_mode, mpp=mpp, tile_size=tile_size, overlap=overlap,
+                       output_downsample=output_downsample, min_tissue=min_tissue,
+                       tissue_options=tissue_options, slide_mpp_override=slide_mpp_override,
+                       batch_size=batch_size, num_workers=num_workers, device=device, mask_glass=mask_glass,
+                       quiet=quiet, progress_callback=progress_callback)
+        return _run_steps(run, overwrite=overwrite, keep_work=keep_work)
+
+
+@contextmanager
+def _torch_threads(threads: int | None):
+    """torch CPU threads set to ``threads`` inside the block (no change for None)."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_steps(run: SlideRun, *, overwrite: bool, keep_work: bool) -> dict:
+    """The steps of :func:`explain_slide` after planning: resume or skip, explain, write, clean up."""
+    out, quiet = run.out, run.quiet
     done = check_out_dir(out, run.params_hash, overwrite) if out.exists() else None
     if done is not None:
         if not quiet:
@@ -349,7 +368,7 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
     created_out = not out.exists()
     run.work.mkdir(parents=True, exist_ok=True)
     write_json(run.work / "state.json", dict(params_hash=run.params_hash, n_tiles=run.n_tiles,
-                                             batch_size=batch_size))
+                                             batch_size=run.batch_size))
     for leftover in run.work.glob(".*.tmp-*"):
         leftover.unlink()
     shutil.rmtree(run.stage, ignore_errors=True)  # outputs of an interrupted run are redone
@@ -444,8 +463,11 @@ def _footprint_maps(rel: np.ndarray, boxes: np.ndarray) -> tuple[list[np.ndarray
 def stitch_relevance(run: SlideRun) -> None:
     """Stitch the committed tile maps into ``relevance.zarr``, band by band.
 
-    Sets ``run.vmax`` (99.5th percentile of |relevance| on covered pixels), ``run.heat`` (the map
-    block-averaged to at most about 1,024 px for the overview) and ``run.heat_downsample``.
+    With ``run.mask_glass``, pixels the tissue mask calls glass get relevance 0 and probability
+    NaN (no colour on glass), and ``run.relevance_on_glass`` is the share of the stitched |R| they
+    held. ``relevance.zarr/tissue`` (H, W) uint8 is the tissue mask at the map's resolution.
+    Sets ``run.vmax`` (99.5th percentile of |relevance| on covered tissue pixels), ``run.heat``
+    (the map block-averaged to at most about 1,024 px for the overview) and ``run.heat_downsample``.
     """
     import zarr
 
@@ -454,11 +476,14 @@ def stitch_relevance(run: SlideRun) -> None:
     store = run.store
     H, W = run.map_shape
     C = len(run.bundle.classes)
+    d = run.output_downsample
     f = int(2 ** max(0, math.ceil(math.log2(max(H, W) / 1024)))) if max(H, W) > 1024 else 1
     f = min(f, BAND)
     heat = np.zeros((-(-H // f), -(-W // f)), np.float32)
     stride = max(1, math.ceil(H * W / 1e6))
     samples = []
+    abs_total = abs_glass = 0.0
+    x_centres = (np.arange(W) + 0.5) * d  # level-0 px
 
     def fetch(i):
         m = store.tile_map(i)
@@ -470,26 +495,39 @@ def stitch_relevance(run: SlideRun) -> None:
         zrel = group.create_array("relevance", shape=(H, W), chunks=(BAND, BAND), dtype="float32", fill_value=0.0)
         zprob = group.create_array("probability", shape=(C, H, W), chunks=(1, BAND, BAND), dtype="float32",
                                    fill_value=float("nan"))
+        ztis = group.create_array("tissue", shape=(H, W), chunks=(BAND, BAND), dtype="uint8", fill_value=0)
         for y, band in stitch_bands(run.boxes, fetch, (H, W), 1 + C, run.grid.overlap, BAND):
+            hb = band.shape[1]
+            tissue = run.tissue.at(x_centres[None, :], ((np.arange(y, y + hb) + 0.5) * d)[:, None])
             rel = np.nan_to_num(band[0], nan=0.0)
-            zrel[y:y + rel.shape[0], :] = rel
-            zprob[:, y:y + rel.shape[0], :] = band[1:]
             covered = ~np.isnan(band[0])
+            if run.mask_glass:
+                a = np.abs(rel[covered].astype(np.float64))
+                abs_total += a.sum()
+                abs_glass += a[~tissue[covered]].sum()
+                rel[~tissue] = 0.0
+                band[1:, ~tissue] = np.nan
+                covered &= tissue
+            zrel[y:y + hb, :] = rel
+            zprob[:, y:y + hb, :] = band[1:]
+            ztis[y:y + hb, :] = tissue
             samples.append(np.abs(rel[covered]).ravel()[::stride])
-            hb = rel.shape[0]
             pad = np.zeros((-(-hb // f) * f, heat.shape[1] * f), np.float32)
             pad[:hb, :W] = rel
             heat[y // f:y // f + pad.shape[0] // f] = pad.reshape(pad.shape[0] // f, f, -1, f).mean((1, 3))
-        allv = np.concatenate(samples) if samples else np.zeros(1, np.float32)
+        allv = np.concatenate(samples) if samples else np.zeros(0, np.float32)
         vmax = float(np.quantile(allv, 0.995)) if allv.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
-        attrs = dict(output_downsample=run.output_downsample, level0_shape=list(run.slide.dimensions)[::-1],
-                     mpp=run.params["slide_mpp"] * run.output_downsample,
-                     slide_mpp=run.params["slide_mpp"], classes=run.bundle.classes, vmax=vmax,
+        background = ("relevance 0 / probability NaN where no tissue tile"
+                      + (" or where the tissue mask says glass" if run.mask_glass else ""))
+        attrs = dict(output_downsample=d, level0_shape=list(run.slide.dimensions)[::-1],
+                     mpp=run.params["slide_mpp"] * d, slide_mpp=run.params["slide_mpp"],
+                     classes=run.bundle.classes, vmax=vmax,
                      relevance_unit="mean input relevance per model-input pixel (summed over RGB)",
-                     background="relevance 0 / probability NaN where no tissue tile")
+                     background=background)
         group.attrs.update(attrs)
     run.vmax, run.heat, run.heat_downsample = vmax, heat, f
+    run.relevance_on_glass = abs_glass / abs_total if run.mask_glass and abs_total > 0 else None
     run.timings["stitch_s"] = time.perf_counter() - t0
 
 
@@ -603,11 +641,13 @@ def write_manifest(run: SlideRun) -> dict:
         model=dict(params["model"], classes=bundle.classes, tile_size=bundle.tile_size, mpp=bundle.mpp),
         output_downsample=run.output_downsample, relevance_shape=list(run.map_shape),
         overlay_mpp=params["slide_mpp"] * run.output_downsample, vmax=run.vmax, colormap=run.cmap,
+        relevance_on_glass=run.relevance_on_glass,
         grid=run.grid.to_dict(), n_tiles=run.n_tiles,
         tissue=dict(threshold=run.tissue.threshold, area_fraction=run.tissue.area_fraction,
                     mask_downsample=run.tissue.downsample, pen_fraction=run.tissue.pen_fraction),
         parameters={k: params[k] for k in ("target", "composite", "output_mode", "target_mpp", "tile_size",
-                                           "overlap", "min_tissue", "tissue_options", "batch_size", "device")},
+                                           "overlap", "min_tissue", "tissue_options", "mask_glass",
+                                           "batch_size", "device")},
         positive_tiles={c: int((pred == k).sum()) for k, c in enumerate(bundle.classes)},
         versions=_versions(), timings=run.timings,
     )

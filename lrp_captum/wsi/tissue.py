@@ -57,6 +57,15 @@ class TissueMask:
     def area_fraction(self) -> float:
         return float(self.mask.mean())
 
+    def at(self, x0: np.ndarray, y0: np.ndarray) -> np.ndarray:
+        """Bool mask value at level-0 positions ``x0``, ``y0`` (broadcastable arrays; False outside
+        the slide): the mask pixel that contains each position."""
+        h, w = self.mask.shape
+        c = np.floor(np.asarray(x0, np.float64) / self.downsample).astype(np.int64)
+        r = np.floor(np.asarray(y0, np.float64) / self.downsample).astype(np.int64)
+        inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
+        return self.mask[np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)] & inside
+
     def fraction(self, x0: float, y0: float, w0: float, h0: float) -> float:
         """Tissue fraction of the box ``(x0, y0, w0, h0)`` given in level-0 pixels (0 outside)."""
         h, w = self.mask.shape
