@@ -101,7 +101,7 @@ def register(subparsers) -> None:
                         f"thumbnail's saturation histogram, kept within "
                         f"{MIN_SATURATION:g}..{MAX_SATURATION_THRESHOLD:g})")
     e.add_argument("--no-mask-glass", dest="mask_glass", action="store_false",
-                   help="colour the relevance on glass too (by default pixels the tissue mask calls "
+                   help="colour the relevance on glass too (without it, pixels the tissue mask calls "
                         "glass get no colour)")
     e.add_argument("--slide-mpp", type=positive_float, default=None,
                    help="µm/px of level 0 if the slide lacks it")
