@@ -161,6 +161,23 @@ def test_glass_inside_explained_tiles_gets_no_colour(svs_run):
     assert 0 < m["relevance_on_glass"] < 1
 
 
+def test_default_heatmap_shows_no_tile_grid(tiff_run):
+    """A zero-padded CNN gives a tile's outer pixels about a third of the interior's relevance;
+    at the default overlap and stitching window the grid must not show in the map."""
+    from scipy import ndimage
+
+    from lrp_captum.wsi.stitch import footprints, seam_ratio
+
+    out = tiff_run[0]
+    m = json.loads((out / "manifest.json").read_text())
+    group = zarr.open_group(str(out / "relevance.zarr"), mode="r")
+    table = pd.read_csv(out / "tiles.csv")
+    boxes = footprints(table.to_records(), m["output_downsample"])
+    inside = ndimage.binary_erosion(group["tissue"][:].astype(bool), np.ones((5, 5), bool))
+    assert m["parameters"]["overlap"] > 0
+    assert seam_ratio(group["relevance"][:], boxes, inside) > 0.9
+
+
 def test_progress_bar_reports_tiles_per_second_and_quiet_silences_it(svs_run, tiff_run):
     assert "tile/s" in svs_run[2] and "100%" in svs_run[2]
     assert tiff_run[2] == ""

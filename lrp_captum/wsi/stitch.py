@@ -5,6 +5,8 @@ A tile whose level-0 box is ``(x0, y0, w0, h0)`` lands on output pixels
 (level-0 px per output px). Neighbouring tiles without overlap therefore share edges exactly.
 Where tiles overlap, each contributes ``weight * value`` and the map is divided by the summed
 weight, so the weights sum to one at every covered pixel and a constant field stays constant.
+The weights (:func:`blend_weights`) hand each pixel to the tile in which it lies deepest, which
+removes the seams a zero-padded CNN leaves at tile edges.
 """
 from __future__ import annotations
 
@@ -34,17 +36,23 @@ def resample(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def blend_weights(height: int, width: int, overlap: float) -> np.ndarray:
-    """(height, width) float32 window: 1 inside, ramping linearly over the ``overlap`` margins.
+    """(height, width) float32 window: 1 inside, falling towards the edges over the overlap.
 
-    The ramp spans ``overlap * side`` pixels at each edge and never reaches 0, so every covered
-    pixel has positive total weight. ``overlap=0`` gives all ones.
+    Along each axis of ``n`` pixels with an overlap of ``o = overlap * n`` pixels, the weight is
+    ``(dist - o/4) / (o/2)`` clipped to ``[1e-3, 1]``, where ``dist`` is the distance to the
+    nearer edge: the outer quarter of the overlap is (almost) ignored, the middle half cross-fades
+    linearly into the neighbour, which there lies as deep inside its own tile. A zero-padded CNN
+    gives its input's outermost pixels less relevance (at overlap 0 the outer pixel gets about a
+    third of the interior's; see docs/wsi.md), so a pixel should come from the tile in which it
+    lies deepest. Weights never reach 0, so a pixel that no neighbour covers keeps its tile's
+    value; ``overlap=0`` gives all ones.
     """
     def ramp(n):
         if overlap <= 0:
             return np.ones(n, np.float32)
-        width_px = max(overlap * n, 1.0)
-        u = np.arange(n, dtype=np.float32) + 0.5
-        return np.clip(np.minimum(u, n - u) / width_px, 1.0 / (2 * width_px), 1.0).astype(np.float32)
+        o = overlap * n
+        dist = np.minimum(np.arange(n) + 0.5, n - 0.5 - np.arange(n))
+        return np.clip((dist - o / 4) / max(o / 2, 1e-6), 1e-3, 1.0).astype(np.float32)
     return np.outer(ramp(height), ramp(width))
 
 
@@ -86,3 +94,24 @@ def stitch_bands(boxes: np.ndarray, fetch, out_shape: tuple[int, int], channels:
         with np.errstate(invalid="ignore", divide="ignore"):
             band = (num / den).astype(np.float32)
         yield by0, band
+
+
+def seam_ratio(values: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> float:
+    """How strongly the tile grid shows in a stitched map: 1 means not at all.
+
+    Mean ``|values|`` on the map pixels that hold a tile edge (the first or last row or column
+    of a footprint in ``boxes``, from :func:`footprints`) over mean ``|values|`` on all pixels,
+    both restricted to ``valid`` (H, W) bool (e.g. tissue away from glass).
+    """
+    H, W = values.shape
+    edge = np.zeros((H, W), bool)
+    for x0, y0, x1, y1 in np.asarray(boxes, np.int64):
+        xs, ys = slice(max(0, x0), min(W, x1)), slice(max(0, y0), min(H, y1))
+        for x in (x0, x1 - 1):
+            if 0 <= x < W:
+                edge[ys, x] = True
+        for y in (y0, y1 - 1):
+            if 0 <= y < H:
+                edge[y, xs] = True
+    a = np.abs(np.asarray(values, np.float64))
+    return float(a[valid & edge].mean() / a[valid].mean())
