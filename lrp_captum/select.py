@@ -134,7 +134,7 @@ def captum_explainers(names: Sequence[str] = CAPTUM_METHODS,
     ``occlusion`` uses a ``occlusion_window``-pixel square window with that stride, zero
     baseline.
     """
-    from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
+    from captum.attr import InputXGradient, IntegratedGradients, Saliency
 
     table = {
         "saliency": lambda: M.captum_explainer(Saliency, abs=False),

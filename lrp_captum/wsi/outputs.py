@@ -20,21 +20,28 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary sibling of ``path``; on success rename it onto ``path`` (files or folders)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    _remove(tmp)
+    remove_path(tmp)
     try:
         yield tmp
-        if path.is_dir() and not path.is_symlink():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+        replace_path(tmp, path)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
-def _remove(p: Path):
+def replace_path(src: Path, dst: Path) -> None:
+    """Rename ``src`` onto ``dst``, a file or a folder; an existing folder ``dst`` is set aside
+    first (a rename cannot replace a non-empty folder) and removed afterwards."""
+    if dst.is_dir() and not dst.is_symlink():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old)
+    else:
+        os.replace(src, dst)
+
+
+def remove_path(p: Path) -> None:
+    """Remove the file, link or folder ``p`` if it exists."""
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)
     elif p.exists() or p.is_symlink():
