@@ -77,40 +77,29 @@ def _number(text: str, kind: type, what: str):
     return value
 
 
-@_named("positive integer")
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    value = _number(text, int, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
-    return value
+def _at_least(kind: type, low: float, strict: bool, name: str, expected: str, too_small: str):
+    """A type for numbers of ``kind`` that are >= ``low`` (> with ``strict``)."""
+    @_named(name)
+    def convert(text: str):
+        value = _number(text, kind, expected)
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{too_small}, got {text!r}")
+        return value
+
+    convert.__doc__ = f"{expected[0].upper()}{expected[1:]} (finite)."
+    return convert
 
 
-@_named("non-negative integer")
-def non_negative_int(text: str) -> int:
-    """An integer >= 0."""
-    value = _number(text, int, "an integer >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
-
-
-@_named("positive number")
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    value = _number(text, float, "a positive number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number (greater than 0), got {text!r}")
-    return value
-
-
-@_named("non-negative number")
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0."""
-    value = _number(text, float, "a number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
+#: an integer >= 1
+positive_int = _at_least(int, 1, False, "positive integer", "a positive integer",
+                         "must be a positive integer (1 or more)")
+#: an integer >= 0
+non_negative_int = _at_least(int, 0, False, "non-negative integer", "an integer >= 0", "must be 0 or more")
+#: a finite number > 0
+positive_float = _at_least(float, 0.0, True, "positive number", "a positive number",
+                           "must be a positive number (greater than 0)")
+#: a finite number >= 0
+non_negative_float = _at_least(float, 0.0, False, "non-negative number", "a number >= 0", "must be 0 or more")
 
 
 def fraction(lower: float = 0.0, upper: float = 1.0, *, lower_open: bool = False,
@@ -159,29 +148,31 @@ def _blocking_file(path: Path) -> Path | None:
     return None
 
 
+def _output_path(text: str, folder: bool) -> Path:
+    """``text`` as a path that can be written: a folder (``folder``) or a file, created if missing."""
+    path = Path(text).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is an existing file; give a folder (it is created "
+                                         f"if missing)")
+    if not folder and path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    blocker = _blocking_file(path)
+    if blocker is not None:
+        raise argparse.ArgumentTypeError(f"cannot {'create folder' if folder else 'write'} {text}: "
+                                         f"{blocker} is a file, not a folder")
+    return path
+
+
 @_named("output folder")
 def output_folder(text: str) -> Path:
     """A folder to write into: it may exist (as a folder) or be created; not an existing file."""
-    path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is an existing file; give a folder (it is created "
-                                         f"if missing)")
-    blocker = _blocking_file(path)
-    if blocker is not None:
-        raise argparse.ArgumentTypeError(f"cannot create folder {text}: {blocker} is a file")
-    return path
+    return _output_path(text, folder=True)
 
 
 @_named("output file")
 def output_file(text: str) -> Path:
     """A file to write: it may exist (it is replaced) but not be a folder; its folder may be created."""
-    path = Path(text).expanduser()
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    blocker = _blocking_file(path)
-    if blocker is not None:
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {blocker} is a file, not a folder")
-    return path
+    return _output_path(text, folder=False)
 
 
 @_named("device")
