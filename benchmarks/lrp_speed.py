@@ -58,8 +58,8 @@ from typing import Callable, Optional
 import torch
 import torchvision
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+from lrp_captum.normalization import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
+
 MODELS = ("vgg16", "resnet50")
 TRANSFORMERS = ("minilm", "vit_b_16")
 METHODS = ("forward", "gradient", "lrp_epsilon", "lrp_epsilon_gamma_box",

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from . import metrics as M
 
-__all__ = ["lrp_explainer", "lrp_explainers", "captum_explainers", "random_explainer", "lrp_grid",
+__all__ = ["lrp_explainer", "lrp_explainers", "captum_explainers", "CAPTUM_METHODS", "random_explainer", "lrp_grid",
            "rank_explainers", "SelectionResult", "METRIC_DIRECTIONS"]
 
 # column -> True when higher is better (for the report's arrows)
@@ -64,25 +64,26 @@ def lrp_explainer(composite, canonizers="auto", output_mode: str | None = None,
     return explain
 
 
-BOX_COMPOSITES = ("epsilon_gamma_box", "seeds")
-
-
 def lrp_explainers(names: Sequence[str] = ("seeds", "epsilon_gamma_box", "epsilon_plus_flat",
                                            "epsilon", "zero"),
                    low: Tensor | None = None, high: Tensor | None = None) -> dict[str, M.Explainer]:
     """Explainers for registered LRP composites, by name.
 
     ``low``/``high`` (per-channel input bounds, see :func:`lrp_captum.rules.zbox_bounds`) are
-    passed to the composites that need them (``epsilon_gamma_box``, ``seeds``).
-    """
-    from lrp_captum.composites import list_composites
+    passed to the composites that need them (:func:`lrp_captum.composite_needs_bounds`).
 
-    known = list_composites()
+    Raises
+    ------
+    UnknownCompositeError
+        A name is not registered (a ``ValueError`` listing the registered names).
+    ValueError
+        A composite needs bounds and ``low``/``high`` are not given.
+    """
+    from lrp_captum.composites import composite_needs_bounds
+
     out = {}
     for name in names:
-        if name not in known:
-            raise ValueError(f"unknown composite {name!r}; available: {', '.join(known)}")
-        if name in BOX_COMPOSITES:
+        if composite_needs_bounds(name):
             if low is None or high is None:
                 raise ValueError(f"composite {name!r} needs input bounds low/high "
                                  "(e.g. lrp_captum.zbox_bounds(mean, std))")
@@ -122,8 +123,10 @@ def lrp_grid(gammas: Sequence[float] = (0.0, 0.1, 0.25, 1.0),
     return out
 
 
-def captum_explainers(names: Sequence[str] = ("saliency", "input_x_gradient", "integrated_gradients",
-                                               "occlusion"),
+CAPTUM_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "occlusion")
+
+
+def captum_explainers(names: Sequence[str] = CAPTUM_METHODS,
                       occlusion_window: int = 4) -> dict[str, M.Explainer]:
     """Captum's gradient and perturbation baselines as explainers.
 
@@ -131,7 +134,7 @@ def captum_explainers(names: Sequence[str] = ("saliency", "input_x_gradient", "i
     ``occlusion`` uses a ``occlusion_window``-pixel square window with that stride, zero
     baseline.
     """
-    from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
+    from captum.attr import InputXGradient, IntegratedGradients, Saliency
 
     table = {
         "saliency": lambda: M.captum_explainer(Saliency, abs=False),

@@ -1,6 +1,7 @@
-"""Relevance heatmaps: a diverging colour map with 0 at its centre (blue < 0 < red).
+"""Relevance heatmaps: a diverging colour map with 0 at its centre (blue < 0 < red by default).
 
-Numpy only; writing PNG files needs Pillow (``pip install 'lrp-captum[vision]'``).
+Numpy only; writing PNG files needs Pillow (``pip install 'lrp-captum[vision]'``). Colour maps
+come from :mod:`lrp_captum.colormaps`.
 """
 from __future__ import annotations
 
@@ -10,12 +11,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-# anchors of a blue-white-red map (colour-blind safe pair, as in ColorBrewer RdBu)
-_ANCHORS = np.array([
-    [5, 48, 97], [33, 102, 172], [67, 147, 195], [146, 197, 222], [209, 229, 240],
-    [247, 247, 247],
-    [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31],
-], dtype=np.float64) / 255.0
+from . import colormaps
 
 
 def relevance_map(relevance: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
@@ -35,8 +31,9 @@ def relevance_map(relevance: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
     return r
 
 
-def colorize(relevance, vmax: Optional[float] = None, percentile: float = 99.5) -> np.ndarray:
-    """Map relevance to RGB ``uint8`` ``(H, W, 3)``; white is 0, red positive, blue negative.
+def colorize(relevance, vmax: Optional[float] = None, percentile: float = 99.5,
+             cmap: str = colormaps.FIGURE_CMAP) -> np.ndarray:
+    """Map relevance to RGB ``uint8`` ``(H, W, 3)``; 0 is the map's (white) centre.
 
     Parameters
     ----------
@@ -44,21 +41,19 @@ def colorize(relevance, vmax: Optional[float] = None, percentile: float = 99.5) 
         See :func:`relevance_map`.
     vmax : float, optional
         Value shown at full colour; default: the ``percentile`` of ``|relevance|``.
+    cmap : str
+        A diverging map of :mod:`lrp_captum.colormaps` (default RdBu: red positive, blue
+        negative; ``"teal_red"`` for stained tissue).
     """
     r = relevance_map(relevance)
     if vmax is None:
         vmax = float(np.percentile(np.abs(r), percentile)) if r.size else 1.0
-    vmax = vmax if vmax > 0 else 1.0
-    t = np.clip(r / vmax, -1.0, 1.0) * 0.5 + 0.5  # 0..1, 0.5 is zero relevance
-    pos = t * (len(_ANCHORS) - 1)
-    lo = np.floor(pos).astype(int).clip(0, len(_ANCHORS) - 2)
-    frac = (pos - lo)[..., None]
-    rgb = _ANCHORS[lo] * (1 - frac) + _ANCHORS[lo + 1] * frac
-    return (rgb * 255 + 0.5).astype(np.uint8)
+    return colormaps.colorize(r, vmax if vmax > 0 else 1.0, cmap)
 
 
 def save_heatmap(path: Union[str, Path], relevance, image: Optional[np.ndarray] = None,
-                 alpha: float = 0.6, vmax: Optional[float] = None) -> Path:
+                 alpha: float = 0.6, vmax: Optional[float] = None,
+                 cmap: str = colormaps.FIGURE_CMAP) -> Path:
     """Write a PNG heatmap, optionally blended over ``image`` (``(H, W, 3)`` uint8).
 
     Returns the path written.
@@ -67,7 +62,7 @@ def save_heatmap(path: Union[str, Path], relevance, image: Optional[np.ndarray] 
         from PIL import Image
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("save_heatmap needs Pillow: pip install 'lrp-captum[vision]'") from exc
-    rgb = colorize(relevance, vmax=vmax).astype(np.float64)
+    rgb = colorize(relevance, vmax=vmax, cmap=cmap).astype(np.float64)
     if image is not None:
         img = np.asarray(image, dtype=np.float64)
         if img.shape[:2] != rgb.shape[:2]:

@@ -51,28 +51,6 @@ def test_rank_with_torchvision_name_and_image_folder(tmp_path, capsys):
     assert rows == {"epsilon_plus": 1, "random": 1}
 
 
-def test_pickled_weights_are_refused_naming_the_file(planted_files, tmp_path):
-    bad = tmp_path / "bad.pt"
-    torch.save({"state_dict": collections.OrderedDict(), "opt": collections.Counter(a=1)}, bad)
-    with pytest.raises(SystemExit, match="bad.pt"):
-        main(["evaluate", "rank", "--model", "lrp_captum.groundtruth:PlantedPatternCNN", "--weights", str(bad),
-              "--inputs", str(planted_files / "batch.pt"), "--out", str(tmp_path / "r")])
-
-
-def test_unknown_composite_lists_the_available_ones(planted_files, tmp_path):
-    with pytest.raises(SystemExit, match="available: .*epsilon_plus"):
-        main(["evaluate", "rank", "--model", "lrp_captum.groundtruth:PlantedPatternCNN",
-              "--inputs", str(planted_files / "batch.pt"), "--composites", "epsilon_pluss",
-              "--out", str(tmp_path / "r")])
-
-
-def test_folder_without_images_is_reported(tmp_path):
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no images"):
-        main(["evaluate", "rank", "--model", "lrp_captum.groundtruth:PlantedPatternCNN",
-              "--inputs", str(tmp_path / "empty"), "--out", str(tmp_path / "r")])
-
-
 def test_evaluate_without_command_prints_help_and_returns_two(capsys):
     assert main(["evaluate"]) == 2
     assert "rank" in capsys.readouterr().out

@@ -2,10 +2,12 @@
 import numpy as np
 import openslide
 import pytest
+import torch
 
 from lrp_captum.wsi.grid import make_grid, tissue_tiles
 from lrp_captum.wsi.sample import SlideLayout, write_sample_slide
-from lrp_captum.wsi.stitch import blend_weights, footprints, stitch_bands
+from lrp_captum.wsi.pipeline import DEFAULT_OVERLAP
+from lrp_captum.wsi.stitch import blend_weights, footprints, resample, seam_ratio, stitch_bands
 from lrp_captum.wsi.tissue import TissueMask, detect_tissue
 
 
@@ -101,3 +103,41 @@ def test_tissue_fraction_of_a_box_counts_mask_pixels():
     assert tm.fraction(0, 0, 40, 40) == pytest.approx(0.5)
     assert tm.fraction(0, 0, 40, 20) == pytest.approx(1.0)
     assert tm.fraction(0, 20, 40, 20) == pytest.approx(0.0)
+
+
+def _attenuated_tile(side: int = 128) -> np.ndarray:
+    """A tile map as a zero-padded CNN explains uniform tissue: 0.3 at the edge, 1 from 5 px in."""
+    i = np.arange(side)
+    dist = np.minimum.outer(np.minimum(i, side - 1 - i), np.minimum(i, side - 1 - i))
+    return np.minimum(1.0, 0.3 + 0.14 * dist).astype(np.float32)
+
+
+@pytest.mark.parametrize("d", [1, 2, 8])
+def test_edge_attenuated_tiles_stitch_without_seams_at_the_default_overlap(d):
+    grid = make_grid(2048, 1536, 0.5, [1.0], target_mpp=0.5, tile_size=128, overlap=DEFAULT_OVERLAP)
+    tiles = _all_tiles(grid)
+    boxes = footprints(tiles, d)
+    tile = torch.from_numpy(_attenuated_tile())[None, None]
+
+    def fetch(i):
+        x0, y0, x1, y1 = boxes[i]
+        return resample(tile, int(y1 - y0), int(x1 - x0))[0].numpy()
+
+    shape = (-(-1536 // d), -(-2048 // d))
+    out = np.full(shape, np.nan, np.float32)
+    for y, b in stitch_bands(boxes, fetch, shape, 1, grid.overlap, band_height=256):
+        out[y:y + b.shape[1]] = b[0]
+    inner = np.zeros(shape, bool)
+    m = 128 // d  # away from the slide's border, where no neighbour can cover the edge
+    inner[m:-m, m:-m] = True
+    assert out[inner].min() > 0.9
+    assert seam_ratio(out, boxes, inner) > 0.97
+
+
+def test_seam_ratio_sees_lines_on_tile_edges():
+    boxes = np.array([[0, 0, 10, 10], [10, 0, 20, 10]])
+    values = np.ones((10, 20))
+    assert seam_ratio(values, boxes, np.ones((10, 20), bool)) == pytest.approx(1.0)
+    values[:, [0, 9, 10, 19]] = 0.5
+    values[[0, 9], :] = 0.5
+    assert seam_ratio(values, boxes, np.ones((10, 20), bool)) < 0.8

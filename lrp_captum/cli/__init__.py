@@ -37,7 +37,9 @@ def add_group(subparsers, name: str, help: str, description: str | None = None,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lrp-captum", description=__doc__.splitlines()[0])
+    from .arguments import OneLineParser  # bad arguments: one line and exit code 2, every group
+
+    parser = OneLineParser(prog="lrp-captum", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="group", metavar="GROUP")
     for name, module_path, help_text in _GROUPS:
         try:

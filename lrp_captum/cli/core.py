@@ -3,7 +3,18 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
+
+from .arguments import (CommandError, composite_name, existing_file, fail, non_negative_int, output_file,
+                        positive_int)
+
+DEFAULT_COMPOSITE = "epsilon_gamma_box"
+
+
+def _target(text: str):
+    return text if text == "predicted" else non_negative_int(text)
+
+
+_target.__name__ = "target"
 
 
 def register(subparsers) -> None:
@@ -15,15 +26,18 @@ def register(subparsers) -> None:
     p.add_argument("--arch", required=True,
                    help="torchvision architecture name (resnet18, vgg16, ...) or "
                         "package.module:factory")
-    p.add_argument("--weights", help="state_dict file (loaded with weights_only=True)")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--image", help="image file (PNG/JPEG); default: a random image")
-    p.add_argument("--size", type=int, default=224, help="input side in pixels")
-    p.add_argument("--composite", default="epsilon_gamma_box")
-    p.add_argument("--target", default="predicted", help="class index or 'predicted'")
+    p.add_argument("--weights", type=existing_file, help="state_dict file (loaded with weights_only=True)")
+    p.add_argument("--num-classes", type=positive_int, default=1000,
+                   help="classes of a torchvision model (default 1000)")
+    p.add_argument("--image", type=existing_file, help="image file (PNG/JPEG); default: a random image")
+    p.add_argument("--size", type=positive_int, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--composite", type=composite_name, default=DEFAULT_COMPOSITE,
+                   help=f"LRP composite (default {DEFAULT_COMPOSITE}); see `lrp-captum composites`")
+    p.add_argument("--target", type=_target, default="predicted",
+                   help="class index or 'predicted' (default predicted)")
     p.add_argument("--output-mode", default="logit",
-                   choices=["logit", "probability", "contrastive"])
-    p.add_argument("--out", required=True, help="PNG file to write")
+                   choices=["logit", "probability", "contrastive"], help="what is explained (default logit)")
+    p.add_argument("--out", type=output_file, required=True, help="PNG file to write")
     p.add_argument("--print-rules", action="store_true", help="print the layer -> rule table")
     p.set_defaults(func=_explain)
 
@@ -40,40 +54,66 @@ def _composites(args) -> int:
     return 0
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+def build_model(arch: str, weights=None, num_classes: int | None = None):
+    """A model in eval mode from a torchvision name or ``package.module:factory`` (called without
+    arguments), with optional weights (a state_dict, or a dict holding one under ``state_dict``,
+    loaded with ``weights_only=True``).
 
-
-def build_model(arch: str, weights: str | None, num_classes: int):
-    """A model from a torchvision name or ``package.module:factory``, with optional weights."""
+    Raises :class:`~lrp_captum.cli.arguments.CommandError` naming what cannot be built or loaded.
+    """
     import torch
     if ":" in arch:
         module_name, factory = arch.split(":", 1)
-        model = getattr(importlib.import_module(module_name), factory)()
+        try:
+            model = getattr(importlib.import_module(module_name), factory)()
+        except (ImportError, AttributeError) as exc:
+            raise CommandError(f"cannot import {arch!r} ({exc}); give 'package.module:factory' "
+                               f"importable from the current environment") from None
     else:
         import torchvision
-        if not hasattr(torchvision.models, arch):
-            raise SystemExit(f"unknown torchvision architecture {arch!r}")
-        model = getattr(torchvision.models, arch)(num_classes=num_classes)
-    if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        if arch not in torchvision.models.list_models():
+            raise CommandError(f"unknown torchvision model {arch!r}; e.g. resnet18, vgg16, or "
+                               f"'package.module:factory'")
+        kwargs = {} if num_classes is None else {"num_classes": num_classes}
+        model = torchvision.models.get_model(arch, weights=None, **kwargs)
+    if weights is not None:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 -- any failure means: not a weights-only file
+            raise CommandError(f"cannot read {weights} as a weights-only state_dict (pickled objects "
+                               f"are refused): {exc}") from None
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise CommandError(f"{weights} does not fit {arch}: {exc}") from None
     return model.eval()
 
 
 def _explain(args) -> int:
+    try:
+        return _run_explain(args)
+    except CommandError as exc:
+        return fail("lrp-captum explain", exc)
+
+
+def _run_explain(args) -> int:
     import numpy as np
     import torch
 
     from ..attribution import LRP
     from ..composites import get_composite
-    from ..rules import zbox_bounds
+    from ..normalization import IMAGENET_MEAN, IMAGENET_STD
     from ..visualization import save_heatmap
 
     model = build_model(args.arch, args.weights, args.num_classes)
     if args.image:
-        from PIL import Image
-        img = Image.open(args.image).convert("RGB").resize((args.size, args.size))
+        from PIL import Image, UnidentifiedImageError
+        try:
+            img = Image.open(args.image).convert("RGB").resize((args.size, args.size))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise CommandError(f"cannot read image {args.image}: {exc}") from None
         pixels = np.asarray(img, dtype=np.uint8)
     else:
         rng = np.random.default_rng(0)
@@ -82,13 +122,15 @@ def _explain(args) -> int:
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     x = (x - mean) / std
-    low, high = zbox_bounds(IMAGENET_MEAN, IMAGENET_STD)
-    needs_bounds = args.composite in ("epsilon_gamma_box", "seeds")
-    composite = get_composite(args.composite, **({"low": low, "high": high}
-                                                 if needs_bounds else {}))
+    composite = get_composite(args.composite, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     with torch.no_grad():
         logits = model(x)
-    target = int(logits.argmax(1)) if args.target == "predicted" else int(args.target)
+    if args.target == "predicted":
+        target = int(logits.argmax(1))
+    elif args.target < logits.shape[1]:
+        target = args.target
+    else:
+        raise CommandError(f"--target {args.target} is out of range: the model has {logits.shape[1]} outputs")
     lrp = LRP(model, composite=composite)
     if args.print_rules:
         print(lrp.rule_table(x))

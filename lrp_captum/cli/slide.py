@@ -1,63 +1,117 @@
-"""``lrp-captum slide sample|train-demo|explain``: a thin layer over :mod:`lrp_captum.wsi`."""
+"""``lrp-captum slide sample|train-demo|explain``: a thin layer over :mod:`lrp_captum.wsi`.
+
+Every argument is checked before any work starts (argparse types from
+:mod:`lrp_captum.cli.arguments`, then :func:`_model_spec` for arguments that depend on each
+other), so a bad one ends in one line and exit code 2 and leaves nothing behind.
+"""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from . import add_group
+from .arguments import (CommandError, composite_name, device_name, existing_file, fail, fraction,
+                        non_negative_int, output_file, output_folder, positive_float, positive_int)
+
+# library defaults the help texts quote (tests/test_cli_help.py checks them against the code)
+_SAMPLE_SIZE = 4096
+_SAMPLE_MPP = 0.5
+
+
+def _model_arg(text: str):
+    """``demo`` or an existing model config JSON file."""
+    return text if text == "demo" else existing_file(text)
+
+
+_model_arg.__name__ = "model config"
+
+
+def _sample_size(text: str) -> int:
+    value = positive_int(text)
+    if value < 256:
+        raise argparse.ArgumentTypeError(f"slide sides must be at least 256 px, got {text!r}")
+    return value
+
+
+_sample_size.__name__ = "slide side"
 
 
 def register(subparsers) -> None:
+    from ..wsi.explain import DEFAULT_COMPOSITE
+    from ..wsi.pipeline import DEFAULT_OVERLAP
+    from ..wsi.tissue import MAX_SATURATION_THRESHOLD, MIN_SATURATION
+
     sub = add_group(subparsers, "slide", "whole-slide images: sample data, demo model, explain",
                     "Whole-slide images: sample slides, the demo model, and slide-level LRP "
                     "heatmaps.")
 
     s = sub.add_parser("sample", help="write an OpenSlide-readable sample slide (no downloads)")
-    s.add_argument("out", help="output file (.tif / .tiff for --kind tiff, .svs for --kind svs)")
-    s.add_argument("--size", type=int, nargs="+", default=[4096], metavar="PX",
-                   help="level-0 size: one value for a square, or WIDTH HEIGHT (default 4096; up to 40000+)")
+    s.add_argument("out", type=output_file,
+                   help="output file (.tif / .tiff for --kind tiff, .svs for --kind svs)")
+    s.add_argument("--size", type=_sample_size, nargs="+", default=[_SAMPLE_SIZE], metavar="PX",
+                   help=f"level-0 size: one value for a square, or WIDTH HEIGHT, each at least 256 "
+                        f"(default {_SAMPLE_SIZE}; up to 40000+)")
     s.add_argument("--kind", choices=("tiff", "svs"), default=None,
                    help="generic tiled TIFF or Aperio SVS-like (default: from the file extension)")
-    s.add_argument("--mpp", type=float, default=0.5, help="µm per level-0 pixel (default 0.5, i.e. 20x)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--mpp", type=positive_float, default=_SAMPLE_MPP,
+                   help=f"µm per level-0 pixel (default {_SAMPLE_MPP}, i.e. 20x)")
+    s.add_argument("--seed", type=non_negative_int, default=0, help="tissue layout (default 0)")
     s.set_defaults(func=_sample)
 
     t = sub.add_parser("train-demo", help="train (or reuse) the demo DAB-positive tile classifier")
-    t.add_argument("--out", default=None, help="folder for demo_cnn.pt/.json (default: the cache, "
-                                               "$LRP_CAPTUM_CACHE or ~/.cache/lrp-captum, reused if present)")
+    t.add_argument("--out", type=output_folder, default=None,
+                   help="folder for demo_cnn.pt/.json (default: the cache, $LRP_CAPTUM_CACHE or "
+                        "~/.cache/lrp-captum, reused if present)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("explain", help="explain every tissue tile of a slide and stitch the heatmap")
-    e.add_argument("slide", help="slide file (any format OpenSlide reads)")
-    e.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
-    e.add_argument("--model", default="demo",
-                   help="model config JSON, or 'demo' (trained and cached on first use)")
+    e.add_argument("slide", type=existing_file, help="slide file (any format OpenSlide reads)")
+    e.add_argument("--out", type=output_folder, required=True,
+                   help="output folder (rerun the same command to resume)")
+    e.add_argument("--model", type=_model_arg, default="demo",
+                   help="model config JSON, or 'demo' (trained and cached on first use; default demo)")
     e.add_argument("--arch", default=None, help="instead of --model: torchvision name (e.g. resnet18) or "
-                                                "package.module:factory; needs --weights, --classes, "
-                                                "--model-tile-size and --model-mpp")
-    e.add_argument("--weights", default=None, help="state_dict file for --arch (loaded with weights_only=True)")
+                                                "package.module:factory; needs --weights and --classes "
+                                                "(and --model-tile-size, --model-mpp if not 224, 0.5)")
+    e.add_argument("--weights", type=existing_file, default=None,
+                   help="state_dict file for --arch (loaded with weights_only=True)")
     e.add_argument("--classes", default=None, help="comma-separated class names for --arch")
-    e.add_argument("--model-tile-size", type=int, default=224, help="input side for --arch (default 224)")
-    e.add_argument("--model-mpp", type=float, default=0.5, help="µm/px for --arch (default 0.5)")
-    e.add_argument("--target", default="predicted", help="'predicted', a class name or index (default predicted)")
-    e.add_argument("--composite", default=None, help="LRP composite (default epsilon_plus_flat); "
-                                                     "see `lrp-captum core composites`")
-    e.add_argument("--output-mode", default="logit", choices=("logit", "probability", "contrastive"))
-    e.add_argument("--mpp", type=float, default=None, help="tile resolution in µm/px (default: the model's)")
-    e.add_argument("--tile-size", type=int, default=None, help="tile side in px (default: the model's)")
-    e.add_argument("--overlap", type=float, default=0.0, help="tile overlap fraction, e.g. 0.25 (default 0)")
-    e.add_argument("--output-downsample", type=int, default=None,
+    e.add_argument("--model-tile-size", type=positive_int, default=224,
+                   help="input side for --arch (default 224)")
+    e.add_argument("--model-mpp", type=positive_float, default=0.5, help="µm/px for --arch (default 0.5)")
+    e.add_argument("--target", default="predicted",
+                   help="'predicted', a class name or index (default predicted)")
+    e.add_argument("--composite", type=composite_name, default=None,
+                   help=f"LRP composite (default {DEFAULT_COMPOSITE}); see `lrp-captum composites`")
+    e.add_argument("--output-mode", default="logit", choices=("logit", "probability", "contrastive"),
+                   help="what is explained (default logit)")
+    e.add_argument("--mpp", type=positive_float, default=None,
+                   help="tile resolution in µm/px (default: the model's)")
+    e.add_argument("--tile-size", type=positive_int, default=None,
+                   help="tile side in px (default: the model's)")
+    e.add_argument("--overlap", type=fraction(upper_open=True), default=DEFAULT_OVERLAP,
+                   help=f"tile overlap fraction in [0, 1), blended on stitching (default {DEFAULT_OVERLAP:g})")
+    e.add_argument("--output-downsample", type=positive_int, default=None,
                    help="level-0 px per heatmap px (default: about 16 px per tile)")
-    e.add_argument("--min-tissue", type=float, default=0.1, help="minimum tissue fraction per tile (default 0.1)")
-    e.add_argument("--tissue-threshold", type=float, default=None,
-                   help="saturation threshold 0..1 for tissue (default: Otsu)")
-    e.add_argument("--slide-mpp", type=float, default=None, help="µm/px of level 0 if the slide lacks it")
-    e.add_argument("--batch-size", type=int, default=32)
-    e.add_argument("--workers", type=int, default=None, help="DataLoader reader processes (default cores-1, max 4)")
-    e.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    e.add_argument("--min-tissue", type=fraction(), default=0.1,
+                   help="minimum tissue fraction per tile, 0..1 (default 0.1)")
+    e.add_argument("--tissue-threshold", type=fraction(), default=None,
+                   help=f"saturation threshold 0..1 for tissue (default: the triangle method on the "
+                        f"thumbnail's saturation histogram, kept within "
+                        f"{MIN_SATURATION:g}..{MAX_SATURATION_THRESHOLD:g})")
+    e.add_argument("--no-mask-glass", dest="mask_glass", action="store_false",
+                   help="colour the relevance on glass too (without it, pixels the tissue mask calls "
+                        "glass get no colour)")
+    e.add_argument("--slide-mpp", type=positive_float, default=None,
+                   help="µm/px of level 0 if the slide lacks it")
+    e.add_argument("--batch-size", type=positive_int, default=32, help="tiles per batch (default 32)")
+    e.add_argument("--workers", type=non_negative_int, default=None,
+                   help="DataLoader reader processes, 0 = read in the main process (default: "
+                        "cores-1, max 4)")
+    e.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda (default auto)")
+    e.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice)")
     e.add_argument("--overwrite", action="store_true", help="discard a different run already in --out")
     e.add_argument("--keep-work", action="store_true", help="keep per-batch files in OUT/.lrp_work")
     e.add_argument("--quiet", action="store_true", help="no progress bar or messages")
@@ -67,9 +121,12 @@ def register(subparsers) -> None:
 def _sample(args) -> int:
     from ..wsi.sample import write_sample_slide
 
-    kind = args.kind or ("svs" if args.out.lower().endswith(".svs") else "tiff")
+    if len(args.size) > 2:
+        return fail("lrp-captum slide sample", f"--size takes one or two values (WIDTH HEIGHT), got {len(args.size)}")
+    out = str(args.out)
+    kind = args.kind or ("svs" if out.lower().endswith(".svs") else "tiff")
     size = args.size[0] if len(args.size) == 1 else tuple(args.size[:2])
-    path = write_sample_slide(args.out, size, kind=kind, mpp=args.mpp, seed=args.seed)
+    path = write_sample_slide(out, size, kind=kind, mpp=args.mpp, seed=args.seed)
     print(path)
     return 0
 
@@ -85,25 +142,38 @@ def _train(args) -> int:
     return 0
 
 
+def _model_spec(args):
+    """The model argument of ``explain_slide``: a dict for ``--arch``, else a config path or "demo".
+
+    Raises :class:`CommandError` for arguments that do not fit together.
+    """
+    if not args.arch:
+        if args.weights or args.classes:
+            raise CommandError("--weights and --classes go with --arch; a --model config names its own")
+        return args.model
+    if args.model != "demo":
+        raise CommandError("give either --model CONFIG or --arch, not both")
+    if not (args.weights and args.classes):
+        raise CommandError("--arch needs --weights FILE and --classes a,b,...")
+    classes = [c.strip() for c in args.classes.split(",")]
+    if not all(classes) or len(set(classes)) != len(classes):
+        raise CommandError(f"--classes must be distinct, non-empty names, got {args.classes!r}")
+    return dict(architecture=args.arch, weights=str(args.weights), classes=classes,
+                kwargs=dict(num_classes=len(classes)), tile_size=args.model_tile_size, mpp=args.model_mpp)
+
+
 def _explain(args) -> int:
     from ..wsi.explain import DEFAULT_COMPOSITE
     from ..wsi.pipeline import explain_slide
     from ..wsi.reader import SlideError
 
+    prog = "lrp-captum slide explain"
     try:
-        if args.arch:
-            if not (args.weights and args.classes):
-                raise ValueError("--arch needs --weights FILE and --classes a,b,...")
-            model = dict(architecture=args.arch, weights=args.weights,
-                         classes=[c.strip() for c in args.classes.split(",")],
-                         kwargs=dict(num_classes=len(args.classes.split(","))),
-                         tile_size=args.model_tile_size, mpp=args.model_mpp)
-        elif args.model == "demo":
+        model = _model_spec(args)
+        if model == "demo":
             from ..wsi.train import demo_model_config
 
             model = demo_model_config(quiet=args.quiet)
-        else:
-            model = args.model
         target = int(args.target) if args.target.lstrip("-").isdigit() else args.target
         manifest = explain_slide(
             args.slide, model, args.out, target=target, composite=args.composite or DEFAULT_COMPOSITE,
@@ -111,10 +181,10 @@ def _explain(args) -> int:
             output_downsample=args.output_downsample, min_tissue=args.min_tissue,
             tissue_options={"threshold": args.tissue_threshold} if args.tissue_threshold is not None else None,
             slide_mpp_override=args.slide_mpp, batch_size=args.batch_size, num_workers=args.workers,
-            device=args.device, threads=args.threads, overwrite=args.overwrite, quiet=args.quiet, keep_work=args.keep_work)
-    except (SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"lrp-captum slide explain: error: {exc}", file=sys.stderr)
-        return 2
+            device=args.device, threads=args.threads, overwrite=args.overwrite, quiet=args.quiet,
+            keep_work=args.keep_work, mask_glass=args.mask_glass)
+    except (CommandError, SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        return fail(prog, exc)
     if not args.quiet:
         print(json.dumps({k: manifest[k] for k in ("n_tiles", "output_downsample", "positive_tiles")}))
     return 0

@@ -14,10 +14,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from ..colormaps import NEGATIVE_RGB, POSITIVE_RGB  # RdBu #b2182b, #2166ac
 from .explain import TextExplanation
-
-POSITIVE_RGB = (178, 24, 43)   # RdBu #b2182b
-NEGATIVE_RGB = (33, 102, 172)  # RdBu #2166ac
 
 
 def relevance_color(value: float, scale: float) -> tuple[str, str]:

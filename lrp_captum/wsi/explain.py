@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-BOX_COMPOSITES = ("epsilon_gamma_box", "seeds")
-DEFAULT_COMPOSITE = "epsilon_plus_flat"
+DEFAULT_COMPOSITE = "epsilon_gamma_box"  # chosen by measurement, see docs/wsi.md
 
 
 class TileExplainer:
@@ -14,21 +13,16 @@ class TileExplainer:
     Parameters
     ----------
     bundle : the tile classifier.
-    composite : a composite name from :func:`lrp_captum.list_composites` (box composites get
-        their bounds from the model's normalisation of RGB in [0, 1]) or a ``Composite``.
+    composite : a composite name from :func:`lrp_captum.list_composites` (composites that need
+        input bounds get them from the model's normalisation of RGB in [0, 1]) or a ``Composite``.
     output_mode : ``"logit"``, ``"probability"`` or ``"contrastive"`` (see ``LRP.attribute``).
     """
 
     def __init__(self, bundle, composite=DEFAULT_COMPOSITE, output_mode: str = "logit"):
-        from lrp_captum import LRP, get_composite, zbox_bounds
+        from lrp_captum import LRP, get_composite
 
         self.bundle = bundle
-        if isinstance(composite, str):
-            kwargs = {}
-            if composite.replace("-", "_").lower() in BOX_COMPOSITES:
-                low, high = zbox_bounds(mean=bundle.mean, std=bundle.std, pixel_range=(0.0, 1.0))
-                kwargs = dict(low=low, high=high)
-            composite = get_composite(composite, **kwargs)
+        composite = get_composite(composite, mean=bundle.mean, std=bundle.std, pixel_range=(0.0, 1.0))
         self.lrp = LRP(bundle.model, composite=composite, canonizers="auto")
         self.output_mode = output_mode
 

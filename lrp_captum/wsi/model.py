@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..normalization import IMAGENET_MEAN, IMAGENET_STD
+
 DEMO_MEAN = (0.80, 0.72, 0.65)
 DEMO_STD = (0.15, 0.17, 0.18)
 
@@ -171,7 +173,7 @@ def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:
             raise ValueError(f"weights {wpath} do not fit architecture {config['architecture']!r}: {exc}") from exc
         sha = file_sha256(wpath)
         config["weights"] = str(wpath.resolve())
-    norm = config.get("normalisation", {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
+    norm = config.get("normalisation", {"mean": IMAGENET_MEAN, "std": IMAGENET_STD})
     model.eval().to(resolve_device(device))
     return ModelBundle(model=model, classes=list(config["classes"]), tile_size=int(config["tile_size"]),
                        mpp=float(config["mpp"]), mean=tuple(norm["mean"]), std=tuple(norm["std"]),

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colormaps import SLIDE_CMAP, colorize, matplotlib_colormap
+
 OVERLAY_TILE = 256
 
 
@@ -18,21 +20,28 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary sibling of ``path``; on success rename it onto ``path`` (files or folders)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    _remove(tmp)
+    remove_path(tmp)
     try:
         yield tmp
-        if path.is_dir() and not path.is_symlink():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+        replace_path(tmp, path)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
-def _remove(p: Path):
+def replace_path(src: Path, dst: Path) -> None:
+    """Rename ``src`` onto ``dst``, a file or a folder; an existing folder ``dst`` is set aside
+    first (a rename cannot replace a non-empty folder) and removed afterwards."""
+    if dst.is_dir() and not dst.is_symlink():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old)
+    else:
+        os.replace(src, dst)
+
+
+def remove_path(p: Path) -> None:
+    """Remove the file, link or folder ``p`` if it exists."""
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)
     elif p.exists() or p.is_symlink():
@@ -56,16 +65,6 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def colourise(values: np.ndarray, vmax: float, cmap: str = "bwr") -> np.ndarray:
-    """(H, W) relevance -> (H, W, 3) uint8 with a diverging map symmetric in ±``vmax``; 0 is white."""
-    import matplotlib
-
-    lut = (matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
-    v = np.nan_to_num(values, nan=0.0) / max(vmax, 1e-30)
-    idx = np.clip(np.round((v + 1) * 127.5), 0, 255).astype(np.intp)
-    return lut[idx]
-
-
 def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     h, w = a.shape
     hp, wp = -(-h // f) * f, -(-w // f) * f
@@ -76,13 +75,14 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     return (p.reshape(hp // f, f, wp // f, f).sum((1, 3)) / n.reshape(hp // f, f, wp // f, f).sum((1, 3))).astype(np.float32)
 
 
-def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", band_rows: int = 512):
+def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = SLIDE_CMAP, band_rows: int = 512):
     """Colourised pyramidal TIFF of a 2-D zarr/numpy map; OpenSlide opens it as ``generic-tiff``.
 
-    Level 0 has the map's size; its resolution ``mpp`` (µm/px) is written as TIFF resolution tags, so
-    the overlay is physically aligned with the slide. Level 0 is streamed from ``array`` in bands
-    of ``band_rows``; reduced levels (each 4x smaller, down to <= 1024 px) are kept in memory only
-    at 1/16 of the map's area or less.
+    Level 0 has the map's size (H, W); its resolution ``mpp`` (µm/px) is written as TIFF
+    resolution tags, so the overlay is physically aligned with the slide. Reduced level ``k`` is
+    ``ceil(H / 4**k) x ceil(W / 4**k)`` (block means, the last partial block averaging what it
+    covers), down to <= 1024 px. Level 0 is streamed from ``array`` in bands of ``band_rows``;
+    reduced levels are kept in memory only at 1/16 of the map's area or less.
     """
     import tifffile
 
@@ -90,29 +90,25 @@ def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", 
     downs = [1]
     while max(H, W) / downs[-1] > 1024:
         downs.append(downs[-1] * 4)
+    # a multiple of the tile side, hence of 4: bands reduce without remainder, except the last
     band_rows = max(OVERLAY_TILE, band_rows // OVERLAY_TILE * OVERLAY_TILE)
-    reduced = {}
+    reduced = []
     T = OVERLAY_TILE
 
     def level0_tiles():
-        parts = []
         for y in range(0, H, band_rows):
             band = np.asarray(array[y:min(H, y + band_rows), :], dtype=np.float32)
+            # reduce before yielding: the writer stops pulling after the last tile, so code after
+            # the final yield would never run
             if len(downs) > 1:
-                parts.append(band)
-            rgb = colourise(band, vmax, cmap)
+                reduced.append(_block_mean(band, 4))
+            rgb = colorize(band, vmax, cmap)
             for ty in range(0, band.shape[0], T):
                 for tx in range(0, W, T):
                     tile = np.full((T, T, 3), 255, np.uint8)
                     blk = rgb[ty:ty + T, tx:tx + T]
                     tile[:blk.shape[0], :blk.shape[1]] = blk
                     yield tile
-            if len(downs) > 1:
-                # reduce whole multiples of 4 rows now, carry the remainder
-                rows = np.concatenate(parts, 0)
-                keep = rows.shape[0] // 4 * 4 if y + band_rows < H else rows.shape[0]
-                reduced.setdefault(4, []).append(_block_mean(rows[:keep], 4))
-                parts = [rows[keep:]] if keep < rows.shape[0] else []
 
     with atomic_path(path) as tmp:
         res = 1e4 / mpp
@@ -122,11 +118,11 @@ def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = "bwr", 
                       description="lrp_captum relevance overlay")
             tif.write(level0_tiles(), shape=(H, W, 3), resolution=(res, res), **kw)
             if len(downs) > 1:
-                level = np.concatenate(reduced[4], 0)
+                level = np.concatenate(reduced, 0)
                 for i, d in enumerate(downs[1:]):
                     if i > 0:
                         level = _block_mean(level, 4)
-                    tif.write(colourise(level, vmax, cmap), resolution=(res / d, res / d),
+                    tif.write(colorize(level, vmax, cmap), resolution=(res / d, res / d),
                               subfiletype=1, **kw)
     return Path(path)
 
@@ -163,14 +159,14 @@ def write_table(path, table):
 
 
 def write_overview_png(path, thumbnail_rgb: np.ndarray, heat: np.ndarray, vmax: float, title: str,
-                       cmap: str = "bwr", unit: str = "relevance per model pixel"):
+                       cmap: str = SLIDE_CMAP, unit: str = "relevance per model pixel"):
     """PNG: slide thumbnail | thumbnail with the relevance heatmap blended in | colour legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rgb = colourise(heat, vmax, cmap).astype(np.float32)
+    rgb = colorize(heat, vmax, cmap).astype(np.float32)
     alpha = np.clip(np.abs(np.nan_to_num(heat)) / max(vmax, 1e-30), 0, 1)[..., None] * 0.85
     blend = (thumbnail_rgb * (1 - alpha) + rgb * alpha).astype(np.uint8)
     h, w = thumbnail_rgb.shape[:2]
@@ -179,7 +175,7 @@ def write_overview_png(path, thumbnail_rgb: np.ndarray, heat: np.ndarray, vmax: 
         ax.imshow(img)
         ax.set_title(t)
         ax.axis("off")
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(-vmax, vmax))
+    sm = plt.cm.ScalarMappable(cmap=matplotlib_colormap(cmap), norm=matplotlib.colors.Normalize(-vmax, vmax))
     fig.colorbar(sm, ax=axes, fraction=0.03, label=unit)
     fig.suptitle(title, fontsize=9)
     with atomic_path(path) as tmp:

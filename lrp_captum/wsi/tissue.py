@@ -1,16 +1,35 @@
-"""Tissue detection on a slide thumbnail: a saturation threshold plus morphological clean-up.
+"""Tissue detection on a slide thumbnail: a saturation threshold, pen ink left out, and
+morphological clean-up.
 
 Glass is the dominant, nearly unsaturated peak of the thumbnail's HSV saturation histogram, so the
 default threshold is the triangle method's (which cuts at the foot of a dominant peak) kept within
 ``[min_saturation, 0.15]``. Otsu's two-class split is not used by default: stained tissue is itself
 bimodal (brown DAB vs pale hematoxylin), and Otsu then separates the stains instead of tissue
 from glass.
+
+Marker ink is as saturated as tissue, so it is found first (:func:`pen_mask`) and removed before
+and after the closing step, which would otherwise join a stroke to the edge of a tissue island.
+Green, cyan and blue inks absorb red more than green (HSV hue 70-240°); the stains do not:
+haematoxylin is blue-*purple* (red above green, hue about 245°), eosin pink (about 305°), DAB
+brown (about 20°). Black ink is darker than any stained tissue at thumbnail resolution.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+#: bounds of the automatic saturation threshold: below the lower one glass noise would count as
+#: tissue (a blank slide must give an empty mask), above the upper one faint tissue would be lost
+MIN_SATURATION = 0.03
+MAX_SATURATION_THRESHOLD = 0.15
+#: coloured ink: hue in [70°, 240°) (green to blue, red absorbed more than green) and at least
+#: this saturation; the stains' pale blues at thumbnail resolution stay below 0.2
+PEN_HUES = (70.0, 240.0)
+PEN_MIN_SATURATION = 0.25
+#: black ink: brightest channel below this fraction of full scale (stained tissue at 8 µm/px
+#: stays above 0.35)
+PEN_MAX_VALUE = 0.25
 
 
 @dataclass
@@ -22,11 +41,13 @@ class TissueMask:
     mask : (h, w) bool, True on tissue.
     downsample : level-0 pixels per mask pixel (same on both axes).
     threshold : the saturation threshold that was used (0..1).
+    pen_fraction : share of the thumbnail taken as marker ink and left out of the mask.
     """
 
     mask: np.ndarray
     downsample: float
     threshold: float
+    pen_fraction: float = 0.0
 
     def __post_init__(self):
         # integral image: the tissue fraction of any box is four look-ups
@@ -35,6 +56,15 @@ class TissueMask:
     @property
     def area_fraction(self) -> float:
         return float(self.mask.mean())
+
+    def at(self, x0: np.ndarray, y0: np.ndarray) -> np.ndarray:
+        """Bool mask value at level-0 positions ``x0``, ``y0`` (broadcastable arrays; False outside
+        the slide): the mask pixel that contains each position."""
+        h, w = self.mask.shape
+        c = np.floor(np.asarray(x0, np.float64) / self.downsample).astype(np.int64)
+        r = np.floor(np.asarray(y0, np.float64) / self.downsample).astype(np.int64)
+        inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
+        return self.mask[np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)] & inside
 
     def fraction(self, x0: float, y0: float, w0: float, h0: float) -> float:
         """Tissue fraction of the box ``(x0, y0, w0, h0)`` given in level-0 pixels (0 outside)."""
@@ -67,14 +97,45 @@ def thumbnail_rgb(slide, downsample: float) -> np.ndarray:
     return np.asarray(img)
 
 
-def tissue_mask_from_rgb(rgb: np.ndarray, *, threshold: float | str | None = None, min_saturation: float = 0.03,
-                         closing_px: int = 3, min_object_px: int = 16, min_hole_px: int = 64):
-    """(mask (h, w) bool, threshold) from an RGB thumbnail.
+def _hue_degrees(rgb: np.ndarray, mx: np.ndarray, mn: np.ndarray) -> np.ndarray:
+    """HSV hue in degrees [0, 360) of float RGB ``(h, w, 3)`` with channel max/min ``mx``, ``mn``."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    c = np.maximum(mx - mn, 1e-6)
+    hue = np.where(mx == r, ((g - b) / c) % 6, np.where(mx == g, (b - r) / c + 2, (r - g) / c + 4))
+    return (60.0 * hue) % 360.0
+
+
+def pen_mask(rgb: np.ndarray, dilate_px: int = 1) -> np.ndarray:
+    """(h, w) bool: pixels of green, blue or black marker ink in an RGB thumbnail ``(h, w, 3)``.
+
+    Coloured ink is a hue in :data:`PEN_HUES` with saturation >= :data:`PEN_MIN_SATURATION`;
+    black ink is darker than :data:`PEN_MAX_VALUE`. The result is dilated by ``dilate_px``
+    pixels to take in the stroke's blurred edge.
+    """
+    f = np.asarray(rgb, dtype=np.float32)[..., :3]
+    mx, mn = f.max(-1), f.min(-1)
+    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
+    hue = _hue_degrees(f, mx, mn)
+    ink = (hue >= PEN_HUES[0]) & (hue < PEN_HUES[1]) & (sat >= PEN_MIN_SATURATION)
+    ink |= mx < PEN_MAX_VALUE * 255
+    if dilate_px > 0 and ink.any():
+        from scipy import ndimage
+        from skimage import morphology
+
+        ink = ndimage.binary_dilation(ink, morphology.disk(dilate_px))
+    return ink
+
+
+def tissue_mask_from_rgb(rgb: np.ndarray, *, threshold: float | str | None = None, min_saturation: float = MIN_SATURATION,
+                         closing_px: int = 3, min_object_px: int = 16, min_hole_px: int = 64,
+                         exclude_pen: bool = True, return_pen: bool = False):
+    """(mask (h, w) bool, threshold) from an RGB thumbnail; with ``return_pen`` also the pen mask.
 
     ``threshold`` on HSV saturation (0..1) defaults to the triangle method's (``"otsu"`` selects
     Otsu's), kept within ``[min_saturation, 0.15]`` so a blank slide yields an empty mask instead of
-    amplified noise. Then closing/opening with a disk of
-    ``closing_px`` and removal of objects and holes smaller than the given pixel counts.
+    amplified noise. With ``exclude_pen``, marker ink (:func:`pen_mask`) is never tissue and does
+    not enter the threshold. Then closing/opening with a disk of ``closing_px`` and removal of
+    objects and holes smaller than the given pixel counts.
     """
     from scipy import ndimage
     from skimage import morphology
@@ -83,20 +144,24 @@ def tissue_mask_from_rgb(rgb: np.ndarray, *, threshold: float | str | None = Non
     rgb = rgb.astype(np.float32)
     mx, mn = rgb.max(-1), rgb.min(-1)
     sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
+    pen = pen_mask(rgb) if exclude_pen else np.zeros(sat.shape, bool)
     if threshold is None or isinstance(threshold, str):
         method = threshold_otsu if threshold == "otsu" else threshold_triangle
-        threshold = float(method(sat)) if sat.max() > sat.min() else min_saturation
-        threshold = min(max(threshold, min_saturation), 0.15)
-    mask = sat > threshold
+        clean = sat[~pen]
+        threshold = float(method(clean)) if clean.size and clean.max() > clean.min() else min_saturation
+        threshold = min(max(threshold, min_saturation), MAX_SATURATION_THRESHOLD)
+    mask = (sat > threshold) & ~pen
     if closing_px > 0:
         fp = morphology.disk(closing_px)
         mask = ndimage.binary_closing(np.pad(mask, closing_px), fp)[closing_px:-closing_px, closing_px:-closing_px]
         mask = ndimage.binary_opening(mask, fp)
+        mask &= ~pen  # closing may bridge into a stroke next to tissue
     if min_object_px > 0:
         mask = morphology.remove_small_objects(mask, max_size=min_object_px)
     if min_hole_px > 0:
         mask = morphology.remove_small_holes(mask, max_size=min_hole_px)
-    return mask, float(threshold)
+        mask &= ~pen
+    return (mask, float(threshold), pen) if return_pen else (mask, float(threshold))
 
 
 def detect_tissue(slide, *, mask_mpp: float | None = 8.0, slide_mpp: float | None = None,
@@ -108,12 +173,13 @@ def detect_tissue(slide, *, mask_mpp: float | None = 8.0, slide_mpp: float | Non
     slide : ``openslide.OpenSlide`` (or anything with its reading API).
     mask_mpp : resolution of the mask in µm/px (default 8); used when ``slide_mpp`` is known,
         otherwise the mask is made at 1/32 of level 0. The side is capped at ``max_side`` px.
-    options : passed to :func:`tissue_mask_from_rgb` (threshold, min_saturation, closing_px, ...).
+    options : passed to :func:`tissue_mask_from_rgb` (threshold, min_saturation, closing_px,
+        exclude_pen, ...).
     """
     w0, h0 = slide.dimensions
     ds = mask_mpp / slide_mpp if (slide_mpp and mask_mpp) else 32.0
     ds = max(ds, max(w0, h0) / max_side, 1.0)
     rgb = thumbnail_rgb(slide, ds)
     ds = w0 / rgb.shape[1]
-    mask, thr = tissue_mask_from_rgb(rgb, **options)
-    return TissueMask(mask=mask, downsample=ds, threshold=thr)
+    mask, thr, pen = tissue_mask_from_rgb(rgb, return_pen=True, **options)
+    return TissueMask(mask=mask, downsample=ds, threshold=thr, pen_fraction=float(pen.mean()))
