@@ -151,14 +151,17 @@ def test_relevance_overlay_is_red_left_and_blue_right_of_the_split(tmp_path):
     r = load_result(write_fixture_result(tmp_path / "r"))
     ov = OverlayTiles(DeepZoomGrid(3000, 2000), r)
     level = ov.grid.level_count - 4  # downsample 8: the whole slide is 375 x 250 px, 2 x 1 tiles
-    left = ov.relevance_rgba(level, 0, 0)
+    left = ov.relevance_rgba(level, 0, 0, cmap="bwr")
     # level-0 (1000, 1000), left of the split at x = 1500, is pixel (125, 125) of tile (0, 0)
     px = left[125, 125].astype(int)
     assert px[0] > 240 and px[2] < px[0] - 100 and px[3] > 0
-    right = ov.relevance_rgba(level, 1, 0)
+    right = ov.relevance_rgba(level, 1, 0, cmap="bwr")
     c = 2400 // 8 - 253  # level-0 x = 2400; tile 1 starts at level px 254 - 1 (overlap)
     px = right[125, c].astype(int)
     assert px[2] > 240 and px[0] < px[2] - 100 and px[3] > 0
+    # the default map for slides paints negative relevance teal, not haematoxylin's blue
+    px = ov.relevance_rgba(level, 1, 0)[125, c].astype(int)
+    assert px[1] > px[0] + 60 and px[2] > px[0] + 60 and abs(px[1] - px[2]) < 60
 
 
 def test_grid_and_tissue_layers_draw_only_near_tiles(tmp_path):
@@ -195,7 +198,7 @@ def test_blend_leaves_zero_relevance_unchanged_and_paints_vmax_in_full_colour():
     from lrp_captum.viewer.tile_view import blend_relevance
 
     rgb = np.full((4, 4, 3), 100, np.uint8)
-    out = blend_relevance(rgb, np.array([[0.0, 1.0], [-2.0, 0.5]]), vmax=1.0)
+    out = blend_relevance(rgb, np.array([[0.0, 1.0], [-2.0, 0.5]]), vmax=1.0, cmap="bwr")
     assert out.shape == (4, 4, 3)
     assert (out[:2, :2] == 100).all()                       # 0: tile shows through
     assert (out[:2, 2:] == (255, 0, 0)).all()               # +vmax: bwr red, opaque

@@ -21,6 +21,7 @@ from lrp_captum.viewer.results import ResultError, list_slides, load_result, top
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
 from lrp_captum.viewer.tile_server import TileServer, wait_until_up
 from lrp_captum.viewer.tile_view import blend_relevance, read_tile_rgb, stored_tile_relevance
+from lrp_captum.wsi.explain import DEFAULT_COMPOSITE
 
 GALLERY_K = 6
 OUTPUT_MODES = ("logit", "probability", "contrastive")
@@ -401,7 +402,7 @@ def _explain_section(st, cfg, entry, replace: bool = False):
                    "(the demo model: `lrp-captum slide train-demo`).")
         return
     composites = _composites()
-    default = "epsilon_plus_flat" if "epsilon_plus_flat" in composites else composites[0]
+    default = DEFAULT_COMPOSITE if DEFAULT_COMPOSITE in composites else composites[0]
     c1, c2, c3 = st.columns(3)
     composite = c1.selectbox("Composite", composites, index=composites.index(default), key="explain_composite")
     target = c2.text_input("Target class (name, index or 'predicted')", "predicted", key="explain_target")

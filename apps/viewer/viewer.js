@@ -5,7 +5,7 @@
   "use strict";
   const slide = window.LRP_SLIDE;
   const $ = (id) => document.getElementById(id);
-  const state = { map: "relevance", sign: "both", cmap: "bwr", seqCmap: "viridis", opacity: 0.6, pclass: -1,
+  const state = { map: "relevance", sign: "both", cmap: "teal_red", seqCmap: "viridis", opacity: 0.6, pclass: -1,
                   tissue: false, grid: false };
   const layers = { overlay: null, tissue: null, grid: null };
   const api = window.lrpViewer = { tilesLoaded: 0, tilesFailed: 0, ready: false, state: state };
@@ -33,6 +33,7 @@
 
   function start(info) {
     api.info = info;
+    state.cmap = info.default_cmap || state.cmap;  // the slide default (not blue: see docs/wsi.md)
     if (typeof OpenSeadragon === "undefined") {
       message("OpenSeadragon is not installed: run scripts/fetch_openseadragon.sh, then reload.");
       return;
@@ -192,7 +193,7 @@
       state.opacity = Math.min(1, Math.max(0, Number(saved.opacity ?? state.opacity)));
       state.sign = pick(saved.sign, ["both", "positive", "negative"], state.sign);
       state.map = pick(saved.map, ["relevance", "probability"], state.map);
-      state.cmap = pick(saved.cmap, Object.keys(info.legend.diverging), state.cmap);
+      state.cmap = pick(saved.cmap, Object.keys(info.legend.diverging), info.default_cmap || state.cmap);
       state.seqCmap = pick(saved.seqCmap, Object.keys(info.legend.sequential), state.seqCmap);
       $("opacity").value = Math.round(state.opacity * 100);
       $("map").value = state.map;

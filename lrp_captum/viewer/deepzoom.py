@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .colormaps import probability_to_rgba, relevance_to_rgba
+from .colormaps import SLIDE_CMAP, probability_to_rgba, relevance_to_rgba
 
 TILE_SIZE = 254
 OVERLAP = 1
@@ -166,7 +166,7 @@ class OverlayTiles:
         (_, _), (w, h) = self.grid.tile_box(level, col, row)
         return self.grid.tile_box_level0(level, col, row), (w, h)
 
-    def relevance_rgba(self, level: int, col: int, row: int, mode: str = "both", cmap: str = "bwr",
+    def relevance_rgba(self, level: int, col: int, row: int, mode: str = "both", cmap: str = SLIDE_CMAP,
                        vmax: float | None = None) -> np.ndarray:
         box, size = self._raster_size(level, col, row)
         vals, valid = sample_map(self.result.relevance, self.result.downsample, box, size)

@@ -28,7 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import openseadragon
 from .app_files import viewer_assets_dir
-from .colormaps import DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, legend_stops
+from .colormaps import (DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, SLIDE_CMAP,
+                        legend_stops)
 from .deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png
 from .escaping import json_for_script
 from .loopback import is_loopback_host
@@ -173,6 +174,7 @@ class TileService:
         out = {"slide": rel, "width": grid.width, "height": grid.height, "tile_size": grid.tile_size,
                "overlap": grid.overlap, "max_level": grid.level_count - 1, "mpp": mpp,
                "vendor": props.get("openslide.vendor"), "result": None,
+               "default_cmap": SLIDE_CMAP,
                "legend": {"diverging": {c: legend_stops(c) for c in DIVERGING_CMAPS},
                           "sequential": {c: legend_stops(c) for c in SEQUENTIAL_CMAPS}}}
         try:
@@ -196,7 +198,7 @@ class TileService:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}; one of {LAYERS}")
         if layer == "relevance":
-            cmap = cmap or "bwr"
+            cmap = cmap or SLIDE_CMAP
             if cmap not in DIVERGING_CMAPS or mode not in RELEVANCE_MODES:
                 raise ValueError(f"relevance needs mode in {RELEVANCE_MODES} and cmap in {DIVERGING_CMAPS}")
         elif layer == "probability":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .colormaps import relevance_to_rgba
+from .colormaps import SLIDE_CMAP, relevance_to_rgba
 
 
 def read_tile_rgb(slide, x0: int, y0: int, w0: int, h0: int, out_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -63,7 +63,8 @@ def stored_tile_relevance(relevance, downsample: float, x0: int, y0: int, w0: in
     return np.asarray(relevance[r0:r1, c0:c1], dtype=np.float32)
 
 
-def blend_relevance(rgb: np.ndarray, heat: np.ndarray, vmax: float, cmap: str = "bwr") -> np.ndarray:
+def blend_relevance(rgb: np.ndarray, heat: np.ndarray, vmax: float,
+                    cmap: str = SLIDE_CMAP) -> np.ndarray:
     """A tile with its relevance drawn over it, at the tile's size.
 
     Parameters

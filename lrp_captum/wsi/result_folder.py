@@ -109,6 +109,7 @@ def write_manifest(run: SlideRun) -> dict:
     manifest = dict(
         format="lrp_captum.wsi/1", params_hash=run.params_hash, outputs=outputs,
         slide=dict(params["slide"], vendor=slide.properties.get("openslide.vendor"),
+                   quickhash=slide.properties.get("openslide.quickhash-1"),
                    dimensions=list(slide.dimensions), level_downsamples=list(slide.level_downsamples),
                    mpp=params["slide_mpp"]),
         model=dict(params["model"], classes=bundle.classes, tile_size=bundle.tile_size, mpp=bundle.mpp),
