@@ -17,6 +17,9 @@ zennit EGB      ``zennit.composites.EpsilonGammaBox`` with VGG/ResNet canonizers
                 ``zennit.attribution.Gradient`` (registered once, kept registered)
 lrp ... hooks   (only with ``--methods``) the same two with ``LRP(..., fused=False)``: every
                 rule through hooks on the layers, no fused layers
+baseline ...    (with ``--baseline CHECKOUT``) ε and EpsilonGammaBox from another checkout of
+                lrp_captum (e.g. an earlier commit in a second git worktree), imported in the
+                same process under the name ``lrp_captum_baseline``: two engines side by side
 captum LRP      ``captum.attr.LRP`` with its default rules (wrong on ResNet's residual ``+``;
                 timed anyway)
 
@@ -79,6 +82,10 @@ LABELS = {
 }
 # not run by default: lrp_captum without its fused layers (--methods ...,lrp_epsilon_hooks)
 HOOK_METHODS = ("lrp_epsilon_hooks", "lrp_epsilon_gamma_box_hooks")
+# with --baseline: the same composites from another checkout of the package
+BASELINE_METHODS = ("baseline_lrp_epsilon", "baseline_lrp_epsilon_gamma_box")
+LABELS.update({"baseline_lrp_epsilon": "baseline checkout: lrp_captum ε",
+               "baseline_lrp_epsilon_gamma_box": "baseline checkout: lrp_captum EpsilonGammaBox"})
 # glibc keeps freed blocks below its (dynamic) mmap threshold in the heap, which would make the
 # RSS after warm-up include the forward pass's freed activations. A fixed threshold returns
 # every large tensor to the OS on free, so RSS tracks live memory.
@@ -150,8 +157,11 @@ def make_method(method: str, model_name: str, model: torch.nn.Module, x: torch.T
             return grad
         return run
 
-    if method in ("lrp_epsilon", "lrp_epsilon_gamma_box") + HOOK_METHODS:
+    if method in ("lrp_epsilon", "lrp_epsilon_gamma_box") + HOOK_METHODS + BASELINE_METHODS:
         import lrp_captum
+        if method in BASELINE_METHODS:
+            lrp_captum = sys.modules["lrp_captum_baseline"]
+            method = method[len("baseline_"):]
         if method.startswith("lrp_epsilon_gamma_box"):
             low, high = lrp_captum.zbox_bounds(mean=MEAN, std=STD)
             composite = lrp_captum.get_composite("epsilon_gamma_box", low=low, high=high)
@@ -232,6 +242,18 @@ def _scores(model, x):
         if isinstance(x, tuple):
             return model(x[0], attention_mask=x[1]).logits
         return model(x)
+
+
+def import_baseline(checkout: str) -> None:
+    """Import the ``lrp_captum`` package of another checkout as ``lrp_captum_baseline``."""
+    import importlib.util
+    package = os.path.join(os.path.abspath(checkout), "lrp_captum")
+    spec = importlib.util.spec_from_file_location(
+        "lrp_captum_baseline", os.path.join(package, "__init__.py"),
+        submodule_search_locations=[package])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lrp_captum_baseline"] = module
+    spec.loader.exec_module(module)
 
 
 def synchronize(device: torch.device) -> None:
@@ -324,6 +346,8 @@ def memory_cpu_subprocess(method: str, model_name: str, args) -> dict:
     batch, size = _shape(model_name, args)
     cmd = [sys.executable, os.path.abspath(__file__), "--measure-memory", method, model_name,
            "--batch", str(batch), "--size", str(size), "--device", "cpu"]
+    if args.baseline:
+        cmd += ["--baseline", args.baseline]
     env = dict(os.environ, **MALLOC_ENV)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -478,6 +502,14 @@ def target_checks(records: list) -> list:
                 if rec and rec.peak_mb is not None:
                     r = rec.peak_mb / grad.peak_mb
                     check(f"{label} memory/gradient", r, "<= 2", r <= 2)
+        for name, label in (("lrp_epsilon", "ε"), ("lrp_epsilon_gamma_box", "EGB")):
+            ours, base = recs.get(name), recs.get("baseline_" + name)
+            if ours and base and ours.median_ms and base.median_ms:
+                r = ours.median_ms / base.median_ms  # = ratio to gradient / baseline's ratio
+                check(f"{label} time vs baseline checkout", r, "within 10 %", r <= 1.10)
+            if ours and base and ours.peak_mb and base.peak_mb:
+                r = ours.peak_mb / base.peak_mb
+                check(f"{label} memory vs baseline checkout", r, "within 10 %", r <= 1.10)
         for name, label in (("lrp_attnlrp", "AttnLRP"), ("lrp_cp_lrp", "CP-LRP")):
             rec = recs.get(name)
             if rec and grad and grad.median_ms and rec.median_ms:
@@ -524,6 +556,8 @@ def parse_args(argv=None):
                    help=f"comma-separated subset of {','.join(METHODS + HOOK_METHODS)} "
                         f"(CNNs) or {','.join(TRANSFORMER_METHODS)} (transformers); default: "
                         "all of a model's")
+    p.add_argument("--baseline", default=None, metavar="CHECKOUT",
+                   help="also time ε and EpsilonGammaBox of the lrp_captum in this checkout")
     p.add_argument("--text-batch", type=int, default=16, help="MiniLM texts (default 16)")
     p.add_argument("--tokens", type=int, default=128, help="MiniLM tokens per text (128)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -534,7 +568,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
-    known = METHODS + HOOK_METHODS + TRANSFORMER_METHODS
+    known = METHODS + HOOK_METHODS + TRANSFORMER_METHODS + BASELINE_METHODS
     for m in (args.methods or "").split(",") if args.methods else ():
         if m not in known:
             p.error(f"unknown method {m!r}; choose from {', '.join(known)}")
@@ -543,15 +577,20 @@ def parse_args(argv=None):
 
 def methods_of(model_name: str, args) -> list:
     """The methods run on a model: ``--methods`` where they apply, else all of its kind."""
-    own = TRANSFORMER_METHODS if model_name in TRANSFORMERS else METHODS + HOOK_METHODS
+    own = TRANSFORMER_METHODS if model_name in TRANSFORMERS else \
+        METHODS + HOOK_METHODS + BASELINE_METHODS
     if args.methods is None:
-        return list(TRANSFORMER_METHODS if model_name in TRANSFORMERS else METHODS)
+        if model_name in TRANSFORMERS:
+            return list(TRANSFORMER_METHODS)
+        return list(METHODS) + (list(BASELINE_METHODS) if args.baseline else [])
     return [m for m in args.methods.split(",") if m in own]
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.baseline:
+        import_baseline(args.baseline)
     if args.measure_memory:
         method, model_name = args.measure_memory
         print(json.dumps(measure_memory_cpu(method, model_name, args.batch, args.size)))
