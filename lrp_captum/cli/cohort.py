@@ -100,12 +100,12 @@ def explain_params(args) -> dict:
 
 
 def _cohort(args) -> int:
+    import importlib.util
+
     from ..cohort import CohortInputError, CohortLockedError, CohortRayError, read_slides, run_cohort
 
     prog = "lrp-captum slide cohort"
-    try:
-        import ray  # noqa: F401 -- checked first: everything below needs it
-    except ImportError:
+    if importlib.util.find_spec("ray") is None:  # found, not imported: connect_ray sets Ray up first
         print(f"{prog}: error: needs Ray; install the extra: pip install 'lrp-captum[cohort]'", file=sys.stderr)
         return 2
     try:

@@ -121,7 +121,12 @@ def connect_ray(address: str | None, num_cpus: int | None = None, num_gpus: int 
     """Start a local Ray (``address=None``) or join a cluster; True when this call started/joined it.
 
     Returns False when Ray was already initialised in this process (it is then left running).
+    A local Ray started here listens on the loopback address only.
     """
+    if not address and "ray" not in sys.modules:
+        # Ray binds its services to the machine's network address unless this is off (its switch
+        # for single-machine use); a private per-run instance has no reason to be reachable
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
