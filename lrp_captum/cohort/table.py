@@ -71,6 +71,7 @@ def cohort_table(specs, records: dict):
 
 def write_cohort_table(out_dir: Path, table) -> None:
     """``cohort.csv`` and ``cohort.parquet`` in ``out_dir``, each written completely or not at all."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     write_table(Path(out_dir) / TABLE_CSV, table)
     write_table(Path(out_dir) / TABLE_PARQUET, table)
 
