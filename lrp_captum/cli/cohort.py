@@ -119,6 +119,10 @@ def _cohort(args) -> int:
             RuntimeError) as exc:
         print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished slides are recorded in {args.out}, run the same command again "
+              f"to continue", file=sys.stderr)
+        return 130
     counts = result.counts
     print(f"{prog}: {counts['done']} done, {counts['failed']} failed of {len(result.table)} slides; "
           f"table {result.out_dir / 'cohort.csv'}", file=sys.stderr)

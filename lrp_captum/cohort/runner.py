@@ -227,25 +227,32 @@ def run_cohort(slides, out_dir, *, task: SlideTask = EXPLAIN, params: dict | Non
                          max_retries=max_retries, skipped_finished=len(specs) - len(todo))
         write_json(out / MANIFEST, dict(_manifest(task, params, specs, source, out, resources, started),
                                         **(manifest_extra or {})))
+        timings = {}
         if todo:
-            resources["cluster"] = _run_on_ray(task, todo, out, params, keys, records, specs, address, num_cpus,
-                                               num_gpus, cpus_per_slide, gpus_per_slide, max_retries, quiet,
-                                               on_progress)
+            resources["cluster"], timings = _run_on_ray(task, todo, out, params, keys, records, specs, address,
+                                                        num_cpus, num_gpus, cpus_per_slide, gpus_per_slide,
+                                                        max_retries, quiet, on_progress)
         table = cohort_table(specs, records)
         write_cohort_table(out, table)
         counts = {s: int((table["status"] == s).sum()) for s in ("done", "failed", "pending")}
         manifest = dict(_manifest(task, params, specs, source, out, resources, started, counts,
-                                  time.strftime("%Y-%m-%dT%H:%M:%S%z")), **(manifest_extra or {}))
+                                  time.strftime("%Y-%m-%dT%H:%M:%S%z")), timings=timings, **(manifest_extra or {}))
         write_json(out / MANIFEST, manifest)
     return CohortResult(out, table, manifest)
 
 
 def _run_on_ray(task, todo, out, params, keys, records, specs, address, num_cpus, num_gpus, cpus_per_slide,
-                gpus_per_slide, max_retries, quiet, on_progress) -> dict:
-    """Submit one Ray task per slide of ``todo``, record each as it ends; the cluster's resources."""
+                gpus_per_slide, max_retries, quiet, on_progress) -> tuple[dict, dict]:
+    """Submit one Ray task per slide of ``todo``, record each as it ends.
+
+    Returns the cluster's CPUs/GPUs, and ``timings``: seconds to start or join Ray, from the first
+    submission to the last result, and to stop Ray (a cohort's fixed costs, docs/cohort.md).
+    """
     import ray
 
+    t0 = time.perf_counter()
     started_here = connect_ray(address, num_cpus, num_gpus)
+    timings = dict(ray_start_s=time.perf_counter() - t0)
     bars, board, pending = None, None, {}
     try:
         _check_resources(cpus_per_slide, gpus_per_slide, started_here or not address)
@@ -253,6 +260,7 @@ def _run_on_ray(task, todo, out, params, keys, records, specs, address, num_cpus
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         remote = ray.remote(_run_one).options(num_cpus=cpus_per_slide, num_gpus=gpus_per_slide,
                                               max_retries=max_retries, retry_exceptions=False)
+        t0 = time.perf_counter()
         pending = {remote.remote(task, s, str(out), params, board): s for s in todo}
         bars = CohortBars(len(todo), quiet)
         last_table = time.monotonic()
@@ -276,7 +284,8 @@ def _run_on_ray(task, todo, out, params, keys, records, specs, address, num_cpus
             if time.monotonic() - last_table > TABLE_EVERY_S:
                 write_cohort_table(out, cohort_table(specs, records))
                 last_table = time.monotonic()
-        return cluster
+        timings["slides_s"] = time.perf_counter() - t0
+        return cluster, timings  # ray_stop_s is added below, before the caller sees it
     finally:
         if bars is not None:
             bars.close()
@@ -285,4 +294,6 @@ def _run_on_ray(task, todo, out, params, keys, records, specs, address, num_cpus
         if board is not None:
             ray.kill(board)
         if started_here:
+            t0 = time.perf_counter()
             ray.shutdown()
+            timings["ray_stop_s"] = time.perf_counter() - t0
