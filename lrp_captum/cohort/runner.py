@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..wsi.outputs import write_json
@@ -56,9 +56,11 @@ class CohortResult:
         return {s: int((self.table["status"] == s).sum()) for s in ("done", "failed", "pending")}
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, limit: int = 1000) -> str:
+    """``Type: message`` on one line, cut to ``limit`` characters (Ray's errors carry tracebacks)."""
     text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def slide_key(task: SlideTask, params: dict, spec: SlideSpec) -> str:
@@ -152,7 +154,20 @@ def connect_ray(address: str | None, num_cpus: int | None = None, num_gpus: int 
     return True
 
 
-def _check_resources(cpus: float, gpus: float, started_here: bool) -> None:
+@dataclass(frozen=True)
+class RaySettings:
+    """Where a cohort runs and what each slide's Ray task reserves (see :func:`run_cohort`)."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    cpus_per_slide: float = 1.0
+    gpus_per_slide: float = 0.0
+    max_retries: int = 3
+
+
+def _check_resources(cpus: float, gpus: float, local: bool) -> None:
+    """Refuse a local Ray that cannot fit one slide (its tasks would wait forever); warn for a cluster."""
     import ray
 
     have = ray.cluster_resources()
@@ -160,7 +175,7 @@ def _check_resources(cpus: float, gpus: float, started_here: bool) -> None:
              for name, need in (("CPU", cpus), ("GPU", gpus)) if need > have.get(name, 0)]
     if not short:
         return
-    if started_here:
+    if local:
         raise CohortRayError("cannot run any slide: " + "; ".join(short) + ". Lower --cpus-per-slide / "
                              "--gpus-per-slide, or join a cluster that has them with --address")
     print("lrp-captum cohort: waiting for the cluster to provide " + "; ".join(short) +
@@ -209,12 +224,9 @@ def run_cohort(slides, out_dir, *, task: SlideTask = EXPLAIN, params: dict | Non
     source = slides if not isinstance(slides, (list, tuple)) else "list"
     out = Path(out_dir).resolve()
     params = dict(params or {})
-    if task is EXPLAIN:
-        params.setdefault("device", "cuda" if gpus_per_slide > 0 else "cpu")
-        # one torch thread per reserved core: no oversubscription, and the thread count is part of
-        # what makes a resumed slide byte-identical to an uninterrupted one
-        params.setdefault("threads", max(1, int(cpus_per_slide)))
-        params.setdefault("num_workers", 0)  # parallelism comes from slides, not per-slide readers
+    if task.for_resources is not None:
+        params = dict(task.for_resources(cpus_per_slide, gpus_per_slide), **params)
+    ray_settings = RaySettings(address, num_cpus, num_gpus, cpus_per_slide, gpus_per_slide, max_retries)
     with CohortLock(out, command=" ".join(sys.argv)):
         keys = {s.slide_id: slide_key(task, params, s) for s in specs}
         records = {s.slide_id: read_record(out, s.slide_id) for s in specs}
@@ -223,15 +235,13 @@ def run_cohort(slides, out_dir, *, task: SlideTask = EXPLAIN, params: dict | Non
                                          and task.complete(out / s.slide_id))]
         records = {k: v for k, v in records.items() if v is not None}
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        resources = dict(address=address or "local", cpus_per_slide=cpus_per_slide, gpus_per_slide=gpus_per_slide,
-                         max_retries=max_retries, skipped_finished=len(specs) - len(todo))
+        resources = dict(asdict(ray_settings), address=address or "local", skipped_finished=len(specs) - len(todo))
         write_json(out / MANIFEST, dict(_manifest(task, params, specs, source, out, resources, started),
                                         **(manifest_extra or {})))
         timings = {}
         if todo:
-            resources["cluster"], timings = _run_on_ray(task, todo, out, params, keys, records, specs, address,
-                                                        num_cpus, num_gpus, cpus_per_slide, gpus_per_slide,
-                                                        max_retries, quiet, on_progress)
+            resources["cluster"], timings = _run_on_ray(task, todo, out, params, keys, records, specs, ray_settings,
+                                                        quiet, on_progress)
         table = cohort_table(specs, records)
         write_cohort_table(out, table)
         counts = {s: int((table["status"] == s).sum()) for s in ("done", "failed", "pending")}
@@ -241,9 +251,9 @@ def run_cohort(slides, out_dir, *, task: SlideTask = EXPLAIN, params: dict | Non
     return CohortResult(out, table, manifest)
 
 
-def _run_on_ray(task, todo, out, params, keys, records, specs, address, num_cpus, num_gpus, cpus_per_slide,
-                gpus_per_slide, max_retries, quiet, on_progress) -> tuple[dict, dict]:
-    """Submit one Ray task per slide of ``todo``, record each as it ends.
+def _run_on_ray(task, todo, out, params, keys, records, specs, rs: RaySettings, quiet,
+                on_progress) -> tuple[dict, dict]:
+    """Submit one Ray task per slide of ``todo``, record each in ``records`` (and on disk) as it ends.
 
     Returns the cluster's CPUs/GPUs, and ``timings``: seconds to start or join Ray, from the first
     submission to the last result, and to stop Ray (a cohort's fixed costs, docs/cohort.md).
@@ -251,15 +261,15 @@ def _run_on_ray(task, todo, out, params, keys, records, specs, address, num_cpus
     import ray
 
     t0 = time.perf_counter()
-    started_here = connect_ray(address, num_cpus, num_gpus)
+    connected_here = connect_ray(rs.address, rs.num_cpus, rs.num_gpus)
     timings = dict(ray_start_s=time.perf_counter() - t0)
     bars, board, pending = None, None, {}
     try:
-        _check_resources(cpus_per_slide, gpus_per_slide, started_here or not address)
+        _check_resources(rs.cpus_per_slide, rs.gpus_per_slide, local=not rs.address)
         cluster = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-        remote = ray.remote(_run_one).options(num_cpus=cpus_per_slide, num_gpus=gpus_per_slide,
-                                              max_retries=max_retries, retry_exceptions=False)
+        remote = ray.remote(_run_one).options(num_cpus=rs.cpus_per_slide, num_gpus=rs.gpus_per_slide,
+                                              max_retries=rs.max_retries, retry_exceptions=False)
         t0 = time.perf_counter()
         pending = {remote.remote(task, s, str(out), params, board): s for s in todo}
         bars = CohortBars(len(todo), quiet)
@@ -293,7 +303,7 @@ def _run_on_ray(task, todo, out, params, keys, records, specs, address, num_cpus
             ray.cancel(ref, force=True)
         if board is not None:
             ray.kill(board)
-        if started_here:
+        if connected_here:
             t0 = time.perf_counter()
             ray.shutdown()
             timings["ray_stop_s"] = time.perf_counter() - t0

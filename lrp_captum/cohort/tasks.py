@@ -35,12 +35,15 @@ class SlideTask:
     complete : ``complete(out_dir) -> bool``, whether a slide's folder holds finished outputs.
     run_only : names of ``run``'s parameters that do not change its outputs (e.g. ``overwrite``);
         changing them does not make a finished slide run again.
+    for_resources : ``for_resources(cpus_per_slide, gpus_per_slide) -> dict``, default parameters
+        that follow from what each slide's task reserves (device, threads); given ones win.
     """
 
     name: str
     run: Callable
     complete: Callable[[Path], bool]
     run_only: tuple = ()
+    for_resources: Callable[[float, float], dict] | None = None
 
 
 @lru_cache(maxsize=2)
@@ -114,4 +117,15 @@ def explained(out_dir: Path) -> bool:
     return (Path(out_dir) / "manifest.json").is_file()
 
 
-EXPLAIN = SlideTask("explain", explain_task, explained, run_only=("overwrite", "keep_work", "num_workers"))
+def explain_resources(cpus_per_slide: float, gpus_per_slide: float) -> dict:
+    """``device`` from the GPUs a slide reserves, one torch thread per reserved core, no reader processes.
+
+    The thread count is also part of what makes a resumed slide byte-identical to an
+    uninterrupted one; readers are off since the parallelism comes from running slides side by side.
+    """
+    return dict(device="cuda" if gpus_per_slide > 0 else "cpu", threads=max(1, int(cpus_per_slide)),
+                num_workers=0)
+
+
+EXPLAIN = SlideTask("explain", explain_task, explained, run_only=("overwrite", "keep_work", "num_workers"),
+                    for_resources=explain_resources)
