@@ -59,6 +59,31 @@ def _tiles(out: Path) -> tuple[int, float]:
     return sum(m["n_tiles"] for m in manifests), sum(m["timings"]["tiles_s"] for m in manifests)
 
 
+def cost_split(out: Path, slides: Path) -> dict:
+    """Where a serial run's time and bytes go, from its manifests and files.
+
+    Returns per-tile milliseconds of attribution and of reading + committing (the tile loop's
+    rest), per-slide seconds of stitching + writing outputs, output MB per 1,000 tiles, and the
+    compressed level-0 slide bytes a tile reads (file size x the tiles' share of the slide area;
+    an estimate: the file also holds the reduced levels).
+    """
+    manifests = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/manifest.json")}
+    n = sum(m["n_tiles"] for m in manifests.values())
+    attr = sum(m["timings"]["attribution_s"] for m in manifests.values())
+    loop = sum(m["timings"]["tiles_s"] for m in manifests.values())
+    post = sum(m["timings"]["stitch_s"] + m["timings"]["outputs_s"] for m in manifests.values())
+    out_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    read = 0.0
+    for name, m in manifests.items():
+        w0, h0 = m["slide"]["dimensions"]
+        g = m["grid"]
+        tile0 = (g["tile_size"] * g["scale_level0_px_per_target_px"]) ** 2  # level-0 px² per tile
+        read += (slides / f"{name}.tif").stat().st_size * min(1.0, m["n_tiles"] * tile0 / (w0 * h0))
+    return dict(attribution_ms=1e3 * attr / n, read_commit_ms=1e3 * (loop - attr) / n,
+                stitch_outputs_s=post / len(manifests), out_mb_per_1000_tiles=out_bytes / n / 1e3,
+                read_kb_per_tile=read / n / 1e3)
+
+
 def _same_outputs(a: Path, b: Path) -> bool:
     """Every output file byte for byte (manifest.json differs only in its timings)."""
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "manifest.json"
@@ -124,6 +149,10 @@ def main() -> None:
               f"Ray stop {t['ray_stop_s']:.1f} s, the rest (interpreter, imports, model check, table) "
               f"{wall - sum(t.values()):.1f} s of {wall:.1f} s")
     print(f"\nper-tile cost (serial, {args.cores} threads, read + explain + commit): {1e3 * tiles_s / n_tiles:.1f} ms")
+    split = cost_split(outs["serial loop"], slides)
+    print("of which attribution {attribution_ms:.1f} ms, reading + committing {read_commit_ms:.1f} ms; "
+          "stitching + outputs {stitch_outputs_s:.1f} s per slide; outputs {out_mb_per_1000_tiles:.1f} MB per "
+          "1,000 tiles; about {read_kb_per_tile:.0f} kB of compressed slide read per tile".format(**split))
     print(f"cohort outputs byte-identical to serial (same threads): "
           f"{_same_outputs(outs['serial loop'], outs['cohort, 1 slide at a time'])}")
 

@@ -24,7 +24,8 @@ pytest.importorskip("ray", reason="needs the cohort extra: pip install 'lrp-capt
 
 from lrp_captum import cli  # noqa: E402
 from lrp_captum.cli.cohort import explain_params  # noqa: E402
-from lrp_captum.cohort import CohortRayError, read_cohort_table, read_slides, run_cohort  # noqa: E402
+from lrp_captum.cohort import (CohortLock, CohortLockedError, CohortRayError, read_cohort_table,  # noqa: E402
+                               read_slides, run_cohort)
 from lrp_captum.wsi.sample import write_sample_slide  # noqa: E402
 from lrp_captum.wsi.train import demo_model_config  # noqa: E402
 
@@ -256,12 +257,13 @@ def test_cohort_joins_a_running_cluster_with_address(ray_head, slides, demo_mode
     cmd = [sys.executable, "-m", "lrp_captum.cli", *_cohort_args(listed, out, demo_model, "--address", address)]
     run = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while not (out / "cohort.lock").exists() and run.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        # a second run into the same folder while the first is running is refused at once
-        second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert second.returncode == 2 and "in use by another cohort run" in second.stderr
+            time.sleep(0.02)
+        # while that run works, a second run into the same folder is refused
+        assert run.poll() is None, run.communicate()[1]
+        with pytest.raises(CohortLockedError, match=f"pid {run.pid} on host"):
+            CohortLock(out).acquire()
         _, err = run.communicate(timeout=300)
     finally:
         if run.poll() is None:
