@@ -151,18 +151,24 @@ def test_cohort_manifest_records_parameters_resources_and_versions(cohort):
     assert not (result.out_dir / "cohort.lock").exists()
 
 
-def test_rerun_skips_finished_slides_and_redoes_only_what_is_missing(cohort, slides, demo_model, tmp_path, capsys):
+def test_rerun_skips_finished_slides_and_redoes_only_what_is_missing(cohort, slides, demo_model, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(cohort[0].out_dir, out)
     shutil.rmtree(out / "a")
     stamps = {n: (out / n / "manifest.json").stat().st_mtime_ns for n in ("big", "b")}
-    rc = cli.main(_cohort_args(slides, out, demo_model, "--num-cpus", "2"))
-    assert rc == 1  # the corrupt slide failed again
-    assert "3 done, 1 failed of 4 slides" in capsys.readouterr().err
+    # as a user runs it: a fresh process, Ray's settings as the machine has them
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = str(ROOT)
+    rerun = subprocess.run([sys.executable, "-m", "lrp_captum.cli",
+                            *_cohort_args(slides, out, demo_model, "--num-cpus", "2")],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 1, rerun.stderr  # the corrupt slide failed again
+    assert "3 done, 1 failed of 4 slides" in rerun.stderr
     assert {n: (out / n / "manifest.json").stat().st_mtime_ns for n in ("big", "b")} == stamps
     assert (out / "a" / "manifest.json").is_file()
     m = json.loads((out / "cohort.json").read_text())
     assert m["resources"]["skipped_finished"] == 2
+    assert m["resources"]["cluster"]["nodes"] == ["127.0.0.1"]  # the private local Ray listens on loopback
 
 
 def test_rerun_of_a_finished_cohort_needs_no_ray(cohort, slides, tmp_path):

@@ -239,11 +239,13 @@ def run_cohort(slides, out_dir, *, task: SlideTask = EXPLAIN, params: dict | Non
         write_json(out / MANIFEST, dict(_manifest(task, params, specs, source, out, resources, started),
                                         **(manifest_extra or {})))
         timings = {}
-        if todo:
-            resources["cluster"], timings = _run_on_ray(task, todo, out, params, keys, records, specs, ray_settings,
-                                                        quiet, on_progress)
-        table = cohort_table(specs, records)
-        write_cohort_table(out, table)
+        try:
+            if todo:
+                resources["cluster"], timings = _run_on_ray(task, todo, out, params, keys, records, specs,
+                                                            ray_settings, quiet, on_progress)
+        finally:  # also when interrupted: the table then shows what finished and what is pending
+            table = cohort_table(specs, records)
+            write_cohort_table(out, table)
         counts = {s: int((table["status"] == s).sum()) for s in ("done", "failed", "pending")}
         manifest = dict(_manifest(task, params, specs, source, out, resources, started, counts,
                                   time.strftime("%Y-%m-%dT%H:%M:%S%z")), timings=timings, **(manifest_extra or {}))
@@ -258,15 +260,16 @@ def _run_on_ray(task, todo, out, params, keys, records, specs, rs: RaySettings, 
     Returns the cluster's CPUs/GPUs, and ``timings``: seconds to start or join Ray, from the first
     submission to the last result, and to stop Ray (a cohort's fixed costs, docs/cohort.md).
     """
+    t0 = time.perf_counter()
+    connected_here = connect_ray(rs.address, rs.num_cpus, rs.num_gpus)  # before `import ray`: see there
+    timings = dict(ray_start_s=time.perf_counter() - t0)
     import ray
 
-    t0 = time.perf_counter()
-    connected_here = connect_ray(rs.address, rs.num_cpus, rs.num_gpus)
-    timings = dict(ray_start_s=time.perf_counter() - t0)
     bars, board, pending = None, None, {}
     try:
         _check_resources(rs.cpus_per_slide, rs.gpus_per_slide, local=not rs.address)
         cluster = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        cluster["nodes"] = sorted(n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive"))
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         remote = ray.remote(_run_one).options(num_cpus=rs.cpus_per_slide, num_gpus=rs.gpus_per_slide,
                                               max_retries=rs.max_retries, retry_exceptions=False)
