@@ -95,11 +95,18 @@ def test_page_lists_the_cohort_with_counts_and_viewer_links(dirs):
     assert [m.value for m in at.metric] == ["4", "3", "1", "0"]
     shown = at.dataframe[0].value
     assert shown["slide_id"].tolist() == ["case_0", "case_1", "new_0", "outside"]
-    assert shown["viewer"].iloc[:3].tolist() == ["slides?slide=case_0.tif", "slides?slide=case_1.tif",
-                                                 "slides?slide=new_0.tif"]
+    assert shown["viewer"].iloc[:3].tolist() == ["./?slide=case_0.tif", "./?slide=case_1.tif",
+                                                 "./?slide=new_0.tif"]
     assert shown["viewer"].isna().iloc[3]
     assert "EmptyTissueError" in shown.set_index("slide_id").loc["new_0", "error"]
     assert any("1 slide(s) cannot be opened in the viewer" in c.value for c in at.caption)
+
+
+def test_page_opens_a_chosen_slide_in_the_viewer(dirs):
+    at = _run(dirs)
+    assert at.selectbox(key="cohort_open").options == ["case_0", "case_1", "new_0"]  # 'outside' has no viewer
+    at.selectbox(key="cohort_open").set_value("case_1").run()
+    assert [b.proto.url for b in at.get("link_button")] == ["./?slide=case_1.tif"]
 
 
 def test_page_filters_by_status_and_prediction_and_sorts(dirs):

@@ -7,13 +7,15 @@ from urllib.parse import quote
 from lrp_captum.cohort.table import STATUSES, CohortTableError
 from lrp_captum.viewer.cohort import filter_cohort, find_cohorts, load_cohort, prediction_labels, sort_cohort
 
-SLIDES_PAGE = "slides"  # url_path of the slide viewer page in apps/streamlit_app.py
+# the slide viewer is the app's default page, served at the app's root ("./" from this page);
+# its own url_path ("slides") is not a path Streamlit serves on a fresh load
+VIEWER_URL = "./?slide={}"
 # first columns shown; the rest of the cohort table follows
 SHOWN = ["viewer", "slide_id", "status", "prediction", "n_tiles", "error"]
 
 
 def _viewer_url(rel) -> str | None:
-    return f"{SLIDES_PAGE}?slide={quote(rel)}" if isinstance(rel, str) else None  # missing: None or NaN
+    return VIEWER_URL.format(quote(rel)) if isinstance(rel, str) else None  # missing: None or NaN
 
 
 def render_cohort_page(st, cfg) -> None:
@@ -54,6 +56,11 @@ def render_cohort_page(st, cfg) -> None:
         "viewer": st.column_config.LinkColumn("Viewer", display_text="open", help="open the slide in the viewer"),
         "error": st.column_config.TextColumn("Error", width="large"),
     })
+    linked = view[view["viewer"].notna()]
+    if len(linked):
+        pick, go = st.columns([3, 1], vertical_alignment="bottom")
+        slide_id = pick.selectbox("Open a slide in the viewer", list(linked["slide_id"]), key="cohort_open")
+        go.link_button("Open in viewer", linked.set_index("slide_id").loc[slide_id, "viewer"])
     st.caption(f"{len(view):,} of {len(table):,} slides shown · table: {cohort_dir.name}/cohort.csv · "
                "fractions are shares of tissue tiles predicted as each class; research/demo output, not a diagnosis.")
     unlinked = int(table["viewer"].isna().sum())
