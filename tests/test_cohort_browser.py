@@ -1,27 +1,34 @@
 """The cohort page in a real headless Chromium: from the cohort table to a slide in the viewer.
 
-Starts ``streamlit run apps/streamlit_app.py`` on real slides and result folders with a cohort
+Starts ``lrp-captum app`` on real slides and result folders with a cohort
 table (written by the cohort's table writer) in the results folder.
 Needs: ``apt-get install -y chromium`` and ``scripts/fetch_openseadragon.sh``.
 """
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from lrp_captum.cli.app import streamlit_command
 from lrp_captum.cohort import SlideSpec
 from lrp_captum.cohort.table import cohort_table, write_cohort_table
-from test_app_browser import browser  # noqa: F401 -- the shared headless Chromium fixture
+from test_app_browser import _free_port, browser  # noqa: F401 -- the shared headless Chromium fixture
 from test_app_fixtures import make_fixture_dirs
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -31,26 +38,21 @@ def app_url(tmp_path_factory):
                for i in range(2)}
     write_cohort_table(results, cohort_table([SlideSpec(f"case_{i}", slides / f"case_{i}.tif") for i in range(2)],
                                              records))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results))
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
-    proc = subprocess.Popen(streamlit_command(port), env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
+    port = _free_port()
+    # as a user starts it: `lrp-captum app`, which runs Streamlit as its child and stops it on SIGTERM
+    proc = subprocess.Popen([sys.executable, "-m", "lrp_captum.cli", "app", "--slides", str(slides), "--results",
+                             str(results), "--port", str(port)], cwd=str(REPO), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        while not _healthy(url):  # Streamlit's own readiness endpoint
+            assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
+            time.sleep(0.2)
+        yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+        proc.wait(timeout=40)
 
 
 def test_open_in_viewer_shows_the_chosen_cohort_slide(app_url, browser):  # noqa: F811
