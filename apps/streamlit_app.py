@@ -47,6 +47,10 @@ def text_page():
     render_optional_page(st, "text_page", "render_text_page", "Text", CONFIG.text_model, "--text-model")
 
 
+def cohort_page():
+    render_optional_page(st, "cohort_page", "render_cohort_page", "Cohort", CONFIG, "--results")
+
+
 st.set_page_config(page_title="lrp-captum viewer", page_icon=":microscope:", layout="wide")
 try:
     CONFIG = load_config()
@@ -58,5 +62,6 @@ nav = st.navigation([
     st.Page(slides_page, title="Slides", icon=":material/biotech:", url_path="slides", default=True),
     st.Page(eeg_page, title="EEG", icon=":material/monitor_heart:", url_path="eeg"),
     st.Page(text_page, title="Text", icon=":material/article:", url_path="text"),
+    st.Page(cohort_page, title="Cohort", icon=":material/table_view:", url_path="cohort"),
 ])
 nav.run()

@@ -116,6 +116,8 @@ def register(subparsers) -> None:
     e.add_argument("--keep-work", action="store_true", help="keep per-batch files in OUT/.lrp_work")
     e.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     e.set_defaults(func=_explain)
+    from .cohort import register_cohort  # `slide cohort` lives in cli/cohort.py (Ray)
+    register_cohort(sub)
 
 
 def _sample(args) -> int:

@@ -1,0 +1,131 @@
+"""The slides of a cohort: a folder of slide files, or a CSV listing them.
+
+A CSV has a ``path`` column (absolute, or relative to the CSV's folder) and optional ``slide_id``,
+``label`` and ``mpp`` (µm per level-0 pixel, for slides that do not record it) columns. A folder
+contributes every slide file directly inside it (not in subfolders), with the file name without
+its suffix as ``slide_id``. Each slide's outputs go to ``<out>/<slide_id>/``, so ids must be
+unique, non-empty folder names.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# the same files the app's slide list shows
+from ..viewer.results import SLIDE_SUFFIXES
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+class CohortInputError(ValueError):
+    """The cohort's slide list is unusable; the message names the file/row and says what to do."""
+
+
+@dataclass(frozen=True)
+class SlideSpec:
+    """One slide of a cohort.
+
+    Attributes
+    ----------
+    slide_id : folder name of the slide's outputs under the cohort's output folder.
+    path : absolute path of the slide file.
+    label : optional study label (carried into the cohort table, never used by the model).
+    mpp : µm per level-0 pixel to use when the slide does not record it (None: from the file).
+    """
+
+    slide_id: str
+    path: Path
+    label: str | None = None
+    mpp: float | None = None
+
+
+def _check_id(slide_id: str, where: str) -> str:
+    if not _SAFE_ID.match(slide_id) or slide_id in (".", ".."):
+        raise CohortInputError(f"{where}: slide_id {slide_id!r} cannot be a folder name; use letters, digits, "
+                               f"'.', '_' and '-' only, starting with a letter or digit")
+    return slide_id
+
+
+def _check_unique(specs: list[SlideSpec], source: Path) -> list[SlideSpec]:
+    seen: dict[str, Path] = {}
+    for s in specs:
+        if s.slide_id in seen:
+            raise CohortInputError(f"{source}: slide_id {s.slide_id!r} is used by both {seen[s.slide_id]} and "
+                                   f"{s.path}; list the slides in a CSV with a unique slide_id column")
+        seen[s.slide_id] = s.path
+    return specs
+
+
+def _from_folder(folder: Path) -> list[SlideSpec]:
+    paths = sorted(p for p in folder.iterdir()
+                   if p.suffix.lower() in SLIDE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    if not paths:
+        raise CohortInputError(f"{folder} holds no slide files ({', '.join(SLIDE_SUFFIXES)}); pass a folder "
+                               f"of slides or a CSV with a 'path' column")
+    return _check_unique([SlideSpec(_check_id(p.stem, str(p)), p.resolve()) for p in paths], folder)
+
+
+def _cell(value) -> str | None:
+    """A CSV cell as stripped text, None when empty (pandas reads empty cells as NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _from_csv(csv: Path) -> list[SlideSpec]:
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises several parser error types
+        raise CohortInputError(f"{csv} cannot be read as CSV ({exc})") from None
+    if "path" not in table.columns:
+        raise CohortInputError(f"{csv} has no 'path' column (columns: {', '.join(table.columns)}); add one "
+                               f"with a slide file per row")
+    specs = []
+    for i, row in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
+        where = f"{csv} line {i}"
+        path = _cell(row.get("path"))
+        if path is None:
+            raise CohortInputError(f"{where}: empty 'path'")
+        p = Path(path).expanduser()
+        p = (p if p.is_absolute() else csv.parent / p).resolve()
+        mpp = _cell(row.get("mpp"))
+        if mpp is not None:
+            try:
+                mpp = float(mpp)
+            except ValueError:
+                raise CohortInputError(f"{where}: mpp {mpp!r} is not a number (µm per level-0 pixel)") from None
+            if not (mpp > 0 and math.isfinite(mpp)):
+                raise CohortInputError(f"{where}: mpp must be a positive number of µm per pixel, got {mpp}")
+        slide_id = _check_id(_cell(row.get("slide_id")) or p.stem, where)
+        specs.append(SlideSpec(slide_id, p, _cell(row.get("label")), mpp))
+    if not specs:
+        raise CohortInputError(f"{csv} lists no slides")
+    return _check_unique(specs, csv)
+
+
+def read_slides(source: str | Path) -> list[SlideSpec]:
+    """The slides of a cohort from a folder or a CSV file (see the module docstring).
+
+    Missing or unreadable slide files are not an error here: each is recorded as a failed slide
+    when the cohort runs, so one bad file never stops the others.
+
+    Raises
+    ------
+    CohortInputError
+        ``source`` does not exist, lists no slides, lacks a ``path`` column, has a bad ``mpp`` or
+        a duplicate/unsafe ``slide_id``.
+    """
+    src = Path(source).expanduser()
+    if src.is_dir():
+        return _from_folder(src.resolve())
+    if src.is_file():
+        if src.suffix.lower() != ".csv":
+            raise CohortInputError(f"{src} is neither a folder nor a .csv file; pass a folder of slides or a CSV "
+                                   f"with a 'path' column")
+        return _from_csv(src.resolve())
+    raise CohortInputError(f"{src} does not exist; pass a folder of slides or a CSV with a 'path' column")

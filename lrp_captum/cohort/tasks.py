@@ -1,0 +1,131 @@
+"""What a cohort does to each slide: :class:`SlideTask`, and the explain task built on ``explain_slide``.
+
+A slide task's ``run`` is a plain, importable function
+
+    run(spec, out_dir, report, **params) -> dict
+
+- ``spec`` : the :class:`~lrp_captum.cohort.slides.SlideSpec` of one slide;
+- ``out_dir`` : that slide's output folder, ``<cohort out>/<slide_id>``;
+- ``report(done_tiles, total_tiles)`` : call it as work progresses (drives the progress bar);
+- ``params`` : the cohort-wide keyword arguments (JSON-able, hashed to decide what is finished).
+
+It writes its outputs under ``out_dir``, raises with a clear message when the slide is unusable,
+and returns flat summary fields (numbers and strings) for the cohort table. It must be resumable:
+when a worker dies, Ray calls it again with the same arguments, and it should continue from what
+it had committed. Another per-slide step (e.g. tile embeddings for MIL) plugs in as another
+``SlideTask`` passed to :func:`lrp_captum.cohort.runner.run_cohort`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class SlideTask:
+    """A per-slide step of a cohort.
+
+    Attributes
+    ----------
+    name : short name, recorded in the cohort manifest and in what decides a slide is finished.
+    run : the per-slide function (see the module docstring); must be importable by Ray workers.
+    complete : ``complete(out_dir) -> bool``, whether a slide's folder holds finished outputs.
+    run_only : names of ``run``'s parameters that do not change its outputs (e.g. ``overwrite``);
+        changing them does not make a finished slide run again.
+    for_resources : ``for_resources(cpus_per_slide, gpus_per_slide) -> dict``, default parameters
+        that follow from what each slide's task reserves (device, threads); given ones win.
+    """
+
+    name: str
+    run: Callable
+    complete: Callable[[Path], bool]
+    run_only: tuple = ()
+    for_resources: Callable[[float, float], dict] | None = None
+
+
+@lru_cache(maxsize=2)
+def _load_model_cached(model_json: str, device: str):
+    """A worker process runs many slides: load each model once per process, not once per slide."""
+    from ..wsi.model import load_model
+
+    return load_model(json.loads(model_json), device)
+
+
+def model_json(model) -> str:
+    """Canonical JSON of a model config path or dict (the cache and hash key of the model)."""
+    return json.dumps(str(Path(model).resolve()) if isinstance(model, (str, Path)) else model, sort_keys=True)
+
+
+def explain_summary(out_dir: Path, manifest: dict) -> dict:
+    """Cohort-table fields of one explained slide, from its ``manifest.json`` and ``tiles.csv``.
+
+    Returns
+    -------
+    dict with ``n_tiles``, ``prediction`` (the class most tiles are predicted as), ``frac_<class>``
+    (fraction of tissue tiles predicted as each class), ``relevance_sum`` / ``relevance_pos`` /
+    ``relevance_neg`` (summed over all tiles; units of the explained output, see docs/wsi.md),
+    ``relevance_per_tile`` (mean ``relevance_sum`` per tile) and ``device`` (``cpu`` or ``cuda``).
+    """
+    import pandas as pd
+
+    tiles = pd.read_csv(out_dir / "tiles.csv", usecols=["prediction", "relevance_sum", "relevance_pos",
+                                                         "relevance_neg"])
+    classes = list(manifest["model"]["classes"])
+    n = len(tiles)
+    counts = tiles["prediction"].value_counts()
+    fractions = {f"frac_{c}": float(counts.get(c, 0)) / n for c in classes}
+    return dict(n_tiles=n, prediction=max(classes, key=lambda c: counts.get(c, 0)), **fractions,
+                relevance_sum=float(tiles["relevance_sum"].sum()),
+                relevance_pos=float(tiles["relevance_pos"].sum()),
+                relevance_neg=float(tiles["relevance_neg"].sum()),
+                relevance_per_tile=float(tiles["relevance_sum"].mean()),
+                device=manifest["parameters"]["device"])
+
+
+def explain_task(spec, out_dir: Path, report, *, model, device: str = "cpu", slide_mpp_override=None,
+                 **explain_kwargs) -> dict:
+    """Explain one slide with :func:`lrp_captum.wsi.pipeline.explain_slide` into ``out_dir``.
+
+    Parameters
+    ----------
+    spec, out_dir, report : see the module docstring.
+    model : model config path or dict (as for ``explain_slide``).
+    device : ``cpu`` or ``cuda`` (resolved by the runner from the slide's Ray resources).
+    slide_mpp_override : cohort-wide µm/px for slides recording none; a slide's own ``spec.mpp``
+        takes precedence.
+    explain_kwargs : the other keyword arguments of ``explain_slide`` (``threads``, ``batch_size``,
+        ``composite``, ...); ``quiet`` is forced, the cohort draws its own progress bar.
+
+    Returns
+    -------
+    The fields of :func:`explain_summary`.
+    """
+    bundle = _load_model_cached(model_json(model), device)
+    from ..wsi.pipeline import explain_slide
+
+    manifest = explain_slide(spec.path, bundle, out_dir, device=device, quiet=True, progress_callback=report,
+                             slide_mpp_override=spec.mpp if spec.mpp is not None else slide_mpp_override,
+                             **explain_kwargs)
+    return explain_summary(Path(out_dir), manifest)
+
+
+def explained(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a finished ``explain_slide`` run (its manifest is written last)."""
+    return (Path(out_dir) / "manifest.json").is_file()
+
+
+def explain_resources(cpus_per_slide: float, gpus_per_slide: float) -> dict:
+    """``device`` from the GPUs a slide reserves, one torch thread per reserved core, no reader processes.
+
+    The thread count is also part of what makes a resumed slide byte-identical to an
+    uninterrupted one; readers are off since the parallelism comes from running slides side by side.
+    """
+    return dict(device="cuda" if gpus_per_slide > 0 else "cpu", threads=max(1, int(cpus_per_slide)),
+                num_workers=0)
+
+
+EXPLAIN = SlideTask("explain", explain_task, explained, run_only=("overwrite", "keep_work", "num_workers"),
+                    for_resources=explain_resources)
