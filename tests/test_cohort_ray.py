@@ -20,7 +20,7 @@ import pytest
 # Ray on loopback only, for this process and the Ray processes it starts (set before Ray is imported)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-pytest.importorskip("ray", reason="needs the cohort extra: pip install 'lrp-captum[cohort]'")
+import ray  # noqa: F401  (the dev extra brings it; tests/conftest.py says so if missing)
 
 from lrp_captum import cli  # noqa: E402
 from lrp_captum.cli.cohort import explain_params  # noqa: E402

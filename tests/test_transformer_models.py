@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-transformers = pytest.importorskip("transformers")
-timm = pytest.importorskip("timm")
-import torchvision  # noqa: E402
+import timm
+import torchvision
+import transformers
 
-from lrp_captum import LRP, LayerLRP  # noqa: E402
-from lrp_captum.engine.functional import UncoveredOpError  # noqa: E402
+from lrp_captum import LRP, LayerLRP
+from lrp_captum.engine.functional import UncoveredOpError
 
 ADDITIVE = ("position", "token_type", "cls_token", "pos_embed", "class_token", "pos_embedding",
             "distillation_token", "mask_token")
