@@ -34,3 +34,35 @@ def pytest_sessionstart(session):
     if missing:
         pytest.exit(f"the tests need the dev extra (missing: {', '.join(missing)}): "
                     "install it with pip install -e '.[dev]' (or run `make test`)", returncode=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared fixtures
+# ---------------------------------------------------------------------------------------------
+def imagenet_normalised(pixels):
+    """``(pixels - mean) / std`` with ImageNet's statistics; ``pixels`` in [0, 1], (N, 3, H, W)."""
+    import torch
+
+    from lrp_captum import IMAGENET_MEAN, IMAGENET_STD
+    mean = torch.tensor(IMAGENET_MEAN, dtype=pixels.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=pixels.dtype).view(1, 3, 1, 1)
+    return (pixels - mean) / std
+
+
+@pytest.fixture(scope="session")
+def make_images():
+    """``make_images(n, size, dtype=float32, seed=0)``: random ImageNet-normalised images
+    ``(n, 3, size, size)`` inside the z^B box of ``imagenet_bounds``."""
+    import torch
+
+    def make(n: int, size: int, dtype=torch.float32, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        return imagenet_normalised(torch.rand(n, 3, size, size, generator=g, dtype=dtype))
+    return make
+
+
+@pytest.fixture(scope="session")
+def imagenet_bounds():
+    """``(low, high)`` of ImageNet-normalised pixels, per channel (for z^B)."""
+    from lrp_captum import IMAGENET_MEAN, IMAGENET_STD, zbox_bounds
+    return zbox_bounds(IMAGENET_MEAN, IMAGENET_STD)

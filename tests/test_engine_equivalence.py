@@ -160,12 +160,8 @@ COMPOSITES = {
 
 
 @pytest.fixture(scope="module")
-def images():
-    g = torch.Generator().manual_seed(3)
-    pixels = torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64)
-    mean = torch.tensor((0.485, 0.456, 0.406), dtype=torch.float64).view(1, 3, 1, 1)
-    std = torch.tensor((0.229, 0.224, 0.225), dtype=torch.float64).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+def images(make_images):
+    return make_images(2, 64, torch.float64, seed=3)
 
 
 @pytest.mark.parametrize("composite", sorted(COMPOSITES))

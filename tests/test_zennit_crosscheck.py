@@ -23,11 +23,10 @@ def _zennit_composite(name, canonizer):
 
 
 @pytest.fixture(scope="module", params=["vgg16", "resnet18", "resnet50"])
-def model_and_input(request):
+def model_and_input(request, make_images):
     torch.manual_seed(1)
     model = getattr(torchvision.models, request.param)().eval()
-    x = (torch.rand(2, 3, SIZE, SIZE) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) \
-        / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = make_images(2, SIZE, seed=1)
     canonizer = VGGCanonizer if request.param.startswith("vgg") else ResNetCanonizer
     return request.param, model, x, canonizer
 
