@@ -62,6 +62,7 @@ def register(subparsers) -> None:
     e.add_argument("--keep-work", action="store_true", help="keep per-batch files in OUT/.lrp_work")
     e.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     e.set_defaults(func=_explain)
+    from .mil import register_mil; register_mil(sub)  # noqa: E702 -- MIL commands: lrp_captum/cli/mil.py
 
 
 def _sample(args) -> int:

@@ -38,6 +38,7 @@ class MILHead:
     encoder_identity : identity of that encoder.
     config : the whole JSON config.
     weights_sha256 : hash of the weights file ("" for a head not loaded from disk).
+    path : the JSON file it was loaded from ("" for a head not loaded from disk).
     """
 
     model: nn.Module
@@ -48,6 +49,7 @@ class MILHead:
     encoder_identity: str
     config: dict = field(default_factory=dict)
     weights_sha256: str = ""
+    path: str = ""
 
     def class_index(self, name_or_index) -> int:
         if isinstance(name_or_index, str) and not name_or_index.lstrip("-").isdigit():
@@ -128,7 +130,7 @@ def load_head(path) -> MILHead:
     model.eval().requires_grad_(False)
     return MILHead(model=model, name=config["head"], classes=list(config["classes"]), in_dim=int(config["in_dim"]),
                    encoder_spec=dict(config["encoder"]), encoder_identity=config["encoder_identity"],
-                   config=config, weights_sha256=file_sha256(wpath))
+                   config=config, weights_sha256=file_sha256(wpath), path=str(path.resolve()))
 
 
 def _is_head_config(path: Path) -> bool:
