@@ -23,8 +23,8 @@ def register_mil(sub) -> None:
     t.add_argument("--head", choices=("abmil", "transmil"), default="abmil")
     _encoder_args(t)
     t.add_argument("--embeddings", default=None, help="embedding cache folder (default COHORT/embeddings)")
-    t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default 100)")
+    t.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 2e-3)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--quiet", action="store_true")
@@ -99,10 +99,11 @@ def _train(args) -> int:
     from ..wsi.mil.training import train_mil
     from ..wsi.reader import SlideError
 
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
     try:
         metrics = train_mil(args.cohort, args.out, head=args.head, encoder=_encoder_spec(args) or "demo",
-                            cache_dir=args.embeddings, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                            threads=args.threads, quiet=args.quiet)
+                            cache_dir=args.embeddings, seed=args.seed, threads=args.threads, quiet=args.quiet,
+                            **overrides)
     except (SlideError, FileNotFoundError, ValueError, RuntimeError) as exc:
         return _fail("train-mil", exc)
     print(json.dumps({k: metrics[k] for k in ("head", "n_train", "n_test", "train_balanced_accuracy",

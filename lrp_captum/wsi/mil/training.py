@@ -5,6 +5,11 @@ cached), then the head is trained on the ``train`` split one bag per step with A
 cross-entropy. Each step sees a random subset of a bag's tiles (between ``subsample`` and all of
 them), a common MIL augmentation that keeps the head from relying on any single tile. The
 ``test`` split is only scored after training.
+
+Embeddings are standardised per dimension (mean and standard deviation over the training tiles)
+while training, which lets the head find a rare lesion direction among dominant ones; afterwards
+the standardisation is folded into the head's first linear layer, so the saved head is a plain
+head on raw embeddings.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from .encoders import TileEncoder, build_encoder
 from .head_files import save_head
 from .heads import make_head
 
-DEFAULTS = dict(epochs=40, lr=1e-3, weight_decay=1e-4, subsample=0.5, seed=0)
+DEFAULTS = dict(epochs=100, lr=2e-3, weight_decay=1e-4, subsample=0.5, seed=0)
 
 
 def default_embeddings_dir(cohort_dir) -> Path:
@@ -57,17 +62,38 @@ def slide_probabilities(model: nn.Module, bags) -> np.ndarray:
         return np.stack([torch.softmax(model(b.tensor().unsqueeze(0)), 1)[0].numpy() for b in bags])
 
 
+def first_linear(model: nn.Module) -> nn.Linear:
+    """The head's first ``nn.Linear`` (registration order): the layer that reads the embeddings."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return module
+    raise ValueError(f"{type(model).__name__} has no nn.Linear layer reading the embeddings")
+
+
+@torch.no_grad()
+def fold_standardisation(linear: nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Make ``linear(x)`` compute what ``linear((x - mean) / std)`` computed, in place."""
+    linear.weight.div_(std)
+    linear.bias.sub_(linear.weight @ mean)
+
+
 def fit_head(model: nn.Module, bags, labels, *, epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
              weight_decay: float = DEFAULTS["weight_decay"], subsample: float = DEFAULTS["subsample"],
              seed: int = DEFAULTS["seed"], quiet: bool = True) -> list[float]:
     """Train ``model`` in place on ``bags`` (SlideBag or (N, D) tensors) with ``labels``; returns the loss per epoch.
 
     One bag per step, shuffled each epoch; each step keeps a random ``uniform(subsample, 1)``
-    share of the bag's tiles (at least one). Deterministic for a seed and thread count.
+    share of the bag's tiles (at least one). The head trains on standardised embeddings and the
+    standardisation is then folded into its first linear layer (:func:`fold_standardisation`).
+    Deterministic for a seed and thread count.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     tensors = [b if torch.is_tensor(b) else b.tensor() for b in bags]
+    every = torch.cat(tensors)
+    mean, std = every.mean(0), every.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant dimension needs no scaling
+    tensors = [(t - mean) / std for t in tensors]
     y = torch.as_tensor(labels, dtype=torch.long)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -88,6 +114,7 @@ def fit_head(model: nn.Module, bags, labels, *, epochs: int = DEFAULTS["epochs"]
         if not quiet:
             print(f"epoch {epoch + 1}/{epochs}  loss {history[-1]:.4f}", file=sys.stderr, flush=True)
     model.eval()
+    fold_standardisation(first_linear(model), mean, std)
     return history
 
 
