@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +123,11 @@ def load_head(path) -> MILHead:
     if not wpath.is_file():
         raise FileNotFoundError(f"weights {wpath} named in MIL head {path} do not exist")
     model = make_head(config["head"], int(config["in_dim"]), len(config["classes"]), **config.get("kwargs", {}))
-    state = torch.load(wpath, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(wpath, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"weights {wpath} of MIL head {path} are not a plain state_dict (refused by "
+                         f"torch.load(weights_only=True): {str(exc).splitlines()[0]})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

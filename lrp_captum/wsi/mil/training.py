@@ -29,6 +29,8 @@ from .head_files import save_head
 from .heads import make_head
 
 DEFAULTS = dict(epochs=100, lr=2e-3, weight_decay=1e-4, subsample=0.5, seed=0)
+#: what differs per head from DEFAULTS (the transformer wants a smaller step)
+HEAD_DEFAULTS = {"abmil": {}, "transmil": dict(epochs=80, lr=5e-4)}
 
 
 def default_embeddings_dir(cohort_dir) -> Path:
@@ -85,8 +87,19 @@ def fit_head(model: nn.Module, bags, labels, *, epochs: int = DEFAULTS["epochs"]
     One bag per step, shuffled each epoch; each step keeps a random ``uniform(subsample, 1)``
     share of the bag's tiles (at least one). The head trains on standardised embeddings and the
     standardisation is then folded into its first linear layer (:func:`fold_standardisation`).
-    Deterministic for a seed and thread count.
+    Runs on one CPU thread; deterministic for a seed.
     """
+    threads = torch.get_num_threads()
+    # one thread: a bag step is a few small matrix products; on a busy machine extra threads
+    # waiting on each other made training of a small head many times slower (measured here)
+    torch.set_num_threads(1)
+    try:
+        return _fit(model, bags, labels, epochs, lr, weight_decay, subsample, seed, quiet)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(model, bags, labels, epochs, lr, weight_decay, subsample, seed, quiet) -> list[float]:
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     tensors = [b if torch.is_tensor(b) else b.tensor() for b in bags]
@@ -119,7 +132,7 @@ def fit_head(model: nn.Module, bags, labels, *, epochs: int = DEFAULTS["epochs"]
 
 
 def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict | str = "demo", cache_dir=None,
-              head_kwargs: dict | None = None, epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
+              head_kwargs: dict | None = None, epochs: int | None = None, lr: float | None = None,
               weight_decay: float = DEFAULTS["weight_decay"], subsample: float = DEFAULTS["subsample"],
               seed: int = DEFAULTS["seed"], threads: int | None = None, quiet: bool = True) -> dict:
     """Embed a cohort, train a MIL head on its ``train`` split and save it.
@@ -131,7 +144,8 @@ def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict |
     head : ``"abmil"`` or ``"transmil"``; head_kwargs : passed to its constructor.
     encoder : a :class:`TileEncoder` or an encoder spec (default the demo CNN trunk).
     cache_dir : embedding cache (default ``<cohort>/embeddings``).
-    epochs, lr, weight_decay, subsample, seed : training (see :func:`fit_head`).
+    epochs, lr, weight_decay, subsample, seed : training (see :func:`fit_head`); ``epochs`` and
+        ``lr`` default to :data:`HEAD_DEFAULTS` / :data:`DEFAULTS` for the head.
     threads : torch CPU threads while training (default: leave torch's setting).
 
     Returns
@@ -139,6 +153,9 @@ def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict |
     dict of metrics (also stored in the head's JSON under ``training``): slide counts, train and
     test balanced accuracy, seconds for embedding and for training, the head's path.
     """
+    per_head = dict(DEFAULTS, **HEAD_DEFAULTS.get(head, {}))
+    epochs = int(epochs or per_head["epochs"])
+    lr = float(lr or per_head["lr"])
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
