@@ -127,7 +127,7 @@ def test_on_a_trained_head_single_finds_the_witnesses_far_better_than_chance():
                             targets=[1] * len(positives), lesion_fractions=frac, max_drop=6)
     means = table.groupby("method")[["auroc", "aopc"]].mean()
     assert means.loc["single", "aopc"] > means.loc["random", "aopc"] + 0.1
-    assert means.loc["single", "auroc"] > 0.9 and means.loc["random", "auroc"] < 0.8
+    assert means.loc["single", "auroc"] > 0.8 and means.loc["random", "auroc"] < 0.7
     available = table.groupby("method")["available"].all()
     assert available["xmil_lrp"] == (XMIL_COMPOSITE in list_composites())
 

@@ -13,15 +13,15 @@ from lrp_captum.wsi.mil.encoders import build_encoder
 TINY = "test_mil_support:tiny_encoder"
 
 
-def tiny_encoder(dim: int = 16) -> nn.Module:
+def tiny_encoder(dim: int = 16, bias: bool = True) -> nn.Module:
     """A small conv encoder, (N, 3, T, T) -> (N, dim); random init from build_encoder's seed."""
-    return nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.Conv2d(8, dim, 3, stride=2), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(nn.Conv2d(3, 8, 5, stride=4, bias=bias), nn.ReLU(),
+                         nn.Conv2d(8, dim, 3, stride=2, bias=bias), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
-def tiny_spec(seed: int = 0, dim: int = 16) -> dict:
+def tiny_spec(seed: int = 0, dim: int = 16, bias: bool = True) -> dict:
     """Encoder spec: 128-px tiles at 1 µm/px (4 x 4 tiles on a 1024-px slide at 0.5 µm/px)."""
-    return dict(arch=TINY, seed=seed, kwargs=dict(dim=dim), tile_size=128, mpp=1.0)
+    return dict(arch=TINY, seed=seed, kwargs=dict(dim=dim, bias=bias), tile_size=128, mpp=1.0)
 
 
 @pytest.fixture(scope="session")

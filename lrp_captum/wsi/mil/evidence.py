@@ -64,15 +64,21 @@ def xmil_lrp(head: nn.Module, bag: Tensor, target: int, *, composite: str = XMIL
     ``composite`` names a registered composite of the core engine (default ``"xmil"``).
     Raises :class:`MethodUnavailableError` when it is not registered.
     """
-    from lrp_captum import LRP, list_composites
+    from lrp_captum import LRP
+
+    _require_composite(composite)
+    rel = LRP(head, composite=composite, **lrp_kwargs).attribute(bag.unsqueeze(0), target=target)[0]
+    return TileEvidence(rel.sum(-1), rel)
+
+
+def _require_composite(composite: str) -> None:
+    from lrp_captum import list_composites
 
     if composite not in list_composites():
         raise MethodUnavailableError(
             f"xMIL-LRP needs the LRP composite {composite!r} (attention weights held constant in the pooling, "
             f"ε on the linear layers), which this version of lrp_captum does not register (it has "
             f"{sorted(list_composites())}); choose another evidence method, e.g. gradient or integrated_gradients")
-    rel = LRP(head, composite=composite, **lrp_kwargs).attribute(bag.unsqueeze(0), target=target)[0]
-    return TileEvidence(rel.sum(-1), rel)
 
 
 def attention(head: nn.Module, bag: Tensor, target: int) -> TileEvidence:
@@ -145,6 +151,16 @@ METHODS: dict[str, Callable[..., TileEvidence]] = {
 }
 
 
+def check_method(method: Union[str, Callable[..., TileEvidence]], **options) -> None:
+    """Raise before any work if ``method`` is an unknown name or cannot run here."""
+    if callable(method):
+        return
+    if method not in METHODS:
+        raise ValueError(f"unknown evidence method {method!r}; choose from {sorted(METHODS)}")
+    if method == "xmil_lrp":
+        _require_composite(options.get("composite", XMIL_COMPOSITE))
+
+
 def tile_evidence(method: Union[str, Callable[..., TileEvidence]], head: nn.Module, bag: Tensor, target: int,
                   **options) -> TileEvidence:
     """Run an evidence method given by name (:data:`METHODS`) or as a callable; checks the bag.
@@ -160,9 +176,8 @@ def tile_evidence(method: Union[str, Callable[..., TileEvidence]], head: nn.Modu
         raise ValueError(f"a bag is (N, D) tile embeddings, got shape {tuple(bag.shape)}")
     if len(bag) == 0:
         raise ValueError("the bag is empty (no tissue tiles): there is nothing to explain")
+    check_method(method)
     if isinstance(method, str):
-        if method not in METHODS:
-            raise ValueError(f"unknown evidence method {method!r}; choose from {sorted(METHODS)}")
         method = METHODS[method]
     ev = method(head, bag, target, **options)
     if ev.scores.shape != (len(bag),):

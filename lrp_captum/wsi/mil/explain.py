@@ -37,7 +37,7 @@ from ..tissue import thumbnail_rgb
 from ..train import default_cache_dir
 from .embeddings import embed_slide
 from .encoders import TileEncoder, build_encoder
-from .evidence import tile_evidence
+from .evidence import check_method, tile_evidence
 from .head_files import MILHead, load_head
 from .pixel_maps import DEFAULT_PIXEL_COMPOSITE, encoder_pixel_maps
 
@@ -118,6 +118,7 @@ def explain_mil_slide(slide_path, head, out_dir, *, method=DEFAULT_METHOD, metho
     head = head if isinstance(head, MILHead) else load_head(head)
     enc = encoder if isinstance(encoder, TileEncoder) else build_encoder(encoder or head.encoder_spec)
     head.check_encoder(enc)
+    check_method(method, **(method_options or {}))
     target_index = None if target in (None, "predicted") else head.class_index(target)
     method_name = method if isinstance(method, str) else getattr(method, "__name__", repr(method))
     timings["load_s"] = time.perf_counter() - t_start

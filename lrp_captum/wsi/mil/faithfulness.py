@@ -124,3 +124,46 @@ def compare_methods(head: nn.Module, bags: Sequence[Tensor], methods: Sequence[U
                                                          .unsqueeze(0))[0]) for r in rand])),
                          seconds=0.0, n_tiles=len(bag)))
     return pd.DataFrame(rows)
+
+
+DEFAULT_METHODS = ("xmil_lrp", "attention", "attention_norm", "gradient", "integrated_gradients", "single",
+                   "leave_one_out")
+
+
+def compare_on_cohort(head, cohort, *, split: str = "test", methods=DEFAULT_METHODS, embeddings_dir=None,
+                      target: str | int = "lesion", max_drop: int = 20, positive_at: float = 0.5):
+    """:func:`compare_methods` on the held-out slides of a cohort with lesion masks.
+
+    Parameters
+    ----------
+    head : a loaded :class:`~lrp_captum.wsi.mil.head_files.MILHead` or its JSON path.
+    cohort : cohort folder (``cohort.csv`` with a ``mask`` column).
+    split : which slides (default the held-out ``test`` split).
+    methods : evidence methods (names or callables).
+    embeddings_dir : embedding cache (default ``<cohort>/embeddings``).
+    target : the explained class (name or index) on every slide; AUROC uses the slides that
+        hold a lesion, AOPC all slides of the split.
+
+    Returns
+    -------
+    pandas.DataFrame as :func:`compare_methods`, plus columns ``slide_name`` and ``label``.
+    """
+    from .cohort import tile_lesion_fraction
+    from .encoders import build_encoder
+    from .head_files import MILHead, load_head
+    from .training import cohort_bags
+
+    head = head if isinstance(head, MILHead) else load_head(head)
+    encoder = build_encoder(head.encoder_spec)
+    head.check_encoder(encoder)
+    entries, bags = cohort_bags(cohort, encoder, embeddings_dir, splits=(split,))
+    if not entries:
+        raise ValueError(f"cohort {cohort} has no slides in split {split!r}")
+    t = head.class_index(target)
+    fractions = [tile_lesion_fraction(e.mask, b.tiles) if e.mask is not None else np.zeros(len(b))
+                 for e, b in zip(entries, bags)]
+    table = compare_methods(head.model, [b.tensor() for b in bags], list(methods), targets=[t] * len(bags),
+                            lesion_fractions=fractions, max_drop=max_drop, positive_at=positive_at)
+    table["slide_name"] = [entries[i].slide.name for i in table["slide"]]
+    table["label"] = [entries[i].label for i in table["slide"]]
+    return table
