@@ -97,10 +97,10 @@ def figure(path, results, cohort, heads):
     bag = embed_slide(entry.slide, enc, Path(cohort) / "embeddings")
     rows, cols = bag.tiles["row"], bag.tiles["col"]
     shape = (rows.max() + 1, cols.max() + 1)
-    panels = [("lesion share", tile_lesion_fraction(entry.mask, bag.tiles), "Greys")]
+    panels = [("lesion share of the tile", tile_lesion_fraction(entry.mask, bag.tiles), "Oranges")]
     for m in ("xmil_lrp", "attention", "single", "gradient"):
         try:
-            panels.append((LABELS[m], tile_evidence(m, head.model, bag.tensor(), 1).scores.numpy(),
+            panels.append((LABELS[m], tile_evidence(m, head.model, head.bag_input(bag.features), 1).scores.numpy(),
                            "viridis" if m == "attention" else "bwr"))
         except MethodUnavailableError:
             continue
@@ -109,7 +109,8 @@ def figure(path, results, cohort, heads):
         img = np.full(shape, np.nan)
         img[rows, cols] = values
         lim = np.nanmax(np.abs(img)) or 1.0
-        ax.imshow(img, cmap=cmap, vmin=-lim if cmap == "bwr" else 0, vmax=lim)
+        # tissue tiles without lesion/attention still get a visible colour; glass stays white
+        ax.imshow(img, cmap=cmap, vmin=-lim if cmap == "bwr" else -0.15 * lim, vmax=lim)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.suptitle(f"MIL evidence on the held-out cohort slides ({', '.join(names)}); bottom: "

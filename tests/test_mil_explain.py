@@ -59,7 +59,7 @@ def test_train_mil_reports_its_split_and_writes_a_loadable_head(trained):
     assert metrics["n_train"] == 2 and metrics["n_test"] == 2
     config = json.loads((d / "abmil.json").read_text())
     assert config["encoder"]["arch"] == TINY and config["in_dim"] == 16 and (d / "abmil.pt").is_file()
-    assert config["training"]["params"]["epochs"] == 5
+    assert config["training"]["params"]["epochs"] == 5 and len(config["input_standardisation"]["std"]) == 16
 
 
 def test_explain_mil_writes_every_output_with_per_tile_evidence(explained):

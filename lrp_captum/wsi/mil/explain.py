@@ -145,7 +145,7 @@ def explain_mil_slide(slide_path, head, out_dir, *, method=DEFAULT_METHOD, metho
 
     # ---- the head: prediction and evidence per tile ----
     t0 = time.perf_counter()
-    x = bag.tensor()
+    x = head.bag_input(bag.features)
     with torch.no_grad():
         logits = head.model(x.unsqueeze(0))[0]
     probs = torch.softmax(logits, 0)

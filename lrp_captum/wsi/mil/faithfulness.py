@@ -117,9 +117,9 @@ def compare_methods(head: nn.Module, bags: Sequence[Tensor], methods: Sequence[U
                              auroc=tile_auroc(scores, frac, positive_at) if frac is not None else np.nan,
                              aopc=float(aopc(curve.unsqueeze(0))[0]), seconds=seconds, n_tiles=len(bag)))
         rand = [random_scores(len(bag), seed) for seed in range(random_seeds)]
+        aurocs = [tile_auroc(r, frac, positive_at) for r in rand] if frac is not None else [np.nan]
         rows.append(dict(slide=s, method="random", available=True,
-                         auroc=float(np.nanmean([tile_auroc(r, frac, positive_at) for r in rand]))
-                         if frac is not None else np.nan,
+                         auroc=float(np.mean(aurocs)),  # NaN for all seeds alike when no lesion tile
                          aopc=float(np.mean([float(aopc(patch_dropping_curve(head, bag, r, target, max_drop)
                                                          .unsqueeze(0))[0]) for r in rand])),
                          seconds=0.0, n_tiles=len(bag)))
@@ -162,7 +162,7 @@ def compare_on_cohort(head, cohort, *, split: str = "test", methods=DEFAULT_METH
     t = head.class_index(target)
     fractions = [tile_lesion_fraction(e.mask, b.tiles) if e.mask is not None else np.zeros(len(b))
                  for e, b in zip(entries, bags)]
-    table = compare_methods(head.model, [b.tensor() for b in bags], list(methods), targets=[t] * len(bags),
+    table = compare_methods(head.model, [head.bag_input(b.features) for b in bags], list(methods), targets=[t] * len(bags),
                             lesion_fractions=fractions, max_drop=max_drop, positive_at=positive_at)
     table["slide_name"] = [entries[i].slide.name for i in table["slide"]]
     table["label"] = [entries[i].label for i in table["slide"]]

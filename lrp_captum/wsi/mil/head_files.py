@@ -5,7 +5,8 @@ A head is two files side by side: ``NAME.pt`` (the state_dict, loaded with
 
     {"format": "lrp_captum.wsi.mil.head/1", "head": "abmil", "kwargs": {...}, "in_dim": 32,
      "classes": ["negative", "lesion"], "weights": "NAME.pt",
-     "encoder": {...spec...}, "encoder_identity": "<sha256>", "training": {...}}
+     "encoder": {...spec...}, "encoder_identity": "<sha256>", "training": {...},
+     "input_standardisation": {"mean": [...], "std": [...]}}   # optional, per embedding number
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,6 +43,7 @@ class MILHead:
     config : the whole JSON config.
     weights_sha256 : hash of the weights file ("" for a head not loaded from disk).
     path : the JSON file it was loaded from ("" for a head not loaded from disk).
+    mean, std : (D,) standardisation of the embeddings the head reads, or None.
     """
 
     model: nn.Module
@@ -51,6 +55,18 @@ class MILHead:
     config: dict = field(default_factory=dict)
     weights_sha256: str = ""
     path: str = ""
+    mean: Optional[torch.Tensor] = None
+    std: Optional[torch.Tensor] = None
+
+    def bag_input(self, features) -> torch.Tensor:
+        """(N, D) embeddings (array or tensor) -> the (N, D) float32 tensor the head reads.
+
+        Standardised with the head's training statistics when it has them; relevance of a
+        standardised number is relevance of that embedding number (the map is elementwise).
+        """
+        x = torch.as_tensor(np.asarray(features) if not torch.is_tensor(features) else features,
+                            dtype=torch.float32)
+        return x if self.mean is None else (x - self.mean) / self.std
 
     def class_index(self, name_or_index) -> int:
         if isinstance(name_or_index, str) and not name_or_index.lstrip("-").isdigit():
@@ -77,8 +93,12 @@ class MILHead:
 
 
 def save_head(model: nn.Module, path, *, name: str, classes: list, encoder: TileEncoder,
-              kwargs: dict | None = None, training: dict | None = None) -> Path:
-    """Write ``<path>.pt`` and ``<path>.json`` (``path`` without suffix, or ending in .json); returns the JSON path."""
+              kwargs: dict | None = None, training: dict | None = None, standardisation=None) -> Path:
+    """Write ``<path>.pt`` and ``<path>.json`` (``path`` without suffix, or ending in .json); returns the JSON path.
+
+    ``standardisation`` is ``(mean, std)`` of the embeddings (each (D,)) that the head was
+    trained on, or None for a head on raw embeddings.
+    """
     path = Path(path)
     if path.suffix == ".json":
         path = path.with_suffix("")
@@ -90,6 +110,8 @@ def save_head(model: nn.Module, path, *, name: str, classes: list, encoder: Tile
     config = dict(format=HEAD_FORMAT, head=name, kwargs=dict(kwargs or {}), in_dim=encoder.dim,
                   classes=list(classes), weights=wpath.name, encoder=encoder.spec,
                   encoder_identity=encoder.identity, training=training or {},
+                  input_standardisation=None if standardisation is None else dict(
+                      mean=[float(v) for v in standardisation[0]], std=[float(v) for v in standardisation[1]]),
                   intended_use="research and demonstration of MIL explanations; not for diagnosis")
     tmp = jpath.with_name(f".{jpath.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(config, indent=2, default=str))
@@ -133,9 +155,11 @@ def load_head(path) -> MILHead:
     except RuntimeError as exc:
         raise ValueError(f"weights {wpath} do not fit MIL head {config['head']!r}: {exc}") from None
     model.eval().requires_grad_(False)
+    stand = config.get("input_standardisation")
+    mean, std = (None, None) if not stand else (torch.tensor(stand["mean"]), torch.tensor(stand["std"]))
     return MILHead(model=model, name=config["head"], classes=list(config["classes"]), in_dim=int(config["in_dim"]),
                    encoder_spec=dict(config["encoder"]), encoder_identity=config["encoder_identity"],
-                   config=config, weights_sha256=file_sha256(wpath), path=str(path.resolve()))
+                   config=config, weights_sha256=file_sha256(wpath), path=str(path.resolve()), mean=mean, std=std)
 
 
 def _is_head_config(path: Path) -> bool:

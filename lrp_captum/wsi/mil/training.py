@@ -6,10 +6,11 @@ cross-entropy. Each step sees a random subset of a bag's tiles (between ``subsam
 them), a common MIL augmentation that keeps the head from relying on any single tile. The
 ``test`` split is only scored after training.
 
-Embeddings are standardised per dimension (mean and standard deviation over the training tiles)
-while training, which lets the head find a rare lesion direction among dominant ones; afterwards
-the standardisation is folded into the head's first linear layer, so the saved head is a plain
-head on raw embeddings.
+The head reads standardised embeddings: each dimension minus its mean over the training tiles,
+divided by its standard deviation. This lets the head find a rare lesion direction among dominant
+ones, and it makes "zero" the average training tile -- the reference that gradient × input,
+IntegratedGradients and LRP measure evidence against. The statistics are saved with the head
+(:meth:`~lrp_captum.wsi.mil.head_files.MILHead.bag_input` applies them).
 """
 from __future__ import annotations
 
@@ -58,25 +59,17 @@ def _balanced_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def slide_probabilities(model: nn.Module, bags) -> np.ndarray:
-    """(S, C) softmax probabilities of the head for each bag."""
+    """(S, C) softmax probabilities of the head for each (N, D) bag tensor."""
     model.eval()
     with torch.no_grad():
-        return np.stack([torch.softmax(model(b.tensor().unsqueeze(0)), 1)[0].numpy() for b in bags])
+        return np.stack([torch.softmax(model(b.unsqueeze(0)), 1)[0].numpy() for b in bags])
 
 
-def first_linear(model: nn.Module) -> nn.Linear:
-    """The head's first ``nn.Linear`` (registration order): the layer that reads the embeddings."""
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            return module
-    raise ValueError(f"{type(model).__name__} has no nn.Linear layer reading the embeddings")
-
-
-@torch.no_grad()
-def fold_standardisation(linear: nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> None:
-    """Make ``linear(x)`` compute what ``linear((x - mean) / std)`` computed, in place."""
-    linear.weight.div_(std)
-    linear.bias.sub_(linear.weight @ mean)
+def embedding_standardisation(bags) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std), each (D,), over all tiles of ``bags`` ((N, D) tensors); std 1 where constant."""
+    every = torch.cat(list(bags))
+    mean, std = every.mean(0), every.std(0)
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
 
 
 def fit_head(model: nn.Module, bags, labels, *, epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
@@ -85,9 +78,7 @@ def fit_head(model: nn.Module, bags, labels, *, epochs: int = DEFAULTS["epochs"]
     """Train ``model`` in place on ``bags`` (SlideBag or (N, D) tensors) with ``labels``; returns the loss per epoch.
 
     One bag per step, shuffled each epoch; each step keeps a random ``uniform(subsample, 1)``
-    share of the bag's tiles (at least one). The head trains on standardised embeddings and the
-    standardisation is then folded into its first linear layer (:func:`fold_standardisation`).
-    Runs on one CPU thread; deterministic for a seed.
+    share of the bag's tiles (at least one). Runs on one CPU thread; deterministic for a seed.
     """
     threads = torch.get_num_threads()
     # one thread: a bag step is a few small matrix products; on a busy machine extra threads
@@ -103,10 +94,6 @@ def _fit(model, bags, labels, epochs, lr, weight_decay, subsample, seed, quiet) 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     tensors = [b if torch.is_tensor(b) else b.tensor() for b in bags]
-    every = torch.cat(tensors)
-    mean, std = every.mean(0), every.std(0)
-    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant dimension needs no scaling
-    tensors = [(t - mean) / std for t in tensors]
     y = torch.as_tensor(labels, dtype=torch.long)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -127,7 +114,6 @@ def _fit(model, bags, labels, epochs, lr, weight_decay, subsample, seed, quiet) 
         if not quiet:
             print(f"epoch {epoch + 1}/{epochs}  loss {history[-1]:.4f}", file=sys.stderr, flush=True)
     model.eval()
-    fold_standardisation(first_linear(model), mean, std)
     return history
 
 
@@ -172,10 +158,12 @@ def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict |
         torch.manual_seed(seed)
         model = make_head(head, enc.dim, len(CLASSES), **(head_kwargs or {}))
         t1 = time.perf_counter()
-        history = fit_head(model, [bags[i] for i in train], labels[train], epochs=epochs, lr=lr,
+        mean, std = embedding_standardisation([bags[i].tensor() for i in train])
+        inputs = [(b.tensor() - mean) / std for b in bags]
+        history = fit_head(model, [inputs[i] for i in train], labels[train], epochs=epochs, lr=lr,
                            weight_decay=weight_decay, subsample=subsample, seed=seed, quiet=quiet)
         t_train = time.perf_counter() - t1
-        probs = slide_probabilities(model, bags)
+        probs = slide_probabilities(model, inputs)
         metrics = dict(cohort=str(Path(cohort).resolve()), n_train=len(train), n_test=len(test),
                        tiles_per_slide=float(np.mean([len(b) for b in bags])),
                        train_balanced_accuracy=_balanced_accuracy(probs[train], labels[train]),
@@ -184,7 +172,8 @@ def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict |
                        tiles_embedded_now=int(sum(b.embedded_now for b in bags)), torch_threads=torch.get_num_threads(),
                        load_average=list(os.getloadavg()),
                        params=dict(epochs=epochs, lr=lr, weight_decay=weight_decay, subsample=subsample, seed=seed))
-        path = save_head(model, out, name=head, classes=CLASSES, encoder=enc, kwargs=head_kwargs, training=metrics)
+        path = save_head(model, out, name=head, classes=CLASSES, encoder=enc, kwargs=head_kwargs, training=metrics,
+                         standardisation=(mean, std))
         metrics["head"] = str(path)
         return metrics
     finally:
