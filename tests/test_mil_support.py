@@ -26,9 +26,13 @@ def tiny_spec(seed: int = 0, dim: int = 16, bias: bool = True) -> dict:
 
 @pytest.fixture(scope="session")
 def mil_cohort(tmp_path_factory):
-    """Four 1024-px cohort slides (2 per class; slides 2 and 3 held out)."""
-    out = tmp_path_factory.mktemp("mil_cohort")
-    write_cohort(out, 4, size=1024, seed=3, test_fraction=0.5)
+    """Four 1024-px cohort slides (2 per class; slides 2 and 3 held out), written once per session.
+
+    Each test module imports this fixture (and so gets its own copy of it); they share one folder.
+    """
+    out = tmp_path_factory.getbasetemp() / "mil_cohort"
+    if not (out / "cohort.json").is_file():
+        write_cohort(out, 4, size=1024, seed=3, test_fraction=0.5)
     return out
 
 
