@@ -38,7 +38,7 @@ def render_mil_page(st, results_dir) -> None:
                f"(red for, blue against; one colour per tile)")
 
     left, right = st.columns(2)
-    left.image(colourise(ex.evidence_map, m["vmax"]), caption=f"evidence for {target}", use_container_width=True)
+    left.image(colourise(ex.evidence_map, m["vmax"]), caption=f"evidence for {target}", width="stretch")
     tiles = ex.tiles.sort_values("evidence_rank")
     right.dataframe(tiles[["tile_index", "row", "col", "evidence", "pixel_map"]].head(12), hide_index=True)
 
