@@ -109,12 +109,12 @@ def integrated_gradients(head: nn.Module, bag: Tensor, target: int, *, n_steps: 
     """Captum ``IntegratedGradients`` on the embeddings from the all-zero bag (Riemann trapezoid).
 
     ``internal_batch_size`` bags go through the head at once (default: as many as keep about
-    2**24 numbers in one batch).
+    2**24 numbers -- embeddings or, for attention over the tiles, attention weights -- in one batch).
     """
     from captum.attr import IntegratedGradients
 
     n, d = bag.shape
-    ibs = internal_batch_size or max(1, min(n_steps, 2**24 // max(1, n * d)))
+    ibs = internal_batch_size or max(1, min(n_steps, 2**24 // (n * max(d, n))))
     with evaluation_mode(head):
         rel = IntegratedGradients(head).attribute(bag.unsqueeze(0), baselines=0.0, target=target, n_steps=n_steps,
                                                   method="riemann_trapezoid", internal_batch_size=ibs)
@@ -138,7 +138,7 @@ def leave_one_out(head: nn.Module, bag: Tensor, target: int, *, max_numbers: int
         raise ValueError("leave_one_out needs a bag of at least 2 tiles")
     others = torch.arange(n).repeat(n, 1)
     others = others[~torch.eye(n, dtype=torch.bool)].view(n, n - 1)  # row i: every tile but i
-    chunk = max(1, max_numbers // ((n - 1) * d))
+    chunk = max(1, max_numbers // ((n - 1) * max(d, n - 1)))  # embeddings, or attention over the tiles
     with torch.no_grad(), evaluation_mode(head):
         full = _logit(head, bag.unsqueeze(0), target)
         dropped = torch.cat([_logit(head, bag[others[s:s + chunk]], target) for s in range(0, n, chunk)])
