@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..outputs import write_geojson, write_json, write_overlay_tiff, write_overview_png, write_table
+from ..outputs import (atomic_path, write_geojson, write_json, write_overlay_tiff, write_overview_png,
+                       write_table)
 from ..reader import SlideTileDataset, open_slide
 from ..stitch import footprints, resample, stitch_bands
 from ..tissue import thumbnail_rgb
@@ -256,8 +257,6 @@ def _tile_table(bag, scores, rank, attention, per_dimension, top):
 def _write_maps(out: Path, slide, bag, scores, per_dimension, top, tile_maps, d_out) -> float:
     """Write ``evidence.zarr``; returns the colour scale (max |evidence|)."""
     import zarr
-
-    from ..outputs import atomic_path
 
     W0, H0 = slide.dimensions
     H, W = -(-H0 // d_out), -(-W0 // d_out)
