@@ -111,3 +111,10 @@ def test_a_file_that_is_not_a_head_config_is_refused(tmp_path):
         load_head(tmp_path / "x.json")
     with pytest.raises(FileNotFoundError, match="train one with `lrp-captum slide train-mil`"):
         load_head(tmp_path / "missing.json")
+
+
+def test_encoder_weights_are_loaded_with_weights_only(tmp_path, capsys):
+    torch.save({"payload": _Payload()}, tmp_path / "enc.pt")
+    with pytest.raises(ValueError, match=r"encoder weights .*enc\.pt are not a plain state_dict"):
+        build_encoder(dict(tiny_spec(), weights=str(tmp_path / "enc.pt")))
+    assert "this must never run" not in capsys.readouterr().out

@@ -8,6 +8,6 @@
 - :mod:`.training` -- train a head on slide labels only;
 - :mod:`.evidence` -- signed evidence per tile: xMIL-LRP and the baselines;
 - :mod:`.pixel_maps` -- a tile's evidence continued into the encoder (LRP);
-- :mod:`.explain` -- one call from a slide to slide-aligned outputs;
+- :mod:`.explain` -- one call from a slide to slide-aligned outputs; :mod:`.results` reads them back;
 - :mod:`.faithfulness` -- per-tile AUROC against lesion masks and patch-dropping AOPC.
 """

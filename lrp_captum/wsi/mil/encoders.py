@@ -23,6 +23,7 @@ import copy
 import hashlib
 import importlib
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,7 +171,11 @@ def build_encoder(spec: dict | str = "demo", device: str = "cpu") -> TileEncoder
         path = Path(spec["weights"])
         if not path.is_file():
             raise FileNotFoundError(f"encoder weights {path} do not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise ValueError(f"encoder weights {path} are not a plain state_dict (refused by "
+                             f"torch.load(weights_only=True): {str(exc).splitlines()[0]})") from None
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
