@@ -112,7 +112,7 @@ def test_patch_dropping_removes_the_top_tiles_in_evidence_order(head_and_bag):
 
 def test_on_a_trained_head_single_finds_the_witnesses_far_better_than_chance():
     gen = torch.Generator().manual_seed(0)
-    bags, labels, witnesses = [], [], []
+    bags, labels = [], []
     for i in range(16):
         bag = torch.randn(30, 8, generator=gen)
         if i % 2:
