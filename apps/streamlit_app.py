@@ -43,6 +43,10 @@ def eeg_page():
     render_optional_page(st, "eeg_page", "render_eeg_page", "EEG", CONFIG.eeg_results, "--eeg-results")
 
 
+def mil_page():
+    render_optional_page(st, "mil_page", "render_mil_page", "MIL", CONFIG.results_dir, "--results")
+
+
 def text_page():
     render_optional_page(st, "text_page", "render_text_page", "Text", CONFIG.text_model, "--text-model")
 
@@ -63,5 +67,6 @@ nav = st.navigation([
     st.Page(eeg_page, title="EEG", icon=":material/monitor_heart:", url_path="eeg"),
     st.Page(text_page, title="Text", icon=":material/article:", url_path="text"),
     st.Page(cohort_page, title="Cohort", icon=":material/table_view:", url_path="cohort"),
+    st.Page(mil_page, title="MIL", icon=":material/grid_view:", url_path="mil"),
 ])
 nav.run()

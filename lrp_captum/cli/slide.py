@@ -118,6 +118,8 @@ def register(subparsers) -> None:
     e.set_defaults(func=_explain)
     from .cohort import register_cohort  # `slide cohort` lives in cli/cohort.py (Ray)
     register_cohort(sub)
+    from .mil import register_mil  # MIL commands live in cli/mil.py
+    register_mil(sub)
 
 
 def _sample(args) -> int:

@@ -1,0 +1,70 @@
+"""The app's MIL page shows a finished explain-mil folder with Streamlit's AppTest (no browser)."""
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from lrp_captum.wsi.mil.cohort import read_cohort
+from lrp_captum.wsi.mil.encoders import build_encoder
+from lrp_captum.wsi.mil.explain import explain_mil_slide
+from lrp_captum.wsi.mil.head_files import save_head
+from lrp_captum.wsi.mil.heads import make_head
+from lrp_captum.wsi.mil.results import find_mil_explanations, read_mil_explanation
+from test_mil_support import mil_cohort, tiny_spec  # noqa: F401 -- fixture
+
+PAGES = Path(__file__).resolve().parents[1] / "apps" / "pages"
+
+
+@pytest.fixture(scope="module")
+def results(mil_cohort, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mil_results")
+    enc = build_encoder(tiny_spec())
+    torch.manual_seed(0)
+    head = save_head(make_head("abmil", enc.dim).eval(), root / "head", name="abmil",
+                     classes=["negative", "lesion"], encoder=enc)
+    slide = next(e.slide for e in read_cohort(mil_cohort) if e.label == 1)
+    explain_mil_slide(slide, head, root / "out" / "gradient", method="gradient", top_tiles=3,
+                      embeddings_dir=root / "emb", quiet=True)
+    explain_mil_slide(slide, head, root / "out" / "single", method="single", embeddings_dir=root / "emb", quiet=True)
+    return root / "out"
+
+
+def _page(pages_dir: str, results_dir: str):
+    # runs as a standalone script inside AppTest: imports must be local
+    import importlib.util
+
+    import streamlit as st
+
+    spec = importlib.util.spec_from_file_location("mil_page", pages_dir + "/mil_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.render_mil_page(st, results_dir)
+
+
+def test_explanations_are_found_and_read_back(results):
+    assert find_mil_explanations(results) == [results / "gradient", results / "single"]
+    ex = read_mil_explanation(results / "gradient")
+    assert ex.evidence_map.ndim == 2 and len(ex.tile_maps) == 3
+    assert ex.pixel_map(int(ex.tile_maps_index[0])).shape == (128, 128)
+    assert ex.pixel_map(10_000) is None
+
+
+def test_page_shows_prediction_evidence_map_and_a_tile_pixel_map(results):
+    at = AppTest.from_function(_page, args=(str(PAGES), str(results)), default_timeout=120).run()
+    assert not at.exception
+    assert at.selectbox(key="mil_result").options == ["gradient", "single"]
+    assert [m.label for m in at.metric] == ["prediction", "probability", "tiles"]
+    assert len(at.selectbox(key="mil_tile").options) == 3
+    assert "Tile pixel map" in [s.value for s in at.subheader]
+
+
+def test_page_says_when_a_method_has_no_pixel_maps(results):
+    at = AppTest.from_function(_page, args=(str(PAGES), str(results)), default_timeout=120).run()
+    at.selectbox(key="mil_result").select("single").run()
+    assert not at.exception and any("one number per tile" in i.value for i in at.info)
+
+
+def test_page_without_explanations_says_how_to_make_them(tmp_path):
+    at = AppTest.from_function(_page, args=(str(PAGES), str(tmp_path))).run()
+    assert any("lrp-captum slide explain-mil" in i.value for i in at.info)
