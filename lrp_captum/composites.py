@@ -618,3 +618,17 @@ def cp_lrp(epsilon: float = 0.0, low=None, high=None, stabilizer: float = 1e-6) 
     LayerNorm, gradient × input (LRP-0) elsewhere; with every bias zeroed the relevance sums
     to the output. Also xMIL-LRP's rule for attention pooling (Hense et al., NeurIPS 2024)."""
     return _transformer("cp_lrp", EpsilonRule(epsilon), ConstantRule(), low, high, stabilizer)
+
+
+@register_composite("xmil", "xMIL-LRP for multiple-instance heads: attention pooling weights "
+                            "constant, LRP-ε on linear layers, CP-LRP in transformer aggregators")
+def xmil(epsilon: float = 0.0, stabilizer: float = 1e-6) -> Composite:
+    """xMIL-LRP (Hense et al., NeurIPS 2024) for slide-level MIL heads.
+
+    The attention weights of attention-MIL pooling (``softmax(...) @ h``) are constants (the
+    AH rule of Ali et al. 2022), so the bag's logit is redistributed over the tile embeddings
+    as signed evidence; a transformer aggregator (TransMIL-like) gets the CP-LRP rules.
+    The same rules as ``cp_lrp``, named for the task.
+    """
+    composite = _transformer("xmil", EpsilonRule(epsilon), ConstantRule(), None, None, stabilizer)
+    return composite

@@ -116,7 +116,6 @@ def test_random_init_encoders_are_reproducible_and_the_seed_is_part_of_the_ident
 
 @pytest.mark.parametrize("arch, dim", [("resnet18", 512), ("timm:resnet18", 512)])
 def test_torchvision_and_timm_models_become_encoders_without_their_classifier(arch, dim):
-    pytest.importorskip("timm") if arch.startswith("timm:") else None
     enc = build_encoder(dict(arch=arch, tile_size=64))
     assert enc.dim == dim
     assert enc.embed(torch.zeros(2, 64, 64, 3, dtype=torch.uint8)).shape == (2, dim)

@@ -138,17 +138,16 @@ def test_a_slide_without_tissue_is_refused_in_one_line(trained, tmp_path):
     assert rc == 2 and "the bag is empty" in err and err.count("\n") == 1 and not (tmp_path / "x").exists()
 
 
-@pytest.mark.skipif(XMIL_COMPOSITE in list_composites(), reason="the xmil composite is registered")
-def test_default_xmil_lrp_without_its_composite_is_a_clear_error(trained, lesion_slide, tmp_path):
+def test_an_unknown_composite_is_a_clear_error(trained, lesion_slide, tmp_path):
     _, metrics = trained
     rc, _, err = _run("explain-mil", str(lesion_slide), "--mil", metrics["head"], "--out", str(tmp_path / "x"),
-                      "--embeddings", str(tmp_path / "e"))
-    assert rc == 2 and "composite 'xmil'" in err and err.count("\n") == 1
+                      "--embeddings", str(tmp_path / "e"), "--composite", "no_such")
+    assert rc == 2 and "no_such" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.skipif(XMIL_COMPOSITE not in list_composites(), reason="the core engine has no xmil composite yet")
 def test_default_xmil_lrp_explains_the_slide(trained, lesion_slide, tmp_path):
+    assert XMIL_COMPOSITE in list_composites()
     _, metrics = trained
     rc, _, err = _run("explain-mil", str(lesion_slide), "--mil", metrics["head"], "--out", str(tmp_path / "x"),
                       "--embeddings", str(tmp_path / "e"), "--quiet")

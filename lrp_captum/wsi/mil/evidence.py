@@ -77,7 +77,7 @@ def _require_composite(composite: str) -> None:
     if composite not in list_composites():
         raise MethodUnavailableError(
             f"xMIL-LRP needs the LRP composite {composite!r} (attention weights held constant in the pooling, "
-            f"ε on the linear layers), which this version of lrp_captum does not register (it has "
+            f"ε on the linear layers), which is not registered (registered: "
             f"{sorted(list_composites())}); choose another evidence method, e.g. gradient or integrated_gradients")
 
 
