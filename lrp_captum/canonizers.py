@@ -309,6 +309,8 @@ def _check_and_rewrite_ops(result: Canonized, shapes: dict, op_families: set = f
         if _covered_by_op_rules(node, op_families):
             continue  # the rule of the function's family applies when the model runs
         tensor_args = [a for a in node.args if _is_tensor_node(a, shapes)]
+        if shapes and node not in shapes:
+            continue  # computes no tensor (a size, a scale from a size): nothing to explain
         if node.op == "call_function" and target in _ADD or \
                 node.op == "call_method" and target in ("add", "add_", "__add__", "__iadd__"):
             if len(tensor_args) >= 2 and not node.kwargs:
