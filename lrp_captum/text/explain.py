@@ -50,7 +50,10 @@ class TextExplanation:
     predicted, predicted_name : int, str
         The arg-max class.
     probabilities : list of float
-        Softmax of the logits.
+        Softmax of the logits, one per class.
+    class_names : list of str
+        Name of each class, in the order of ``probabilities`` (from ``class_names=``,
+        ``model.class_names`` or the model config's ``id2label``).
     output_relevance : float
         The relevance propagated from the output (the target logit for ``output_mode="logit"``).
     relevance_sum : float
@@ -83,6 +86,7 @@ class TextExplanation:
     n_words_dropped: int = 0
     unknown_words: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-serialisable dictionary of every field."""
@@ -395,4 +399,5 @@ def _explanation(enc: EncodedText, token_rel: list[float], target: int, predicte
         relevance_sum=float(sum(token_rel)), method=method,
         composite=comp if method == "lrp" else None, truncated=enc.truncated,
         n_tokens_total=enc.n_tokens_total, n_words_dropped=enc.n_words_dropped,
-        unknown_words=list(enc.unknown_words), warnings=list(enc.warnings))
+        unknown_words=list(enc.unknown_words), warnings=list(enc.warnings),
+        class_names=list(names))
