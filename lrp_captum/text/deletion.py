@@ -168,6 +168,7 @@ def format_deletion_table(rows: Sequence[dict]) -> str:
         if r is None:
             lines.append(f"| {row['method']} | – | – | – | {row.get('note', '')} |")
             continue
+        seconds = f"{row['seconds']:.1f}" if row.get("seconds") is not None else "–"
         lines.append(f"| {row['method']} | {r.morf_auc:.3f} | {r.lerf_auc:.3f} | "
-                     f"{r.abpc:+.3f} | {row.get('seconds', float('nan')):.1f} |")
+                     f"{r.abpc:+.3f} | {seconds} |")
     return "\n".join(lines)
