@@ -14,7 +14,7 @@ def _explanation(**kw):
     base = dict(text=text, words=["not", "<", "b", ">", "good", "&", "fine"],
                 word_spans=[(0, 3), (4, 5), (5, 6), (6, 7), (7, 11), (16, 17), (18, 22)],
                 word_relevance=[2.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.5],
-                tokens=[], token_relevance=[], token_word=[],
+                tokens=[], token_ids=[], token_relevance=[], token_word=[],
                 special_tokens=[{"token": "[CLS]", "position": 0, "relevance": 0.1}],
                 target=0, target_name="negative", predicted=0, predicted_name="negative",
                 probabilities=[0.9, 0.1], output_relevance=1.5, relevance_sum=1.6)
