@@ -83,6 +83,8 @@ def test_saved_demo_is_explained_like_any_hugging_face_folder(trained):
     e = explain_text(model, tokenizer, "I didn't like it.", method="input_x_gradient")
     assert e.words == ["I", "didn't", "like", "it", "."]
     assert e.class_names == ["negative", "positive"] and len(e.windows) == 1
+    from_folder = explain_text(out, None, "I didn't like it.", method="input_x_gradient")
+    assert from_folder.token_relevance == pytest.approx(e.token_relevance, abs=1e-6)
 
 
 def test_a_folder_that_is_not_a_demo_model_is_not_replaced(tmp_path):

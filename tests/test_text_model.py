@@ -295,6 +295,22 @@ def test_hugging_face_bert_names_the_ops_lrp_does_not_cover(tokenizer):
         explain_text(bert, tokenizer, "not good", composite="epsilon")
 
 
+def test_hugging_face_model_in_training_mode_is_explained_in_eval_mode_and_restored(tokenizer):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, num_labels=2)
+    bert = BertForSequenceClassification(config).train()
+    state = {k: v.clone() for k, v in bert.state_dict().items()}
+    with pytest.warns(UserWarning, match="training mode"):
+        got = explain_text(bert, tokenizer, "not bad at all", method="input_x_gradient")
+    assert all(m.training for m in bert.modules())
+    assert all(torch.equal(v, state[k]) for k, v in bert.state_dict().items())
+    expected = explain_text(bert.eval(), tokenizer, "not bad at all", method="input_x_gradient")
+    assert got.token_relevance == pytest.approx(expected.token_relevance, abs=1e-6)
+
+
 def test_recurrent_classifier_is_refused_naming_the_lstm(tokenizer):
     from lrp_captum import NoRuleError
 

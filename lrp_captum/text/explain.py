@@ -21,6 +21,7 @@ and the result says so.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -327,11 +328,14 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
 
     Parameters
     ----------
-    model : nn.Module
+    model : nn.Module or path
         ``model(ids (N, L)) -> logits (N, C)`` with an embedding layer, or a Hugging Face
         sequence classifier (``get_input_embeddings()``, ``forward(input_ids=...)`` returning
         ``.logits``). Any mode: it is explained in evaluation mode and comes back unchanged.
-    tokenizer : tokenizers.Tokenizer or transformers.PreTrainedTokenizerFast
+        A folder (str or Path) is loaded with :func:`lrp_captum.text.load_text_model` on the
+        CPU first (on every call: load it once yourself to explain repeatedly).
+    tokenizer : tokenizers.Tokenizer or transformers.PreTrainedTokenizerFast or None
+        ``None`` with a folder: the folder's own tokenizer.
     texts : str or sequence of str
         One text gives one :class:`TextExplanation`, a sequence a list of them.
     target : int, str, sequence or None
@@ -380,6 +384,11 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
     lrp_captum.CanonizationError, lrp_captum.NoRuleError
         If the model contains an op that no LRP rule covers (the message names it).
     """
+    if isinstance(model, (str, os.PathLike)):
+        from .model_folders import load_text_model
+
+        model, own_tokenizer, _ = load_text_model(model, device="cpu")
+        tokenizer = own_tokenizer if tokenizer is None else tokenizer
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
     max_length, pad_id, min_length = input_settings(model, tokenizer, max_length, pad_id,
