@@ -101,3 +101,43 @@ def test_length_batches_group_equal_lengths_and_cover_every_index():
                              generator=torch.Generator().manual_seed(0))
     assert sorted(i for b in batches for i in b) == list(range(7))
     assert all(len({lengths[i] for i in b}) == 1 and len(b) <= 2 for b in batches)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("I didn't like it.", ["I", "didn't", "like", "it", "."]),
+    ("It isn’t bad, we'd go again", ["It", "isn’t", "bad", ",", "we'd", "go", "again"]),
+    ("rock'n'roll y'all", ["rock'n'roll", "y'all"]),
+])
+def test_a_contraction_is_one_word(tokenizer, text, words):
+    (enc,) = encode_texts(tokenizer, [text])
+    assert enc.words == words
+    assert [text[a:b] for a, b in enc.word_spans] == words
+    assert [t for t, w in zip(enc.tokens, enc.token_word) if w == 1] == \
+        tokenizer.encode(words[1], add_special_tokens=False).tokens
+
+
+@pytest.mark.parametrize("text, words", [
+    ("'quoted' words", ["'", "quoted", "'", "words"]),
+    ("the students' rooms", ["the", "students", "'", "rooms"]),
+    ("it ' s", ["it", "'", "s"]),
+])
+def test_quotes_and_apostrophes_outside_a_word_stay_apart(tokenizer, text, words):
+    (enc,) = encode_texts(tokenizer, [text])
+    assert enc.words == words
+
+
+def test_roberta_style_byte_level_tokenizer_keeps_contractions_whole():
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+
+    # byte-level pre-tokenizer as in GPT-2/RoBERTa: splits "didn't" into "didn" + "'t"
+    vocab = {c: i for i, c in enumerate(sorted(set("ĠIdintlke'.")))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    (enc,) = encode_texts(tok, ["I didn't like it."])
+    assert enc.words == ["I", "didn't", "like", "it", "."]
+
+
+def test_without_max_length_nothing_is_truncated(tokenizer):
+    (enc,) = encode_texts(tokenizer, ["good " * 600])
+    assert len(enc.ids) == 602 and not enc.truncated and len(enc.words) == 600

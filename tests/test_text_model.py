@@ -9,7 +9,8 @@ from torch import nn
 from lrp_captum.text.data import make_sentiment_dataset, split_examples
 from lrp_captum.text.evaluate import compare_methods, evaluate_explanations
 from lrp_captum.text.explain import explain_text
-from lrp_captum.text.train import (STATE_FILE, load_text_model, predict_logits,
+from lrp_captum.text import load_text_model
+from lrp_captum.text.train import (STATE_FILE, predict_logits,
                                    train_demo_model, vocabulary_logits, encode_for_training)
 
 N_EXAMPLES, SEED = 2500, 0
@@ -25,6 +26,13 @@ def trained(tmp_path_factory):
     _, test = split_examples(examples, seed=SEED)
     return SimpleNamespace(model=model, tokenizer=tokenizer, report=report, dir=out,
                            test=test[:300])
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from lrp_captum.text.embeddings import load_tokenizer
+
+    return load_tokenizer()
 
 
 @pytest.fixture(scope="session")
@@ -122,11 +130,19 @@ def test_empty_text_is_explained_with_special_tokens_only(trained):
     assert any("empty text" in w for w in e.warnings)
 
 
-def test_over_long_text_is_truncated_and_reported(trained):
-    text = "the room was great . " * 100
+def test_long_text_is_not_cut_at_the_tokenizers_128_tokens(trained):
+    text = "the room was great . " * 60  # 300 words, 302 tokens
+    e = explain_text(trained.model, trained.tokenizer, text)
+    assert len(e.words) == 300 and len(e.tokens) == 302
+    assert e.windows == [[1, 301]] and not e.warnings  # the word-CNN has no length limit
+
+
+def test_text_longer_than_max_length_is_explained_over_windows_and_says_so(trained):
+    text = "the room was great . " * 20  # 100 words, 102 tokens
     e = explain_text(trained.model, trained.tokenizer, text, max_length=32)
-    assert e.truncated and len(e.tokens) == 32 and e.n_words_dropped == 500 - 30
-    assert any("truncated" in w for w in e.warnings)
+    assert len(e.words) == 100 and all(r == r for r in e.word_relevance)
+    assert len(e.windows) == 6 and e.windows[0] == [1, 31] and e.windows[-1] == [71, 101]
+    assert any("overlapping windows of 32 tokens" in w for w in e.warnings)
 
 
 def test_unknown_characters_are_explained_as_unknown_words(trained):
@@ -135,13 +151,22 @@ def test_unknown_characters_are_explained_as_unknown_words(trained):
     assert all(r == r for r in e.word_relevance)  # finite, not NaN
 
 
-def test_model_in_training_mode_is_refused(trained):
-    trained.model.train()
+def test_model_in_training_mode_is_explained_in_eval_mode_and_comes_back_unchanged(trained):
+    model, text = trained.model, "the hotel was not clean ."
+    expected = explain_text(model, trained.tokenizer, text)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
     try:
-        with pytest.raises(RuntimeError, match="training mode"):
-            explain_text(trained.model, trained.tokenizer, "good")
+        with pytest.warns(UserWarning, match="training mode") as record:
+            got = explain_text(model, trained.tokenizer, text)
+        assert len([w for w in record if "training mode" in str(w.message)]) == 1
+        assert all(m.training for m in model.modules())
+        assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+        # dropout was off: the relevance is the eval-mode one
+        assert got.token_relevance == pytest.approx(expected.token_relevance, abs=1e-6)
+        assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-6)
     finally:
-        trained.model.eval()
+        model.eval()
 
 
 def test_vocabulary_training_path_equals_the_model_forward(trained):
@@ -193,16 +218,38 @@ class BagOfEmbeddings(nn.Module):
         return self.out(self.flat(self.pool(self.tokens(ids).transpose(1, 2))))
 
 
-def test_own_classifier_relevance_is_each_tokens_linear_contribution(trained):
+def test_own_classifier_relevance_is_each_tokens_linear_contribution(tokenizer):
     model = BagOfEmbeddings().eval()
     text = "not bad at all"
-    e = explain_text(model, trained.tokenizer, text, target=2)
-    ids = torch.tensor(trained.tokenizer.encode(text).ids)
+    e = explain_text(model, tokenizer, text, target=2)
+    ids = torch.tensor(tokenizer.encode(text).ids)
     # independent reference: logit_c = sum_t w_c . e_t / L, so R_t = w_c . e_t / L
     expected = (model.tokens.weight[ids] @ model.out.weight[2]).detach() / len(ids)
     assert torch.allclose(torch.tensor(e.token_relevance), expected, atol=1e-5)
     assert e.relevance_sum == pytest.approx(e.output_relevance, abs=1e-5)
     assert e.target_name == "2"
+
+
+def test_window_relevance_is_summed_per_token_and_divided_by_the_number_of_windows(tokenizer):
+    model = BagOfEmbeddings().eval()
+    text = "one two three four five six seven eight nine ten"  # 12 tokens with CLS/SEP
+    e = explain_text(model, tokenizer, text, target=1, max_length=8, stride=2)
+    ids = torch.tensor(tokenizer.encode(text).ids)
+    # independent reference: windows [CLS] + 6 words + [SEP] starting at words 0, 2, 4;
+    # in each the linear model gives R_t = w . e_t / 8, and the prediction is the mean logit
+    contribution = (model.tokens.weight[ids] @ model.out.weight[1]).detach()
+    expected, logits = torch.zeros(12), []
+    for start in (1, 3, 5):
+        positions = [0] + list(range(start, start + 6)) + [11]
+        window = ids[positions]
+        rel = contribution[positions] / 8
+        expected[0] += rel[0]
+        expected[start:start + 6] += rel[1:7]
+        expected[11] += rel[7]
+        logits.append(model(window[None])[0].detach())
+    assert torch.allclose(torch.tensor(e.token_relevance), expected / 3, atol=2e-5)
+    assert e.probabilities == pytest.approx(torch.softmax(torch.stack(logits).mean(0), 0).tolist())
+    assert e.relevance_sum == pytest.approx(e.output_relevance, abs=1e-5)
 
 
 class HFStyle(nn.Module):
@@ -226,17 +273,17 @@ class HFStyle(nn.Module):
         return SimpleNamespace(logits=self.head(self.flat(self.pool(inputs_embeds.transpose(1, 2)))))
 
 
-def test_hugging_face_style_model_is_explained_through_inputs_embeds(trained):
+def test_hugging_face_style_model_is_explained_through_inputs_embeds(tokenizer):
     model = HFStyle().eval()
     text = "great food"
-    e = explain_text(model, trained.tokenizer, text, target="POS")
-    ids = torch.tensor(trained.tokenizer.encode(text).ids)
+    e = explain_text(model, tokenizer, text, target="POS")
+    ids = torch.tensor(tokenizer.encode(text).ids)
     expected = (model.word_embeddings.weight[ids] @ model.head.weight[1]).detach() / len(ids)
     assert torch.allclose(torch.tensor(e.token_relevance), expected, atol=1e-5)
     assert e.target_name == "POS"
 
 
-def test_hugging_face_bert_names_the_ops_lrp_does_not_cover(trained):
+def test_hugging_face_bert_names_the_ops_lrp_does_not_cover(tokenizer):
     from transformers import BertConfig, BertForSequenceClassification
 
     from lrp_captum import CanonizationError
@@ -245,10 +292,26 @@ def test_hugging_face_bert_names_the_ops_lrp_does_not_cover(trained):
                         num_attention_heads=2, intermediate_size=32, num_labels=2)
     bert = BertForSequenceClassification(config).eval()
     with pytest.raises(CanonizationError, match="LayerNorm"):
-        explain_text(bert, trained.tokenizer, "not good")
+        explain_text(bert, tokenizer, "not good", composite="epsilon")
 
 
-def test_recurrent_classifier_is_refused_naming_the_lstm(trained):
+def test_hugging_face_model_in_training_mode_is_explained_in_eval_mode_and_restored(tokenizer):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, num_labels=2)
+    bert = BertForSequenceClassification(config).train()
+    state = {k: v.clone() for k, v in bert.state_dict().items()}
+    with pytest.warns(UserWarning, match="training mode"):
+        got = explain_text(bert, tokenizer, "not bad at all", method="input_x_gradient")
+    assert all(m.training for m in bert.modules())
+    assert all(torch.equal(v, state[k]) for k, v in bert.state_dict().items())
+    expected = explain_text(bert.eval(), tokenizer, "not bad at all", method="input_x_gradient")
+    assert got.token_relevance == pytest.approx(expected.token_relevance, abs=1e-6)
+
+
+def test_recurrent_classifier_is_refused_naming_the_lstm(tokenizer):
     from lrp_captum import NoRuleError
 
     class LSTMClassifier(nn.Module):
@@ -263,7 +326,7 @@ def test_recurrent_classifier_is_refused_naming_the_lstm(trained):
             return self.out(seq[:, -1])
 
     with pytest.raises(NoRuleError, match="LSTM"):
-        explain_text(LSTMClassifier().eval(), trained.tokenizer, "not good")
+        explain_text(LSTMClassifier().eval(), tokenizer, "not good")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ def _explanation(**kw):
     base = dict(text=text, words=["not", "<", "b", ">", "good", "&", "fine"],
                 word_spans=[(0, 3), (4, 5), (5, 6), (6, 7), (7, 11), (16, 17), (18, 22)],
                 word_relevance=[2.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.5],
-                tokens=[], token_relevance=[], token_word=[],
+                tokens=[], token_ids=[], token_relevance=[], token_word=[],
                 special_tokens=[{"token": "[CLS]", "position": 0, "relevance": 0.1}],
                 target=0, target_name="negative", predicted=0, predicted_name="negative",
                 probabilities=[0.9, 0.1], output_relevance=1.5, relevance_sum=1.6)
@@ -49,7 +49,7 @@ def test_html_scales_by_the_largest_absolute_word_relevance_of_the_text():
     page = explanation_html(_explanation())
     assert f"background:{_hex(POSITIVE_RGB)}" in page  # "not" has the max |R| = 2
     assert f"background:{relevance_color(-1.0, 2.0)[0]}" in page
-    assert "max |word relevance| 2" in page
+    assert "colour scale of this text only: ±2 = full colour" in page
 
 
 def test_html_escapes_the_text_and_keeps_it_in_order():
@@ -74,10 +74,9 @@ def test_page_has_a_legend_and_one_block_per_text():
     assert "(no words)" in page
 
 
-def test_warnings_and_truncation_are_visible_in_html():
-    page = explanation_html(_explanation(truncated=True, n_words_dropped=12,
-                                         warnings=["truncated: 140 tokens exceed max_length"]))
-    assert "12 word(s) not explained" in page and "140 tokens" in page
+def test_warnings_are_visible_in_html():
+    page = explanation_html(_explanation(warnings=["explained over 3 overlapping windows"]))
+    assert 'role="note">⚠ explained over 3 overlapping windows' in page
 
 
 def test_json_round_trips_every_field():
@@ -92,3 +91,29 @@ def test_json_round_trips_every_field():
 def test_write_html_creates_the_file(tmp_path):
     path = write_html([_explanation()], tmp_path / "sub" / "page.html", title="Demo")
     assert "<title>Demo</title>" in path.read_text(encoding="utf-8")
+
+
+def test_probabilities_are_printed_with_their_class_names():
+    page = explanation_html(_explanation(class_names=["negative", "positive"]))
+    assert "negative 0.90" in page and "positive 0.10" in page
+
+
+def test_per_text_colour_scale_says_it_is_not_shared_between_texts():
+    a = _explanation()
+    b = _explanation(word_relevance=[r / 10 for r in a.word_relevance])
+    page = explanations_html([a, b])
+    # each block names its own scale and says colours cannot be compared across texts
+    assert page.count("colour scale of this text only") == 2
+    assert "±2 " in page and "±0.2 " in page
+    assert "not comparable between texts" in page
+
+
+def test_shared_colour_scale_uses_the_largest_relevance_of_all_texts_and_says_so():
+    a = _explanation()
+    b = _explanation(word_relevance=[r / 10 for r in a.word_relevance])
+    page = explanations_html([a, b], scale="shared")
+    assert "colour scale of this text only" not in page
+    assert "shared by all 2 texts" in page
+    # "not" in the second text has 0.2 of the shared maximum 2: a pale red, not full red
+    assert f"background:{relevance_color(0.2, 2.0)[0]}" in page
+    assert page.count(f"background:{_hex(POSITIVE_RGB)}") == 1

@@ -5,46 +5,83 @@ from pathlib import Path
 
 EXAMPLES = ("the hotel was not clean , but the staff were friendly .\n"
             "the sequel is never boring .\n"
-            "i did not expect much , but the coffee was really good .")
+            "I didn't expect much, but the coffee was really good.")
+
+
+def model_folders(model_dir) -> list[Path]:
+    """The text models the page offers: ``model_dir`` itself when it holds one, else the
+    folders inside it that do (e.g. ``demo_output`` with ``text_model`` and ``text_minilm``)."""
+    from lrp_captum.text.model_folders import is_text_model_folder
+
+    model_dir = Path(model_dir)
+    if is_text_model_folder(model_dir):
+        return [model_dir]
+    if not model_dir.is_dir():
+        return []
+    return sorted(p for p in model_dir.iterdir() if p.is_dir() and is_text_model_folder(p))
+
+
+def text_composites() -> list[str]:
+    """Registered composites that apply to token embeddings (none that needs pixel bounds)."""
+    from lrp_captum.composites import composite_needs_bounds, list_composites
+
+    return [c for c in list_composites() if not composite_needs_bounds(c)]
 
 
 def render_text_page(st, model_dir) -> None:
-    """Explain sentences with a model saved by ``lrp-captum text train-demo --out DIR``.
+    """Explain sentences with a model saved by ``lrp-captum text train-demo --out DIR``
+    (word-CNN or MiniLM transformer) or any Hugging Face classifier folder.
 
     Parameters
     ----------
     st : the ``streamlit`` module
     model_dir : path
-        Folder holding ``config.json`` and ``model_state.pt``.
+        A model folder, or a folder of model folders (the page offers each).
     """
-    from lrp_captum.composites import list_composites
+    from lrp_captum.text.attribute import ATTENTION_METHODS, METHODS, default_composite
     from lrp_captum.text.explain import explain_text
+    from lrp_captum.text.model_folders import load_text_model
     from lrp_captum.text.render import explanations_html, explanations_json
-    from lrp_captum.text.train import CONFIG_FILE, load_text_model
+    from lrp_captum.text.transformer import is_hugging_face_model
 
-    model_dir = Path(model_dir)
-    if not (model_dir / CONFIG_FILE).is_file():
-        st.info(f"No text model in {model_dir}: run "
-                f"`lrp-captum text train-demo --out {model_dir}` first.")
+    folders = model_folders(model_dir)
+    if not folders:
+        st.info(f"No text model in {model_dir}: run `lrp-captum text train-demo --out "
+                f"{model_dir}` (word-CNN) or `lrp-captum text train-demo --arch minilm` "
+                "(transformer) first.")
         return
-    model, tokenizer, config = _cached_model(st, load_text_model)(str(model_dir))
+    names = [p.name for p in folders]
+    chosen = folders[names.index(st.selectbox("model", names))] if len(folders) > 1 \
+        else folders[0]
+    model, tokenizer, info = _cached_model(st, load_text_model)(str(chosen))
+    transformer = is_hugging_face_model(model)
     cols = st.columns(3)
-    cols[0].metric("held-out accuracy", f"{config.get('test_accuracy', float('nan')):.3f}")
-    cols[1].metric("classes", ", ".join(config.get("class_names", [])))
-    cols[2].metric("max tokens", config.get("tokenizer", {}).get("max_length", 128))
+    cols[0].metric("model", "transformer" if transformer else type(model).__name__)
+    cols[1].metric("held-out accuracy", f"{info.get('test_accuracy', float('nan')):.3f}")
+    cols[2].metric("classes", ", ".join(info.get("class_names", [])))
 
     text = st.text_area("Sentences (one per line)", EXAMPLES, height=120)
-    c1, c2, c3 = st.columns(3)
-    method = c1.selectbox("method", ["lrp", "input_x_gradient", "integrated_gradients"])
-    # box composites need pixel bounds and make no sense for embeddings
-    composites = [c for c in list_composites() if c not in ("epsilon_gamma_box", "seeds")]
-    composite = c2.selectbox("LRP composite", composites, index=composites.index("epsilon"),
+    c1, c2, c3, c4 = st.columns(4)
+    methods = [m for m in METHODS if m != "random" and
+               (transformer or m not in ATTENTION_METHODS)]
+    method = c1.selectbox("method", methods)
+    composites = text_composites()
+    default = default_composite(model)
+    composite = c2.selectbox("LRP composite", composites,
+                             index=composites.index(default) if default in composites else 0,
                              disabled=method != "lrp")
-    target = c3.selectbox("explain class", ["predicted"] + list(config.get("class_names", [])))
+    target = c3.selectbox("explain class", ["predicted"] + list(info.get("class_names", [])))
+    scale = c4.radio("colour scale", ["text", "shared"],
+                     format_func=lambda s: "per text" if s == "text" else "shared by all")
     texts = [line for line in text.splitlines() if line.strip()] or [""]
-    explanations = explain_text(model, tokenizer, texts, composite=composite, method=method,
-                                target=None if target == "predicted" else target)
-    page = explanations_html(explanations, title="Word relevance")
+    try:
+        explanations = explain_text(model, tokenizer, texts, composite=composite, method=method,
+                                    target=None if target == "predicted" else target)
+    except (KeyError, ValueError, TypeError) as exc:
+        st.error(f"Cannot explain with {method} ({composite if method == 'lrp' else ''}): "
+                 f"{exc}")
+        return
+    page = explanations_html(explanations, title="Word relevance", scale=scale)
     if hasattr(st, "html"):
         st.html(page)
     else:  # pragma: no cover - older Streamlit

@@ -19,14 +19,16 @@ class EncodedText:
     token_word : list of int or None
         For each token the index of its word, ``None`` for special tokens.
     words : list of str
-        Words as they appear in ``text`` (a word is what the pre-tokenizer splits off:
-        whitespace-separated runs, with punctuation as words of its own).
+        Words as they appear in ``text``: what the tokenizer's pre-tokenizer splits off
+        (whitespace-separated runs, with punctuation as words of its own), except that a
+        contraction or elision stays one word ("didn't", "we'd", "rock'n'roll"): letters or
+        digits joined by an apostrophe (' or ’) with nothing in between.
     word_spans : list of (int, int)
         Character ``[start, end)`` of each word in ``text``.
     unknown_words : list of int
         Words that contain characters the vocabulary cannot represent (``[UNK]`` tokens).
     truncated : bool
-        True if tokens were cut to fit ``max_length``.
+        True if tokens were cut to fit ``max_length`` (only when one was given).
     n_tokens_total : int
         Tokens before truncation (special tokens included).
     n_words_dropped : int
@@ -66,15 +68,63 @@ def _unk_id(backend) -> int | None:
     return backend.token_to_id(unk) if unk else None
 
 
-def encode_texts(tokenizer, texts: list[str], max_length: int = 128) -> list[EncodedText]:
+_APOSTROPHES = ("'", "\u2019")
+
+
+def _is_word_text(piece: str) -> bool:
+    return piece.isalnum()
+
+
+def _contraction_groups(text: str, spans: list[tuple[int, int]]) -> list[int]:
+    """Group index of each pre-tokenizer word, joining ``alnum ' alnum`` runs into one word.
+
+    ``spans`` are the character ``[start, end)`` of consecutive words. An apostrophe joins its
+    neighbours only when it touches a word character on both sides (so quotes and a plural
+    possessive "students'" stay apart). Byte-level tokenizers split "didn't" as "didn" + "'t",
+    BERT's as "didn" + "'" + "t"; both become one word.
+    """
+    groups, group = [], -1
+    for i, (start, end) in enumerate(spans):
+        piece = text[start:end]
+        joins = False
+        if i > 0 and spans[i - 1][1] == start:
+            prev = text[spans[i - 1][0]:spans[i - 1][1]]
+            after = text[end:end + 1]
+            if piece in _APOSTROPHES:
+                # "didn" + "'" joins only if a word character follows right after
+                joins = _is_word_text(prev[-1:]) and _is_word_text(after)
+            elif prev in _APOSTROPHES:
+                # "'" + "t" joins if the apostrophe itself joined the word before it
+                joins = groups[-1] == groups[-2] if len(groups) > 1 else False
+                joins = joins and _is_word_text(piece[:1])
+            elif piece[:1] in _APOSTROPHES and len(piece) > 1:
+                joins = _is_word_text(prev[-1:]) and _is_word_text(piece[1:2])
+        group = group if joins else group + 1
+        groups.append(group)
+    return groups
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` without surrounding whitespace (byte-level offsets include the space)."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def encode_texts(tokenizer, texts: list[str], max_length: int | None = None
+                 ) -> list[EncodedText]:
     """Tokenize texts with word bookkeeping.
 
     Parameters
     ----------
     tokenizer : tokenizers.Tokenizer or transformers.PreTrainedTokenizerFast
     texts : list of str
-    max_length : int
-        Tokens per text at most, special tokens included.
+    max_length : int, optional
+        Tokens per text at most, special tokens included; longer texts are truncated and
+        say so. ``None`` (the default) keeps every token: :func:`lrp_captum.text.explain_text`
+        explains long texts over overlapping windows instead of cutting them.
 
     Returns
     -------
@@ -83,41 +133,28 @@ def encode_texts(tokenizer, texts: list[str], max_length: int = 128) -> list[Enc
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"text {i} is {type(text).__name__}, expected str")
-    if max_length < 3:
+    if max_length is not None and max_length < 3:
         raise ValueError(f"max_length must be >= 3 (room for special tokens), got {max_length}")
     backend = backend_tokenizer(tokenizer)
     backend.no_padding()
     backend.no_truncation()
     unk_id = _unk_id(backend)
     full = backend.encode_batch(list(texts))
-    backend.enable_truncation(max_length=int(max_length))
+    if max_length is not None:
+        backend.enable_truncation(max_length=int(max_length))
     out = []
     for text, enc_full in zip(texts, full):
         enc = enc_full
-        truncated = len(enc_full.ids) > max_length
+        truncated = max_length is not None and len(enc_full.ids) > max_length
         if truncated:
             enc = backend.encode(text)
-        token_word = [None if s else w for w, s in zip(enc.word_ids, enc.special_tokens_mask)]
-        spans: dict[int, list[int]] = {}
-        unknown = set()
-        for tid, w, (start, end) in zip(enc.ids, token_word, enc.offsets):
-            if w is None:
-                continue
-            span = spans.setdefault(w, [start, end])
-            span[0], span[1] = min(span[0], start), max(span[1], end)
-            if unk_id is not None and tid == unk_id:
-                unknown.add(w)
-        # renumber words 0..W-1 in order of appearance (word ids may skip after truncation)
-        order = sorted(spans)
-        index = {w: i for i, w in enumerate(order)}
-        token_word = [None if w is None else index[w] for w in token_word]
-        word_spans = [(spans[w][0], spans[w][1]) for w in order]
+        words_full = _words_of(text, enc_full)
+        token_word, word_spans, unknown = _words_of(text, enc, unk_id)
         words = [text[a:b] for a, b in word_spans]
-        n_words_full = len({w for w, s in zip(enc_full.word_ids, enc_full.special_tokens_mask)
-                            if not s and w is not None})
+        n_words_full = len(words_full[1])
         item = EncodedText(text=text, ids=list(enc.ids), tokens=list(enc.tokens),
                            token_word=token_word, words=words, word_spans=word_spans,
-                           unknown_words=sorted(index[w] for w in unknown), truncated=truncated,
+                           unknown_words=unknown, truncated=truncated,
                            n_tokens_total=len(enc_full.ids),
                            n_words_dropped=n_words_full - len(words))
         if not words:
@@ -134,6 +171,35 @@ def encode_texts(tokenizer, texts: list[str], max_length: int = 128) -> list[Enc
                                  f"the unknown token ({shown})")
         out.append(item)
     return out
+
+
+def _words_of(text: str, enc, unk_id: int | None = None):
+    """Word of every token, word spans and unknown words of one ``tokenizers.Encoding``.
+
+    Returns ``(token_word, word_spans, unknown_words)``: words numbered ``0..W-1`` in order of
+    appearance (pre-tokenizer words, contractions joined), ``None`` for special tokens.
+    """
+    token_word = [None if s else w for w, s in zip(enc.word_ids, enc.special_tokens_mask)]
+    spans: dict[int, list[int]] = {}
+    for w, (start, end) in zip(token_word, enc.offsets):
+        if w is None:
+            continue
+        span = spans.setdefault(w, [start, end])
+        span[0], span[1] = min(span[0], start), max(span[1], end)
+    order = sorted(spans)  # word ids may skip after truncation
+    stripped = [_strip_span(text, *spans[w]) for w in order]
+    groups = _contraction_groups(text, stripped)
+    index = {w: g for w, g in zip(order, groups)}
+    word_spans: list[tuple[int, int]] = []
+    for (start, end), g in zip(stripped, groups):
+        if g == len(word_spans):
+            word_spans.append((start, end))
+        else:
+            word_spans[g] = (word_spans[g][0], end)
+    token_word = [None if w is None else index[w] for w in token_word]
+    unknown = sorted({w for tid, w in zip(enc.ids, token_word)
+                      if w is not None and unk_id is not None and tid == unk_id})
+    return token_word, word_spans, unknown
 
 
 def pad_batch(encoded: list[EncodedText], pad_id: int, min_length: int = 1,

@@ -71,7 +71,7 @@ def evaluate_explanations(explanations: Sequence[TextExplanation], examples) -> 
 
 
 def compare_methods(model, tokenizer, examples, methods: Sequence[str] = (
-        "lrp", "input_x_gradient", "integrated_gradients"), composite="epsilon",
+        "lrp", "input_x_gradient", "integrated_gradients"), composite=None,
         batch_size: int = 64) -> list[dict]:
     """Explain the predicted class of every example with each method and score it.
 
@@ -84,7 +84,8 @@ def compare_methods(model, tokenizer, examples, methods: Sequence[str] = (
         explanations = explain_text(model, tokenizer, texts, composite=composite, method=method,
                                     batch_size=batch_size)
         seconds = time.perf_counter() - start
-        name = f"lrp ({composite})" if method == "lrp" else method
+        name = f"lrp ({explanations[0].composite})" if method == "lrp" and explanations \
+            else method
         rows.append({"method": name, "seconds": seconds,
                      **evaluate_explanations(explanations, examples)})
     return rows

@@ -1,30 +1,39 @@
 """Word-level relevance for text classifiers (Arras et al. 2017, seed 003).
 
-Relevance is computed at the output of the embedding layer with
-:class:`lrp_captum.LayerLRP`, summed over the embedding dimensions to one number per
-token, and WordPiece sub-tokens are summed back into the words of the original text.
-Special tokens (``[CLS]``, ``[SEP]``, padding to the widest filter) are reported apart.
+Relevance is computed at the output of the embedding layer, summed over the embedding
+dimensions to one number per token, and WordPiece sub-tokens are summed back into the words of
+the original text (a contraction such as "didn't" is one word). Special tokens (``[CLS]``,
+``[SEP]``, padding to the widest filter) are reported apart.
 
 Works for
 
 * :class:`~lrp_captum.text.models.WordCNN` and any PyTorch classifier ``model(ids) -> (N, C)``
   with an ``nn.Embedding`` (found automatically if there is exactly one, else pass ``layer``);
-* Hugging Face style models: ``get_input_embeddings()`` and ``forward(inputs_embeds=...)``
-  returning an object with ``.logits``; relevance is computed for the embeddings fed in.
-  A model with an op no LRP rule covers (LayerNorm, attention's softmax/matmul, ...) raises
-  the core's error naming it.
+* Hugging Face sequence classifiers (``BertForSequenceClassification``, ...) with their fast
+  tokenizer, as objects or as a local folder (:func:`load_text_model`); relevance is computed
+  for their word embeddings. LRP on a transformer uses the transformer composites
+  (:func:`lrp_captum.text.transformer.transformer_lrp`).
+
+A model left in training mode is explained in evaluation mode and comes back with every
+module's flag as it was (:func:`lrp_captum.model_mode.evaluation_mode`). Texts longer than the
+model's maximum length are explained over overlapping windows (:mod:`lrp_captum.text.windows`),
+and the result says so.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from .encoding import EncodedText, encode_texts, length_batches, pad_batch
+from lrp_captum.model_mode import evaluation_mode
 
-METHODS = ("lrp", "input_x_gradient", "integrated_gradients")
+from .attribute import METHODS, TokenAttributor, find_embedding_layer, ids_to_logits  # noqa: F401
+from .encoding import EncodedText, encode_texts, length_batches
+from .transformer import model_max_length
+from .windows import WindowPlan, plan_windows, special_ends
 
 
 @dataclass
@@ -38,10 +47,10 @@ class TextExplanation:
     words, word_spans, word_relevance : list
         Words (as in ``text``), their character ``[start, end)`` and relevance: the sum of the
         relevance of their WordPiece tokens over all embedding dimensions.
-    tokens, token_relevance, token_word : list
-        Every token fed to the model (special tokens and padding to the model's
-        ``min_length`` included), its relevance, and its word index (``None`` for special
-        tokens). ``sum(word_relevance) == sum(r for r, w in zip(token_relevance, token_word)
+    tokens, token_ids, token_relevance, token_word : list
+        Every token of the text (special tokens and padding to the model's ``min_length``
+        included), its id, its relevance, and its word index (``None`` for special tokens).
+        ``sum(word_relevance) == sum(r for r, w in zip(token_relevance, token_word)
         if w is not None)``.
     special_tokens : list of dict
         ``{"token", "position", "relevance"}`` of the tokens that belong to no word.
@@ -50,22 +59,32 @@ class TextExplanation:
     predicted, predicted_name : int, str
         The arg-max class.
     probabilities : list of float
-        Softmax of the logits.
+        Softmax of the logits, one per class.
+    class_names : list of str
+        Name of each class, in the order of ``probabilities`` (from ``class_names=``,
+        ``model.class_names`` or the model config's ``id2label``).
     output_relevance : float
-        The relevance propagated from the output (the target logit for ``output_mode="logit"``).
+        The relevance propagated from the output (the target logit for ``output_mode="logit"``;
+        for a long text the mean over its windows).
     relevance_sum : float
         Sum of all token relevance; equals ``output_relevance`` up to what biases and
-        stabilisers absorb.
+        stabilisers absorb (for LRP and a conservative composite).
     method, composite : str
-        ``"lrp"`` with its composite, or a Captum baseline method.
-    truncated, n_tokens_total, n_words_dropped, unknown_words, warnings
-        See :class:`~lrp_captum.text.encoding.EncodedText`.
+        ``"lrp"`` with its composite, or another method of
+        :data:`lrp_captum.text.attribute.METHODS`.
+    windows : list of [int, int]
+        Token positions ``[start, stop)`` of the text each window covered; one window when the
+        text fits the model (see :mod:`lrp_captum.text.windows` for how they combine).
+    unknown_words, warnings
+        See :class:`~lrp_captum.text.encoding.EncodedText`; ``warnings`` also says when a text
+        was explained over several windows.
     """
     text: str
     words: list[str]
     word_spans: list[tuple[int, int]]
     word_relevance: list[float]
     tokens: list[str]
+    token_ids: list[int]
     token_relevance: list[float]
     token_word: list[int | None]
     special_tokens: list[dict]
@@ -78,11 +97,10 @@ class TextExplanation:
     relevance_sum: float
     method: str = "lrp"
     composite: str | None = "epsilon"
-    truncated: bool = False
-    n_tokens_total: int = 0
-    n_words_dropped: int = 0
+    windows: list[list[int]] = field(default_factory=list)
     unknown_words: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-serialisable dictionary of every field."""
@@ -106,47 +124,28 @@ def merge_token_relevance(token_relevance: Sequence[float], token_word: Sequence
     return words
 
 
-# --------------------------------------------------------------------------------------------
-# model adapters: token ids -> logits, and where the embeddings are
-# --------------------------------------------------------------------------------------------
-class _InputsEmbedsClassifier(nn.Module):
-    """``embeddings (N, L, E) -> logits (N, C)`` for a Hugging Face style model."""
+def class_names_of(model: nn.Module, n_classes: int | None = None, class_names=None
+                   ) -> list[str]:
+    """Names of the model's classes: ``class_names``, ``model.class_names``, the config's
+    ``id2label``, else the indices as strings.
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
-        out = self.model(inputs_embeds=inputs_embeds)
-        return out.logits if hasattr(out, "logits") else out[0]
-
-
-def _is_hf_style(model: nn.Module) -> bool:
-    return callable(getattr(model, "get_input_embeddings", None))
-
-
-def find_embedding_layer(model: nn.Module) -> nn.Module:
-    """The model's token embedding: ``get_input_embeddings()``, ``model.embedding``, or its only
-    ``nn.Embedding``.
+    ``n_classes`` defaults to the config's ``num_labels`` or the length of the names found.
 
     Raises
     ------
     ValueError
-        If there is none or several (pass ``layer=`` to :func:`explain_text`).
+        If the number of names differs from ``n_classes``.
     """
-    if _is_hf_style(model):
-        return model.get_input_embeddings()
-    if isinstance(getattr(model, "embedding", None), nn.Embedding):
-        return model.embedding
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
-    if len(found) == 1:
-        return found[0][1]
-    names = ", ".join(n for n, _ in found) or "none"
-    raise ValueError(f"{type(model).__name__}: cannot tell which layer embeds the tokens "
-                     f"(nn.Embedding layers: {names}); pass layer=model.<embedding>")
-
-
-def _class_names(model: nn.Module, n_classes: int, class_names) -> list[str]:
+    if n_classes is None:
+        config = getattr(model, "config", None)
+        n_classes = getattr(config, "num_labels", None) if config is not None and \
+            not callable(config) else None
+        if n_classes is None:
+            names = class_names if class_names is not None else getattr(model, "class_names",
+                                                                        None)
+            if names is None:
+                raise ValueError(f"cannot tell how many classes {type(model).__name__} has")
+            n_classes = len(names)
     if class_names is None:
         class_names = getattr(model, "class_names", None)
     if class_names is None:
@@ -161,8 +160,14 @@ def _class_names(model: nn.Module, n_classes: int, class_names) -> list[str]:
     return class_names
 
 
-def _resolve_targets(target, n: int, class_names: list[str]) -> list[int | None]:
-    """One class index (or None = predicted) per text."""
+def resolve_targets(target, n: int, class_names: list[str]) -> list[int | None]:
+    """One class index (or ``None`` = predicted) per text from indices or names.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, an index out of range, or a wrong number of targets.
+    """
     def one(t):
         if t is None:
             return None
@@ -200,132 +205,175 @@ def _pad_id(model, tokenizer) -> int:
     return int(pid or 0)
 
 
+
+
+def input_settings(model: nn.Module, tokenizer, max_length: int | None = None,
+                   pad_id: int | None = None, min_length: int | None = None
+                   ) -> tuple[int | None, int, int]:
+    """``(max_length, pad_id, min_length)`` of a model's inputs, defaults filled in as
+    :func:`explain_text` documents them.
+
+    Raises
+    ------
+    ValueError
+        If ``max_length`` is shorter than the model's minimum input.
+    """
+    if max_length is None:
+        max_length = model_max_length(model, tokenizer)
+    pad_id = _pad_id(model, tokenizer) if pad_id is None else int(pad_id)
+    min_length = int(min_length or getattr(model, "min_length", 1) or 1)
+    if max_length is not None and max_length < min_length:
+        raise ValueError(f"max_length={max_length} is shorter than the model's minimum input "
+                         f"of {min_length} tokens")
+    return max_length, pad_id, min_length
+
+
 def _model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
 
-# --------------------------------------------------------------------------------------------
-# attribution
-# --------------------------------------------------------------------------------------------
-class _Attributor:
-    """Token relevance ``(N, L)`` for a batch of equal-length token ids ``(N, L)``."""
+@dataclass
+class _Window:
+    """One model input: window ``index`` of text ``text``, its ids padded to ``min_length``."""
+    text: int
+    index: int
+    ids: list[int]
+    n_pad: int
 
-    def __init__(self, model, layer, method, composite, canonizers, output_mode, ig_steps,
-                 pad_id):
-        self.model, self.method, self.pad_id, self.ig_steps = model, method, pad_id, ig_steps
-        self.output_mode = output_mode
-        self.hf = _is_hf_style(model) and layer is None
-        self.layer = layer if layer is not None else find_embedding_layer(model)
-        if method == "lrp":
-            from lrp_captum import LRP, LayerLRP
-            if self.hf:
-                self.engine = LRP(_InputsEmbedsClassifier(model).eval(), composite=composite,
-                                  canonizers=canonizers)
-            else:
-                self.engine = LayerLRP(model, layer=self.layer, composite=composite,
-                                       canonizers=canonizers)
-        elif method == "input_x_gradient":
-            from captum.attr import InputXGradient, LayerGradientXActivation
-            self.engine = (InputXGradient(_InputsEmbedsClassifier(model).eval()) if self.hf
-                           else LayerGradientXActivation(model, self.layer))
-        elif method == "integrated_gradients":
-            from captum.attr import IntegratedGradients, LayerIntegratedGradients
-            self.engine = (IntegratedGradients(_InputsEmbedsClassifier(model).eval()) if self.hf
-                           else LayerIntegratedGradients(model, self.layer))
-        else:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
-    def _lrp(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from lrp_captum import CanonizationError
-        from lrp_captum.composites import get_composite, leaf_layers
+def _window_items(token_ids: Sequence[list[int]], plans: Sequence[WindowPlan],
+                  min_length: int, pad_id: int) -> list[_Window]:
+    items = []
+    for t, (ids, plan) in enumerate(zip(token_ids, plans)):
+        for w, window in enumerate(plan.window_ids(list(ids))):
+            n_pad = max(0, min_length - len(window))
+            items.append(_Window(t, w, window + [pad_id] * n_pad, n_pad))
+    return items
 
-        try:
-            return self.engine.attribute(inputs, target=target, output_mode=self.output_mode)
-        except CanonizationError as exc:
-            if "could not trace" not in str(exc):
-                raise
-            # fx gave up before it could name an op: name the layers no rule covers instead
-            model = self.engine.model
-            try:
-                get_composite(self.engine.composite or "epsilon").resolve_layers(
-                    leaf_layers(model))
-            except TypeError as no_rule:
-                raise CanonizationError(
-                    f"{type(self.model).__name__} cannot be explained with LRP: {no_rule} "
-                    f"(Also: {exc})") from exc
-            raise
 
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            if self.hf:
-                out = self.model(inputs_embeds=self.layer(ids))
-                return out.logits if hasattr(out, "logits") else out[0]
-            return self.model(ids)
+def window_logits(logits_fn, token_ids: Sequence[list[int]], plans: Sequence[WindowPlan], *,
+                  min_length: int = 1, pad_id: int = 0, batch_size: int = 32,
+                  device=None) -> torch.Tensor:
+    """Logits ``(T, C)`` of ``T`` texts, each the mean over its windows.
 
-    def __call__(self, ids: torch.Tensor, targets: list[int]) -> torch.Tensor:
-        target = torch.tensor(targets, device=ids.device)
-        inputs = self.layer(ids).detach() if self.hf else ids
-        if self.method == "lrp":
-            rel = self._lrp(inputs, target)
-        elif self.method == "input_x_gradient":
-            rel = self.engine.attribute(inputs, target=target)
-        else:
-            baseline = (torch.zeros_like(inputs) if self.hf
-                        else torch.full_like(ids, self.pad_id))
-            rel = self.engine.attribute(inputs, baselines=baseline, target=target,
-                                        n_steps=self.ig_steps)
-        if isinstance(rel, (list, tuple)):
-            rel = rel[0]
-        if rel.dim() != 3 or rel.shape[:2] != ids.shape:
-            raise ValueError(f"relevance at the embedding layer has shape {tuple(rel.shape)}; "
-                             f"expected (N, L, E) with (N, L) = {tuple(ids.shape)}. Pass "
-                             "layer= the module that maps token ids to vectors")
-        return rel.detach().float().sum(dim=2)
+    Parameters
+    ----------
+    logits_fn : callable
+        ``token ids (N, L) -> logits (N, C)``, e.g.
+        :func:`lrp_captum.text.attribute.ids_to_logits`.
+    token_ids : sequence of list of int
+        Token ids of every text (special tokens included), as encoded.
+    plans : sequence of WindowPlan
+        From :func:`lrp_captum.text.windows.plan_windows`, one per text.
+    min_length, pad_id : int
+        Windows shorter than ``min_length`` are right-padded with ``pad_id``.
+    batch_size : int
+        Windows per forward pass (windows of one length share a pass).
+    """
+    items = _window_items(token_ids, plans, min_length, pad_id)
+    sums: list[torch.Tensor | None] = [None] * len(token_ids)
+    for idx in length_batches([len(it.ids) for it in items], batch_size):
+        ids = torch.tensor([items[i].ids for i in idx], device=device)
+        logits = logits_fn(ids).float().cpu()
+        for row, i in enumerate(idx):
+            t = items[i].text
+            sums[t] = logits[row] if sums[t] is None else sums[t] + logits[row]
+    return torch.stack([s / plan.n_windows for s, plan in zip(sums, plans)])
+
+
+def predict_proba(model: nn.Module, tokenizer, texts: Sequence[str],
+                  max_length: int | None = None, batch_size: int = 32) -> torch.Tensor:
+    """Class probabilities ``(T, C)`` of texts, as :func:`explain_text` computes them (long
+    texts over overlapping windows, the mean of the window logits); the model is run in
+    evaluation mode and comes back unchanged."""
+    max_length, pad_id, min_length = input_settings(model, tokenizer, max_length)
+    encoded = encode_texts(tokenizer, list(texts))
+    if not encoded:
+        return torch.zeros(0)
+    plans = [plan_windows(len(e.ids), *special_ends(e.token_word), max_length) for e in encoded]
+    with evaluation_mode(model):
+        logits = window_logits(ids_to_logits(model), [e.ids for e in encoded], plans,
+                               min_length=min_length, pad_id=pad_id, batch_size=batch_size,
+                               device=_model_device(model))
+    return torch.softmax(logits, dim=1)
+
+
+def _window_relevance(attributor: TokenAttributor, items: list[_Window], targets: list[int],
+                      batch_size: int, device, output_mode: str):
+    """Token relevance and explained output of every window, for its text's target."""
+    relevance: list[torch.Tensor | None] = [None] * len(items)
+    outputs = [float("nan")] * len(items)
+    for idx in length_batches([len(it.ids) for it in items], batch_size):
+        ids = torch.tensor([items[i].ids for i in idx], device=device)
+        wanted = [targets[items[i].text] for i in idx]
+        rel = attributor(ids, wanted).cpu()
+        if output_mode in ("logit", "probability"):
+            logits = attributor.logits(ids).float().cpu()
+            values = logits if output_mode == "logit" else torch.softmax(logits, dim=1)
+            for row, i in enumerate(idx):
+                outputs[i] = float(values[row, wanted[row]])
+        for row, i in enumerate(idx):
+            relevance[i] = rel[row]
+    return relevance, outputs
 
 
 def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target: Any = None,
-                 composite: Any = "epsilon", *, method: str = "lrp",
+                 composite: Any = None, *, method: str = "lrp",
                  layer: nn.Module | None = None, max_length: int | None = None,
-                 batch_size: int = 32, output_mode: str = "logit", class_names=None,
-                 canonizers: str | None = "auto", ig_steps: int = 32,
-                 min_length: int | None = None, pad_id: int | None = None):
+                 stride: int | None = None, batch_size: int = 32, output_mode: str = "logit",
+                 class_names=None, canonizers: str | None = "auto", ig_steps: int = 32,
+                 min_length: int | None = None, pad_id: int | None = None, seed: int = 0):
     """Relevance of every word (and WordPiece token) of ``texts`` for a class.
 
     Parameters
     ----------
-    model : nn.Module
+    model : nn.Module or path
         ``model(ids (N, L)) -> logits (N, C)`` with an embedding layer, or a Hugging Face
-        style model (``get_input_embeddings()``, ``forward(inputs_embeds=...)``). Eval mode.
-    tokenizer : tokenizers.Tokenizer or transformers.PreTrainedTokenizerFast
+        sequence classifier (``get_input_embeddings()``, ``forward(input_ids=...)`` returning
+        ``.logits``). Any mode: it is explained in evaluation mode and comes back unchanged.
+        A folder (str or Path) is loaded with :func:`lrp_captum.text.load_text_model` on the
+        CPU first (on every call: load it once yourself to explain repeatedly).
+    tokenizer : tokenizers.Tokenizer or transformers.PreTrainedTokenizerFast or None
+        ``None`` with a folder: the folder's own tokenizer.
     texts : str or sequence of str
         One text gives one :class:`TextExplanation`, a sequence a list of them.
     target : int, str, sequence or None
         Class index or name, one per text, or ``None`` for the predicted class of each text.
-    composite : str or lrp_captum.Composite
-        LRP rules (``method="lrp"`` only); default ``"epsilon"`` as in Arras et al.
-    method : {"lrp", "input_x_gradient", "integrated_gradients"}
-        LRP, or Captum's gradient × embedding / integrated gradients (baseline: padding
-        tokens, i.e. zero embeddings for :class:`WordCNN`) at the same layer, for comparison.
+    composite : str or lrp_captum.Composite, optional
+        LRP rules (``method="lrp"`` only); default ``"epsilon"`` as in Arras et al., and
+        ``"attnlrp"`` for a transformer.
+    method : str
+        One of :data:`lrp_captum.text.attribute.METHODS`: ``"lrp"``; Captum's gradient x
+        embedding (``"input_x_gradient"``) or integrated gradients (baseline: padding tokens)
+        at the same layer; ``"attention_rollout"`` / ``"raw_attention"`` (transformers);
+        ``"random"``.
     layer : nn.Module, optional
         The token embedding, if it cannot be found automatically.
     max_length : int, optional
-        Tokens per text at most (special tokens included); longer texts are truncated and
-        say so in ``warnings``. Default: the tokenizer's truncation length, else 512.
+        Tokens per model input, special tokens included. Longer texts are explained over
+        overlapping windows of this length (nothing is cut; the result's ``windows`` and
+        ``warnings`` say so). Default: the model's maximum length
+        (:func:`lrp_captum.text.transformer.model_max_length`), or no limit for a model that
+        has none (the word-CNN).
+    stride : int, optional
+        Text tokens between window starts; default half a window.
     batch_size : int
-        Texts per forward/backward pass; batches hold texts of one token length, so results
+        Windows per forward/backward pass; batches hold inputs of one token length, so results
         do not depend on batching.
     output_mode : str
         Relevance to start from, see :meth:`lrp_captum.LRP.attribute`.
     class_names : sequence of str, optional
         Default: ``model.class_names``, ``model.config.id2label`` or the indices.
     canonizers : "auto" or None
-        Passed to :class:`lrp_captum.LayerLRP`.
+        Passed to the LRP engine.
     ig_steps : int
         Integration steps for ``method="integrated_gradients"``.
     min_length, pad_id : int, optional
         Pad texts shorter than ``min_length`` tokens (default ``model.min_length`` or 1)
         with ``pad_id`` (default ``model.pad_id``, the config's or the tokenizer's pad id).
+    seed : int
+        Seed of ``method="random"``.
 
     Returns
     -------
@@ -336,49 +384,52 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
     lrp_captum.CanonizationError, lrp_captum.NoRuleError
         If the model contains an op that no LRP rule covers (the message names it).
     """
+    if isinstance(model, (str, os.PathLike)):
+        from .model_folders import load_text_model
+
+        model, own_tokenizer, _ = load_text_model(model, device="cpu")
+        tokenizer = own_tokenizer if tokenizer is None else tokenizer
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
-    if model.training:
-        raise RuntimeError(f"{type(model).__name__} is in training mode; call model.eval() first")
-    if max_length is None:
-        backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-        trunc = getattr(backend, "truncation", None)
-        max_length = (trunc or {}).get("max_length") or 512
-    pad_id = _pad_id(model, tokenizer) if pad_id is None else int(pad_id)
-    min_length = int(min_length or getattr(model, "min_length", 1) or 1)
-    encoded = encode_texts(tokenizer, texts, max_length=max_length)
+    max_length, pad_id, min_length = input_settings(model, tokenizer, max_length, pad_id,
+                                                    min_length)
+    encoded = encode_texts(tokenizer, texts)
     if not texts:
         return []
+    plans = [plan_windows(len(e.ids), *special_ends(e.token_word), max_length, stride)
+             for e in encoded]
     device = _model_device(model)
-    attributor = _Attributor(model, layer, method, composite, canonizers, output_mode, ig_steps,
-                             pad_id)
-    lengths = [max(len(e.ids), min_length) for e in encoded]
-    results: list[TextExplanation | None] = [None] * len(texts)
-    names = None
-    targets_in = target
-    for idx in length_batches(lengths, batch_size):
-        ids = pad_batch([encoded[i] for i in idx], pad_id, min_length, device=device)
-        logits = attributor.logits(ids).float()
-        if names is None:
-            names = _class_names(model, logits.shape[1], class_names)
-            wanted = _resolve_targets(targets_in, len(texts), names)
-        probs = torch.softmax(logits, dim=1)
+    with evaluation_mode(model):
+        attributor = TokenAttributor(model, method, composite, layer, canonizers, output_mode,
+                                     ig_steps, pad_id, seed)
+        logits = window_logits(attributor.logits, [e.ids for e in encoded], plans,
+                               min_length=min_length, pad_id=pad_id, batch_size=batch_size,
+                               device=device)
+        names = class_names_of(model, logits.shape[1], class_names)
+        wanted = resolve_targets(target, len(texts), names)
         predicted = logits.argmax(dim=1).tolist()
-        targets = [wanted[i] if wanted[i] is not None else p for i, p in zip(idx, predicted)]
-        token_rel = attributor(ids, targets).cpu()
-        for row, i in enumerate(idx):
-            output = float(logits[row, targets[row]]) if output_mode == "logit" else \
-                float(probs[row, targets[row]]) if output_mode == "probability" else float("nan")
-            results[i] = _explanation(encoded[i], token_rel[row].tolist(), targets[row],
-                                      predicted[row], probs[row].tolist(), names, output,
-                                      method, composite, pad_id)
+        targets = [w if w is not None else p for w, p in zip(wanted, predicted)]
+        items = _window_items([e.ids for e in encoded], plans, min_length, pad_id)
+        relevance, outputs = _window_relevance(attributor, items, targets, batch_size, device,
+                                               output_mode)
+    probs = torch.softmax(logits, dim=1)
+    results = []
+    for t, (enc, plan) in enumerate(zip(encoded, plans)):
+        mine = [i for i, it in enumerate(items) if it.text == t]
+        n_pad = items[mine[0]].n_pad  # only a single short window is padded
+        window_rel = [relevance[i][:len(relevance[i]) - items[i].n_pad] for i in mine]
+        token_rel = plan.combine_relevance(window_rel).tolist()
+        token_rel += relevance[mine[0]][len(relevance[mine[0]]) - n_pad:].tolist()
+        output = sum(outputs[i] for i in mine) / len(mine)
+        results.append(_explanation(enc, plan, token_rel, n_pad, targets[t], predicted[t],
+                                    probs[t].tolist(), names, output, method,
+                                    attributor.composite, pad_id))
     return results[0] if single else results
 
 
-def _explanation(enc: EncodedText, token_rel: list[float], target: int, predicted: int,
-                 probs: list[float], names: list[str], output: float, method: str, composite,
-                 pad_id: int) -> TextExplanation:
-    n_pad = len(token_rel) - len(enc.ids)
+def _explanation(enc: EncodedText, plan: WindowPlan, token_rel: list[float], n_pad: int,
+                 target: int, predicted: int, probs: list[float], names: list[str],
+                 output: float, method: str, composite, pad_id: int) -> TextExplanation:
     tokens = enc.tokens + ["[PAD]"] * n_pad
     token_word = enc.token_word + [None] * n_pad
     specials = [{"token": t, "position": p, "relevance": r}
@@ -386,13 +437,15 @@ def _explanation(enc: EncodedText, token_rel: list[float], target: int, predicte
     word_rel = merge_token_relevance(token_rel, token_word, len(enc.words))
     comp = composite if isinstance(composite, str) or composite is None else \
         getattr(composite, "name", type(composite).__name__)
+    notes = list(enc.warnings) + ([plan.describe()] if plan.n_windows > 1 else [])
     return TextExplanation(
         text=enc.text, words=enc.words, word_spans=enc.word_spans, word_relevance=word_rel,
-        tokens=tokens, token_relevance=[float(r) for r in token_rel], token_word=token_word,
+        tokens=tokens, token_ids=list(enc.ids) + [pad_id] * n_pad,
+        token_relevance=[float(r) for r in token_rel], token_word=token_word,
         special_tokens=specials, target=int(target), target_name=names[target],
         predicted=int(predicted), predicted_name=names[predicted],
         probabilities=[float(p) for p in probs], output_relevance=output,
         relevance_sum=float(sum(token_rel)), method=method,
-        composite=comp if method == "lrp" else None, truncated=enc.truncated,
-        n_tokens_total=enc.n_tokens_total, n_words_dropped=enc.n_words_dropped,
-        unknown_words=list(enc.unknown_words), warnings=list(enc.warnings))
+        composite=comp if method == "lrp" else None,
+        windows=[[a, b] for a, b in plan.spans], unknown_words=list(enc.unknown_words),
+        warnings=notes, class_names=list(names))

@@ -1,7 +1,9 @@
 """Highlighted-text HTML and JSON for :class:`~lrp_captum.text.explain.TextExplanation`.
 
 Colours: red for relevance *for* the explained class, blue for relevance *against* it, the
-intensity scaled by the largest ``|relevance|`` of the words of that text. The two hues are the
+intensity scaled by the largest ``|relevance|`` of the words -- of each text on its own
+(``scale="text"``, the default: colours cannot be compared between texts, and every block says
+so) or of all texts on the page (``scale="shared"``). The two hues are the
 ends of ColorBrewer's RdBu scale (distinguishable with the common colour-vision deficiencies);
 text switches to white on dark backgrounds to keep a WCAG contrast of at least 4.5:1; and the
 sign is also shown without colour (solid underline = for, dotted = against) and spelled out in
@@ -58,21 +60,51 @@ _CSS = """
 """
 
 
+SCALES = ("text", "shared")
+
+
 def legend_html(scale: float | None = None) -> str:
-    """The colour legend: blue = against, white = 0, red = for the explained class."""
-    lo = f"−{scale:.3g}" if scale is not None else "−max |R|"
-    hi = f"+{scale:.3g}" if scale is not None else "+max |R|"
+    """The colour legend: blue = against, white = 0, red = for the explained class.
+
+    ``scale`` is the relevance of the full colours when all texts share it; ``None`` when every
+    text has its own (then each block states its own scale).
+    """
+    lo = f"−{scale:.3g}" if scale is not None else "−max |R| of the text"
+    hi = f"+{scale:.3g}" if scale is not None else "+max |R| of the text"
     return ('<div class="lrp-legend" role="img" aria-label="colour legend: blue, dotted '
             'underline = relevance against the class; red, solid underline = relevance for '
-            f'the class; intensity scaled by the largest absolute word relevance">'
+            f'the class; full colour at {html.escape(hi[1:])}">'
             f'<span>{lo} against (blue, dotted)</span><span class="bar"></span>'
             f'<span>{hi} for (red, solid)</span></div>')
 
 
-def explanation_html(explanation: TextExplanation, show_meta: bool = True) -> str:
-    """One text as an HTML fragment: the original text with each word highlighted."""
+def word_scale(explanation: TextExplanation) -> float:
+    """Largest ``|relevance|`` among the words of one explanation (0 for no words)."""
+    return max((abs(r) for r in explanation.word_relevance), default=0.0)
+
+
+def _probabilities_text(e: TextExplanation) -> str:
+    names = e.class_names if len(e.class_names) == len(e.probabilities) else \
+        [str(i) for i in range(len(e.probabilities))]
+    return ", ".join(f"{name} {p:.2f}" for name, p in zip(names, e.probabilities))
+
+
+def explanation_html(explanation: TextExplanation, show_meta: bool = True,
+                     shared_scale: float | None = None, n_shared: int | None = None) -> str:
+    """One text as an HTML fragment: the original text with each word highlighted.
+
+    Parameters
+    ----------
+    explanation : TextExplanation
+    show_meta : bool
+        Add the explained/predicted class, the probabilities per class name, the method and
+        the colour scale under the text.
+    shared_scale : float, optional
+        Relevance of the full colours, shared with other texts (``n_shared`` of them); by
+        default the text's own largest ``|word relevance|``, stated as not comparable.
+    """
     e = explanation
-    scale = max((abs(r) for r in e.word_relevance), default=0.0)
+    scale = word_scale(e) if shared_scale is None else float(shared_scale)
     parts, cursor = [], 0
     for word, (start, end), rel in zip(e.words, e.word_spans, e.word_relevance):
         parts.append(html.escape(e.text[cursor:start]))
@@ -85,37 +117,54 @@ def explanation_html(explanation: TextExplanation, show_meta: bool = True) -> st
                      f'title="{html.escape(label)}" aria-label="{html.escape(label)}">'
                      f'{html.escape(e.text[start:end])}</span>')
         cursor = end
-    rest = e.text[cursor:]
-    if e.truncated:
-        parts.append(f'<span class="lrp-warn"> [… {e.n_words_dropped} word(s) not explained: '
-                     'truncated]</span>')
-    else:
-        parts.append(html.escape(rest))
+    parts.append(html.escape(e.text[cursor:]))
     body = "".join(parts) if e.words else '<em>(no words)</em>'
     meta = ""
     if show_meta:
-        probs = ", ".join(f"{p:.2f}" for p in e.probabilities)
         special = ", ".join(f"{s['token']} {s['relevance']:+.3f}" for s in e.special_tokens)
         how = f"LRP ({e.composite})" if e.method == "lrp" else e.method
+        if shared_scale is None:
+            scale_note = (f"colour scale of this text only: ±{scale:.3g} = full colour "
+                          "(not comparable between texts)")
+        else:
+            scale_note = f"colour scale ±{scale:.3g} shared by all {n_shared} texts"
         meta = (f'<div class="lrp-meta">explained class: <b>{html.escape(e.target_name)}</b> '
-                f'(predicted {html.escape(e.predicted_name)}; probabilities {probs}); '
-                f'{html.escape(how)}; max |word relevance| {scale:.3g}; special tokens: '
+                f'(predicted {html.escape(e.predicted_name)}; probabilities '
+                f'{html.escape(_probabilities_text(e))}); {html.escape(how)}; '
+                f'{html.escape(scale_note)}; special tokens: '
                 f'{html.escape(special) or "none"}</div>')
     warns = "".join(f'<div class="lrp-warn" role="note">⚠ {html.escape(w)}</div>'
                     for w in e.warnings)
     return f'<div class="lrp-item"><div>{body}</div>{meta}{warns}</div>'
 
 
-def explanations_html(explanations: Sequence[TextExplanation], title: str = "Word relevance"
-                      ) -> str:
-    """A complete HTML page with a legend and one highlighted block per text."""
-    items = "\n".join(explanation_html(e) for e in explanations)
+def explanations_html(explanations: Sequence[TextExplanation], title: str = "Word relevance",
+                      scale: str = "text") -> str:
+    """A complete HTML page with a legend and one highlighted block per text.
+
+    Parameters
+    ----------
+    explanations : sequence of TextExplanation
+    title : str
+    scale : {"text", "shared"}
+        ``"text"``: every text scaled by its own largest ``|word relevance|`` (each block says
+        so); ``"shared"``: one scale, the largest over all texts, so colours compare.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    shared = max((word_scale(e) for e in explanations), default=0.0) if scale == "shared" \
+        else None
+    items = "\n".join(explanation_html(e, shared_scale=shared, n_shared=len(explanations))
+                      for e in explanations)
+    intro = ("Each word's colour shows its relevance for the explained class. "
+             + ("One colour scale is shared by all texts, so colours compare between texts."
+                if shared is not None else
+                "Each text has its own colour scale (its largest absolute word relevance): "
+                "colours are not comparable between texts."))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
             f'<body><div class="lrp-text"><h1>{html.escape(title)}</h1>'
-            "<p>Each word's colour shows its relevance for the explained class, scaled "
-            "per text by its largest absolute word relevance.</p>"
-            f"{legend_html()}\n{items}</div></body></html>\n")
+            f"<p>{intro}</p>{legend_html(shared)}\n{items}</div></body></html>\n")
 
 
 def write_html(explanations: Sequence[TextExplanation], path: str | Path, **kwargs) -> Path:

@@ -226,8 +226,8 @@ def save_text_model(model: WordCNN, out_dir: str | Path, report: dict | None = N
     return out_dir
 
 
-def load_text_model(model_dir: str | Path, device="auto"):
-    """Load a model saved by :func:`save_text_model` / ``lrp-captum text train-demo``.
+def load_word_cnn(model_dir: str | Path, device="auto"):
+    """Load a word-CNN saved by :func:`save_text_model` / ``lrp-captum text train-demo``.
 
     Returns
     -------

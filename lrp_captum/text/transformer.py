@@ -1,0 +1,230 @@
+"""Hugging Face sequence classifiers: loading a local folder, the token-ids forward, the
+model's maximum length, attention maps, and the plug-in point for transformer LRP.
+
+A Hugging Face classifier (``BertForSequenceClassification`` and friends) is explained at the
+output of its word-embedding layer (``model.get_input_embeddings()``), like the word-CNN, so
+that every method (LRP, input x gradient, integrated gradients) gives relevance per token and
+embedding dimension. Nothing here downloads: folders are read with ``local_files_only=True``.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+
+#: composites written for transformers (attention and LayerNorm rules)
+TRANSFORMER_COMPOSITES = ("attnlrp", "cp_lrp")
+#: the composite used for a transformer when none is given
+DEFAULT_TRANSFORMER_COMPOSITE = "attnlrp"
+
+
+def is_hugging_face_model(model: nn.Module) -> bool:
+    """True for a model with ``get_input_embeddings()`` and a ``config`` (Hugging Face style)."""
+    return callable(getattr(model, "get_input_embeddings", None)) and \
+        getattr(model, "config", None) is not None
+
+
+def is_hugging_face_folder(path: str | Path) -> bool:
+    """True for a folder holding a Hugging Face ``config.json`` (with ``model_type``)."""
+    import json
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return "model_type" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def load_sequence_classifier(path: str | Path, device: str | torch.device = "cpu"):
+    """A Hugging Face sequence classifier and its tokenizer from a local folder.
+
+    Parameters
+    ----------
+    path : path
+        Folder written by ``save_pretrained`` (``config.json``, weights, tokenizer files).
+    device : str or torch.device
+
+    Returns
+    -------
+    model : transformers.PreTrainedModel
+        In eval mode on ``device``.
+    tokenizer : transformers.PreTrainedTokenizerFast
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        If the folder is missing, is not a Hugging Face model, or has no fast tokenizer.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder")
+    if not is_hugging_face_folder(path):
+        raise ValueError(f"{path}: not a Hugging Face model folder (no config.json with a "
+                         "'model_type')")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{path}: the tokenizer is not a fast (Rust) tokenizer; word offsets "
+                         "are needed to merge sub-tokens into words (save tokenizer.json)")
+    return model.to(device).eval(), tokenizer
+
+
+def model_max_length(model: nn.Module, tokenizer=None) -> int | None:
+    """Longest input the model takes, in tokens (special tokens included).
+
+    The smaller of the position-embedding table (``config.max_position_embeddings``, less the
+    offset RoBERTa-style models reserve for padding) and the tokenizer's ``model_max_length``
+    when that is a real limit; ``model.max_length`` for other models; ``None`` when there is
+    no limit (e.g. the word-CNN).
+    """
+    limits = []
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+            positions -= (getattr(config, "pad_token_id", 1) or 0) + 1
+        limits.append(int(positions))
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    own = getattr(model, "max_length", None)
+    if isinstance(own, int):
+        limits.append(own)
+    return min(limits) if limits else None
+
+
+class LogitsFromIds(nn.Module):
+    """``token ids (N, L) -> logits (N, C)`` for a Hugging Face classifier.
+
+    Batches hold texts of one length, so no attention mask is needed (every position is a
+    real token).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids)
+        return out.logits if hasattr(out, "logits") else out[0]
+
+
+class LogitsFromEmbeddings(nn.Module):
+    """``word embeddings (N, L, E) -> logits (N, C)`` for a Hugging Face classifier."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        out = self.model(inputs_embeds=inputs_embeds)
+        return out.logits if hasattr(out, "logits") else out[0]
+
+
+@contextlib.contextmanager
+def eager_attention(model: nn.Module) -> Iterator[nn.Module]:
+    """Use the eager attention implementation inside the block (only it returns attention
+    probabilities); the model's own implementation is restored afterwards."""
+    config = getattr(model, "config", None)
+    impl = getattr(config, "_attn_implementation", "eager")
+    if impl == "eager" or not callable(getattr(model, "set_attn_implementation", None)):
+        yield model
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(impl)
+
+
+@torch.no_grad()
+def attention_maps(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
+    """Attention probabilities of every layer.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+    ids : torch.Tensor
+        ``(N, L)`` token ids of one length.
+
+    Returns
+    -------
+    list of torch.Tensor
+        One ``(N, heads, L, L)`` tensor per layer, first layer first; row ``i`` is what
+        token ``i`` attends to.
+    """
+    with eager_attention(model):
+        out = model(input_ids=ids, output_attentions=True)
+    maps = list(getattr(out, "attentions", None) or [])
+    if not maps:
+        raise ValueError(f"{type(model).__name__} returned no attention probabilities "
+                         "(output_attentions=True); attention methods need them")
+    return maps
+
+
+def require_composite(composite) -> None:
+    """Raise :class:`lrp_captum.UnknownCompositeError` unless ``composite`` is registered (or
+    a :class:`lrp_captum.Composite` object).
+
+    For the transformer composites the message says that this installation lacks them and
+    which methods work meanwhile.
+    """
+    from lrp_captum.composites import UnknownCompositeError, get_composite, list_composites
+
+    if not isinstance(composite, str):
+        return
+    if composite in TRANSFORMER_COMPOSITES and composite not in list_composites():
+        raise UnknownCompositeError(
+            f"unknown composite {composite!r}: LRP for transformers needs the composites "
+            f"{' or '.join(repr(c) for c in TRANSFORMER_COMPOSITES)}, which this version of "
+            "lrp_captum does not have; use method 'input_x_gradient' or "
+            "'integrated_gradients' meanwhile")
+    get_composite(composite)
+
+
+def transformer_lrp(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, composite,
+                    output_mode: str = "logit", canonizers="auto") -> torch.Tensor:
+    """LRP relevance of a Hugging Face classifier at its word embeddings.
+
+    INTEGRATION POINT for the transformer composites (AttnLRP, CP-LRP) of the core engine:
+    this is the only function the text adapter calls for LRP on a transformer. It uses the
+    core's public API only -- :class:`lrp_captum.LRP` on ``inputs_embeds`` with a composite
+    by name -- so when ``attnlrp``/``cp_lrp`` are registered they apply here unchanged.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        In evaluation mode (the caller holds :func:`lrp_captum.model_mode.evaluation_mode`).
+    ids : torch.Tensor
+        ``(N, L)`` token ids of one length.
+    target : torch.Tensor
+        ``(N,)`` class per text.
+    composite : str or lrp_captum.Composite
+    output_mode : str
+        See :meth:`lrp_captum.LRP.attribute`.
+    canonizers : "auto" or None
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, L, E)`` relevance of the word embeddings.
+
+    Raises
+    ------
+    lrp_captum.UnknownCompositeError
+        If a transformer composite is asked for and this installation has none (the message
+        names the methods that work without one).
+    """
+    from lrp_captum import LRP
+
+    require_composite(composite)
+    embeds = model.get_input_embeddings()(ids).detach()
+    engine = LRP(LogitsFromEmbeddings(model), composite=composite, canonizers=canonizers)
+    return engine.attribute(embeds, target=target, output_mode=output_mode)

@@ -1,0 +1,72 @@
+"""The app's text page offers every text model it finds, the transformer included."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from test_text_cli import bert_dir, word_cnn_dir  # noqa: F401  (module fixtures)
+
+PAGES = str(Path(__file__).resolve().parents[1] / "apps" / "pages")
+
+
+def _text_page(pages_dir: str, model_dir: str):
+    # runs as a standalone script inside AppTest: imports must be local
+    import importlib.util
+
+    import streamlit as st
+
+    spec = importlib.util.spec_from_file_location("text_page", pages_dir + "/text_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.render_text_page(st, model_dir)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory, word_cnn_dir, bert_dir):  # noqa: F811
+    root = tmp_path_factory.mktemp("models")
+    shutil.copytree(word_cnn_dir, root / "text_model")
+    shutil.copytree(bert_dir, root / "text_minilm")
+    return root
+
+
+def test_composites_offered_are_those_that_need_no_input_bounds():
+    import importlib.util
+
+    from lrp_captum.composites import composite_needs_bounds, list_composites
+
+    spec = importlib.util.spec_from_file_location("text_page", PAGES + "/text_page.py")
+    page = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(page)
+    offered = page.text_composites()
+    assert offered == [c for c in list_composites() if not composite_needs_bounds(c)]
+    assert "epsilon" in offered and "epsilon_gamma_box" not in offered
+
+
+def test_page_offers_the_transformer_and_explains_with_it(models_dir):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_text_page, args=(PAGES, str(models_dir)))
+    at.run(timeout=180)
+    assert not at.exception
+    assert at.selectbox[0].options == ["text_minilm", "text_model"]
+    at.selectbox[0].set_value("text_minilm").run(timeout=180)
+    assert not at.exception and at.metric[0].value == "transformer"
+    methods = at.selectbox[1].options
+    assert "attention_rollout" in methods and "raw_attention" in methods
+    at.selectbox[1].set_value("input_x_gradient")
+    at.text_area[0].set_value("I didn't like it.").run(timeout=180)
+    assert not at.exception
+    html = " ".join(str(h.proto.body) for h in at.get("html"))
+    assert "aria-label=\"didn&#x27;t: relevance" in html
+    assert "probabilities bad 0." in html and "good 0." in html
+
+
+def test_word_cnn_is_offered_without_attention_methods(models_dir):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_text_page, args=(PAGES, str(models_dir / "text_model")))
+    at.run(timeout=180)
+    assert not at.exception
+    assert "attention_rollout" not in at.selectbox[0].options
+    html = " ".join(str(h.proto.body) for h in at.get("html"))
+    assert "colour scale of this text only" in html
