@@ -70,3 +70,17 @@ def test_word_cnn_is_offered_without_attention_methods(models_dir):
     assert "attention_rollout" not in at.selectbox[0].options
     html = " ".join(str(h.proto.body) for h in at.get("html"))
     assert "colour scale of this text only" in html
+
+
+def test_page_explains_the_transformer_with_lrp(models_dir):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_text_page, args=(PAGES, str(models_dir)))
+    at.run(timeout=180)
+    at.selectbox[0].set_value("text_minilm").run(timeout=180)
+    assert "lrp" in at.selectbox[1].options
+    at.selectbox[1].set_value("lrp").run(timeout=180)
+    at.text_area[0].set_value("I didn't like it.").run(timeout=180)
+    assert not at.exception
+    html = " ".join(str(h.proto.body) for h in at.get("html"))
+    assert "aria-label=\"didn&#x27;t: relevance" in html

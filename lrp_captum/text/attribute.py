@@ -89,7 +89,7 @@ class TokenAttributor:
         LRP rules (``method="lrp"``); default :func:`default_composite`.
     layer : nn.Module, optional
         The token embedding, if it cannot be found automatically.
-    canonizers : "auto" or None
+    canonizers : "default", "auto" or None
         Passed to the LRP engine.
     output_mode : str
         Relevance to start from (LRP), see :meth:`lrp_captum.LRP.attribute`.
@@ -102,7 +102,7 @@ class TokenAttributor:
     """
 
     def __init__(self, model: nn.Module, method: str = "lrp", composite=None,
-                 layer: nn.Module | None = None, canonizers="auto", output_mode: str = "logit",
+                 layer: nn.Module | None = None, canonizers="default", output_mode: str = "logit",
                  ig_steps: int = 32, pad_id: int = 0, seed: int = 0) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")

@@ -322,7 +322,7 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
                  composite: Any = None, *, method: str = "lrp",
                  layer: nn.Module | None = None, max_length: int | None = None,
                  stride: int | None = None, batch_size: int = 32, output_mode: str = "logit",
-                 class_names=None, canonizers: str | None = "auto", ig_steps: int = 32,
+                 class_names=None, canonizers: str | None = "default", ig_steps: int = 32,
                  min_length: int | None = None, pad_id: int | None = None, seed: int = 0):
     """Relevance of every word (and WordPiece token) of ``texts`` for a class.
 
@@ -365,7 +365,7 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
         Relevance to start from, see :meth:`lrp_captum.LRP.attribute`.
     class_names : sequence of str, optional
         Default: ``model.class_names``, ``model.config.id2label`` or the indices.
-    canonizers : "auto" or None
+    canonizers : "default", "auto" or None
         Passed to the LRP engine.
     ig_steps : int
         Integration steps for ``method="integrated_gradients"``.

@@ -171,32 +171,21 @@ def attention_maps(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
 
 def require_composite(composite) -> None:
     """Raise :class:`lrp_captum.UnknownCompositeError` unless ``composite`` is registered (or
-    a :class:`lrp_captum.Composite` object).
+    a :class:`lrp_captum.Composite` object), before any work."""
+    from lrp_captum.composites import get_composite
 
-    For the transformer composites the message says that this installation lacks them and
-    which methods work meanwhile.
-    """
-    from lrp_captum.composites import UnknownCompositeError, get_composite, list_composites
-
-    if not isinstance(composite, str):
-        return
-    if composite in TRANSFORMER_COMPOSITES and composite not in list_composites():
-        raise UnknownCompositeError(
-            f"unknown composite {composite!r}: LRP for transformers needs the composites "
-            f"{' or '.join(repr(c) for c in TRANSFORMER_COMPOSITES)}, which this version of "
-            "lrp_captum does not have; use method 'input_x_gradient' or "
-            "'integrated_gradients' meanwhile")
-    get_composite(composite)
+    if isinstance(composite, str):
+        get_composite(composite)
 
 
 def transformer_lrp(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, composite,
-                    output_mode: str = "logit", canonizers="auto") -> torch.Tensor:
+                    output_mode: str = "logit", canonizers="default") -> torch.Tensor:
     """LRP relevance of a Hugging Face classifier at its word embeddings.
 
-    INTEGRATION POINT for the transformer composites (AttnLRP, CP-LRP) of the core engine:
-    this is the only function the text adapter calls for LRP on a transformer. It uses the
-    core's public API only -- :class:`lrp_captum.LRP` on ``inputs_embeds`` with a composite
-    by name -- so when ``attnlrp``/``cp_lrp`` are registered they apply here unchanged.
+    The only function the text adapter calls for LRP on a transformer: the core's
+    :class:`lrp_captum.LRP` on ``inputs_embeds`` with a composite by name (``attnlrp``,
+    ``cp_lrp``: rules on the attention's functions, no torch.fx trace needed). Relevance that
+    the position and token-type embeddings take is not part of the words' relevance.
 
     Parameters
     ----------
@@ -209,7 +198,7 @@ def transformer_lrp(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, c
     composite : str or lrp_captum.Composite
     output_mode : str
         See :meth:`lrp_captum.LRP.attribute`.
-    canonizers : "auto" or None
+    canonizers : "default", "auto" or None
 
     Returns
     -------
@@ -219,8 +208,7 @@ def transformer_lrp(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, c
     Raises
     ------
     lrp_captum.UnknownCompositeError
-        If a transformer composite is asked for and this installation has none (the message
-        names the methods that work without one).
+        If the composite is not registered.
     """
     from lrp_captum import LRP
 
