@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 
 setup(
     packages=find_packages(include=["lrp_captum", "lrp_captum.*"])
-    + ["lrp_captum._app", "lrp_captum._app.pages", "lrp_captum._app.viewer"],  # viewer/: data only
+    + ["lrp_captum._app", "lrp_captum._app.views", "lrp_captum._app.viewer"],  # viewer/: data only
     package_dir={"lrp_captum._app": "apps"},
     package_data={"lrp_captum._app.viewer": ["*.html", "*.js", "*.css"]},
 )

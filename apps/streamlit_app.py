@@ -16,7 +16,7 @@ if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 
 from app_config import ConfigError, load_config  # noqa: E402
-from pages.optional_pages import render_optional_page  # noqa: E402
+from views.optional_pages import render_optional_page  # noqa: E402
 
 from lrp_captum.viewer.escaping import markdown_literal  # noqa: E402
 from lrp_captum.viewer.paths import without_roots  # noqa: E402
@@ -34,7 +34,7 @@ def _guarded(render):
 
 
 def slides_page():
-    from pages.slide_page import render_slide_page
+    from views.slide_page import render_slide_page
 
     _guarded(lambda: render_slide_page(st, CONFIG))
 

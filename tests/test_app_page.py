@@ -171,7 +171,7 @@ def _optional(apps_dir: str, pages_dir: str, arg):
     import streamlit as st
 
     sys.path.insert(0, apps_dir)
-    from pages.optional_pages import render_optional_page
+    from views.optional_pages import render_optional_page
 
     render_optional_page(st, "eeg_page", "render_eeg_page", "EEG", arg, "--eeg-results", Path(pages_dir))
 

@@ -13,7 +13,7 @@ from lrp_captum.viewer.cohort import (NO_PREDICTION, filter_cohort, find_cohorts
                                       sort_cohort)
 from test_app_fixtures import make_fixture_dirs, write_fixture_result
 
-PAGES = Path(__file__).resolve().parents[1] / "apps" / "pages"
+PAGES = Path(__file__).resolve().parents[1] / "apps" / "views"
 
 
 def _record(prediction, frac_positive, n_tiles, **extra):

@@ -10,7 +10,7 @@ from lrp_captum.eeg.models import build_model
 from lrp_captum.eeg.simulate import simulate_epochs
 from lrp_captum.eeg.train import EEGModelConfig
 
-PAGES = Path(__file__).resolve().parents[1] / "apps" / "pages"
+PAGES = Path(__file__).resolve().parents[1] / "apps" / "views"
 
 
 @pytest.fixture(scope="module")

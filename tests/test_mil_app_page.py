@@ -13,7 +13,7 @@ from lrp_captum.wsi.mil.heads import make_head
 from lrp_captum.wsi.mil.results import find_mil_explanations, read_mil_explanation
 from test_mil_support import mil_cohort, tiny_spec  # noqa: F401 -- fixture
 
-PAGES = Path(__file__).resolve().parents[1] / "apps" / "pages"
+PAGES = Path(__file__).resolve().parents[1] / "apps" / "views"
 
 
 @pytest.fixture(scope="module")

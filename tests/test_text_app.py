@@ -6,7 +6,7 @@ import pytest
 
 from test_text_cli import bert_dir, word_cnn_dir  # noqa: F401  (module fixtures)
 
-PAGES = str(Path(__file__).resolve().parents[1] / "apps" / "pages")
+PAGES = str(Path(__file__).resolve().parents[1] / "apps" / "views")
 
 
 def _text_page(pages_dir: str, model_dir: str):

@@ -403,7 +403,7 @@ def test_app_text_page_highlights_the_typed_sentences(trained):
 
     from streamlit.testing.v1 import AppTest
 
-    pages = str(Path(__file__).resolve().parents[1] / "apps" / "pages")
+    pages = str(Path(__file__).resolve().parents[1] / "apps" / "views")
     at = AppTest.from_function(_text_page, args=(pages, str(trained.dir)))
     at.run(timeout=120)
     assert not at.exception
@@ -418,7 +418,7 @@ def test_app_text_page_without_a_model_says_how_to_train_one(tmp_path):
 
     from streamlit.testing.v1 import AppTest
 
-    pages = str(Path(__file__).resolve().parents[1] / "apps" / "pages")
+    pages = str(Path(__file__).resolve().parents[1] / "apps" / "views")
     at = AppTest.from_function(_text_page, args=(pages, str(tmp_path)))
     at.run(timeout=60)
     assert "lrp-captum text train-demo" in at.info[0].value

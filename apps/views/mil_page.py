@@ -13,7 +13,7 @@ def render_mil_page(st, results_dir) -> None:
     import numpy as np
 
     from lrp_captum.wsi.mil.results import find_mil_explanations, read_mil_explanation
-    from lrp_captum.wsi.outputs import colourise
+    from lrp_captum.colormaps import colorize
 
     results_dir = Path(results_dir)
     folders = find_mil_explanations(results_dir) if results_dir.is_dir() else []
@@ -38,7 +38,7 @@ def render_mil_page(st, results_dir) -> None:
                f"(red for, blue against; one colour per tile)")
 
     left, right = st.columns(2)
-    left.image(colourise(ex.evidence_map, m["vmax"]), caption=f"evidence for {target}", width="stretch")
+    left.image(colorize(ex.evidence_map, m["vmax"]), caption=f"evidence for {target}", width="stretch")
     tiles = ex.tiles.sort_values("evidence_rank")
     right.dataframe(tiles[["tile_index", "row", "col", "evidence", "pixel_map"]].head(12), hide_index=True)
 
@@ -52,4 +52,4 @@ def render_mil_page(st, results_dir) -> None:
                         f"{float(ex.tiles.loc[ex.tiles['tile_index'] == i, 'evidence'].iloc[0]):+.3g})", key="mil_tile")
     pixels = ex.pixel_map(tile)
     vmax = float(np.abs(pixels).max()) or 1.0
-    st.image(colourise(pixels, vmax), caption=f"pixel relevance of tile {tile} (sum {pixels.sum():+.3g})", width=320)
+    st.image(colorize(pixels, vmax), caption=f"pixel relevance of tile {tile} (sum {pixels.sum():+.3g})", width=320)

@@ -1,7 +1,9 @@
-"""Pages contributed by the EEG and text adapters (``apps/pages/eeg_page.py``, ``text_page.py``).
+"""Pages contributed by the EEG and text adapters (``apps/views/eeg_page.py``, ``text_page.py``).
 
 They are optional: when a file is missing, or the app was started without the folder the page
-needs, the page says so instead of failing.
+needs, the page says so instead of failing. (The folder is ``views/``, not ``pages/``: Streamlit
+lists the files of a ``pages/`` folder next to the script as pages of its own, which flashed in
+the sidebar and made a fresh load of ``/slides`` show "Page not found".)
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ def load_page_module(name: str, pages_dir: Path = PAGES_DIR):
     path = pages_dir / f"{name}.py"
     if not path.is_file():
         return None
-    spec = importlib.util.spec_from_file_location(f"lrp_captum_app_pages.{name}", path)
+    spec = importlib.util.spec_from_file_location(f"lrp_captum_app_views.{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -34,7 +36,7 @@ def render_optional_page(st, module_name: str, func_name: str, title: str, arg, 
         st.error(f"The {title} page failed to load ({type(exc).__name__}: {exc}).")
         return
     if module is None or not hasattr(module, func_name):
-        st.info(f"The {title} page is not part of this installation (apps/pages/{module_name}.py with "
+        st.info(f"The {title} page is not part of this installation (apps/views/{module_name}.py with "
                 f"{func_name}() is missing).")
         return
     if arg is None:
