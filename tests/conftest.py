@@ -66,3 +66,20 @@ def imagenet_bounds():
     """``(low, high)`` of ImageNet-normalised pixels, per channel (for z^B)."""
     from lrp_captum import IMAGENET_MEAN, IMAGENET_STD, zbox_bounds
     return zbox_bounds(IMAGENET_MEAN, IMAGENET_STD)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (Debian's, driven by Playwright) for the ``browser`` tests."""
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+    from test_app_fixtures import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail("Chromium is not installed: install the Debian package 'chromium' "
+                    "(`make install` does it when run as root), or deselect with -m 'not browser'")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

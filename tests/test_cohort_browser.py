@@ -16,7 +16,7 @@ import pytest
 
 from lrp_captum.cohort import SlideSpec
 from lrp_captum.cohort.table import cohort_table, write_cohort_table
-from test_app_browser import _free_port, browser  # noqa: F401 -- the shared headless Chromium fixture
+from test_app_fixtures import free_port
 from test_app_fixtures import make_fixture_dirs
 
 pytestmark = pytest.mark.browser
@@ -38,7 +38,7 @@ def app_url(tmp_path_factory):
                for i in range(2)}
     write_cohort_table(results, cohort_table([SlideSpec(f"case_{i}", slides / f"case_{i}.tif") for i in range(2)],
                                              records))
-    port = _free_port()
+    port = free_port()
     # as a user starts it: `lrp-captum app`, which runs Streamlit as its child and stops it on SIGTERM
     proc = subprocess.Popen([sys.executable, "-m", "lrp_captum.cli", "app", "--slides", str(slides), "--results",
                              str(results), "--port", str(port)], cwd=str(REPO), stdout=subprocess.DEVNULL,
@@ -55,7 +55,7 @@ def app_url(tmp_path_factory):
         proc.wait(timeout=40)
 
 
-def test_open_in_viewer_shows_the_chosen_cohort_slide(app_url, browser):  # noqa: F811
+def test_open_in_viewer_shows_the_chosen_cohort_slide(app_url, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.goto(app_url + "/", timeout=60_000)

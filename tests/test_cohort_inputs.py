@@ -149,10 +149,11 @@ def test_cli_refuses_a_missing_slide_list_and_a_missing_model(tmp_path, capsys):
     assert rc == 2 and "does not exist" in capsys.readouterr().err
     (tmp_path / "s").mkdir()
     _touch(tmp_path / "s" / "a.tif")
-    rc = cli.main(["slide", "cohort", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--model",
-                   str(tmp_path / "missing.json"), "--quiet"])
+    with pytest.raises(SystemExit) as refused:  # argparse's check of --model, before any work
+        cli.main(["slide", "cohort", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--model",
+                  str(tmp_path / "missing.json"), "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and "missing.json" in err and "Traceback" not in err
+    assert refused.value.code == 2 and "missing.json" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 

@@ -23,6 +23,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: F401  (the dev extra brings it; tests/conftest.py says so if missing)
 
 from lrp_captum import cli  # noqa: E402
+from lrp_captum.wsi.explain import DEFAULT_COMPOSITE  # noqa: E402
 from lrp_captum.cli.cohort import explain_params  # noqa: E402
 from lrp_captum.cohort import (CohortLock, CohortLockedError, CohortRayError, read_cohort_table,  # noqa: E402
                                read_slides, run_cohort)
@@ -144,7 +145,7 @@ def test_cohort_manifest_records_parameters_resources_and_versions(cohort):
     m = json.loads((result.out_dir / "cohort.json").read_text())
     assert m["task"] == "explain" and m["n_slides"] == 4
     assert m["parameters"]["batch_size"] == BATCH and m["parameters"]["threads"] == 1
-    assert m["parameters"]["composite"] == "epsilon_plus_flat"
+    assert m["parameters"]["composite"] == DEFAULT_COMPOSITE
     assert m["resources"]["cluster"]["CPU"] == 2 and m["resources"]["address"] == "local"
     assert m["versions"]["ray"] and m["versions"]["torch"]
     assert m["counts"] == {"done": 3, "failed": 1, "pending": 0}
