@@ -23,6 +23,8 @@ tile encoder for pixel maps (:mod:`lrp_captum.wsi.mil.pixel_maps`).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -64,11 +66,30 @@ def xmil_lrp(head: nn.Module, bag: Tensor, target: int, *, composite: str = XMIL
     ``composite`` names a registered composite of the core engine (default ``"xmil"``).
     Raises :class:`MethodUnavailableError` when it is not registered.
     """
+    _require_composite(composite)
+    rel = _explainer(head, composite, tuple(sorted(lrp_kwargs.items()))).attribute(
+        bag.unsqueeze(0), target=target)[0]
+    return TileEvidence(rel.sum(-1), rel)
+
+
+#: the LRP objects of the last few (head, composite, options): a plan (rules, trace) is made
+#: once per head, so a second bag or target costs only the attribution itself. Bounded, since
+#: an LRP object keeps its head alive.
+_EXPLAINERS: "OrderedDict[tuple, object]" = OrderedDict()
+_MAX_EXPLAINERS = 8
+
+
+def _explainer(head: nn.Module, composite: str, options: tuple):
     from lrp_captum import LRP
 
-    _require_composite(composite)
-    rel = LRP(head, composite=composite, **lrp_kwargs).attribute(bag.unsqueeze(0), target=target)[0]
-    return TileEvidence(rel.sum(-1), rel)
+    key = (id(head), composite, options)
+    lrp = _EXPLAINERS.pop(key, None)
+    if lrp is None or lrp.model is not head:
+        lrp = LRP(head, composite=composite, **dict(options))
+    _EXPLAINERS[key] = lrp
+    while len(_EXPLAINERS) > _MAX_EXPLAINERS:
+        _EXPLAINERS.popitem(last=False)
+    return lrp
 
 
 def _require_composite(composite: str) -> None:
