@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 DEFAULT_COMPOSITE = "epsilon_gamma_box"  # for CNNs; chosen by measurement, see docs/wsi.md
-TRANSFORMER_COMPOSITE = "attnlrp"  # for models that compute attention; see docs/wsi.md
+TRANSFORMER_COMPOSITE = "attnlrp_gamma"  # for models that compute attention; measured, see docs/wsi.md
 
 
 def default_composite(bundle) -> str:
@@ -31,7 +31,7 @@ class TileExplainer:
     bundle : the tile classifier.
     composite : a composite name from :func:`lrp_captum.list_composites` (composites that need
         input bounds get them from the model's normalisation of RGB in [0, 1]) or a ``Composite``;
-        None for :func:`default_composite` (``attnlrp`` for transformers, ``epsilon_gamma_box``
+        None for :func:`default_composite` (``attnlrp_gamma`` for transformers, ``epsilon_gamma_box``
         otherwise).
     output_mode : ``"logit"``, ``"probability"`` or ``"contrastive"`` (see ``LRP.attribute``).
     """

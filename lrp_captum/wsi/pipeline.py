@@ -61,7 +61,7 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
         run, or returns at once when the run is complete.
     target : ``"predicted"`` (per tile), a class index or a class name.
     composite : LRP composite name (``lrp_captum.list_composites()``); None (default) chooses by
-        model: ``attnlrp`` when the model computes attention (a Vision Transformer), else
+        model: ``attnlrp_gamma`` when the model computes attention (a Vision Transformer), else
         ``epsilon_gamma_box`` (:func:`~lrp_captum.wsi.explain.default_composite`).
     output_mode : ``"logit"``, ``"probability"`` or ``"contrastive"``.
     mpp, tile_size : tile resolution (µm/px) and side (px); default: the model's.

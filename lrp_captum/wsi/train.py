@@ -32,7 +32,7 @@ TILE_SIZE = 128
 MODEL_MPP = 0.5  # the sample slides put the IHC image at its native scale on level 0 (0.5 µm/px)
 CLASSES = ["negative", "positive"]
 DEFAULTS = dict(n_train=1024, n_val=384, epochs=5, batch_size=64, lr=5e-3, seed=0, width=8, train_crop=64)
-VIT_DEFAULTS = dict(n_train=1024, n_val=384, epochs=6, batch_size=32, lr=1e-3, weight_decay=0.05,
+VIT_DEFAULTS = dict(n_train=2048, n_val=384, epochs=10, batch_size=32, lr=1e-3, weight_decay=0.05,
                     seed=0, patch_size=16, num_layers=4, num_heads=4, hidden_dim=64, mlp_dim=128)
 #: training parameters per demo architecture
 DEMO_DEFAULTS = {"demo_cnn": DEFAULTS, "demo_vit": VIT_DEFAULTS}
