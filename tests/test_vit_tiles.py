@@ -52,7 +52,7 @@ def slide_run(vit_config, tmp_path_factory):
     return slide, out
 
 
-def test_tiny_vit_separates_dab_positive_tiles(vit_config):
+def test_demo_vit_separates_dab_positive_tiles(vit_config):
     metrics = json.loads((vit_config.parent / "metrics.json").read_text())
     assert metrics["val_accuracy"] >= 0.9
 
