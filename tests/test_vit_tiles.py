@@ -161,3 +161,19 @@ def test_train_demo_names_its_architectures(capsys):
         cli.main(["slide", "train-demo", "--arch", "resnet18"])
     assert exit_info.value.code == 2
     assert "demo_vit" in capsys.readouterr().err
+
+
+def test_a_cnn_composite_on_a_vit_ends_in_one_line_and_leaves_nothing(vit_config, slide_run, tmp_path, capsys):
+    slide, _ = slide_run
+    out = tmp_path / "run"
+    rc = cli.main(["slide", "explain", str(slide), "--model", str(vit_config), "--out", str(out),
+                   "--composite", "epsilon_gamma_box", "--threads", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "no rule for" in err and "LayerNorm" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_kwargs_an_architecture_does_not_take_are_named():
+    with pytest.raises(ValueError, match=r"'demo_vit' cannot be built with kwargs \{'depth': 3\}"):
+        load_model(dict(CFG, architecture="demo_vit", tile_size=64, kwargs=dict(depth=3)), device="cpu")

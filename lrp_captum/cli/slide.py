@@ -170,6 +170,9 @@ def _model_spec(args):
 
 
 def _explain(args) -> int:
+    from ..composites import NoRuleError
+    from ..engine.functional import UncoveredOpError
+    from ..wsi.explain import TRANSFORMER_COMPOSITE
     from ..wsi.pipeline import explain_slide
     from ..wsi.reader import SlideError
 
@@ -189,6 +192,11 @@ def _explain(args) -> int:
             slide_mpp_override=args.slide_mpp, batch_size=args.batch_size, num_workers=args.workers,
             device=args.device, threads=args.threads, overwrite=args.overwrite, quiet=args.quiet,
             keep_work=args.keep_work, mask_glass=args.mask_glass)
+    except (NoRuleError, UncoveredOpError) as exc:
+        # a composite that does not fit the model, such as a CNN composite on a ViT
+        chosen = f"--composite {args.composite}" if args.composite else "the default composite"
+        return fail(prog, f"{chosen} does not cover this model: {exc} Without --composite the run "
+                          f"chooses by model ({TRANSFORMER_COMPOSITE} for transformers)")
     except (CommandError, SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
         return fail(prog, exc)
     if not args.quiet:

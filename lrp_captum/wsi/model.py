@@ -202,8 +202,12 @@ def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:
         if key not in config:
             raise ValueError(f"model config lacks {key!r}; required keys: architecture, classes, "
                              f"tile_size, mpp (optional: kwargs, weights, normalisation)")
-    model = _build_architecture(config["architecture"], dict(config.get("kwargs", {})),
-                                int(config["tile_size"]))
+    kwargs = dict(config.get("kwargs", {}))
+    try:
+        model = _build_architecture(config["architecture"], kwargs, int(config["tile_size"]))
+    except TypeError as exc:  # a keyword the constructor does not take
+        raise ValueError(f"architecture {config['architecture']!r} cannot be built with kwargs "
+                         f"{kwargs}: {exc}") from exc
     sha = ""
     if config.get("weights"):
         wpath = Path(config["weights"])
