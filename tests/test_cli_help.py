@@ -107,9 +107,12 @@ def test_slide_explain_defaults_are_the_library_defaults():
         assert action.default == params[name].default, dest
         checked += 1
     assert checked >= 10
-    # --composite passes None when not given; the CLI then uses the library's default
+    # --composite passes None when not given; the library then chooses by model
+    from lrp_captum.wsi.explain import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
+
     stated = STATED_DEFAULT.search(actions["composite"].help).group(1)
-    assert stated == params["composite"].default
+    assert params["composite"].default is None
+    assert stated == f"{TRANSFORMER_COMPOSITE} for transformers, {DEFAULT_COMPOSITE} otherwise"
 
 
 def test_tissue_threshold_help_names_the_method_the_code_uses():

@@ -37,9 +37,10 @@ _sample_size.__name__ = "slide side"
 
 
 def register(subparsers) -> None:
-    from ..wsi.explain import DEFAULT_COMPOSITE
+    from ..wsi.explain import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
     from ..wsi.pipeline import DEFAULT_OVERLAP
     from ..wsi.tissue import MAX_SATURATION_THRESHOLD, MIN_SATURATION
+    from ..wsi.train import DEMO_DEFAULTS
 
     sub = add_group(subparsers, "slide", "whole-slide images: sample data, demo model, explain",
                     "Whole-slide images: sample slides, the demo model, and slide-level LRP "
@@ -59,8 +60,11 @@ def register(subparsers) -> None:
     s.set_defaults(func=_sample)
 
     t = sub.add_parser("train-demo", help="train (or reuse) the demo DAB-positive tile classifier")
+    t.add_argument("--arch", choices=tuple(DEMO_DEFAULTS), default="demo_cnn",
+                   help="demo_cnn, a small CNN, or demo_vit, a small Vision Transformer "
+                        "(default demo_cnn)")
     t.add_argument("--out", type=output_folder, default=None,
-                   help="folder for demo_cnn.pt/.json (default: the cache, $LRP_CAPTUM_CACHE or "
+                   help="folder for ARCH.pt/.json (default: the cache, $LRP_CAPTUM_CACHE or "
                         "~/.cache/lrp-captum, reused if present)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
@@ -71,9 +75,11 @@ def register(subparsers) -> None:
                    help="output folder (rerun the same command to resume)")
     e.add_argument("--model", type=_model_arg, default="demo",
                    help="model config JSON, or 'demo' (trained and cached on first use; default demo)")
-    e.add_argument("--arch", default=None, help="instead of --model: torchvision name (e.g. resnet18) or "
-                                                "package.module:factory; needs --weights and --classes "
-                                                "(and --model-tile-size, --model-mpp if not 224, 0.5)")
+    e.add_argument("--arch", default=None,
+                   help="instead of --model: a torchvision name (resnet18, vit_b_16), timm:NAME "
+                        "(timm:vit_small_patch16_224), demo_vit, or package.module:factory; needs "
+                        "--weights and --classes (and --model-tile-size, --model-mpp if not 224, "
+                        "0.5); Vision Transformers are built for --model-tile-size")
     e.add_argument("--weights", type=existing_file, default=None,
                    help="state_dict file for --arch (loaded with weights_only=True)")
     e.add_argument("--classes", default=None, help="comma-separated class names for --arch")
@@ -83,7 +89,8 @@ def register(subparsers) -> None:
     e.add_argument("--target", default="predicted",
                    help="'predicted', a class name or index (default predicted)")
     e.add_argument("--composite", type=composite_name, default=None,
-                   help=f"LRP composite (default {DEFAULT_COMPOSITE}); see `lrp-captum composites`")
+                   help=f"LRP composite (default: {TRANSFORMER_COMPOSITE} for transformers, "
+                        f"{DEFAULT_COMPOSITE} otherwise); see `lrp-captum composites`")
     e.add_argument("--output-mode", default="logit", choices=("logit", "probability", "contrastive"),
                    help="what is explained (default logit)")
     e.add_argument("--mpp", type=positive_float, default=None,
@@ -139,10 +146,10 @@ def _train(args) -> int:
     from ..wsi.train import demo_model_config, train_demo_model
 
     if args.out:
-        train_demo_model(args.out, quiet=args.quiet)
-        print(f"{args.out}/demo_cnn.json")
+        train_demo_model(args.out, arch=args.arch, quiet=args.quiet)
+        print(f"{args.out}/{args.arch}.json")
     else:
-        print(demo_model_config(quiet=args.quiet))
+        print(demo_model_config(arch=args.arch, quiet=args.quiet))
     return 0
 
 
@@ -167,7 +174,9 @@ def _model_spec(args):
 
 
 def _explain(args) -> int:
-    from ..wsi.explain import DEFAULT_COMPOSITE
+    from ..composites import NoRuleError
+    from ..engine.functional import UncoveredOpError
+    from ..wsi.explain import TRANSFORMER_COMPOSITE
     from ..wsi.pipeline import explain_slide
     from ..wsi.reader import SlideError
 
@@ -180,13 +189,18 @@ def _explain(args) -> int:
             model = demo_model_config(quiet=args.quiet)
         target = int(args.target) if args.target.lstrip("-").isdigit() else args.target
         manifest = explain_slide(
-            args.slide, model, args.out, target=target, composite=args.composite or DEFAULT_COMPOSITE,
+            args.slide, model, args.out, target=target, composite=args.composite,
             output_mode=args.output_mode, mpp=args.mpp, tile_size=args.tile_size, overlap=args.overlap,
             output_downsample=args.output_downsample, min_tissue=args.min_tissue,
             tissue_options={"threshold": args.tissue_threshold} if args.tissue_threshold is not None else None,
             slide_mpp_override=args.slide_mpp, batch_size=args.batch_size, num_workers=args.workers,
             device=args.device, threads=args.threads, overwrite=args.overwrite, quiet=args.quiet,
             keep_work=args.keep_work, mask_glass=args.mask_glass)
+    except (NoRuleError, UncoveredOpError) as exc:
+        # a composite that does not fit the model, such as a CNN composite on a ViT
+        chosen = f"--composite {args.composite}" if args.composite else "the default composite"
+        return fail(prog, f"{chosen} does not cover this model: {exc} Without --composite the run "
+                          f"chooses by model ({TRANSFORMER_COMPOSITE} for transformers)")
     except (CommandError, SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
         return fail(prog, exc)
     if not args.quiet:

@@ -4,7 +4,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-DEFAULT_COMPOSITE = "epsilon_gamma_box"  # chosen by measurement, see docs/wsi.md
+DEFAULT_COMPOSITE = "epsilon_gamma_box"  # for CNNs; chosen by measurement, see docs/wsi.md
+TRANSFORMER_COMPOSITE = "attnlrp_gamma"  # for models that compute attention; measured, see docs/wsi.md
+
+
+def default_composite(bundle) -> str:
+    """The composite a slide run uses when none is chosen: :data:`TRANSFORMER_COMPOSITE` for a
+    model that computes attention (found by recording one forward pass on a blank tile, see
+    :func:`lrp_captum.attention_maps.computes_attention`), else :data:`DEFAULT_COMPOSITE`.
+
+    Parameters
+    ----------
+    bundle : :class:`~lrp_captum.wsi.model.ModelBundle`
+    """
+    from lrp_captum.attention_maps import computes_attention
+
+    blank = torch.zeros(1, 3, bundle.tile_size, bundle.tile_size, device=bundle.device)
+    return TRANSFORMER_COMPOSITE if computes_attention(bundle.model, blank) else DEFAULT_COMPOSITE
 
 
 class TileExplainer:
@@ -14,15 +30,19 @@ class TileExplainer:
     ----------
     bundle : the tile classifier.
     composite : a composite name from :func:`lrp_captum.list_composites` (composites that need
-        input bounds get them from the model's normalisation of RGB in [0, 1]) or a ``Composite``.
+        input bounds get them from the model's normalisation of RGB in [0, 1]) or a ``Composite``;
+        None for :func:`default_composite` (``attnlrp_gamma`` for transformers, ``epsilon_gamma_box``
+        otherwise).
     output_mode : ``"logit"``, ``"probability"`` or ``"contrastive"`` (see ``LRP.attribute``).
     """
 
-    def __init__(self, bundle, composite=DEFAULT_COMPOSITE, output_mode: str = "logit"):
+    def __init__(self, bundle, composite=None, output_mode: str = "logit"):
         from lrp_captum import LRP, get_composite
 
         self.bundle = bundle
-        composite = get_composite(composite, mean=bundle.mean, std=bundle.std, pixel_range=(0.0, 1.0))
+        #: the composite's name (or the ``Composite`` given), after choosing the default
+        self.composite = default_composite(bundle) if composite is None else composite
+        composite = get_composite(self.composite, mean=bundle.mean, std=bundle.std, pixel_range=(0.0, 1.0))
         self.lrp = LRP(bundle.model, composite=composite, canonizers="auto")
         self.output_mode = output_mode
 
@@ -55,7 +75,7 @@ class TileExplainer:
         return (rel.sum(1).float().cpu().numpy(), probs.cpu().numpy(), t.cpu().numpy())
 
 
-def explain_tile(model_bundle, tile_rgb_uint8, target="predicted", composite=DEFAULT_COMPOSITE,
+def explain_tile(model_bundle, tile_rgb_uint8, target="predicted", composite=None,
                  output_mode: str = "logit"):
     """Relevance map of one tile, e.g. for an app that recomputes a tile the user clicked.
 

@@ -2,7 +2,9 @@
 
 A model is described by a JSON config (a dict works too)::
 
-    {"architecture": "demo_cnn",                 # or a torchvision name ("resnet18"),
+    {"architecture": "demo_cnn",                 # or "demo_vit", a torchvision name
+                                                 # ("resnet18", "vit_b_16"), "timm:NAME"
+                                                 # ("timm:vit_small_patch16_224"),
                                                  # or "package.module:factory"
      "kwargs": {"num_classes": 2},               # passed to the constructor/factory
      "weights": "demo_cnn.pt",                   # state_dict, relative to the config file
@@ -11,7 +13,9 @@ A model is described by a JSON config (a dict works too)::
      "mpp": 0.5,                                 # µm per pixel the model was trained at
      "normalisation": {"mean": [...], "std": [...]}}   # on RGB scaled to [0, 1]
 
-Weights are always loaded with ``torch.load(..., weights_only=True)``.
+Vision Transformers are built for the config's ``tile_size`` (torchvision's ``image_size``,
+timm's ``img_size``) unless ``kwargs`` says otherwise, since their position embeddings fix the
+input size. Weights are always loaded with ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -52,6 +56,22 @@ class DemoTileCNN(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.flatten(self.pool(self.features(x))))
+
+
+def demo_tile_vit(num_classes: int = 2, image_size: int = 128, patch_size: int = 16,
+                  num_layers: int = 4, num_heads: int = 4, hidden_dim: int = 64,
+                  mlp_dim: int = 128) -> nn.Module:
+    """Small Vision Transformer for the demo tile task (torchvision's ``VisionTransformer``).
+
+    Input (N, 3, image_size, image_size) normalised RGB; output (N, num_classes) logits from
+    the class token. The defaults (128-px tiles in 16-px patches, 4 layers of width 64) give
+    65 tokens and 0.2 M parameters: small enough to train on a CPU in minutes.
+    """
+    from torchvision.models import VisionTransformer
+
+    return VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=num_layers,
+                             num_heads=num_heads, hidden_dim=hidden_dim, mlp_dim=mlp_dim,
+                             num_classes=num_classes)
 
 
 @dataclass
@@ -101,9 +121,17 @@ class ModelBundle:
         return i
 
 
-def _build_architecture(arch: str, kwargs: dict) -> nn.Module:
+ARCHITECTURE_FORMS = ("'demo_cnn', 'demo_vit', a torchvision model name (e.g. 'resnet18', 'vit_b_16'), "
+                      "'timm:NAME' (e.g. 'timm:vit_small_patch16_224'), or 'package.module:factory'")
+
+
+def _build_architecture(arch: str, kwargs: dict, tile_size: int) -> nn.Module:
     if arch == "demo_cnn":
         return DemoTileCNN(**kwargs)
+    if arch == "demo_vit":
+        return demo_tile_vit(**{"image_size": tile_size, **kwargs})
+    if arch.startswith("timm:"):
+        return _timm_model(arch[len("timm:"):], kwargs, tile_size)
     if ":" in arch:
         module_name, _, attr = arch.partition(":")
         try:
@@ -114,9 +142,27 @@ def _build_architecture(arch: str, kwargs: dict) -> nn.Module:
     import torchvision.models as tvm
 
     if arch not in tvm.list_models():
-        raise ValueError(f"unknown architecture {arch!r}: use 'demo_cnn', a torchvision model name "
-                         f"(e.g. 'resnet18'), or 'package.module:factory'")
+        raise ValueError(f"unknown architecture {arch!r}: use {ARCHITECTURE_FORMS}")
+    if tvm.get_model_builder(arch).__module__.endswith(".vision_transformer"):
+        kwargs = {"image_size": tile_size, **kwargs}
     return tvm.get_model(arch, weights=None, **kwargs)
+
+
+def _timm_model(name: str, kwargs: dict, tile_size: int) -> nn.Module:
+    """``timm.create_model(name)`` without pretrained weights (nothing is downloaded)."""
+    try:
+        import timm
+    except ImportError as exc:
+        raise ValueError(f"architecture 'timm:{name}' needs timm: pip install timm") from exc
+    if not timm.is_model(name):
+        raise ValueError(f"timm has no model {name!r} (timm.list_models() lists them)")
+    kwargs = dict(kwargs, pretrained=False)
+    if "img_size" in kwargs:
+        return timm.create_model(name, **kwargs)
+    try:  # transformers take their input size; convolutional networks refuse the argument
+        return timm.create_model(name, img_size=tile_size, **kwargs)
+    except TypeError:
+        return timm.create_model(name, **kwargs)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -156,7 +202,12 @@ def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:
         if key not in config:
             raise ValueError(f"model config lacks {key!r}; required keys: architecture, classes, "
                              f"tile_size, mpp (optional: kwargs, weights, normalisation)")
-    model = _build_architecture(config["architecture"], dict(config.get("kwargs", {})))
+    kwargs = dict(config.get("kwargs", {}))
+    try:
+        model = _build_architecture(config["architecture"], kwargs, int(config["tile_size"]))
+    except TypeError as exc:  # a keyword the constructor does not take
+        raise ValueError(f"architecture {config['architecture']!r} cannot be built with kwargs "
+                         f"{kwargs}: {exc}") from exc
     sha = ""
     if config.get("weights"):
         wpath = Path(config["weights"])

@@ -32,7 +32,6 @@ from contextlib import contextmanager
 
 import torch
 
-from .explain import DEFAULT_COMPOSITE
 from .outputs import write_json
 from .plan import DEFAULT_OVERLAP, SlideRun, check_options, default_output_downsample, plan_run
 from .reader import SlideError
@@ -45,7 +44,7 @@ __all__ = ["explain_slide", "SlideRun", "plan_run", "check_options", "explain_ti
            "default_output_downsample", "OUTPUT_FILES", "WORK"]
 
 
-def explain_slide(slide_path, model_config, out_dir, *, target="predicted", composite=DEFAULT_COMPOSITE,
+def explain_slide(slide_path, model_config, out_dir, *, target="predicted", composite=None,
                   output_mode: str = "logit", mpp: float | None = None, tile_size: int | None = None,
                   overlap: float = DEFAULT_OVERLAP, output_downsample: int | None = None,
                   min_tissue: float = 0.1, tissue_options: dict | None = None, slide_mpp_override: float | None = None,
@@ -61,7 +60,9 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
     out_dir : output folder (created). Rerunning with the same arguments resumes an interrupted
         run, or returns at once when the run is complete.
     target : ``"predicted"`` (per tile), a class index or a class name.
-    composite : LRP composite name (``lrp_captum.list_composites()``).
+    composite : LRP composite name (``lrp_captum.list_composites()``); None (default) chooses by
+        model: ``attnlrp_gamma`` when the model computes attention (a Vision Transformer), else
+        ``epsilon_gamma_box`` (:func:`~lrp_captum.wsi.explain.default_composite`).
     output_mode : ``"logit"``, ``"probability"`` or ``"contrastive"``.
     mpp, tile_size : tile resolution (µm/px) and side (px); default: the model's.
     overlap : fraction of a tile shared with each neighbour (0, 0.25, 0.5 ...), blended on stitching.

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..colormaps import SLIDE_CMAP
-from .explain import DEFAULT_COMPOSITE
+from .explain import DEFAULT_COMPOSITE, default_composite
 from .grid import TileGrid, make_grid, tissue_tiles
 from .model import ModelBundle, load_model
 from .reader import EmptyTissueError, SlideError, SlideReadError, open_slide, slide_mpp
@@ -125,7 +125,7 @@ class SlideRun:
         return BatchStore(self.work, self.batch_size)
 
 
-def check_options(*, composite=DEFAULT_COMPOSITE, output_mode: str = "logit", mpp=None, tile_size=None,
+def check_options(*, composite=None, output_mode: str = "logit", mpp=None, tile_size=None,
                   overlap: float = 0.0, output_downsample=None, min_tissue: float = 0.1,
                   slide_mpp_override=None, batch_size: int = 32, num_workers=None, threads=None) -> None:
     """Raise ``ValueError`` naming the first option of :func:`explain_slide` that cannot work.
@@ -162,7 +162,7 @@ def _is_integer(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite=DEFAULT_COMPOSITE,
+def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite=None,
              output_mode: str = "logit", mpp: float | None = None, tile_size: int | None = None,
              overlap: float = DEFAULT_OVERLAP, output_downsample: int | None = None, min_tissue: float = 0.1,
              tissue_options: dict | None = None, slide_mpp_override: float | None = None,
@@ -185,6 +185,8 @@ def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite
     slide = open_slide(slide_path)
     mpp0 = slide_mpp(slide, slide_path, slide_mpp_override)
     bundle = model_config if isinstance(model_config, ModelBundle) else load_model(model_config, device)
+    if composite is None:
+        composite = default_composite(bundle)
     target_mpp = float(bundle.mpp if mpp is None else mpp)
     tile_size = int(bundle.tile_size if tile_size is None else tile_size)
     if target != "predicted":
