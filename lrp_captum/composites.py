@@ -42,6 +42,16 @@ class NoRuleError(TypeError):
     """A layer has no rule in the composite (raised before anything is changed)."""
 
 
+TRANSFORMER_COMPOSITES = ("attnlrp", "attnlrp_gamma", "cp_lrp", "xmil")
+
+
+def _looks_like_transformer_part(module: nn.Module) -> bool:
+    """LayerNorm/RMSNorm, GELU/SiLU (also Hugging Face's own activation classes) or attention."""
+    name = type(module).__name__.lower()
+    return isinstance(module, (nn.LayerNorm, nn.GELU, nn.SiLU, nn.MultiheadAttention)) or any(
+        part in name for part in ("layernorm", "rmsnorm", "gelu", "silu", "attention"))
+
+
 @dataclass(frozen=True, eq=False)
 class LayerInfo:
     """Where a layer sits: its execution order among all leaf ``layers`` of the model."""
@@ -268,8 +278,12 @@ class Composite:
                     missing.append((name, module))
         if missing:
             listing = "; ".join(f"'{n}' ({type(m).__name__})" for n, m in missing)
+            hint = ""
+            if any(_looks_like_transformer_part(m) for _, m in missing) and self.name not in TRANSFORMER_COMPOSITES:
+                hint = (" These are transformer parts: use composite 'attnlrp' (or 'cp_lrp'; "
+                        "'attnlrp_gamma' for Vision Transformers), which cover LayerNorm, GELU and attention.")
             raise NoRuleError(
-                f"composite {self.name!r} has no rule for: {listing}. Attach one with "
+                f"composite {self.name!r} has no rule for: {listing}.{hint} Attach one with "
                 f"get_composite({self.name!r}, layer_map={{{type(missing[0][1]).__name__}: "
                 f"PassRule()}}) (or EpsilonRule() for a linear layer), or set "
                 f"`module.rule = ...` on that module.")

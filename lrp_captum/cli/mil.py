@@ -10,7 +10,7 @@ def register_mil(sub) -> None:
     c = sub.add_parser("cohort-sample", help="write a synthetic MIL cohort: slides, lesion masks, labels")
     c.add_argument("--n", type=int, required=True, help="number of slides (classes alternate)")
     c.add_argument("--out", required=True, help="cohort folder (slides/, masks/, cohort.csv, cohort.json)")
-    c.add_argument("--size", type=int, default=2048, help="level-0 side in px (default 2048, at least 1024)")
+    c.add_argument("--size", type=int, default=2048, help="level-0 side in px, at least 1024 (default 2048)")
     c.add_argument("--mpp", type=float, default=0.5, help="µm per level-0 pixel (default 0.5)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--test-fraction", type=float, default=0.4, help="share of held-out slides (default 0.4)")
@@ -61,8 +61,8 @@ def _encoder_args(p, default: str | None = "demo") -> None:
                                                 "(resnet18), timm:NAME or package.module:factory; random init")
     p.add_argument("--encoder-weights", default=None, help="state_dict for --arch (loaded with weights_only=True)")
     p.add_argument("--encoder-seed", type=int, default=0, help="seed of the random init of --arch")
-    p.add_argument("--encoder-tile-size", type=int, default=None, help="tile side in px for --arch (default 128)")
-    p.add_argument("--encoder-mpp", type=float, default=None, help="µm/px for --arch (default 0.5)")
+    p.add_argument("--encoder-tile-size", type=int, default=None, help="tile side in px for --arch (default: 128, the size torchvision/timm encoders are built for)")
+    p.add_argument("--encoder-mpp", type=float, default=None, help="µm/px for --arch (default: 0.5 µm/px, i.e. 20x)")
 
 
 def _encoder_spec(args):

@@ -114,13 +114,13 @@ def register(subparsers) -> None:
                    help="output folder (default demo_output/text_model for wordcnn, "
                         "demo_output/text_minilm for minilm)")
     t.add_argument("--n-examples", type=int, default=None,
-                   help="generated sentences (default 4000)")
+                   help="generated sentences (default: 4000 for either arch)")
     t.add_argument("--epochs", type=int, default=None,
-                   help="passes over the training sentences (default 20 wordcnn, 2 minilm)")
+                   help="passes over the training sentences (default 20 wordcnn, 3 minilm)")
     t.add_argument("--filters", type=int, default=None,
-                   help="wordcnn: filters per width (default 32)")
+                   help="wordcnn: filters per width (default: 32 when wordcnn)")
     t.add_argument("--train-layers", type=int, default=None,
-                   help="minilm: top encoder layers fine-tuned, 0-6 (default 2)")
+                   help="minilm: top encoder layers fine-tuned, 0-6 (default: 2 when minilm)")
     t.add_argument("--force", action="store_true", help="minilm: retrain even if cached")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu or cuda (wordcnn)")

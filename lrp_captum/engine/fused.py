@@ -60,6 +60,8 @@ class _GroupKernel:
     direct_terms: list  # terms on ones or the bounds
     #: Σ coefficient · (positive, negative) of the Mix weights of the x terms
     mix: tuple = (0.0, 0.0)
+    #: +1 / -1: the denominator has this sign wherever the numerator is not 0; 0: unknown
+    den_sign: int = 0
 
     @property
     def biases(self) -> list:
@@ -112,15 +114,37 @@ def compile_terms(decl: Terms, relu: bool, nonnegative: bool) -> Optional[TermKe
                  sum(t.coefficient * t.weight.negative for t in g.x_terms))
     kernel = TermKernel(decl, groups, "scaled" if all(
         w.positive == w.negative for w in weights) else "mix")
+    if nonnegative:
+        for g in groups:
+            g.den_sign = _denominator_sign(g, relu)
     if len(groups) == 1:
         kernel.storage = "single"
     elif not kernel.direct:
-        kernel.storage = "signed" if nonnegative and all(_keeps_sign(g) for g in groups) \
+        kernel.storage = "signed" if nonnegative and all(
+            g.coefficient >= 0 and _keeps_sign(g) for g in groups) \
             and sorted(g.select for g in groups) == ["negative", "positive"] else "pair"
     return kernel
 
 
-def _keeps_sign(group: _GroupKernel) -> bool:
+def _denominator_sign(group: _GroupKernel, relu: bool) -> int:
+    """For ``x ≥ 0``: the sign the group's denominator ``A·P + B·N + α·b⁺ + β·b⁻`` has wherever
+    its numerator is not 0 (0: not provable from the declaration)."""
+    if group.direct_terms or not all(isinstance(t.bias, Mix) for t in group.biases):
+        return 0
+    a, b = group.mix
+    alpha = sum(t.coefficient * t.bias.positive for t in group.biases)
+    beta = sum(t.coefficient * t.bias.negative for t in group.biases)
+    if a >= 0 and b <= 0 and alpha >= 0 and beta <= 0:
+        return 1  # non-negative everywhere
+    if a <= 0 and b >= 0 and alpha <= 0 and beta >= 0:
+        return -1
+    served = "positive" if relu else group.select  # after a ReLU only z > 0 carries relevance
+    if served is not None and _keeps_sign(group, served):
+        return 1 if served == "positive" else -1
+    return 0
+
+
+def _keeps_sign(group: _GroupKernel, served: Optional[str] = None) -> bool:
     """For ``x ≥ 0`` (so ``P = W⁺x ≥ 0 ≥ N = W⁻x``): the group's denominator has the sign of
     the outputs it serves, so its factor is ``≥ 0`` there and two such groups of opposite
     signs can share one signed tensor.
@@ -129,12 +153,12 @@ def _keeps_sign(group: _GroupKernel) -> bool:
     when ``A ≥ 1, B ≤ 1, α ≥ 1, β ≤ 1`` (the group serves ``z > 0``) and ``≤ 0`` with the
     inequalities reversed (``z < 0``).
     """
-    if group.coefficient < 0 or not all(isinstance(t.bias, Mix) for t in group.biases):
+    if not all(isinstance(t.bias, Mix) for t in group.biases):
         return False
     a, b = group.mix
     alpha = sum(t.coefficient * t.bias.positive for t in group.biases)
     beta = sum(t.coefficient * t.bias.negative for t in group.biases)
-    if group.select == "positive":
+    if (served or group.select) == "positive":
         return a >= 1 and b <= 1 and alpha >= 1 and beta <= 1
     return a <= 1 and b >= 1 and alpha <= 1 and beta >= 1
 
@@ -222,17 +246,20 @@ class _Terms(torch.autograd.Function):
             products = [linear_forward(module, x, weight.clamp(min=0), None),
                         linear_forward(module, x, weight.clamp(max=0), None)]
             z = products[0] + products[1]
+            if bias is not None:
+                z.add_(channel_vector(bias, z, module))
         else:
             products = [linear_forward(module, x, weight, None)]
-            z = products[0].clone()
-        if bias is not None:
-            z.add_(channel_vector(bias, z, module))
+            z = products[0] + channel_vector(bias, products[0], module) if bias is not None \
+                else products[0].clone()
         dens = []
         for i, group in enumerate(kernel.groups):
             # the products are not needed after the last group: its denominator reuses them
-            den = _x_part(kernel, group, products, i == len(kernel.groups) - 1, module, x,
-                          weight, z)
+            den, from_z = _x_part(kernel, group, products, i == len(kernel.groups) - 1,
+                                  module, x, weight, z)
             b_g = _bias_vector(group, bias)
+            if from_z and bias is not None:  # den started from z = P + N + b: take b back out
+                b_g = -bias if b_g is None else b_g - bias
             if b_g is not None:
                 den.add_(channel_vector(b_g, den, module))
             for t in group.direct_terms:
@@ -251,7 +278,12 @@ class _Terms(torch.autograd.Function):
             else:
                 num = z
             s = stabilizer_for(decl, den)
-            stabilize(den, s, inplace=True)
+            if group.den_sign and not torch.is_tensor(s) and s:
+                # the denominator has this sign wherever the numerator is not 0: clamping the
+                # rest and moving away from 0 is d + s·sign(d) without a sign tensor
+                den.clamp_min_(0).add_(s) if group.den_sign > 0 else den.clamp_max_(0).sub_(s)
+            else:
+                stabilize(den, s, inplace=True)
             k = safe_divide(num, den, inplace=True, check=torch.is_tensor(s) or not s)
             if group.coefficient != 1.0:
                 k.mul_(group.coefficient)
@@ -287,17 +319,33 @@ class _Terms(torch.autograd.Function):
 
 
 def _x_part(kernel: TermKernel, group: _GroupKernel, products: list, reuse: bool, module,
-            x: Tensor, weight: Tensor, like: Tensor) -> Tensor:
-    """``Σ_t c_t layer(x; ρ_t(W))`` of the group's terms on ``x``, without bias; written into
-    the shared products if ``reuse``."""
+            x: Tensor, weight: Tensor, z: Tensor) -> tuple[Tensor, bool]:
+    """``Σ_t c_t layer(x; ρ_t(W))`` of the group's terms on ``x``, written into the shared
+    products if ``reuse``; and whether it was built from ``z`` (then it includes the bias).
+
+    With ``P = W⁺x``, ``N = W⁻x`` and ``z = P + N + b``, ``a·P + b·N`` is built in the fewer
+    elementwise passes of ``a·P (+ b·N)`` and ``z + (a−1)·P (+ (b−1)·N)``: for ``w + γw⁺``
+    (γ) the second is one pass instead of two.
+    """
     if kernel.mode == "modified":
         return sum((linear_forward(module, x, t.weight(weight), None) * t.coefficient
-                    for t in group.x_terms), torch.zeros_like(like))
+                    for t in group.x_terms), torch.zeros_like(z)), False
     a, b = group.mix
-    den = (products[0].mul_(a) if a != 1.0 else products[0]) if reuse else products[0] * a
-    if kernel.mode == "mix" and b:
-        den.add_(products[1], alpha=b)
-    return den
+    if kernel.mode == "scaled":
+        den = (products[0].mul_(a) if a != 1.0 else products[0]) if reuse else products[0] * a
+        return den, False
+    pos, neg = products
+    from_products = int(a != 1.0 or not reuse) + int(b != 0.0)
+    from_z = 1 + int(b != 1.0)
+    if from_z < from_products:
+        den = torch.add(z, pos, alpha=a - 1.0, out=pos if reuse else None)
+        if b != 1.0:
+            den.add_(neg, alpha=b - 1.0)
+        return den, True
+    den = (pos.mul_(a) if a != 1.0 else pos) if reuse else pos * a
+    if b:
+        den.add_(neg, alpha=b)
+    return den, False
 
 
 def _combine_factors(kernel: TermKernel, factors: list) -> list:
@@ -328,19 +376,18 @@ def _group_weight(kernel: TermKernel, group: _GroupKernel, w: Tensor) -> Tensor:
 
 def _x_gradient(kernel: TermKernel, factors, g: Tensor, module, w: Tensor, shape):
     """``Σ_g Σ_t c_t ρ_t(W)^T (k_g · g)`` over the terms on ``x`` (None if there are none)."""
-    if kernel.storage in ("signed", "pair") and not kernel.direct:
+    if kernel.storage == "signed" and not kernel.direct:
+        (k,) = factors  # k⁺ on the outputs the positive group serves, −k⁻ on the others
+        pos, neg = kernel.groups if kernel.groups[0].select == "positive" \
+            else kernel.groups[::-1]
+        grad = input_gradient(module, k.clamp(min=0).mul_(g), _group_weight(kernel, pos, w),
+                              shape)
+        return grad.add_(input_gradient(module, k.clamp(max=0).neg_().mul_(g),
+                                        _group_weight(kernel, neg, w), shape))
+    if kernel.storage == "pair" and not kernel.direct:
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        if kernel.storage == "signed":
-            (k,) = factors
-            pos, neg = kernel.groups if kernel.groups[0].select == "positive" \
-                else kernel.groups[::-1]
-            k_pos, k_neg = k.clamp(min=0).mul_(g), k.clamp(max=0).neg_().mul_(g)
-            u_p = k_pos * pos.mix[0] + k_neg * neg.mix[0]
-            u_n = k_pos.mul_(pos.mix[1]).add_(k_neg, alpha=neg.mix[1])
-        else:
-            u_p, u_n = factors[0] * g, factors[1] * g
-        return input_gradient(module, u_p, wp, shape).add_(input_gradient(module, u_n, wn,
-                                                                          shape))
+        return input_gradient(module, factors[0] * g, wp, shape).add_(
+            input_gradient(module, factors[1] * g, wn, shape))
     grad = None
     for group, k in zip(kernel.groups, factors):
         if group.x_terms:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import attention_rollout, raw_attention
+from ..attention_rollout import attention_rollout, raw_attention
 from .transformer import (DEFAULT_TRANSFORMER_COMPOSITE, LogitsFromIds, attention_maps,
                           is_hugging_face_model, transformer_lrp)
 
@@ -128,7 +128,7 @@ class TokenAttributor:
             maps = attention_maps(self.model, ids)
             scores = attention_rollout(maps) if self.method == "attention_rollout" else \
                 raw_attention(maps)
-            return scores.float()
+            return scores[:, 0, :].float()  # what [CLS], the token the head reads, takes in
         rel = self._embedding_relevance(ids, target)
         if isinstance(rel, (list, tuple)):
             rel = rel[0]

@@ -8,9 +8,7 @@ embedding dimension. Nothing here downloads: folders are read with ``local_files
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -128,45 +126,11 @@ class LogitsFromEmbeddings(nn.Module):
         return out.logits if hasattr(out, "logits") else out[0]
 
 
-@contextlib.contextmanager
-def eager_attention(model: nn.Module) -> Iterator[nn.Module]:
-    """Use the eager attention implementation inside the block (only it returns attention
-    probabilities); the model's own implementation is restored afterwards."""
-    config = getattr(model, "config", None)
-    impl = getattr(config, "_attn_implementation", "eager")
-    if impl == "eager" or not callable(getattr(model, "set_attn_implementation", None)):
-        yield model
-        return
-    model.set_attn_implementation("eager")
-    try:
-        yield model
-    finally:
-        model.set_attn_implementation(impl)
-
-
-@torch.no_grad()
 def attention_maps(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
-    """Attention probabilities of every layer.
-
-    Parameters
-    ----------
-    model : transformers.PreTrainedModel
-    ids : torch.Tensor
-        ``(N, L)`` token ids of one length.
-
-    Returns
-    -------
-    list of torch.Tensor
-        One ``(N, heads, L, L)`` tensor per layer, first layer first; row ``i`` is what
-        token ``i`` attends to.
-    """
-    with eager_attention(model):
-        out = model(input_ids=ids, output_attentions=True)
-    maps = list(getattr(out, "attentions", None) or [])
-    if not maps:
-        raise ValueError(f"{type(model).__name__} returned no attention probabilities "
-                         "(output_attentions=True); attention methods need them")
-    return maps
+    """Attention probabilities of every layer, ``(N, heads, L, L)`` each, first layer first
+    (eager or sdpa attention alike: :func:`lrp_captum.attention_maps.attention_maps`)."""
+    from ..attention_maps import attention_maps as record
+    return record(model, input_ids=ids)
 
 
 def require_composite(composite) -> None:
