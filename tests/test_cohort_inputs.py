@@ -167,6 +167,28 @@ def _tiny_model_config(tmp_path: Path) -> Path:
     return tmp_path / "model" / "tiny.json"
 
 
+
+def test_cohort_passes_every_explain_option_as_slide_explain_does(tmp_path):
+    """The explain options of `slide cohort` are those of `slide explain`, read back the same way:
+    --no-mask-glass, --tissue-threshold, --overwrite ... reach each slide's explain_slide."""
+    from lrp_captum.cli.cohort import explain_params
+    from lrp_captum.cli.slide import explain_options
+
+    (tmp_path / "s").mkdir()
+    slide = _touch(tmp_path / "s" / "a.tif")
+    model = _tiny_model_config(tmp_path)
+    shared = ["--model", str(model), "--no-mask-glass", "--tissue-threshold", "0.2", "--overlap", "0.25",
+              "--composite", "epsilon", "--batch-size", "4", "--keep-work", "--target", "1"]
+    parser = cli.build_parser()
+    explain = parser.parse_args(["slide", "explain", str(slide), "--out", str(tmp_path / "e")] + shared)
+    cohort = parser.parse_args(["slide", "cohort", str(tmp_path / "s"), "--out", str(tmp_path / "c")] + shared)
+    assert explain_options(cohort) == explain_options(explain)
+    params = explain_params(cohort)
+    assert params["mask_glass"] is False and params["tissue_options"] == {"threshold": 0.2}
+    assert params["composite"] == "epsilon" and params["target"] == 1 and params["keep_work"] is True
+    assert str(params["model"]) == str(model) and "threads" not in params  # None: from the slide's resources
+
+
 # --- table and progress -------------------------------------------------------------------------
 def test_table_has_one_row_per_slide_and_pending_for_slides_without_a_record(tmp_path):
     specs = [SlideSpec("a", tmp_path / "a.tif", "x"), SlideSpec("b", tmp_path / "b.tif")]

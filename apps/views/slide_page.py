@@ -21,10 +21,11 @@ from lrp_captum.viewer.results import ResultError, list_slides, load_result, top
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
 from lrp_captum.viewer.tile_server import TileServer, wait_until_up
 from lrp_captum.viewer.tile_view import blend_relevance, read_tile_rgb, stored_tile_relevance
-from lrp_captum.wsi.explain import DEFAULT_COMPOSITE
+from lrp_captum.wsi.explain import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
 
 GALLERY_K = 6
 OUTPUT_MODES = ("logit", "probability", "contrastive")
+BY_MODEL = f"by model ({TRANSFORMER_COMPOSITE} for transformers, else {DEFAULT_COMPOSITE})"
 STATUSES = ("explained", "not explained", "incomplete", "corrupt", "refused")
 
 
@@ -298,7 +299,14 @@ def _tile_view(st, cfg, entry, result):
     classes = _class_names(result, bundle)
     composites = _composites()
     run_comp = result.parameter("composite")
-    default_comp = run_comp if run_comp in composites else composites[0]
+    if run_comp in composites:
+        default_comp = run_comp
+    elif bundle is not None:  # as a slide run chooses: attnlrp_gamma for a ViT, else the CNN default
+        from lrp_captum.wsi.explain import default_composite
+
+        default_comp = default_composite(bundle)
+    else:
+        default_comp = DEFAULT_COMPOSITE if DEFAULT_COMPOSITE in composites else composites[0]
     c1, c2, c3 = st.columns(3)
     if st.session_state.get("tile_target") not in classes:
         st.session_state["tile_target"] = tile.get("target") if tile.get("target") in classes else classes[-1]
@@ -401,10 +409,10 @@ def _explain_section(st, cfg, entry, replace: bool = False):
         st.warning("No model configured: start the app with `--model CONFIG` "
                    "(the demo model: `lrp-captum slide train-demo`).")
         return
-    composites = _composites()
-    default = DEFAULT_COMPOSITE if DEFAULT_COMPOSITE in composites else composites[0]
     c1, c2, c3 = st.columns(3)
-    composite = c1.selectbox("Composite", composites, index=composites.index(default), key="explain_composite")
+    # BY_MODEL: explain_slide chooses (attnlrp_gamma for a Vision Transformer, else epsilon_gamma_box)
+    choice = c1.selectbox("Composite", [BY_MODEL] + _composites(), index=0, key="explain_composite")
+    composite = None if choice == BY_MODEL else choice
     target = c2.text_input("Target class (name, index or 'predicted')", "predicted", key="explain_target")
     mode = c3.selectbox("Output mode", OUTPUT_MODES, key="explain_mode")
     label = f"{'Re-explain' if replace else 'Explain'} {md(entry.rel_path)}"

@@ -1,30 +1,20 @@
 """``lrp-captum slide cohort``: explain every slide of a folder or CSV as Ray tasks (:mod:`lrp_captum.cohort`).
 
 Registered into the ``slide`` group by :func:`register_cohort`. It takes the model and explain
-options of ``slide explain`` (copied from that command's parser, so the two never drift apart)
+options of ``slide explain`` (added by the same :func:`~lrp_captum.cli.slide.add_explain_options`)
 plus where to run (``--address``) and what each slide asks for (``--cpus-per-slide``,
 ``--gpus-per-slide``).
 """
 from __future__ import annotations
 
-import argparse
-import copy
 import sys
 
-# ``slide explain`` options that do not apply per cohort: the positional slide, the output
-# folder and the progress switch are the cohort's own; --workers gets a cohort default (0)
-_NOT_COPIED = {"help", "slide", "out", "quiet", "workers", "device"}
+from .arguments import (CommandError, non_negative_float, non_negative_int, output_folder, positive_float,
+                        positive_int)
+from .slide import add_explain_options, explain_options, model_from_args
+
 _COHORT_HELP = {"threads": "torch CPU threads per slide (default: --cpus-per-slide, at least 1)",
                 "overwrite": "discard a run with other parameters already in a slide's folder"}
-
-
-def _copy_explain_options(explain: argparse.ArgumentParser, cohort: argparse.ArgumentParser) -> None:
-    group = cohort.add_argument_group("model and explain options (as for `slide explain`)")
-    for action in explain._actions:  # argparse's own ``parents=`` copies actions the same way
-        if action.dest not in _NOT_COPIED:
-            action = copy.copy(action)
-            action.help = _COHORT_HELP.get(action.dest, action.help)
-            group._add_action(action)
 
 
 def register_cohort(sub) -> None:
@@ -36,40 +26,23 @@ def register_cohort(sub) -> None:
                                    "finish an interrupted cohort: finished slides are skipped.")
     c.add_argument("slides", help="folder of slide files, or CSV with a 'path' column and optional "
                                   "'slide_id', 'label', 'mpp' columns")
-    c.add_argument("--out", required=True, help="cohort output folder (shared storage on a cluster)")
+    c.add_argument("--out", type=output_folder, required=True, help="cohort output folder (shared storage on a cluster)")
     run = c.add_argument_group("where it runs")
     run.add_argument("--address", default=None,
                      help="join a running Ray cluster: 'auto' (the one started on this machine) or HOST:PORT; "
                           "default: start a local Ray for this run")
-    run.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    run.add_argument("--cpus-per-slide", type=float, default=1.0,
+    run.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of the local Ray (default: all)")
+    run.add_argument("--cpus-per-slide", type=positive_float, default=1.0,
                      help="CPUs each slide's task reserves; also its torch threads (default 1)")
-    run.add_argument("--gpus-per-slide", type=float, default=0.0,
+    run.add_argument("--gpus-per-slide", type=non_negative_float, default=0.0,
                      help="GPUs each slide's task reserves, e.g. 1 or 0.5; > 0 runs slides on CUDA (default 0)")
-    run.add_argument("--max-retries", type=int, default=3,
+    run.add_argument("--max-retries", type=non_negative_int, default=3,
                      help="reruns of a slide whose worker process died (default 3)")
-    run.add_argument("--workers", type=int, default=0,
+    run.add_argument("--workers", type=non_negative_int, default=0,
                      help="DataLoader reader processes inside each slide's task (default 0)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    explain = sub.choices.get("explain")
-    if explain is not None:
-        _copy_explain_options(explain, c)
+    add_explain_options(c, _COHORT_HELP)  # the options of `slide explain`, so the two never drift apart
     c.set_defaults(func=_cohort)
-
-
-def _model(args):
-    """Model config (path or dict) from ``--model`` / ``--arch``, as ``slide explain`` reads them."""
-    if args.arch:
-        if not (args.weights and args.classes):
-            raise ValueError("--arch needs --weights FILE and --classes a,b,...")
-        classes = [c.strip() for c in args.classes.split(",")]
-        return dict(architecture=args.arch, weights=args.weights, classes=classes,
-                    kwargs=dict(num_classes=len(classes)), tile_size=args.model_tile_size, mpp=args.model_mpp)
-    if args.model == "demo":
-        from ..wsi.train import demo_model_config
-
-        return str(demo_model_config(quiet=args.quiet))
-    return args.model
 
 
 def explain_params(args) -> dict:
@@ -78,24 +51,15 @@ def explain_params(args) -> dict:
     The model is loaded and the composite built once here, so a wrong model or option fails at
     once with exit code 2 instead of once per slide.
     """
-    from ..wsi.explain import DEFAULT_COMPOSITE, TileExplainer
+    from ..wsi.explain import TileExplainer, default_composite
     from ..wsi.model import load_model
 
-    model = _model(args)
-    bundle = load_model(model, "cpu")
-    target = int(args.target) if args.target.lstrip("-").isdigit() else args.target
-    if target != "predicted":
-        bundle.class_index(target)
-    composite = args.composite or DEFAULT_COMPOSITE
-    TileExplainer(bundle, composite, args.output_mode)
-    params = dict(model=model, target=target, composite=composite, output_mode=args.output_mode, mpp=args.mpp,
-                  tile_size=args.tile_size, overlap=args.overlap, output_downsample=args.output_downsample,
-                  min_tissue=args.min_tissue, slide_mpp_override=args.slide_mpp, batch_size=args.batch_size,
-                  num_workers=args.workers, overwrite=args.overwrite, keep_work=args.keep_work)
-    if args.tissue_threshold is not None:
-        params["tissue_options"] = {"threshold": args.tissue_threshold}
-    if args.threads is not None:
-        params["threads"] = args.threads
+    params = dict(model=model_from_args(args), **explain_options(args), num_workers=args.workers)
+    bundle = load_model(params["model"], "cpu")
+    if params["target"] != "predicted":
+        bundle.class_index(params["target"])
+    TileExplainer(bundle, args.composite or default_composite(bundle), args.output_mode)
+    params = {k: v for k, v in params.items() if v is not None}  # None: explain_slide's default
     return params
 
 
@@ -115,7 +79,7 @@ def _cohort(args) -> int:
                             cpus_per_slide=args.cpus_per_slide, gpus_per_slide=args.gpus_per_slide,
                             max_retries=args.max_retries, quiet=args.quiet,
                             manifest_extra=dict(command=" ".join(["lrp-captum"] + sys.argv[1:])))
-    except (CohortInputError, CohortLockedError, CohortRayError, FileNotFoundError, ValueError,
+    except (CohortInputError, CohortLockedError, CohortRayError, CommandError, FileNotFoundError, ValueError,
             RuntimeError) as exc:
         print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

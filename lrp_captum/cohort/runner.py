@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..provenance import versions
 from ..wsi.outputs import write_json
 from .lock import CohortLock
 from .progress import CohortBars, ProgressBoard, TaskReporter
@@ -100,18 +101,6 @@ def _run_one(task: SlideTask, spec: SlideSpec, out_dir: str, params: dict, board
                 host=socket.gethostname(), pid=os.getpid(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("lrp-captum", "ray", "torch", "captum", "numpy", "openslide-python", "openslide-bin"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
 def _quiet_ray_logs() -> None:
     # Ray logs "started a local instance" and token-auth notices at INFO/WARNING on every start;
     # the cohort's own messages and bars are what a user needs to see
@@ -185,7 +174,7 @@ def _check_resources(cpus: float, gpus: float, local: bool) -> None:
 def _manifest(task, params, specs, source, out, resources, started, counts=None, finished=None) -> dict:
     return dict(format="lrp_captum.cohort/1", task=task.name, source=str(source), n_slides=len(specs),
                 parameters=params, resources=resources, started=started, finished=finished,
-                counts=counts, versions=_versions())
+                counts=counts, versions=versions(extra=("ray",)))
 
 
 def run_cohort(slides, out_dir, *, task: SlideTask = EXPLAIN, params: dict | None = None,

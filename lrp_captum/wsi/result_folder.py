@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..provenance import versions
 from .outputs import remove_path, replace_path, write_geojson, write_json, write_overlay_tiff, \
     write_overview_png, write_table
 from .tissue import thumbnail_rgb
@@ -123,28 +124,9 @@ def write_manifest(run: SlideRun) -> dict:
                                            "overlap", "min_tissue", "tissue_options", "mask_glass",
                                            "batch_size", "device")},
         positive_tiles={c: int((pred == k).sum()) for k, c in enumerate(bundle.classes)},
-        versions=_versions(), timings=run.timings,
+        versions=versions(), timings=run.timings,
     )
     write_json(run.out / "manifest.json", manifest)
     if not run.quiet:
         print(f"wrote {run.out} ({run.n_tiles} tiles, {run.timings['total_s']:.1f} s)", file=sys.stderr)
     return manifest
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0]}
-    for p in ("lrp-captum", "torch", "captum", "numpy", "openslide-python", "openslide-bin", "tifffile",
-              "zarr", "scikit-image"):
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            pass
-    try:
-        import openslide
-
-        out["libopenslide"] = openslide.__library_version__
-    except Exception:  # noqa: BLE001 -- informational only
-        pass
-    return out
