@@ -1,7 +1,6 @@
 """``lrp-captum composites`` and ``lrp-captum explain``: the core on the command line."""
 from __future__ import annotations
 
-import importlib
 import json
 
 from .arguments import (CommandError, composite_name, existing_file, fail, non_negative_int, output_file,
@@ -61,14 +60,13 @@ def build_model(arch: str, weights=None, num_classes: int | None = None):
 
     Raises :class:`~lrp_captum.cli.arguments.CommandError` naming what cannot be built or loaded.
     """
-    import torch
+    from ..model_files import import_factory, load_weights
+
     if ":" in arch:
-        module_name, factory = arch.split(":", 1)
         try:
-            model = getattr(importlib.import_module(module_name), factory)()
-        except (ImportError, AttributeError) as exc:
-            raise CommandError(f"cannot import {arch!r} ({exc}); give 'package.module:factory' "
-                               f"importable from the current environment") from None
+            model = import_factory(arch)()
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
     else:
         import torchvision
         if arch not in torchvision.models.list_models():
@@ -78,16 +76,9 @@ def build_model(arch: str, weights=None, num_classes: int | None = None):
         model = torchvision.models.get_model(arch, weights=None, **kwargs)
     if weights is not None:
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 -- any failure means: not a weights-only file
-            raise CommandError(f"cannot read {weights} as a weights-only state_dict (pickled objects "
-                               f"are refused): {exc}") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as exc:
-            raise CommandError(f"{weights} does not fit {arch}: {exc}") from None
+            load_weights(model, weights, architecture=arch)
+        except (ValueError, FileNotFoundError) as exc:
+            raise CommandError(str(exc)) from None
     return model.eval()
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..model_files import load_weights
 from .amplitude import warn_outside_physiological_range
 from .heldout import (ChanceLevelWarning, chance_test, chance_warning, split_record,
                       stratified_holdout)
@@ -291,7 +292,6 @@ def load_model(folder, device: str = "cpu") -> nn.Module:
     config = load_config(folder)
     model = build_model(config.architecture, len(config.ch_names), config.n_times,
                         len(config.class_names), **config.model_kwargs)
-    state = torch.load(Path(folder) / WEIGHTS_NAME, map_location=device, weights_only=True)
-    model.load_state_dict(state)
+    load_weights(model, Path(folder) / WEIGHTS_NAME, what="EEG model weights", architecture=config.architecture)
     model.eeg_config = config
     return model.to(resolve_device(device)).eval()

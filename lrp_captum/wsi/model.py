@@ -20,7 +20,6 @@ input size. Weights are always loaded with ``torch.load(..., weights_only=True)`
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..model_files import class_index, import_factory, load_weights
 from ..normalization import IMAGENET_MEAN, IMAGENET_STD
 
 DEMO_MEAN = (0.80, 0.72, 0.65)
@@ -111,14 +111,7 @@ class ModelBundle:
         return (x - mean) / std
 
     def class_index(self, name_or_index) -> int:
-        if isinstance(name_or_index, str) and not name_or_index.lstrip("-").isdigit():
-            if name_or_index not in self.classes:
-                raise ValueError(f"unknown class {name_or_index!r}; the model's classes are {self.classes}")
-            return self.classes.index(name_or_index)
-        i = int(name_or_index)
-        if not 0 <= i < len(self.classes):
-            raise ValueError(f"class index {i} out of range for {len(self.classes)} classes {self.classes}")
-        return i
+        return class_index(self.classes, name_or_index)
 
 
 ARCHITECTURE_FORMS = ("'demo_cnn', 'demo_vit', a torchvision model name (e.g. 'resnet18', 'vit_b_16'), "
@@ -133,12 +126,7 @@ def _build_architecture(arch: str, kwargs: dict, tile_size: int) -> nn.Module:
     if arch.startswith("timm:"):
         return _timm_model(arch[len("timm:"):], kwargs, tile_size)
     if ":" in arch:
-        module_name, _, attr = arch.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot import model factory {arch!r} ('package.module:factory'): {exc}") from exc
-        return factory(**kwargs)
+        return import_factory(arch)(**kwargs)
     import torchvision.models as tvm
 
     if arch not in tvm.list_models():
@@ -215,13 +203,7 @@ def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:
             wpath = base / wpath
         if not wpath.is_file():
             raise FileNotFoundError(f"model weights {wpath} named in the config do not exist")
-        state = torch.load(wpath, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(f"weights {wpath} do not fit architecture {config['architecture']!r}: {exc}") from exc
+        load_weights(model, wpath, what="model weights", architecture=f"architecture {config['architecture']}")
         sha = file_sha256(wpath)
         config["weights"] = str(wpath.resolve())
     norm = config.get("normalisation", {"mean": IMAGENET_MEAN, "std": IMAGENET_STD})

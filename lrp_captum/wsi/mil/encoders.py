@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import json
-import pickle
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from ...model_files import import_factory, load_weights
 from ...normalization import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_TILE_SIZE = 128
@@ -136,12 +134,7 @@ def _build_module(spec: dict) -> tuple[nn.Module, dict]:
         except RuntimeError as exc:  # timm's "Unknown model"
             raise ValueError(f"encoder {arch!r}: {exc}") from None
     if ":" in arch:
-        module_name, _, attr = arch.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot import encoder factory {arch!r} ('package.module:factory'): {exc}") from None
-        return factory(**kwargs), imagenet
+        return import_factory(arch, "encoder factory")(**kwargs), imagenet
     import torchvision.models as tvm
 
     if arch not in tvm.list_models():
@@ -168,18 +161,7 @@ def build_encoder(spec: dict | str = "demo", device: str = "cpu") -> TileEncoder
     spec = {"arch": spec} if isinstance(spec, str) else dict(spec)
     model, defaults = _build_module(spec)
     if spec.get("weights"):
-        path = Path(spec["weights"])
-        if not path.is_file():
-            raise FileNotFoundError(f"encoder weights {path} do not exist")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise ValueError(f"encoder weights {path} are not a plain state_dict (refused by "
-                             f"torch.load(weights_only=True): {str(exc).splitlines()[0]})") from None
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(f"encoder weights {path} do not fit encoder {spec['arch']!r}: {exc}") from None
+        load_weights(model, spec["weights"], what="encoder weights", architecture=f"encoder {spec['arch']}")
     model.eval().requires_grad_(False).to(device)
     tile_size = int(spec.get("tile_size") or defaults["tile_size"])
     mpp = float(spec.get("mpp") or defaults["mpp"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...model_files import class_index, load_weights
 from ..model import file_sha256
 from .encoders import EncoderMismatchError, TileEncoder
 from .heads import make_head
@@ -69,14 +69,7 @@ class MILHead:
         return x if self.mean is None else (x - self.mean) / self.std
 
     def class_index(self, name_or_index) -> int:
-        if isinstance(name_or_index, str) and not name_or_index.lstrip("-").isdigit():
-            if name_or_index not in self.classes:
-                raise ValueError(f"unknown class {name_or_index!r}; the head's classes are {self.classes}")
-            return self.classes.index(name_or_index)
-        i = int(name_or_index)
-        if not 0 <= i < len(self.classes):
-            raise ValueError(f"class index {i} out of range for {len(self.classes)} classes {self.classes}")
-        return i
+        return class_index(self.classes, name_or_index, owner="head")
 
     def check_encoder(self, encoder: TileEncoder) -> None:
         """Raise :class:`EncoderMismatchError` unless ``encoder`` is the one this head was trained with."""
@@ -145,15 +138,7 @@ def load_head(path) -> MILHead:
     if not wpath.is_file():
         raise FileNotFoundError(f"weights {wpath} named in MIL head {path} do not exist")
     model = make_head(config["head"], int(config["in_dim"]), len(config["classes"]), **config.get("kwargs", {}))
-    try:
-        state = torch.load(wpath, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(f"weights {wpath} of MIL head {path} are not a plain state_dict (refused by "
-                         f"torch.load(weights_only=True): {str(exc).splitlines()[0]})") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"weights {wpath} do not fit MIL head {config['head']!r}: {exc}") from None
+    load_weights(model, wpath, of=f"of MIL head {path}", architecture=f"MIL head {config['head']}")
     model.eval().requires_grad_(False)
     stand = config.get("input_standardisation")
     mean, std = (None, None) if not stand else (torch.tensor(stand["mean"]), torch.tensor(stand["std"]))

@@ -1,0 +1,86 @@
+"""Reading the user's model files: weights, ``package.module:factory`` names and class names.
+
+One place for what every adapter and CLI does with them, so that each refuses bad input the same
+way: weights only through ``torch.load(..., weights_only=True)`` (a pickled object is refused,
+not run), a weights file that does not fit the architecture named with both, a factory that does
+not import named as given.
+"""
+from __future__ import annotations
+
+import importlib
+import pickle
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["read_state_dict", "load_weights", "import_factory", "class_index"]
+
+
+def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="cpu") -> dict:
+    """The state_dict in ``path`` (also one saved as ``{"state_dict": ...}``).
+
+    Raises ``FileNotFoundError`` when ``path`` is missing and ``ValueError`` naming ``what`` and
+    the file when it is not a plain weights file (pickled objects are refused by
+    ``weights_only=True``) or holds no dict of tensors. ``of`` follows the file name in messages
+    (e.g. ``"of MIL head h.json"``).
+    """
+    path = Path(path)
+    named = f"{what} {path}" + (f" {of}" if of else "")
+    if not path.is_file():
+        raise FileNotFoundError(f"{named} do not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{named} are not a plain state_dict (read with torch.load(weights_only=True), "
+                         f"which refuses pickled objects): {first}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{named} hold a {type(state).__name__}, not a state_dict (a dict of tensors)")
+    return state
+
+
+def load_weights(model: nn.Module, path, *, what: str = "weights", of: str = "", architecture: str = "",
+                 strict: bool = True, map_location="cpu") -> tuple[list, list]:
+    """Load the state_dict in ``path`` into ``model``; returns ``(missing, unexpected)`` keys
+    (both empty when ``strict``).
+
+    Raises as :func:`read_state_dict`, and ``ValueError`` naming the file and ``architecture``
+    (default: the model's class) when the weights do not fit.
+    """
+    state = read_state_dict(path, what=what, of=of, map_location=map_location)
+    try:
+        result = model.load_state_dict(state, strict=strict)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{what} {path} do not fit {architecture or type(model).__name__!r}: {exc}") from None
+    return list(result.missing_keys), list(result.unexpected_keys)
+
+
+def import_factory(spec: str, what: str = "model factory") -> Callable:
+    """The callable named by ``'package.module:factory'``; ``ValueError`` naming ``spec`` if it
+    cannot be imported."""
+    module_name, sep, attr = spec.partition(":")
+    if not (module_name and sep and attr):
+        raise ValueError(f"{what} {spec!r} is not of the form 'package.module:factory'")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {what} {spec!r} ('package.module:factory', importable from "
+                         f"the current environment): {exc}") from None
+
+
+def class_index(classes: Sequence[str], name_or_index, owner: str = "model") -> int:
+    """Index of a class given by name or index (``"2"`` counts as an index); ``ValueError`` naming
+    the ``owner``'s classes when there is no such class."""
+    classes = list(classes)
+    if isinstance(name_or_index, str) and not name_or_index.lstrip("-").isdigit():
+        if name_or_index not in classes:
+            raise ValueError(f"unknown class {name_or_index!r}; the {owner}'s classes are {classes}")
+        return classes.index(name_or_index)
+    i = int(name_or_index)
+    if not 0 <= i < len(classes):
+        raise ValueError(f"class index {i} out of range for {len(classes)} classes {classes}")
+    return i
