@@ -58,7 +58,8 @@ def explain_params(args) -> dict:
     bundle = load_model(params["model"], "cpu")
     if params["target"] != "predicted":
         bundle.class_index(params["target"])
-    TileExplainer(bundle, args.composite or default_composite(bundle), args.output_mode)
+    params["composite"] = args.composite or default_composite(bundle)  # recorded in the manifest
+    TileExplainer(bundle, params["composite"], args.output_mode)
     params = {k: v for k, v in params.items() if v is not None}  # None: explain_slide's default
     return params
 
