@@ -17,7 +17,9 @@ are. Anything else raises :class:`CanonizationError` naming the op, before anyth
 """
 from __future__ import annotations
 
+import copy
 import operator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -121,6 +123,24 @@ def _is_traceable_leaf(m: nn.Module) -> bool:
         next(m.buffers(recurse=False), None) is None
 
 
+@contextmanager
+def _containers_restored(model: nn.Module):
+    """Put back the dicts, lists and sets a module keeps as attributes after tracing: a forward
+    that caches a tensor (timm's LeViT caches its attention biases in eval mode) would
+    otherwise keep a torch.fx proxy, and the user's model would come back changed."""
+    saved = [(container, copy.copy(container)) for m in model.modules() for name, container in vars(m).items()
+             if not name.startswith("_") and isinstance(container, (dict, list, set))]
+    try:
+        yield
+    finally:
+        for container, before in saved:
+            container.clear()
+            if isinstance(container, list):
+                container.extend(before)
+            else:
+                container.update(before)
+
+
 def _leaf_types(extra: Sequence[type] = ()) -> tuple:
     return (types.Linear + types.BatchNorm + types.AvgPool + types.MaxPool + types.Activation
             + types.Identity + SOURCE_LAYERS + (nn.LayerNorm, nn.GroupNorm, nn.LSTM, nn.GRU,
@@ -155,9 +175,11 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
     tracer = _Tracer(leaf_types)
     concrete = _concrete_args(model, example_inputs)
     try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
+        with _containers_restored(model):
+            graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as exc:  # fx raises many types for untraceable code
-        where, reason = _untraceable_module(model, leaf_types, exc)
+        with _containers_restored(model):
+            where, reason = _untraceable_module(model, leaf_types, exc)
         raise UntraceableModelError(
             f"torch.fx could not trace {where}: {reason}. Use canonizers=None "
             "(rules are then attached to the leaf modules as they are; functional ops and "
@@ -430,15 +452,38 @@ def _merge_batchnorms(result: Canonized) -> None:
             continue
         if bn.training or bn.running_var is None:
             continue  # left standalone; the BatchNorm rule reports training mode
+        after = _batchnorm_tail(bn)
+        if after is None:
+            continue  # a BatchNorm subclass with a forward of its own: left as it is
         merged = MergedBatchNorm(lin, bn)
         display = f"{result.layer_names.get(lin, src.target)}+{result.layer_names.get(bn, '')}"
         target = _add_module(result, merged, display)
         result.replaced[lin] = merged
         result.replaced[bn] = merged
         src.target = target
-        node.replace_all_uses_with(src)
+        out = src
+        for name in after:  # timm's BatchNormAct2d: its dropout and activation modules follow
+            with gm.graph.inserting_after(out):
+                out = gm.graph.call_module(f"{node.target}.{name}", (out,))
+            out.meta = dict(node.meta)
+        node.replace_all_uses_with(out)
         gm.graph.erase_node(node)
-        result.changes.append(f"merged BatchNorm '{display}'")
+        result.changes.append(f"merged BatchNorm '{display}'" + (f" (then its {', '.join(after)})"
+                                                                  if after else ""))
+
+
+def _batchnorm_tail(bn: nn.Module) -> Optional[tuple]:
+    """What follows the normalisation in a BatchNorm module's forward: ``()`` for torch's own
+    BatchNorm, ``("drop", "act")`` for timm's ``BatchNormAct2d`` (normalise, dropout,
+    activation), None for any other forward (not merged)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if type(bn).forward is _BatchNorm.forward:
+        return ()
+    if type(bn).__name__ in ("BatchNormAct2d", "BatchNormAct1d") and \
+            isinstance(getattr(bn, "drop", None), nn.Module) and isinstance(getattr(bn, "act", None), nn.Module):
+        return ("drop", "act")
+    return None
 
 
 def _copy_inplace_modules(result: Canonized) -> None:

@@ -431,9 +431,16 @@ def get_composite(name: Union[str, Composite], layer_map: Optional[dict] = None,
     return composite.prepend(layer_map) if layer_map else composite
 
 
+def _norms() -> list:
+    """LayerNorm, GroupNorm, RMSNorm (ConvNeXt's LayerNorm2d, a library's ``...RMSNorm``) in a
+    CNN: the normalisation's scale is a constant, as in the transformer composites."""
+    return [(FUNCTIONAL_NORMS, ConstantScaleRule()), (Normalization(), ConstantScaleRule())]
+
+
 def _base(stabilizer: float) -> list:
     """Rules shared by the zennit-style presets (all but the linear layers)."""
     return [
+        *_norms(),
         (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
         ((Sum,) + types.AvgPool, ProportionalRule(stabilizer)),
         (types.BatchNorm, PassRule()),
@@ -515,6 +522,7 @@ def seeds(low=None, high=None, gamma: float = 0.25, epsilon: float = 0.25,
     conv = types.Convolution
     return Composite([
         (First(), ZBoxRule(low, high, stabilizer)),
+        *_norms(),
         (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
         ((Sum,) + types.AvgPool, ProportionalRule(1e-6)),
         (types.BatchNorm, PassRule()),
@@ -529,6 +537,7 @@ def seeds(low=None, high=None, gamma: float = 0.25, epsilon: float = 0.25,
 @register_composite("epsilon", "LRP-ε on every linear layer")
 def epsilon_only(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     return Composite([
+        *_norms(),
         (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
         ((Sum,) + types.AvgPool, ProportionalRule(stabilizer)),
         (types.MaxPool, ZeroRule()),
@@ -540,6 +549,7 @@ def epsilon_only(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
 @register_composite("zero", "LRP-0 everywhere (gradient × input on ReLU networks)")
 def zero_only() -> Composite:
     return Composite([
+        *_norms(),
         (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
         (types.Linear + types.BatchNorm + types.AvgPool + types.MaxPool
          + (Sum, GatedProduct), ZeroRule()),
@@ -564,6 +574,21 @@ class Normalization:
 
     def __repr__(self) -> str:
         return "normalization layer"
+
+
+@dataclass(frozen=True)
+class NamedActivation:
+    """Activation modules written by hand in libraries, found by their class name ending in
+    ``Activation`` (Hugging Face's ``NewGELUActivation``, ``QuickGELUActivation``,
+    ``FastGELUActivation``: tanh/sigmoid approximations built from ``pow``, ``tanh``, ``*``).
+    The identity rule applies to the module as a whole; :class:`~lrp_captum.rules.PassRule`
+    refuses, naming the module, one that is not elementwise."""
+
+    def __call__(self, name: str, module: nn.Module, info: LayerInfo) -> bool:
+        return not isinstance(module, types.Activation) and type(module).__name__.endswith("Activation")
+
+    def __repr__(self) -> str:
+        return "activation layer"
 
 
 @dataclass(frozen=True)
@@ -592,6 +617,7 @@ def _transformer(name: str, dense: LRPRule, softmax: LRPRule, low=None, high=Non
         # function's rule applies, with no second evaluation of the module
         (FUNCTIONAL_NORMS + types.Activation + (nn.Softmax,), FunctionsRule()),
         (Normalization(), ConstantScaleRule()),
+        (NamedActivation(), PassRule()),
         (types.Identity + (FunctionalActivation,), PassRule()),
         # residual sums conserve relevance with the plain gradient (c = R / a is shared)
         ((Sum,), ZeroRule()),

@@ -21,7 +21,7 @@ from lrp_captum import LRP, LayerLRP
 from lrp_captum.engine.functional import UncoveredOpError
 
 ADDITIVE = ("position", "token_type", "cls_token", "pos_embed", "class_token", "pos_embedding",
-            "distillation_token", "mask_token")
+            "distillation_token", "mask_token", "wpe")
 
 
 def _zero_biases(model: nn.Module) -> nn.Module:
@@ -104,6 +104,46 @@ def test_cp_lrp_conserves_on_text_transformers(name, attention, tokens):
     assert relevance.shape == ids.shape + (model.config.hidden_size if name != "distilbert"
                                            else model.config.dim,)
     torch.testing.assert_close(relevance.flatten(1).sum(1), logits, rtol=1e-6, atol=1e-9)
+
+
+def _more_text_models():
+    """Architectures beyond BERT that users bring: a GELU written from tanh and pow (ALBERT,
+    GPT-2: NewGELUActivation), GPT-2's Conv1D (torch.addmm) and causal attention, Llama/Qwen2's
+    hand-written RMSNorm, gated SiLU MLP and rotary embeddings, ModernBERT, ELECTRA."""
+    tr = transformers
+    small = dict(vocab_size=120, num_labels=2, pad_token_id=0)
+    bert_like = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    decoder = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                   intermediate_size=64)
+    return {
+        "albert": lambda: tr.AlbertForSequenceClassification(tr.AlbertConfig(embedding_size=16, **bert_like, **small)),
+        "electra": lambda: tr.ElectraForSequenceClassification(tr.ElectraConfig(embedding_size=16, **bert_like, **small)),
+        "gpt2": lambda: tr.GPT2ForSequenceClassification(tr.GPT2Config(n_embd=32, n_layer=2, n_head=2, **small)),
+        "llama": lambda: tr.LlamaForSequenceClassification(tr.LlamaConfig(**decoder, **small)),
+        "qwen2": lambda: tr.Qwen2ForSequenceClassification(tr.Qwen2Config(**decoder, **small)),
+        "modernbert": lambda: tr.ModernBertForSequenceClassification(tr.ModernBertConfig(**bert_like, **small)),
+    }
+
+
+MORE_TEXT_MODELS = _more_text_models()
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", sorted(MORE_TEXT_MODELS))
+def test_cp_lrp_conserves_on_more_text_architectures(name, attention):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small configs: token ids outside the vocabulary
+        model = MORE_TEXT_MODELS[name]()
+    for module in model.modules():
+        if getattr(module, "config", None) is not None:
+            module.config._attn_implementation = attention
+    model = _zero_biases(model.double().eval())
+    ids = torch.randint(3, 120, (2, 9))
+    relevance = LayerLRP(model, model.get_input_embeddings(), composite="cp_lrp").attribute(ids, target=1)
+    torch.testing.assert_close(relevance.flatten(1).sum(1), model(ids).logits[:, 1], rtol=1e-6, atol=1e-9)
+    attn = LayerLRP(model, model.get_input_embeddings(), composite="attnlrp").attribute(ids, target=1)
+    assert torch.isfinite(attn).all() and not torch.allclose(attn, relevance)
 
 
 @pytest.mark.parametrize("name", ["vit", "deit", "timm_vit", "torchvision_vit"])

@@ -52,7 +52,7 @@ for _family, _functions in {
     "activation": (F.gelu, F.silu, F.mish, F.elu, F.selu, F.celu, F.softplus, F.hardswish,
                    F.hardsigmoid, F.logsigmoid, F.softsign, F.tanhshrink, torch.tanh, T.tanh,
                    F.tanh, torch.sigmoid, T.sigmoid, F.sigmoid),
-    "linear": (F.linear,),
+    "linear": (F.linear, torch.addmm, T.addmm),
     "attention": (F.scaled_dot_product_attention, F.multi_head_attention_forward),
 }.items():
     for _fn in _functions:
@@ -86,6 +86,16 @@ NEUTRAL = {
     T.float, T.long, T.int, T.bool, T.contiguous, torch.squeeze, T.new_ones, T.new_empty,
     torch.split, T.split_with_sizes, operator.eq, operator.ne, operator.lt, operator.le,
     operator.gt, operator.ge, T.__eq__, T.__ne__, T.__lt__, T.__le__, T.__gt__, T.__ge__,
+    # more routing (Swin's shifted windows, MaxViT's partitions) and linear maps
+    torch.roll, T.swapaxes, torch.swapaxes, T.swapdims, torch.swapdims, torch.broadcast_to,
+    T.broadcast_to, torch.tile, torch.repeat_interleave, torch.hstack, torch.vstack,
+    torch.dstack, torch.column_stack, torch.t, torch.adjoint, T.adjoint, T.mT.__get__,
+    F.unfold, F.fold, T.cumsum, torch.cumsum, T.flip, torch.fliplr, torch.flipud, T.rot90,
+    torch.rot90, T.diagonal, torch.diagonal, T.triu, torch.triu, T.tril, torch.tril,
+    T.masked_scatter, T.index_add, T.index_copy, T.scatter, T.scatter_add, torch.scatter,
+    torch.scatter_add, T.index_put, T.nan_to_num, F.channel_shuffle, torch.channel_shuffle,
+    # an eval-mode BatchNorm is a per-channel affine map: LRP-0 is its gradient
+    F.batch_norm,
 }
 #: division is linear in the numerator only
 _DIVISION = {T.__truediv__, T.div, torch.div, T.__itruediv__}
@@ -337,7 +347,28 @@ class OpRules(TorchFunctionMode):
                                                            args[1:])), **kwargs)
         self._uncovered(func, "activation")
 
+    def _addmm(self, args, kwargs):
+        """``torch.addmm(input, x, w)`` = ``input + x @ w`` (Hugging Face's ``Conv1D`` in GPT-2):
+        a dense layer when only ``x`` carries relevance, ``input`` being its bias."""
+        names = ("input", "mat1", "mat2", "beta", "alpha")
+        given = dict(zip(names, args), **kwargs)
+        bias, x, w = given["input"], given["mat1"], given["mat2"]
+        beta, alpha = given.get("beta", 1), given.get("alpha", 1)
+        if not x.requires_grad and not w.requires_grad:
+            return torch.addmm(*args, **kwargs)
+        if w.requires_grad or (torch.is_tensor(bias) and bias.requires_grad):
+            self._uncovered(torch.addmm, "linear")  # a product of two relevance carriers
+        if alpha != 1:
+            w = w * alpha
+        if beta != 1:
+            bias = bias * beta
+        if torch.is_tensor(bias) and bias.dim() == 1 and bias.shape[0] == w.shape[1]:
+            return self._linear(F.linear, (x, w.t(), bias), {})
+        return self._linear(F.linear, (x, w.t(), None), {}) + bias
+
     def _linear(self, func, args, kwargs):
+        if func is not F.linear:
+            return self._addmm(args, kwargs)
         x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
         bias = args[2] if len(args) > 2 else kwargs.get("bias")
         compiled = self.rules.get("linear")

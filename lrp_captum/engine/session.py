@@ -21,7 +21,7 @@ import torch
 from captum._utils.common import _format_additional_forward_args
 from torch import Tensor, nn
 
-from ..canonizers import Canonized, UntraceableModelError, canonize
+from ..canonizers import CanonizationError, Canonized, UntraceableModelError, canonize
 from ..composites import Composite, ResolvedComposite, get_composite, leaf_layers
 from ..layers import MergedBatchNorm
 from .. import types
@@ -129,11 +129,15 @@ class LRPEngine:
                 families.add("attention")  # covered by the softmax and product rules
             return canonize(self.model, example, extra_leaf_types=leaf_types,
                             op_families=tuple(families))
-        except UntraceableModelError as exc:
+        except CanonizationError as exc:
             if strict:
                 raise
             if comp.op_rules():
-                return None  # rules on functions cover what canonization would rewrite
+                # rules on functions cover what canonization would rewrite, and check every
+                # function call at run time (Swin's fx-wrapped window attention, for example)
+                return None
+            if not isinstance(exc, UntraceableModelError):
+                raise
             warnings.warn(
                 f"torch.fx could not trace {exc.where} ({exc.reason}): the rules are attached "
                 f"to the leaf modules of {type(self.model).__name__} instead (as with "
