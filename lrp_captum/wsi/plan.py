@@ -162,6 +162,33 @@ def _is_integer(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def tissue_tiling(slide, slide_path, mpp0: float, *, target_mpp: float, tile_size: int, overlap: float = 0.0,
+                  min_tissue: float = 0.1, tissue_options: dict | None = None, empty: str = ""):
+    """``(tissue mask, tile grid, tissue tiles)`` of an open slide at ``target_mpp`` / ``tile_size``.
+
+    Raises :class:`~lrp_captum.wsi.reader.SlideReadError` when the thumbnail cannot be read and
+    :class:`~lrp_captum.wsi.reader.EmptyTissueError` when no tile has ``min_tissue`` (``empty``
+    follows "no tissue tiles" in that message: what an empty result means for the caller).
+    """
+    try:
+        tissue = detect_tissue(slide, slide_mpp=mpp0, **(tissue_options or {}))
+    except SlideError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- a damaged file fails here first
+        raise SlideReadError(f"slide {slide_path}: reading the thumbnail failed ({exc}); the file may be "
+                             f"truncated or corrupt") from exc
+    grid = make_grid(*slide.dimensions, mpp0, slide.level_downsamples, target_mpp=target_mpp,
+                     tile_size=tile_size, overlap=overlap)
+    tiles = tissue_tiles(grid, tissue, min_tissue)
+    if len(tiles) == 0:
+        raise EmptyTissueError(
+            f"slide {slide_path}: no tissue tiles{empty} (tissue mask covers {100 * tissue.area_fraction:.2f} % "
+            f"of the slide at saturation threshold {tissue.threshold:.3f}; min_tissue={min_tissue}). "
+            f"Check the slide, or lower the tissue threshold or min_tissue (CLI: --tissue-threshold, "
+            f"--min-tissue)")
+    return tissue, grid, tiles
+
+
 def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite=None,
              output_mode: str = "logit", mpp: float | None = None, tile_size: int | None = None,
              overlap: float = DEFAULT_OVERLAP, output_downsample: int | None = None, min_tissue: float = 0.1,
@@ -191,22 +218,8 @@ def plan_run(slide_path, model_config, out_dir, *, target="predicted", composite
     tile_size = int(bundle.tile_size if tile_size is None else tile_size)
     if target != "predicted":
         bundle.class_index(target)  # validate early
-    try:
-        tissue = detect_tissue(slide, slide_mpp=mpp0, **(tissue_options or {}))
-    except SlideError:
-        raise
-    except Exception as exc:
-        raise SlideReadError(f"slide {slide_path}: reading the thumbnail failed ({exc}); the file may be "
-                             f"truncated or corrupt") from exc
-    grid = make_grid(*slide.dimensions, mpp0, slide.level_downsamples, target_mpp=target_mpp,
-                     tile_size=tile_size, overlap=overlap)
-    tiles = tissue_tiles(grid, tissue, min_tissue)
-    if len(tiles) == 0:
-        raise EmptyTissueError(
-            f"slide {slide_path}: no tissue tiles (tissue mask covers {100 * tissue.area_fraction:.2f} % "
-            f"of the slide at saturation threshold {tissue.threshold:.3f}; min_tissue={min_tissue}). "
-            f"Check the slide, or lower tissue_options['threshold'] / min_tissue (CLI: --tissue-threshold, "
-            f"--min-tissue)")
+    tissue, grid, tiles = tissue_tiling(slide, slide_path, mpp0, target_mpp=target_mpp, tile_size=tile_size,
+                                        overlap=overlap, min_tissue=min_tissue, tissue_options=tissue_options)
     d_out = int(output_downsample if output_downsample is not None
                 else default_output_downsample(tile_size * grid.scale))
     timings = {"open_tissue_grid_s": time.perf_counter() - t_start}

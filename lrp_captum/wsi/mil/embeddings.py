@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..grid import TileGrid, make_grid, tissue_tiles
-from ..reader import EmptyTissueError, SlideReadError, SlideTileDataset, open_slide, slide_mpp
-from ..tissue import detect_tissue
+from ..grid import TileGrid
+from ..plan import tissue_tiling
+from ..reader import SlideTileDataset, open_slide, slide_mpp
 from .encoders import TileEncoder
 
 FORMAT = "lrp_captum.wsi.mil.embeddings/1"
@@ -82,20 +82,9 @@ def slide_tiling(slide_path, encoder: TileEncoder, *, min_tissue: float = 0.1, t
     """
     slide = open_slide(slide_path)
     mpp0 = slide_mpp(slide, slide_path, slide_mpp_override)
-    try:
-        tissue = detect_tissue(slide, slide_mpp=mpp0, **(tissue_options or {}))
-    except Exception as exc:  # noqa: BLE001 -- a damaged file fails here first
-        raise SlideReadError(f"slide {slide_path}: reading the thumbnail failed ({exc}); the file may be "
-                             f"truncated or corrupt") from exc
-    grid = make_grid(*slide.dimensions, mpp0, slide.level_downsamples, target_mpp=encoder.mpp,
-                     tile_size=encoder.tile_size)
-    tiles = tissue_tiles(grid, tissue, min_tissue)
-    if len(tiles) == 0:
-        raise EmptyTissueError(
-            f"slide {slide_path}: no tissue tiles, so the bag is empty and a MIL head has nothing to "
-            f"classify (tissue covers {100 * tissue.area_fraction:.2f} % of the slide at saturation threshold "
-            f"{tissue.threshold:.3f}; min_tissue={min_tissue}). Check the slide, or lower the tissue threshold "
-            f"or min_tissue (CLI: --tissue-threshold, --min-tissue)")
+    _, grid, tiles = tissue_tiling(slide, slide_path, mpp0, target_mpp=encoder.mpp, tile_size=encoder.tile_size,
+                                   min_tissue=min_tissue, tissue_options=tissue_options,
+                                   empty=", so the bag is empty and a MIL head has nothing to classify")
     return grid, tiles
 
 
