@@ -117,12 +117,21 @@ class LRP(LRPEngine, _CaptumLRP):
                 print(with_paths(plan, fused))
             relevances, _, total, out = self._run(inputs_t, target, extra, plan, fused,
                                                   output_mode)
-        summed = sum(r.flatten(1).sum(1) for r in relevances if r is not None)
+        summed = _per_output_row(sum(r.flatten(1).sum(1) for r in relevances if r is not None), total)
         check_conservation(plan, summed, total, out)
         result = tuple(relevances) if is_tuple else relevances[0]
         if return_convergence_delta:
             return result, (total - summed).detach()
         return result
+
+
+def _per_output_row(summed: Tensor, total: Tensor) -> Tensor:
+    """Relevance sums per explained output row. A model that maps all its input rows to one
+    output row (a MIL head on a bag ``(N, D)``, a set model) is one example: its relevance sums
+    over every input row."""
+    if total.dim() == 1 and total.shape[0] == 1 and summed.shape[0] != 1:
+        return summed.sum(0, keepdim=True)
+    return summed
 
 
 class LayerLRP(LRPEngine, _CaptumLayerLRP):
@@ -165,12 +174,13 @@ class LayerLRP(LRPEngine, _CaptumLayerLRP):
                       for layer in layers]
             _, layer_rel, total, out = self._run(inputs_t, target, extra, plan, fused,
                                                  output_mode, probes, grad_wrt_inputs=False)
-        for r in layer_rel:
-            check_conservation(plan, sum(t.flatten(1).sum(1) for t in r), total, out)
+        sums = [_per_output_row(sum(t.flatten(1).sum(1) for t in r), total) for r in layer_rel]
+        for summed in sums:
+            check_conservation(plan, summed, total, out)
         results = [r[0] if len(r) == 1 else r for r in layer_rel]
         result = results if isinstance(self.layer, list) else results[0]
         if return_convergence_delta:
-            deltas = [total - sum(t.flatten(1).sum(1) for t in r) for r in layer_rel]
+            deltas = [total - summed for summed in sums]
             return result, (deltas if isinstance(self.layer, list) else deltas[0])
         return result
 

@@ -65,6 +65,9 @@ _RELU = {torch.relu, F.relu, torch.relu_}
 _SAFE_FUNCTIONS = {operator.getitem, getattr, operator.neg, operator.truediv, operator.floordiv,
                    F.linear}
 _SAFE_FUNCTION_NAMES = {"stochastic_depth", "_assert", "_assert_is_none", "__getitem__"}
+#: names of ops that only the transformer / MIL composites cover (named in the error)
+_ATTENTION_OPS = ("softmax", "matmul", "mm", "bmm", "einsum", "layer_norm", "rms_norm",
+                  "scaled_dot_product_attention")
 _ADD = {operator.add, torch.add, operator.iadd}
 _SUB = {operator.sub, torch.sub, operator.isub}
 _MUL = {operator.mul, torch.mul, operator.imul}
@@ -387,10 +390,13 @@ def _check_and_rewrite_ops(result: Canonized, shapes: dict, op_families: set = f
             continue
         unsupported.append(_describe(node))
     if unsupported:
+        attention = any(f"'{op}'" in text for text in unsupported for op in _ATTENTION_OPS)
         raise CanonizationError(
-            "no LRP rule covers these ops: " + "; ".join(unsupported) + ". Wrap each in an "
-            "nn.Module and give it a rule: get_composite(name, layer_map={YourModule: "
-            "PassRule()}) for elementwise ops, EpsilonRule() for linear ones.")
+            "no LRP rule covers these ops: " + "; ".join(unsupported) + ". "
+            + ("These are attention or normalisation ops: the composites 'attnlrp' and 'cp_lrp' "
+               "(transformers) and 'xmil' (attention-MIL heads) have rules for them. " if attention else "")
+            + "Otherwise wrap each in an nn.Module and give it a rule: get_composite(name, "
+            "layer_map={YourModule: PassRule()}) for elementwise ops, EpsilonRule() for linear ones.")
 
 
 def _which_is_gate(node: fx.Node, args: list, shapes: dict):

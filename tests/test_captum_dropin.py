@@ -201,3 +201,59 @@ def test_a_conservative_explanation_gives_no_warning():
 
 def test_lrp_rule_is_exported_for_user_rules():
     assert lrp_captum.LRPRule is LRPRule and "LRPRule" in lrp_captum.__all__
+
+
+class _BagHead(nn.Module):
+    """A user's own attention-MIL head (CLAM-SB style) on a bag ``(N, D)``: one output row."""
+
+    def __init__(self, d=12, h=8):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(d, h), nn.ReLU())
+        self.a, self.b = nn.Sequential(nn.Linear(h, 4), nn.Tanh()), nn.Sequential(nn.Linear(h, 4), nn.Sigmoid())
+        self.c, self.cls = nn.Linear(4, 1), nn.Linear(h, 2)
+
+    def forward(self, x):
+        h = self.fc(x)
+        weights = torch.softmax(self.c(self.a(h) * self.b(h)).t(), dim=1)  # (1, N)
+        return self.cls(torch.mm(weights, h))
+
+
+def test_a_bag_model_with_one_output_row_is_one_example_as_in_captum():
+    """Captum's LRP runs on a model that maps N input rows to one output row; ours failed with
+    an IndexError there. The relevance of all rows together is that one output's."""
+    from captum.attr import LRP as CaptumLRP
+
+    torch.manual_seed(0)
+    head = _BagHead().double().eval()
+    with torch.no_grad():
+        for name, p in head.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+    bag = torch.randn(30, 12, dtype=torch.float64)
+    relevance, delta = LRP(head, composite="xmil").attribute(bag, target=1, return_convergence_delta=True)
+    assert relevance.shape == bag.shape and delta.shape == (1,)
+    torch.testing.assert_close(relevance.sum(), head(bag)[0, 1], rtol=1e-9, atol=1e-12)
+    assert abs(float(delta)) < 1e-9
+    # a set model (mean over rows): Captum's LRP runs on it, and so does ours; LRP-0 on a ReLU
+    # network is gradient x input, of the one output, over all rows
+    plain = nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 2)).double().eval()
+    set_model = _Lambda(lambda x: plain(x).mean(0, keepdim=True), plain)
+    assert CaptumLRP(set_model).attribute(bag.clone().requires_grad_(), target=0).shape == bag.shape
+    ours = LRP(set_model, composite="zero").attribute(bag, target=0)
+    x = bag.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(set_model(x)[0, 0], x)
+    torch.testing.assert_close(ours, grad * bag, rtol=1e-9, atol=1e-12)
+
+
+class _Lambda(nn.Module):
+    def __init__(self, fn, inner):
+        super().__init__()
+        self.fn, self.inner = fn, inner
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def test_attention_ops_in_a_cnn_composite_name_the_composites_that_cover_them():
+    with pytest.raises(CanonizationError, match="'xmil' \\(attention-MIL heads\\)"):
+        LRP(_BagHead().eval(), composite="epsilon").attribute(torch.randn(5, 12), target=0)
