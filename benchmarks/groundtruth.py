@@ -66,33 +66,11 @@ def run_gamma_grid(args, device) -> None:
 
 
 def heatmap_figure(model, test, device, path: Path, n: int = 6) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     low, high = torch.zeros(3, device=device), torch.ones(3, device=device)
     cands = {**S.lrp_explainers(("epsilon_gamma_box", "epsilon_plus_flat", "zero"), low=low, high=high),
              **S.captum_explainers(("saliency", "integrated_gradients"))}
     x, y = test.images[:n].to(device), test.labels[:n].to(device)
-    fig, axes = plt.subplots(n, len(cands) + 1, figsize=(1.6 * (len(cands) + 1), 1.6 * n))
-    for i in range(n):
-        axes[i, 0].imshow(test.images[i].permute(1, 2, 0).numpy())
-        r, c = test.positions[i, 0].tolist()
-        axes[i, 0].add_patch(plt.Rectangle((c - 1.5, r - 1.5), 7, 7, fill=False, ec="lime", lw=1))
-    for j, (name, explain) in enumerate(cands.items(), 1):
-        a = explain(model, x, y).sum(1).cpu()
-        for i in range(n):
-            lim = a[i].abs().max().item() or 1.0
-            axes[i, j].imshow(a[i].numpy(), cmap="bwr", vmin=-lim, vmax=lim)
-        axes[0, j].set_title(name, fontsize=7)
-    axes[0, 0].set_title("input (mask)", fontsize=7)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    G.plot_explanations(path, test, {name: explain(model, x, y) for name, explain in cands.items()}, n, cell=1.6)
 
 
 def summarise(out: Path) -> None:

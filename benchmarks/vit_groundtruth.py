@@ -101,34 +101,12 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def heatmap_figure(model, test, path: Path, n: int = 6) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     x, y = test.images[:n], test.labels[:n]
     explainers = vit_explainers([m for m in VIT_METHODS if m != "random"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        maps = {name: explain(model, x, y).detach() for name, explain in explainers.items()}
-    fig, axes = plt.subplots(n, len(maps) + 1, figsize=(1.5 * (len(maps) + 1), 1.5 * n))
-    for i in range(n):
-        axes[i, 0].imshow(x[i].permute(1, 2, 0).numpy())
-        r, c = test.positions[i, 0].tolist()
-        axes[i, 0].add_patch(plt.Rectangle((c - 1.5, r - 1.5), 7, 7, fill=False, ec="lime", lw=1))
-    for j, (name, a) in enumerate(maps.items(), 1):
-        a = a.sum(1) if a.dim() == 4 else a
-        for i in range(n):
-            lim = a[i].abs().max().item() or 1.0
-            axes[i, j].imshow(a[i].numpy(), cmap="bwr", vmin=-lim, vmax=lim)
-        axes[0, j].set_title(name.replace("_", " "), fontsize=7)
-    axes[0, 0].set_title("input (mask)", fontsize=7)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        maps = {name.replace("_", " "): explain(model, x, y) for name, explain in explainers.items()}
+    G.plot_explanations(path, test, maps, n)
 
 
 def main() -> None:

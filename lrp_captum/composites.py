@@ -42,14 +42,11 @@ class NoRuleError(TypeError):
     """A layer has no rule in the composite (raised before anything is changed)."""
 
 
-TRANSFORMER_COMPOSITES = ("attnlrp", "attnlrp_gamma", "cp_lrp", "xmil")
-
-
 def _looks_like_transformer_part(module: nn.Module) -> bool:
-    """LayerNorm/RMSNorm, GELU/SiLU (also Hugging Face's own activation classes) or attention."""
-    name = type(module).__name__.lower()
-    return isinstance(module, (nn.LayerNorm, nn.GELU, nn.SiLU, nn.MultiheadAttention)) or any(
-        part in name for part in ("layernorm", "rmsnorm", "gelu", "silu", "attention"))
+    """Attention, or a library's own activation or normalisation class (``GELUActivation``,
+    ``LlamaRMSNorm``): what the composites with rules on functions cover."""
+    return isinstance(module, nn.MultiheadAttention) or "attention" in type(module).__name__.lower() \
+        or NamedActivation()("", module, None) or Normalization()("", module, None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,7 +276,7 @@ class Composite:
         if missing:
             listing = "; ".join(f"'{n}' ({type(m).__name__})" for n, m in missing)
             hint = ""
-            if any(_looks_like_transformer_part(m) for _, m in missing) and self.name not in TRANSFORMER_COMPOSITES:
+            if not self.op_rules() and any(_looks_like_transformer_part(m) for _, m in missing):
                 hint = (" These are transformer parts: use composite 'attnlrp' (or 'cp_lrp'; "
                         "'attnlrp_gamma' for Vision Transformers), which cover LayerNorm, GELU and attention.")
             raise NoRuleError(

@@ -297,3 +297,32 @@ def train_planted_vit(train: PlantedPatterns, n_classes: int = 4, epochs: int = 
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
                                                    pct_start=0.15)
     return model, _fit(model, opt, schedule, train, epochs, batch_size, seed, device)
+
+
+def plot_explanations(path, data: PlantedPatterns, maps: dict, n: int = 6, cell: float = 1.5) -> None:
+    """Save a grid: the first ``n`` images of ``data`` with their pattern's box (lime), then one
+    column per explanation in ``maps`` (``{name: (N, H, W) or (N, C, H, W)}``, channels summed),
+    each map on a symmetric blue–white–red scale of its own maximum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(n, len(maps) + 1, figsize=(cell * (len(maps) + 1), cell * n))
+    for i in range(n):
+        axes[i, 0].imshow(data.images[i].permute(1, 2, 0).numpy())
+        r, c = data.positions[i, 0].tolist()
+        axes[i, 0].add_patch(plt.Rectangle((c - 1.5, r - 1.5), 7, 7, fill=False, ec="lime", lw=1))
+    for j, (name, a) in enumerate(maps.items(), 1):
+        a = (a.sum(1) if a.dim() == 4 else a).detach().cpu()
+        for i in range(n):
+            lim = a[i].abs().max().item() or 1.0
+            axes[i, j].imshow(a[i].numpy(), cmap="bwr", vmin=-lim, vmax=lim)
+        axes[0, j].set_title(name, fontsize=7)
+    axes[0, 0].set_title("input (mask)", fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..attention_maps import attention_maps
 from ..attention_rollout import attention_rollout, raw_attention
-from .transformer import (DEFAULT_TRANSFORMER_COMPOSITE, LogitsFromIds, attention_maps,
+from .transformer import (DEFAULT_TRANSFORMER_COMPOSITE, LogitsFromIds,
                           is_hugging_face_model, transformer_lrp)
 
 METHODS = ("lrp", "input_x_gradient", "integrated_gradients", "attention_rollout",
@@ -125,7 +126,7 @@ class TokenAttributor:
         if self.method == "random":
             return torch.rand(ids.shape, generator=self.generator).to(ids.device)
         if self.method in ATTENTION_METHODS:
-            maps = attention_maps(self.model, ids)
+            maps = attention_maps(self.model, input_ids=ids)
             scores = attention_rollout(maps) if self.method == "attention_rollout" else \
                 raw_attention(maps)
             return scores[:, 0, :].float()  # what [CLS], the token the head reads, takes in

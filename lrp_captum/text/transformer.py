@@ -126,13 +126,6 @@ class LogitsFromEmbeddings(nn.Module):
         return out.logits if hasattr(out, "logits") else out[0]
 
 
-def attention_maps(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
-    """Attention probabilities of every layer, ``(N, heads, L, L)`` each, first layer first
-    (eager or sdpa attention alike: :func:`lrp_captum.attention_maps.attention_maps`)."""
-    from ..attention_maps import attention_maps as record
-    return record(model, input_ids=ids)
-
-
 def require_composite(composite) -> None:
     """Raise :class:`lrp_captum.UnknownCompositeError` unless ``composite`` is registered (or
     a :class:`lrp_captum.Composite` object), before any work."""
