@@ -20,12 +20,11 @@ from torch import Tensor, nn
 
 from ..rules import (Constant, ConstantScale, Functions, Gradient, LRPRule, Pass, Terms,
                      Uniform)
-from .autograd import ReplaceValue, ScaleGradient, relevance_output
+from .autograd import ScaleGradient, relevance_output
 from .fused import fusable, fused_forward
 from .linear_ops import UnsupportedLayerError, is_linear_layer
-from .numerics import safe_divide, stabilize
-from .reference import declared_relevance, group_outputs, pass_relevance, selection, \
-    stabilizer_for
+from .numerics import stabilize
+from .reference import declared_relevance, stabilizer_for
 
 __all__ = ["CompiledRule", "check_rule", "GRADIENT_IS_PASS"]
 
@@ -97,7 +96,7 @@ class CompiledRule:
         if isinstance(decl, Pass):
             if isinstance(module, GRADIENT_IS_PASS):
                 return None
-            return relevance_output(_pass, module, inputs, output)
+            return relevance_output(_declared(decl), module, inputs, output)
         if isinstance(decl, (Gradient, Functions)):
             return None  # the plain gradient (and, inside, the rules of the functions)
         if isinstance(decl, Constant):
@@ -114,38 +113,14 @@ class CompiledRule:
                 return None  # LRP-0 is the plain gradient of the layer
             z = output.detach()
             return ScaleGradient.apply(output, z / stabilize(z, stabilizer_for(decl, z)))
-        if decl.direct:
-            return relevance_output(_declared(decl), module, inputs, output, sink=self.sink)
-        return _surrogate_output(decl, module, inputs, output)
+        # every other term rule: its declaration evaluated term by term in the backward pass
+        return relevance_output(_declared(decl), module, inputs, output, sink=self.sink)
 
     def __repr__(self) -> str:
         return f"CompiledRule({self.rule!r})"
-
-
-def _pass(module, inputs, output, relevance_out):
-    return pass_relevance(module, inputs, relevance_out)
 
 
 def _declared(decl) -> Callable:
     def relevance(module, inputs, output, relevance_out):
         return declared_relevance(decl, module, inputs, output, relevance_out)
     return relevance
-
-
-def _surrogate_output(decl: Terms, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
-    """The output's value, with a gradient through ``Σ_g z_g · κ_g``,
-    ``κ_g = c_g · σ_g(z) · z / (z_g ± s)`` (constants): the backward pass of the term rule."""
-    if len(inputs) != 1:
-        raise UnsupportedLayerError(
-            f"{type(module).__name__} has {len(inputs)} inputs; rules with modified terms "
-            "apply to single-input linear layers")
-    (x,) = inputs
-    z = output.detach()
-    surrogate = None
-    for group, z_group in group_outputs(decl, module, x):
-        d = z_group.detach()
-        kappa = group.coefficient * safe_divide(z * selection(z, group.select),
-                                                stabilize(d, stabilizer_for(decl, d)))
-        term = z_group * kappa
-        surrogate = term if surrogate is None else surrogate + term
-    return ReplaceValue.apply(z, surrogate)

@@ -3,9 +3,9 @@
 This is the general, readable evaluation of a declaration: every term is one evaluation of the
 layer (:func:`lrp_captum.engine.linear_ops.evaluate_linear`, which works on every linear layer
 type) and the redistribution is an autograd gradient through it. Captum's engine calls it
-through :meth:`lrp_captum.rules.LRPRule.relevance`; the hook path uses the same group
-evaluation (:func:`group_outputs`). The fused layers (:mod:`lrp_captum.engine.fused`) compute
-the same quantities faster and are checked against this path.
+through :meth:`lrp_captum.rules.LRPRule.relevance`, the hook path in the backward pass of the
+layer's output. The fused layers (:mod:`lrp_captum.engine.fused`) compute the same quantities
+faster and are checked against this path.
 """
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ..rules import (DIRECT_INPUTS, Constant, ConstantScale, Functions, Gradient, Group, Input,
+from ..rules import (DIRECT_INPUTS, Constant, ConstantScale, Functions, Gradient, Input,
                      Pass, Term, Terms, Uniform)
-from .linear_ops import (UnsupportedLayerError, evaluate_linear, layer_parameters,
-                         linear_forward, underlying_layer)
+from .linear_ops import UnsupportedLayerError, evaluate_linear
 from .numerics import safe_divide, stabilize
 
-__all__ = ["declared_relevance", "group_outputs", "stabilizer_for", "selection",
-           "pass_relevance", "broadcast_bound"]
+__all__ = ["declared_relevance", "stabilizer_for", "selection", "pass_relevance",
+           "broadcast_bound"]
 
 
 def stabilizer_for(decl: Terms, d: Tensor) -> Union[float, Tensor]:
@@ -83,55 +82,6 @@ def _term_output(module: nn.Module, term: Term, x: Tensor, leaves: dict,
     return z if term.coefficient == 1.0 else z * term.coefficient
 
 
-def group_outputs(decl: Terms, module: nn.Module, x: Tensor,
-                  leaves: Optional[dict] = None) -> list[tuple[Group, Tensor]]:
-    """``(group, z_group)`` pairs; every ``z_group`` keeps the autograd graph to ``x`` (and to
-    the ``leaves`` of direct terms).
-
-    For ``x ≥ 0`` (ReLU inputs) terms on ``x⁻`` vanish and ``x⁺ = x``: single-term groups are
-    then evaluated in one layer call with stacked weights where the layer allows it.
-    """
-    leaves = leaves or {}
-    groups = decl.groups
-    nonnegative = decl.sign_split and not bool((x < 0).any())
-    if nonnegative:
-        groups = tuple(Group(tuple(t for t in g.terms if t.input is not Input.NEGATIVE),
-                             g.coefficient, g.select) for g in groups)
-        stacked = _stacked_group_outputs(module, x, groups)
-        if stacked is not None:
-            return list(zip(groups, stacked))
-    out = []
-    for group in groups:
-        z_group = None
-        for term in group.terms:
-            z_t = _term_output(module, term, x, leaves, nonnegative)
-            z_group = z_t if z_group is None else z_group + z_t
-        out.append((group, z_group))
-    return out
-
-
-def _stacked_group_outputs(module: nn.Module, x: Tensor, groups) -> Optional[list]:
-    """Single-term groups on the same input as one layer call with stacked weights.
-
-    None where stacking along the output dimension is not the same map (grouped or
-    transposed convolutions, BatchNorm, pooling) or terms have other inputs or signs.
-    """
-    if len(groups) < 2 or any(len(g.terms) != 1 or g.terms[0].input in DIRECT_INPUTS
-                              or g.terms[0].coefficient != 1.0 for g in groups):
-        return None
-    base = underlying_layer(module)
-    if not (isinstance(base, nn.Linear) or (isinstance(base, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
-                                            and base.groups == 1)):
-        return None
-    weight, bias = layer_parameters(module)
-    weights = [g.terms[0].weight(weight) for g in groups]
-    biases = [g.terms[0].bias(bias) if (bias is not None and g.terms[0].bias is not None)
-              else torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-              for g in groups]
-    stacked = linear_forward(module, x, torch.cat(weights, 0), torch.cat(biases, 0))
-    return list(stacked.chunk(len(groups), dim=1))
-
-
 # ---------------------------------------------------------------------------------------------
 # relevance in -> relevance out
 # ---------------------------------------------------------------------------------------------
@@ -172,9 +122,15 @@ def _term_relevance(decl: Terms, module, inputs, output, relevance_out) -> tuple
     x = x.detach().requires_grad_()
     leaves = direct_inputs(decl, x)
     z_ref = output.detach()
+    # for x ≥ 0 (ReLU inputs) x⁺ = x and terms on x⁻ vanish
+    nonnegative = decl.sign_split and not bool((x < 0).any())
     with torch.enable_grad():
         total = 0
-        for group, z_group in group_outputs(decl, module, x, leaves):
+        for group in decl.groups:
+            terms = [t for t in group.terms if not (nonnegative and t.input is Input.NEGATIVE)]
+            if not terms:
+                continue
+            z_group = sum(_term_output(module, t, x, leaves, nonnegative) for t in terms)
             d = z_group.detach()
             s = group.coefficient * selection(z_ref, group.select) * safe_divide(
                 relevance_out, stabilize(d, stabilizer_for(decl, d)))
