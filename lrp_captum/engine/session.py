@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from ..canonizers import CanonizationError, Canonized, UntraceableModelError, canonize
 from ..composites import Composite, ResolvedComposite, get_composite, leaf_layers
-from ..layers import MergedBatchNorm
 from .. import types
 from .compiler import CompiledRule
 from .fused import build_fused_graph
@@ -301,24 +300,21 @@ def check_conservation(plan: Plan, summed: Tensor, total: Tensor, out: Tensor) -
         return
     plan.warned = True
     i = int(torch.nonzero(~torch.isfinite(summed) | off)[0, 0])
-    causes = []
-    passed = [name for name, module, rule, _ in plan.resolved.rows
-              if rule is not None and type(rule).__name__ == "PassRule"
-              and not isinstance(module, _ELEMENTWISE)]
-    imperative = [name for (name, _, rule, _), (_, compiled) in zip(plan.resolved.rows,
-                                                                   plan.rules)
-                  if compiled is not None and compiled.declaration is None]
-    for what, names in (("layers that are not elementwise but pass relevance unchanged",
-                         passed), ("layers whose rule is user code", imperative)):
-        if names:
-            causes.append(what + ": " + ", ".join(f"'{n}'" for n in names[:6])
-                          + (f" and {len(names) - 6} more" if len(names) > 6 else ""))
+    suspects = {
+        "layers that are not elementwise but pass relevance unchanged": [
+            name for name, module, rule, _ in plan.resolved.rows if type(rule).__name__ ==
+            "PassRule" and not isinstance(module, _ELEMENTWISE)],
+        "layers whose rule is user code": [
+            name for (name, *_), (_, compiled) in zip(plan.resolved.rows, plan.rules)
+            if compiled is not None and compiled.declaration is None]}
+    causes = [f"{what}: " + ", ".join(f"'{n}'" for n in names[:6])
+              + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+              for what, names in suspects.items() if names]
     if plan.canonized is None:
         causes.append("ops in forward() that no rule sees (without canonizers, functional "
                       "calls such as torch.softmax, matmul, layer_norm or '+' between "
                       "branches get the plain gradient)")
-    softmax = plan.op_rules.get("softmax")
-    if softmax is not None and type(softmax.declaration).__name__ == "Gradient":
+    if type(getattr(plan.op_rules.get("softmax"), "declaration", None)).__name__ == "Gradient":
         causes.append("the softmax's Taylor rule (AttnLRP), which does not conserve relevance "
                       "by design (CP-LRP does)")
     causes.append("biases and stabilisers, which absorb relevance")
@@ -399,34 +395,30 @@ def _op_mode(plan: Plan, depth: list, fused: frozenset) -> tuple:
     count as modules with a rule; containers say where a function was called from."""
     from .functional import OpRules
     handles, stack = [], []
+
+    def leave(module, args, output) -> None:  # (a forward hook's return would replace output)
+        depth[0] -= 1
+
+    def pop(module, args, output) -> None:
+        if stack:
+            stack.pop()
+
     if fused and plan.fused_model is not None:
         for m in plan.fused_model.modules():
             if hasattr(m, "compiled") and hasattr(m, "relu"):
                 handles.append(m.register_forward_pre_hook(_enter(depth)))
-                handles.append(m.register_forward_hook(_leave(depth)))
-    names = {m: n for n, m in plan.model.named_modules()}
-    for module, name in names.items():
+                handles.append(m.register_forward_hook(leave))
+    for name, module in plan.model.named_modules():
         if next(module.children(), None) is not None:
             handles.append(module.register_forward_pre_hook(
                 lambda m, a, _n=name: stack.append(_n)))
-            handles.append(module.register_forward_hook(lambda m, a, o: _pop(stack)))
+            handles.append(module.register_forward_hook(pop))
 
     def where() -> str:
         label = stack[-1] if stack else ""
         return f"module '{label}'" if label else f"the forward of {type(plan.model).__name__}"
 
     return OpRules(plan.op_rules, depth, where), handles
-
-
-def _pop(stack: list) -> None:
-    if stack:
-        stack.pop()
-
-
-def _leave(depth: list) -> Callable:
-    def hook(module, args, output):
-        depth[0] -= 1
-    return hook
 
 
 class _Probe(torch.autograd.Function):
