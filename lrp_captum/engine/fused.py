@@ -19,8 +19,9 @@ from its class:
 * every other declaration runs :class:`_Terms`. Terms whose weight modifiers are
   :class:`~lrp_captum.rules.Mix` numbers are all evaluated from the two products ``P = W⁺x``
   and ``N = W⁻x``, so γ, generalised γ, αβ and z⁺ cost two forward products whatever their
-  number of terms; the backward pass needs one product with ``Σ ρ(W)`` per group. Terms
-  with other modifiers (a user's own ``w + γ|w|``) cost one product each. Terms on ones or on the input bounds (flat, w², z^B)
+  number of terms; the backward pass needs one product with ``Σ ρ(W)`` per group, or two
+  (``W⁺``, ``W⁻``) for any number of groups. Terms with other modifiers (a user's own
+  ``w + γ|w|``) cost one product each. Terms on ones or on the input bounds (flat, w², z^B)
   are evaluated on one example and broadcast.
 
 Rules whose terms split the input by sign run fused on non-negative inputs (``x⁻`` terms
@@ -73,12 +74,14 @@ class TermKernel:
 
     ``mode``: how the terms on x are evaluated, from ``W⁺x`` and ``W⁻x`` (``"mix"``), as
     multiples of ``Wx`` (``"scaled"``) or one product per weight modifier (``"modified"``).
-    The backward pass keeps one factor per group and needs one product with the group's
-    ``Σ ρ(W)``.
+    ``storage``: what the backward pass keeps, one factor and one product with the group's
+    ``Σ ρ(W)`` (``"single"``), the factors of two groups of opposite output signs in one signed
+    tensor (``"signed"``), factors for ``W⁺`` and ``W⁻`` (``"pair"``) or one per group.
     """
     declaration: Terms
     groups: list
     mode: str
+    storage: str = "per_group"
 
     @property
     def direct(self) -> bool:
@@ -114,33 +117,50 @@ def compile_terms(decl: Terms, relu: bool, nonnegative: bool) -> Optional[TermKe
     if nonnegative:
         for g in groups:
             g.den_sign = _denominator_sign(g, relu)
+    if len(groups) == 1:
+        kernel.storage = "single"
+    elif not kernel.direct:
+        kernel.storage = "signed" if nonnegative and all(
+            g.coefficient >= 0 and _keeps_sign(g) for g in groups) \
+            and sorted(g.select for g in groups) == ["negative", "positive"] else "pair"
     return kernel
 
 
 def _denominator_sign(group: _GroupKernel, relu: bool) -> int:
-    """For ``x ≥ 0`` (so ``P = W⁺x ≥ 0 ≥ N = W⁻x``): the sign the group's denominator
-    ``den = A·P + B·N + α·b⁺ + β·b⁻`` has wherever its numerator is not 0 (0: not provable from
-    the declaration).
-
-    Besides the cases where every part has one sign: with ``z = P + N + b⁺ + b⁻``, ``den − z``
-    is ``≥ 0`` when ``A ≥ 1, B ≤ 1, α ≥ 1, β ≤ 1``, so ``den > 0`` on the outputs ``z > 0``
-    the group serves (after a ReLU only those carry relevance); reversed for ``z < 0``.
-    """
+    """For ``x ≥ 0``: the sign the group's denominator ``A·P + B·N + α·b⁺ + β·b⁻`` has wherever
+    its numerator is not 0 (0: not provable from the declaration)."""
     if group.direct_terms or not all(isinstance(t.bias, Mix) for t in group.biases):
         return 0
     a, b = group.mix
     alpha = sum(t.coefficient * t.bias.positive for t in group.biases)
     beta = sum(t.coefficient * t.bias.negative for t in group.biases)
     if a >= 0 and b <= 0 and alpha >= 0 and beta <= 0:
-        return 1
+        return 1  # non-negative everywhere
     if a <= 0 and b >= 0 and alpha <= 0 and beta >= 0:
         return -1
-    served = "positive" if relu else group.select
-    if served == "positive" and a >= 1 and b <= 1 and alpha >= 1 and beta <= 1:
-        return 1
-    if served == "negative" and a <= 1 and b >= 1 and alpha <= 1 and beta >= 1:
-        return -1
+    served = "positive" if relu else group.select  # after a ReLU only z > 0 carries relevance
+    if served is not None and _keeps_sign(group, served):
+        return 1 if served == "positive" else -1
     return 0
+
+
+def _keeps_sign(group: _GroupKernel, served: Optional[str] = None) -> bool:
+    """For ``x ≥ 0`` (so ``P = W⁺x ≥ 0 ≥ N = W⁻x``): the group's denominator has the sign of
+    the outputs it serves, so its factor is ``≥ 0`` there and two such groups of opposite
+    signs can share one signed tensor.
+
+    With ``den = A·P + B·N + α·b⁺ + β·b⁻`` and ``z = P + N + b⁺ + b⁻``, ``den − z`` is ``≥ 0``
+    when ``A ≥ 1, B ≤ 1, α ≥ 1, β ≤ 1`` (the group serves ``z > 0``) and ``≤ 0`` with the
+    inequalities reversed (``z < 0``).
+    """
+    if not all(isinstance(t.bias, Mix) for t in group.biases):
+        return False
+    a, b = group.mix
+    alpha = sum(t.coefficient * t.bias.positive for t in group.biases)
+    beta = sum(t.coefficient * t.bias.negative for t in group.biases)
+    if (served or group.select) == "positive":
+        return a >= 1 and b <= 1 and alpha >= 1 and beta <= 1
+    return a <= 1 and b >= 1 and alpha <= 1 and beta >= 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +288,8 @@ class _Terms(torch.autograd.Function):
             if group.coefficient != 1.0:
                 k.mul_(group.coefficient)
             factors.append(k)
-        ctx.save_for_backward(*factors, *([x] if kernel.direct else []))
+        saved = _combine_factors(kernel, factors)
+        ctx.save_for_backward(*saved, *([x] if kernel.direct else []))
         ctx.module, ctx.weight, ctx.shape, ctx.kernel, ctx.sink = module, weight, x.shape, \
             kernel, sink
         return z
@@ -327,6 +348,24 @@ def _x_part(kernel: TermKernel, group: _GroupKernel, products: list, reuse: bool
     return den, False
 
 
+def _combine_factors(kernel: TermKernel, factors: list) -> list:
+    """What the backward pass keeps, by the kernel's storage."""
+    if kernel.storage == "signed":
+        (k_pos, k_neg) = factors if kernel.groups[0].select == "positive" else factors[::-1]
+        return [k_pos.sub_(k_neg)]
+    if kernel.storage != "pair" or kernel.direct:
+        return factors
+    k_p = k_n = None
+    for group, k in zip(kernel.groups, factors):
+        a, b = group.mix
+        if a:
+            k_p = k * a if k_p is None else k_p.add_(k, alpha=a)
+        if b:
+            k_n = k * b if k_n is None else k_n.add_(k, alpha=b)
+    zeros = torch.zeros_like(factors[0])
+    return [k_p if k_p is not None else zeros, k_n if k_n is not None else zeros]
+
+
 def _group_weight(kernel: TermKernel, group: _GroupKernel, w: Tensor) -> Tensor:
     """``Σ_t c_t ρ_t(W)`` over the group's terms on ``x``."""
     if kernel.mode == "modified":
@@ -337,6 +376,18 @@ def _group_weight(kernel: TermKernel, group: _GroupKernel, w: Tensor) -> Tensor:
 
 def _x_gradient(kernel: TermKernel, factors, g: Tensor, module, w: Tensor, shape):
     """``Σ_g Σ_t c_t ρ_t(W)^T (k_g · g)`` over the terms on ``x`` (None if there are none)."""
+    if kernel.storage == "signed" and not kernel.direct:
+        (k,) = factors  # k⁺ on the outputs the positive group serves, −k⁻ on the others
+        pos, neg = kernel.groups if kernel.groups[0].select == "positive" \
+            else kernel.groups[::-1]
+        grad = input_gradient(module, k.clamp(min=0).mul_(g), _group_weight(kernel, pos, w),
+                              shape)
+        return grad.add_(input_gradient(module, k.clamp(max=0).neg_().mul_(g),
+                                        _group_weight(kernel, neg, w), shape))
+    if kernel.storage == "pair" and not kernel.direct:
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        return input_gradient(module, factors[0] * g, wp, shape).add_(
+            input_gradient(module, factors[1] * g, wn, shape))
     grad = None
     for group, k in zip(kernel.groups, factors):
         if group.x_terms:
