@@ -199,6 +199,55 @@ def test_a_conservative_explanation_gives_no_warning():
         LRP(model, composite="epsilon_plus_flat").attribute(torch.randn(2, 3, 8, 8), target=1)
 
 
+def test_an_example_whose_output_is_its_bias_gives_no_warning():
+    """A blank tile or a flat epoch: the input contributes nothing, the logit is the bias, and
+    LRP rightly gives the input ~0 relevance. One such example in a batch is not a fault."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2)).eval()
+    with torch.no_grad():
+        model[0].bias.zero_()
+        model[2].bias.fill_(0.5)
+    x = torch.randn(4, 6)
+    x[0] = 0.0  # a blank example: Σ relevance 0, output 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LRP(model).attribute(x, target=0)
+
+
+def test_one_example_far_above_its_output_gives_no_warning_but_most_do():
+    class AmplifyFirst(LRPRule):
+        def relevance(self, module, inputs, output, relevance_out):
+            factor = torch.ones(len(relevance_out), 1)
+            factor[:examples] = 1000.0
+            return (factor * relevance_out,)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 2)).eval()
+    x = torch.randn(4, 6)
+    examples = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LRP(model, composite=get_composite("epsilon", layer_map={nn.Tanh: AmplifyFirst()})
+            ).attribute(x, target=0)
+    examples = 3
+    with pytest.warns(UserWarning, match=r"does not add up.*example 0 .*user code: '1'"):
+        LRP(model, composite=get_composite("epsilon", layer_map={nn.Tanh: AmplifyFirst()})
+            ).attribute(x, target=0)
+
+
+def test_relevance_absorbed_in_most_examples_is_reported():
+    torch.manual_seed(0)
+
+    class Shrink(LRPRule):
+        def relevance(self, module, inputs, output, relevance_out):
+            return (1e-4 * relevance_out,)
+
+    model = nn.Sequential(nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 2)).eval()
+    lrp = LRP(model, composite=get_composite("epsilon", layer_map={nn.Tanh: Shrink()}))
+    with pytest.warns(UserWarning, match=r"does not add up.*rule is user code: '1'"):
+        lrp.attribute(torch.randn(4, 6), target=0)
+
+
 def test_lrp_rule_is_exported_for_user_rules():
     assert lrp_captum.LRPRule is LRPRule and "LRPRule" in lrp_captum.__all__
 
