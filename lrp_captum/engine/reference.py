@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from ..rules import (DIRECT_INPUTS, Constant, ConstantScale, Functions, Gradient, Input,
                      Pass, Term, Terms, Uniform)
-from .linear_ops import UnsupportedLayerError, evaluate_linear
+from .linear_ops import (UnsupportedLayerError, evaluate_linear, layer_parameters,
+                         linear_forward, underlying_layer)
 from .numerics import safe_divide, stabilize
 
 __all__ = ["declared_relevance", "stabilizer_for", "selection", "pass_relevance",
@@ -113,6 +114,34 @@ def _proportional_relevance(decl: Terms, module, inputs, relevance_out,
                  for x, g in zip(xs, grads))
 
 
+def _group_outputs(decl: Terms, module: nn.Module, x: Tensor, leaves: dict) -> list:
+    """``(group, z_group)`` pairs, each ``z_group`` with its autograd graph to ``x`` and to
+    the ``leaves`` of direct terms.
+
+    For ``x ≥ 0`` (ReLU inputs) terms on ``x⁻`` vanish and ``x⁺ = x``; groups of one plain
+    term each are then one layer call with stacked weights where stacking along the output
+    dimension is the same map (dense layers, ungrouped convolutions).
+    """
+    nonnegative = decl.sign_split and not bool((x < 0).any())
+    groups = [(g, [t for t in g.terms if not (nonnegative and t.input is Input.NEGATIVE)])
+              for g in decl.groups]
+    groups = [(g, terms) for g, terms in groups if terms]
+    base = underlying_layer(module)
+    if nonnegative and len(groups) > 1 and all(
+            len(ts) == 1 and ts[0].input not in DIRECT_INPUTS and ts[0].coefficient == 1.0
+            for _, ts in groups) and (isinstance(base, nn.Linear) or (isinstance(
+                base, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and base.groups == 1)):
+        weight, bias = layer_parameters(module)
+        zero = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        stacked = linear_forward(
+            module, x, torch.cat([ts[0].weight(weight) for _, ts in groups]),
+            torch.cat([ts[0].bias(bias) if bias is not None and ts[0].bias is not None
+                       else zero for _, ts in groups]))
+        return list(zip((g for g, _ in groups), stacked.chunk(len(groups), dim=1)))
+    return [(g, sum(_term_output(module, t, x, leaves, nonnegative) for t in terms))
+            for g, terms in groups]
+
+
 def _term_relevance(decl: Terms, module, inputs, output, relevance_out) -> tuple:
     if len(inputs) != 1:
         raise UnsupportedLayerError(
@@ -122,15 +151,9 @@ def _term_relevance(decl: Terms, module, inputs, output, relevance_out) -> tuple
     x = x.detach().requires_grad_()
     leaves = direct_inputs(decl, x)
     z_ref = output.detach()
-    # for x ≥ 0 (ReLU inputs) x⁺ = x and terms on x⁻ vanish
-    nonnegative = decl.sign_split and not bool((x < 0).any())
     with torch.enable_grad():
         total = 0
-        for group in decl.groups:
-            terms = [t for t in group.terms if not (nonnegative and t.input is Input.NEGATIVE)]
-            if not terms:
-                continue
-            z_group = sum(_term_output(module, t, x, leaves, nonnegative) for t in terms)
+        for group, z_group in _group_outputs(decl, module, x, leaves):
             d = z_group.detach()
             s = group.coefficient * selection(z_ref, group.select) * safe_divide(
                 relevance_out, stabilize(d, stabilizer_for(decl, d)))
