@@ -83,9 +83,11 @@ LABELS = {
 # not run by default: lrp_captum without its fused layers (--methods ...,lrp_epsilon_hooks)
 HOOK_METHODS = ("lrp_epsilon_hooks", "lrp_epsilon_gamma_box_hooks")
 # with --baseline: the same composites from another checkout of the package
+# (the fused ones by default; the hook engine's with --methods ...,baseline_lrp_epsilon_hooks)
 BASELINE_METHODS = ("baseline_lrp_epsilon", "baseline_lrp_epsilon_gamma_box")
-LABELS.update({"baseline_lrp_epsilon": "baseline checkout: lrp_captum ε",
-               "baseline_lrp_epsilon_gamma_box": "baseline checkout: lrp_captum EpsilonGammaBox"})
+BASELINE_HOOK_METHODS = tuple("baseline_" + m for m in HOOK_METHODS)
+LABELS.update({"baseline_" + m: "baseline checkout: " + LABELS[m]
+               for m in ("lrp_epsilon", "lrp_epsilon_gamma_box") + HOOK_METHODS})
 # glibc keeps freed blocks below its (dynamic) mmap threshold in the heap, which would make the
 # RSS after warm-up include the forward pass's freed activations. A fixed threshold returns
 # every large tensor to the OS on free, so RSS tracks live memory.
@@ -157,9 +159,10 @@ def make_method(method: str, model_name: str, model: torch.nn.Module, x: torch.T
             return grad
         return run
 
-    if method in ("lrp_epsilon", "lrp_epsilon_gamma_box") + HOOK_METHODS + BASELINE_METHODS:
+    if method in ("lrp_epsilon", "lrp_epsilon_gamma_box") + HOOK_METHODS + BASELINE_METHODS \
+            + BASELINE_HOOK_METHODS:
         import lrp_captum
-        if method in BASELINE_METHODS:
+        if method.startswith("baseline_"):
             lrp_captum = sys.modules["lrp_captum_baseline"]
             method = method[len("baseline_"):]
         if method.startswith("lrp_epsilon_gamma_box"):
@@ -502,7 +505,9 @@ def target_checks(records: list) -> list:
                 if rec and rec.peak_mb is not None:
                     r = rec.peak_mb / grad.peak_mb
                     check(f"{label} memory/gradient", r, "<= 2", r <= 2)
-        for name, label in (("lrp_epsilon", "ε"), ("lrp_epsilon_gamma_box", "EGB")):
+        for name, label in (("lrp_epsilon", "ε"), ("lrp_epsilon_gamma_box", "EGB"),
+                            ("lrp_epsilon_hooks", "ε hooks"),
+                            ("lrp_epsilon_gamma_box_hooks", "EGB hooks")):
             ours, base = recs.get(name), recs.get("baseline_" + name)
             if ours and base and ours.median_ms and base.median_ms:
                 r = ours.median_ms / base.median_ms  # = ratio to gradient / baseline's ratio
@@ -568,17 +573,20 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
-    known = METHODS + HOOK_METHODS + TRANSFORMER_METHODS + BASELINE_METHODS
+    known = METHODS + HOOK_METHODS + TRANSFORMER_METHODS + BASELINE_METHODS + \
+        BASELINE_HOOK_METHODS
     for m in (args.methods or "").split(",") if args.methods else ():
         if m not in known:
             p.error(f"unknown method {m!r}; choose from {', '.join(known)}")
+        if m.startswith("baseline_") and not args.baseline:
+            p.error(f"method {m!r} needs --baseline CHECKOUT")
     return args
 
 
 def methods_of(model_name: str, args) -> list:
     """The methods run on a model: ``--methods`` where they apply, else all of its kind."""
     own = TRANSFORMER_METHODS if model_name in TRANSFORMERS else \
-        METHODS + HOOK_METHODS + BASELINE_METHODS
+        METHODS + HOOK_METHODS + BASELINE_METHODS + BASELINE_HOOK_METHODS
     if args.methods is None:
         if model_name in TRANSFORMERS:
             return list(TRANSFORMER_METHODS)

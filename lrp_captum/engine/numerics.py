@@ -33,8 +33,8 @@ def safe_divide(num: Tensor, den: Tensor, inplace: bool = False,
     if not inplace:
         if not check:
             return num / den
-        zero = den == 0
-        return torch.where(zero, torch.zeros_like(num), num / torch.where(zero, 1.0, den))
+        # (for values only: where den == 0 the quotient's gradient would not be finite)
+        return (num / den).masked_fill_(den == 0, 0.0)
     if not check:
         return torch.div(num, den, out=den)
     zero = den == 0

@@ -160,11 +160,8 @@ def _term_relevance(decl: Terms, module, inputs, output, relevance_out) -> tuple
             total = total + (z_group * s).sum()
     wrt = [x] + list(leaves.values())
     grads = torch.autograd.grad(total, wrt, allow_unused=True)
-    relevance = torch.zeros_like(x)
-    for value, g in zip(wrt, grads):
-        if g is not None:
-            relevance = relevance + value.detach() * g
-    return (relevance,)
+    parts = [value.detach() * g for value, g in zip(wrt, grads) if g is not None]
+    return (sum(parts[1:], parts[0]) if parts else torch.zeros_like(x),)
 
 
 def declared_relevance(decl: Union[Terms, Pass], module: nn.Module, inputs: tuple,
