@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..engine.session import scores
+
 #: composites written for transformers (attention and LayerNorm rules)
 TRANSFORMER_COMPOSITES = ("attnlrp", "cp_lrp")
 #: the composite used for a transformer when none is given
@@ -110,8 +112,7 @@ class LogitsFromIds(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=input_ids)
-        return out.logits if hasattr(out, "logits") else out[0]
+        return scores(self.model(input_ids=input_ids))
 
 
 class LogitsFromEmbeddings(nn.Module):
@@ -122,8 +123,7 @@ class LogitsFromEmbeddings(nn.Module):
         self.model = model
 
     def forward(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
-        out = self.model(inputs_embeds=inputs_embeds)
-        return out.logits if hasattr(out, "logits") else out[0]
+        return scores(self.model(inputs_embeds=inputs_embeds))
 
 
 def require_composite(composite) -> None:
