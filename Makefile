@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) -m lrp_captum.demo
+	$(PY) -m lrp_captum.cli.demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/lrp_speed.py

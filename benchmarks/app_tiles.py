@@ -174,8 +174,8 @@ def _screenshots(page, frame, shots: Path):
 def generate(workdir: Path, size: int):
     """Sample slide + demo model + pipeline result in ``workdir`` (reused when present)."""
     from lrp_captum.wsi.pipeline import explain_slide
-    from lrp_captum.wsi.sample import write_sample_slide
-    from lrp_captum.wsi.train import demo_model_config
+    from lrp_captum.demos.sample_slide import write_sample_slide
+    from lrp_captum.demos.slide_model import demo_model_config
 
     slides, results = workdir / "slides", workdir / "results"
     slide = slides / f"sample_{size}.svs"

@@ -101,8 +101,8 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="folder for slides and outputs (default: a temp folder)")
     args = ap.parse_args()
 
-    from lrp_captum.wsi.sample import write_sample_slide
-    from lrp_captum.wsi.train import demo_model_config
+    from lrp_captum.demos.sample_slide import write_sample_slide
+    from lrp_captum.demos.slide_model import demo_model_config
 
     work = Path(args.work or tempfile.mkdtemp(prefix="cohort_bench_"))
     slides = work / f"slides_{args.slides}x{args.size}"

@@ -1,6 +1,6 @@
 """Ground-truth benchmark: which explanation puts relevance where the evidence is?
 
-Trains PlantedPatternCNN on planted-pattern images (lrp_captum.groundtruth) for each seed, then
+Trains PlantedPatternCNN on planted-pattern images (lrp_captum.demos.planted_patterns) for each seed, then
 explains held-out images with LRP composites and Captum baselines and measures relevance mass
 accuracy, pointing game, AOPC (MoRF/LeRF), selectivity, conservation, continuity and the
 model-randomisation similarity. Prints a markdown table (mean ± std over seeds) and writes
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from lrp_captum import groundtruth as G
-from lrp_captum import select as S
+from lrp_captum.demos import planted_patterns as G
+from lrp_captum.evaluation import ranking as S
 
 LRP_NAMES = ("seeds", "epsilon_gamma_box", "epsilon_plus_flat", "epsilon", "zero")
 CAPTUM_NAMES = ("saliency", "input_x_gradient", "integrated_gradients", "occlusion")

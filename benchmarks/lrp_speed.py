@@ -61,7 +61,7 @@ from typing import Callable, Optional
 import torch
 import torchvision
 
-from lrp_captum.normalization import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
+from lrp_captum.core.normalization import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
 
 MODELS = ("vgg16", "resnet50")
 TRANSFORMERS = ("minilm", "vit_b_16")

@@ -67,7 +67,7 @@ def figure(path, results, cohort, heads):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lrp_captum.wsi.mil.cohort import read_cohort, tile_lesion_fraction
+    from lrp_captum.demos.mil_cohort import read_cohort, tile_lesion_fraction
     from lrp_captum.wsi.mil.embeddings import embed_slide
     from lrp_captum.wsi.mil.encoders import build_encoder
     from lrp_captum.wsi.mil.evidence import MethodUnavailableError, tile_evidence
@@ -133,7 +133,7 @@ def main(argv=None):
     work = Path(args.work)
     cohort = Path(args.cohort or work / "cohort")
     if not (cohort / "cohort.csv").is_file():
-        from lrp_captum.wsi.mil.cohort import write_cohort
+        from lrp_captum.demos.mil_cohort import write_cohort
 
         write_cohort(cohort, args.n, seed=1)
     heads = args.heads

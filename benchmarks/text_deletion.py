@@ -19,10 +19,10 @@ import os
 import time
 from pathlib import Path
 
-from lrp_captum.composites import list_composites
+from lrp_captum.core.composites import list_composites
 from lrp_captum.text.deletion import deletion_curves, format_deletion_table
 from lrp_captum.text.explain import explain_text
-from lrp_captum.text.finetune import demo_split, train_minilm_demo
+from lrp_captum.demos.text_minilm import demo_split, train_minilm_demo
 from lrp_captum.text.model_folders import DEFAULT_MODEL_DIRS
 
 INDEPENDENT = Path(__file__).resolve().parents[1] / "tests" / "data" / "reviews_independent.jsonl"

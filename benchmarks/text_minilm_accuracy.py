@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lrp_captum.text.explain import predict_proba
-from lrp_captum.text.finetune import demo_split, train_minilm_demo
+from lrp_captum.demos.text_minilm import demo_split, train_minilm_demo
 from lrp_captum.text.model_folders import DEFAULT_MODEL_DIRS
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"

@@ -1,10 +1,10 @@
 """Faithfulness on planted patterns, Vision Transformer (issue 12): which explanation of a ViT
 puts its relevance where the evidence is?
 
-For each seed, trains the planted-pattern ViT (lrp_captum.groundtruth.planted_pattern_vit) on
+For each seed, trains the planted-pattern ViT (lrp_captum.demos.planted_patterns.planted_pattern_vit) on
 its own generated images, explains held-out images for their true class with AttnLRP
 (attnlrp, attnlrp_gamma), CP-LRP, input×gradient, Captum's IntegratedGradients, attention
-rollout, raw attention and random noise (lrp_captum.vit_groundtruth), and scores the maps
+rollout, raw attention and random noise (lrp_captum.demos.vit_planted_patterns), and scores the maps
 against the pattern masks: relevance mass accuracy and pointing game, on pixels and on the
 ViT's 4×4 patches. Prints markdown tables (mean ± sd over seeds) and writes per-seed CSVs, the
 trained weights and a figure to --out.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from lrp_captum import groundtruth as G
-from lrp_captum.vit_groundtruth import SCORES, VIT_METHODS, score_explainers, vit_explainers
+from lrp_captum.demos import planted_patterns as G
+from lrp_captum.demos.vit_planted_patterns import SCORES, VIT_METHODS, score_explainers, vit_explainers
 
 PATCH = 4
 HEADERS = {"mass_accuracy": "mass acc (pixels) ↑", "mass_accuracy_patches": "mass acc (patches) ↑",

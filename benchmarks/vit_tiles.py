@@ -2,8 +2,8 @@
 relevance for "positive" lies, beside the demo CNN.
 
 For each seed, trains the demo ViT (``lrp-captum slide train-demo --arch demo_vit``, its default
-parameters; lrp_captum.wsi.train.VIT_DEFAULTS) and reports its validation accuracy and training
-time; then, on held-out positive tiles (lrp_captum.wsi.dab_localisation), the share of positive
+parameters; lrp_captum.demos.slide_model.VIT_DEFAULTS) and reports its validation accuracy and training
+time; then, on held-out positive tiles (lrp_captum.demos.dab_localisation), the share of positive
 relevance inside the DAB mask against the mask's area, for each transformer composite and for
 the demo CNN with its default composite. Prints markdown tables; data_cards/wsi_vit_demo_model.md
 and docs/wsi.md quote them.
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrp_captum.wsi.dab_localisation import dab_relevance_share
+from lrp_captum.demos.dab_localisation import dab_relevance_share
 from lrp_captum.wsi.model import load_model
-from lrp_captum.wsi.train import demo_model_config
+from lrp_captum.demos.slide_model import demo_model_config
 
 COMPOSITES = ("attnlrp", "attnlrp_gamma", "cp_lrp")
 

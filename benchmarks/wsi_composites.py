@@ -18,7 +18,7 @@ with the demo model at its resolution. Measured per composite:
   next to the mask's share of the tissue area.
 - ``border ratio``: in tiles that are all tissue, mean |R| of the outermost pixel ring over the
   mean |R| of the pixels 8 or more px inside (1 = no seams at overlap 0).
-- Faithfulness (:func:`lrp_captum.select.rank_explainers` on ``--faithfulness-tiles`` tiles):
+- Faithfulness (:func:`lrp_captum.evaluation.ranking.rank_explainers` on ``--faithfulness-tiles`` tiles):
   AOPC of the MoRF curve (higher is better), ABPC, selectivity over random orders, median
   relative conservation error; patches of 16 px, replaced by the tile's channel mean, 16 steps.
 - ``ms/tile``: attribution time per tile, median of 5 interleaved rounds over one batch of 32
@@ -47,9 +47,9 @@ def _tiles_with_truth(slide_path: Path, seed: int, size: int, bundle):
 
     from lrp_captum.wsi.grid import make_grid, tissue_tiles
     from lrp_captum.wsi.reader import read_tile, slide_mpp
-    from lrp_captum.wsi.sample import SlideLayout, dab_mask
+    from lrp_captum.demos.sample_slide import SlideLayout, dab_mask
     from lrp_captum.wsi.tissue import detect_tissue
-    from lrp_captum.wsi.train import DAB_THRESHOLD
+    from lrp_captum.demos.slide_model import DAB_THRESHOLD
 
     s = openslide.OpenSlide(str(slide_path))
     mpp0 = slide_mpp(s, slide_path)
@@ -108,11 +108,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     from lrp_captum import list_composites
-    from lrp_captum import select as S
-    from lrp_captum.wsi.explain import DEFAULT_COMPOSITE, TileExplainer
+    from lrp_captum.evaluation import ranking as S
+    from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, TileExplainer
     from lrp_captum.wsi.model import load_model
-    from lrp_captum.wsi.sample import write_sample_slide
-    from lrp_captum.wsi.train import demo_model_config
+    from lrp_captum.demos.sample_slide import write_sample_slide
+    from lrp_captum.demos.slide_model import demo_model_config
 
     args.work.mkdir(parents=True, exist_ok=True)
     slide = args.work / f"heldout_{args.size}_seed{args.seed}.svs"
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
 
 def _interleaved_ms(bundle, names, pixels: np.ndarray, rounds: int = 5) -> dict:
     """Median ms per tile of each composite on one batch, over interleaved rounds."""
-    from lrp_captum.wsi.explain import TileExplainer
+    from lrp_captum.wsi.tile_relevance import TileExplainer
 
     explainers = {n: TileExplainer(bundle, n) for n in names}
     x = torch.from_numpy(pixels)

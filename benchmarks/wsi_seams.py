@@ -64,11 +64,11 @@ def main(argv=None) -> int:
     import pandas as pd
     import zarr
 
-    from lrp_captum.wsi.explain import DEFAULT_COMPOSITE
+    from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE
     from lrp_captum.wsi.pipeline import explain_slide
-    from lrp_captum.wsi.sample import write_sample_slide
+    from lrp_captum.demos.sample_slide import write_sample_slide
     from lrp_captum.wsi.stitch import footprints, seam_ratio
-    from lrp_captum.wsi.train import demo_model_config
+    from lrp_captum.demos.slide_model import demo_model_config
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=3072)

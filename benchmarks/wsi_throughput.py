@@ -47,7 +47,7 @@ def _child(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    from lrp_captum.wsi.explain import TileExplainer
+    from lrp_captum.wsi.tile_relevance import TileExplainer
     from lrp_captum.wsi.model import load_model
     from lrp_captum.wsi.pipeline import explain_slide
 
@@ -119,8 +119,8 @@ def main(argv=None) -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from lrp_captum.wsi.sample import write_sample_slide
-    from lrp_captum.wsi.train import demo_model_config
+    from lrp_captum.demos.sample_slide import write_sample_slide
+    from lrp_captum.demos.slide_model import demo_model_config
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

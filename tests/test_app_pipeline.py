@@ -20,8 +20,8 @@ APP = str(Path(__file__).resolve().parents[1] / "apps" / "streamlit_app.py")
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     from lrp_captum.wsi.pipeline import explain_slide
-    from lrp_captum.wsi.sample import write_sample_slide
-    from lrp_captum.wsi.train import demo_model_config
+    from lrp_captum.demos.sample_slide import write_sample_slide
+    from lrp_captum.demos.slide_model import demo_model_config
 
     root = tmp_path_factory.mktemp("app_real")
     model = demo_model_config(root / "model", n_train=256, n_val=64, epochs=2)

@@ -10,11 +10,11 @@ timm = pytest.importorskip("timm")
 transformers = pytest.importorskip("transformers")
 import torchvision  # noqa: E402
 
-from lrp_captum.attention_maps import (attention_maps, computes_attention,  # noqa: E402
-                                       record_attention, sdpa_probabilities)
-from lrp_captum.attention_rollout import (attention_rollout, raw_attention,  # noqa: E402
-                                          raw_attention_image_map, rollout_image_map,
-                                          token_map_to_pixels)
+from lrp_captum.evaluation.attention_maps import (attention_maps, computes_attention,  # noqa: E402
+                                                  record_attention, sdpa_probabilities)
+from lrp_captum.evaluation.attention_rollout import (attention_rollout, raw_attention,  # noqa: E402
+                                                     raw_attention_image_map, rollout_image_map,
+                                                     token_map_to_pixels)
 
 LAYERS, HEADS, TOKENS = 3, 4, 17  # 32x32 images in 8x8 patches, plus the class token
 

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrp_captum import LRP, canonize
-from lrp_captum.layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
+from lrp_captum.core.layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
 
 
 class Block(nn.Module):

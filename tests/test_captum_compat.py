@@ -9,7 +9,7 @@ from torch import nn
 
 from lrp_captum import (LRP, AlphaBetaRule, Composite, EpsilonRule, FlatRule, GammaRule,
                         GeneralizedGammaRule, LayerLRP, PassRule, ZBoxRule, ZPlusRule)
-from lrp_captum import types
+from lrp_captum.core import layer_types as types
 
 
 def _net():

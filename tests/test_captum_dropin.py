@@ -16,7 +16,7 @@ from torch import nn
 
 import lrp_captum
 from lrp_captum import LRP, GammaRule, LayerLRP, LRPRule, PassRule, get_composite
-from lrp_captum.canonizers import CanonizationError
+from lrp_captum.core.canonizers import CanonizationError
 
 matplotlib.use("Agg")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrp_captum import groundtruth as G
+from lrp_captum.demos import planted_patterns as G
 from lrp_captum.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_explain_refuses_bad_arguments(capsys, tmp_path):
     assert "unknown torchvision model 'resnet1800'" in _refused(
         ["explain", "--arch", "resnet1800", "--out", str(tmp_path / "h.png")], capsys)
     assert "--target 7 is out of range" in _refused(
-        ["explain", "--arch", "lrp_captum.groundtruth:PlantedPatternCNN", "--size", "32", "--target", "7",
+        ["explain", "--arch", "lrp_captum.demos.planted_patterns:PlantedPatternCNN", "--size", "32", "--target", "7",
          "--out", str(tmp_path / "h.png")], capsys)
     assert not (tmp_path / "h.png").exists()
 
@@ -134,7 +134,7 @@ def planted_files(tmp_path_factory):
 
 
 def _rank(planted_files, tmp_path, *extra):
-    return ["evaluate", "rank", "--model", "lrp_captum.groundtruth:PlantedPatternCNN",
+    return ["evaluate", "rank", "--model", "lrp_captum.demos.planted_patterns:PlantedPatternCNN",
             "--inputs", str(planted_files / "batch.pt"), "--out", str(tmp_path / "r"), *extra]
 
 

@@ -108,7 +108,7 @@ def test_slide_explain_defaults_are_the_library_defaults():
         checked += 1
     assert checked >= 10
     # --composite passes None when not given; the library then chooses by model
-    from lrp_captum.wsi.explain import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
+    from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
 
     stated = STATED_DEFAULT.search(actions["composite"].help).group(1)
     assert params["composite"].default is None
@@ -142,7 +142,7 @@ def test_output_downsample_help_matches_the_default_rule():
 
 
 def test_captum_methods_listed_in_help_all_work():
-    from lrp_captum.select import CAPTUM_METHODS, captum_explainers
+    from lrp_captum.evaluation.ranking import CAPTUM_METHODS, captum_explainers
 
     parser = dict(_parsers(build_parser()))[("evaluate", "rank")]
     text = next(a.help for a in parser._actions if a.dest == "captum")

@@ -1,4 +1,4 @@
-"""The app's cohort page and its library side (lrp_captum.viewer.cohort), with Streamlit's AppTest
+"""The app's cohort page and its library side (lrp_captum.viewer.cohort_results), with Streamlit's AppTest
 (no browser): real slide files and result folders, a cohort table written by the cohort's writer."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from lrp_captum.cohort import SlideSpec
 from lrp_captum.cohort.table import cohort_table, write_cohort_table
-from lrp_captum.viewer.cohort import (NO_PREDICTION, filter_cohort, find_cohorts, load_cohort, prediction_labels,
-                                      sort_cohort)
+from lrp_captum.viewer.cohort_results import (NO_PREDICTION, filter_cohort, find_cohorts, load_cohort, prediction_labels,
+                                              sort_cohort)
 from test_app_fixtures import make_fixture_dirs, write_fixture_result
 
 PAGES = Path(__file__).resolve().parents[1] / "apps" / "views"

@@ -129,7 +129,7 @@ def test_a_lock_from_another_host_is_refused_since_it_cannot_be_checked(tmp_path
 
 def test_cli_refuses_a_locked_folder_with_exit_2_and_one_line(tmp_path, live_process, capsys):
     from lrp_captum.cohort.lock import _start_ticks
-    from lrp_captum.wsi.sample import write_sample_slide
+    from lrp_captum.demos.sample_slide import write_sample_slide
 
     slides = tmp_path / "slides"
     slides.mkdir()

@@ -23,12 +23,12 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: F401  (the dev extra brings it; tests/conftest.py says so if missing)
 
 from lrp_captum import cli  # noqa: E402
-from lrp_captum.wsi.explain import DEFAULT_COMPOSITE  # noqa: E402
+from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE  # noqa: E402
 from lrp_captum.cli.cohort import explain_params  # noqa: E402
 from lrp_captum.cohort import (CohortLock, CohortLockedError, CohortRayError, read_cohort_table,  # noqa: E402
                                read_slides, run_cohort)
-from lrp_captum.wsi.sample import write_sample_slide  # noqa: E402
-from lrp_captum.wsi.train import demo_model_config  # noqa: E402
+from lrp_captum.demos.sample_slide import write_sample_slide  # noqa: E402
+from lrp_captum.demos.slide_model import demo_model_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 4

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from skimage.color import deltaE_ciede2000, rgb2lab, rgb_from_hed
 
-from lrp_captum import colormaps
+from lrp_captum.visualization import colormaps
 
 # Machado, Oliveira & Fernandes (2009), severity 1.0, on linear RGB
 CVD = {"deuteranopia": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],

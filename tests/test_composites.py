@@ -7,8 +7,8 @@ from torch import nn
 from lrp_captum import (LRP, AlphaBetaRule, Composite, EpsilonRule, FlatRule, GammaRule,
                         GeneralizedGammaRule, NoRuleError, PassRule, ZBoxRule, ZeroRule,
                         ZPlusRule, get_composite, list_composites, zbox_bounds)
-from lrp_captum import types
-from lrp_captum.composites import First, Name, Position
+from lrp_captum.core import layer_types as types
+from lrp_captum.core.composites import First, Name, Position
 
 LOW, HIGH = zbox_bounds((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

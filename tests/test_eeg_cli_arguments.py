@@ -7,7 +7,7 @@ import torch
 
 from lrp_captum.cli import main
 from lrp_captum.eeg.models import build_model
-from lrp_captum.eeg.simulate import save_simulated, simulate_epochs
+from lrp_captum.demos.eeg_simulation import save_simulated, simulate_epochs
 from lrp_captum.eeg.train import fit_epochs, save_model
 
 

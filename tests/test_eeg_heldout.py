@@ -17,7 +17,7 @@ from PIL import Image
 
 from lrp_captum.cli import main
 from lrp_captum.eeg.explain import explain_epochs
-from lrp_captum.eeg.simulate import save_simulated, simulate_epochs
+from lrp_captum.demos.eeg_simulation import save_simulated, simulate_epochs
 from lrp_captum.eeg.train import fit_epochs
 
 

@@ -6,7 +6,7 @@ from PIL import Image
 
 from lrp_captum.eeg.plots import (plot_channel_time, plot_class_averages, plot_topomap_row,
                                   plot_topomaps, save_figure)
-from lrp_captum.eeg.simulate import make_info
+from lrp_captum.demos.eeg_simulation import make_info
 
 
 @pytest.fixture(scope="module")

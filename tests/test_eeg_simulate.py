@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from lrp_captum.eeg.simulate import (DEFAULT_CHANNELS, read_ground_truth, save_simulated,
-                                     simulate_epochs)
+from lrp_captum.demos.eeg_simulation import (DEFAULT_CHANNELS, read_ground_truth, save_simulated,
+                                             simulate_epochs)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """explain_epochs never changes the user's model: a model in training mode is explained in
-evaluation mode (lrp_captum.model_mode) and comes back exactly as it was."""
+evaluation mode (lrp_captum.core.model_mode) and comes back exactly as it was."""
 import copy
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch
 
 from lrp_captum.eeg.explain import explain_epochs
 from lrp_captum.eeg.models import build_model
-from lrp_captum.eeg.simulate import simulate_epochs
+from lrp_captum.demos.eeg_simulation import simulate_epochs
 from lrp_captum.eeg.train import EEGModelConfig
 
 

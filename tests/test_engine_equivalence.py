@@ -13,10 +13,10 @@ import torchvision
 from torch import nn
 
 import lrp_captum
-from lrp_captum.layers import Sum
-from lrp_captum import types
-from lrp_captum.rules import (AlphaBetaRule, EpsilonRule, GammaRule, GeneralizedGammaRule,
-                              LRPRule, PassRule, ProportionalRule, ZBoxRule, ZPlusRule, zbox_bounds)
+from lrp_captum.core.layers import Sum
+from lrp_captum.core import layer_types as types
+from lrp_captum.core.rules import (AlphaBetaRule, EpsilonRule, GammaRule, GeneralizedGammaRule,
+                                   LRPRule, PassRule, ProportionalRule, ZBoxRule, ZPlusRule, zbox_bounds)
 
 RULES = {
     "epsilon": lambda: EpsilonRule(0.1),

@@ -3,9 +3,9 @@ composites and by the gradient; the relevant pixels are known."""
 import pytest
 import torch
 
-from lrp_captum import groundtruth as G
-from lrp_captum import metrics as M
-from lrp_captum import select as S
+from lrp_captum.demos import planted_patterns as G
+from lrp_captum.evaluation import metrics as M
+from lrp_captum.evaluation import ranking as S
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lrp_captum import groundtruth as G
+from lrp_captum.demos import planted_patterns as G
 
 
 @pytest.fixture(scope="module")

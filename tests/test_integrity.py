@@ -8,8 +8,8 @@ import torchvision
 from torch import nn
 
 from lrp_captum import LRP, LayerLRP, NoRuleError, get_composite
-from lrp_captum.canonizers import CanonizationError
-from lrp_captum.rules import LRPRule
+from lrp_captum.core.canonizers import CanonizationError
+from lrp_captum.core.rules import LRPRule
 
 
 def _snapshot(model):
@@ -129,7 +129,7 @@ def test_repeated_calls_are_identical(resnet):
 
 
 def test_model_unchanged_after_a_failure_inside_a_fused_layer(resnet, monkeypatch):
-    from lrp_captum.engine import fused
+    from lrp_captum.core.engine import fused
 
     resnet = resnet.double()  # bitwise reproducible kernels (see test_repeated_calls_...)
     x = torch.randn(1, 3, 32, 32, dtype=torch.float64)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrp_captum import metrics as M
+from lrp_captum.evaluation import metrics as M
 
 
 def _small_cnn(in_channels: int, n_classes: int = 3, seed: int = 0) -> nn.Module:

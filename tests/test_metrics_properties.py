@@ -5,7 +5,7 @@ import torch
 from captum.attr import InputXGradient, Occlusion, Saliency
 from torch import nn
 
-from lrp_captum import metrics as M
+from lrp_captum.evaluation import metrics as M
 
 
 class _Linear(nn.Module):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from lrp_captum.wsi.mil.cohort import read_cohort
+from lrp_captum.demos.mil_cohort import read_cohort
 from lrp_captum.wsi.mil.encoders import build_encoder
 from lrp_captum.wsi.mil.explain import explain_mil_slide
 from lrp_captum.wsi.mil.head_files import save_head

@@ -9,9 +9,9 @@ import pytest
 import tifffile
 
 from lrp_captum import cli
-from lrp_captum.wsi.mil.cohort import (CohortRenderer, CohortSlide, read_cohort,
-                                       tile_lesion_fraction)
-from lrp_captum.wsi.sample import dab_mask
+from lrp_captum.demos.mil_cohort import (CohortRenderer, CohortSlide, read_cohort,
+                                         tile_lesion_fraction)
+from lrp_captum.demos.sample_slide import dab_mask
 from test_mil_support import mil_cohort  # noqa: F401 -- fixture
 
 

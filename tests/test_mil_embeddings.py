@@ -7,7 +7,7 @@ import tifffile
 import torch
 import zarr
 
-from lrp_captum.wsi.mil.cohort import read_cohort
+from lrp_captum.demos.mil_cohort import read_cohort
 from lrp_captum.wsi.mil.embeddings import embed_slide, slide_tiling
 from lrp_captum.wsi.mil.encoders import build_encoder
 from lrp_captum.wsi.reader import EmptyTissueError

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lrp_captum import list_composites
-from lrp_captum.metrics import aopc
+from lrp_captum.evaluation.metrics import aopc
 from lrp_captum.wsi.mil.evidence import XMIL_COMPOSITE, TileEvidence, tile_evidence
 from lrp_captum.wsi.mil.faithfulness import compare_methods, patch_dropping_curve, tile_auroc
 from lrp_captum.wsi.mil.heads import GatedAttentionMIL, make_head

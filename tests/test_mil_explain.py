@@ -11,7 +11,7 @@ import torch
 import zarr
 
 from lrp_captum import cli, list_composites
-from lrp_captum.wsi.mil.cohort import read_cohort
+from lrp_captum.demos.mil_cohort import read_cohort
 from lrp_captum.wsi.mil.encoders import build_encoder
 from lrp_captum.wsi.mil.evidence import XMIL_COMPOSITE
 from lrp_captum.wsi.mil.explain import explain_mil_slide

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrp_captum.wsi.mil.cohort import write_cohort
+from lrp_captum.demos.mil_cohort import write_cohort
 from lrp_captum.wsi.mil.encoders import build_encoder
 
 TINY = "test_mil_support:tiny_encoder"

@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 from lrp_captum import LRP, get_composite
-from lrp_captum.canonizers import canonize
+from lrp_captum.core.canonizers import canonize
 
 
 def _bias_free(model: nn.Module) -> nn.Module:

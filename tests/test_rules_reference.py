@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 import lrp_captum
-from lrp_captum.rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule,
-                              GeneralizedGammaRule, Group, Input, PassRule, ProportionalRule,
-                              Term, TermRule, WSquareRule, ZBoxRule, ZeroRule, ZPlusRule,
-                              zbox_bounds)
+from lrp_captum.core.rules import (AlphaBetaRule, EpsilonRule, FlatRule, GammaRule,
+                                   GeneralizedGammaRule, Group, Input, PassRule, ProportionalRule,
+                                   Term, TermRule, WSquareRule, ZBoxRule, ZeroRule, ZPlusRule,
+                                   zbox_bounds)
 
 RTOL = 1e-5
 DEFAULT_STABILIZER = 1e-6

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lrp_captum import groundtruth as G
+from lrp_captum.demos import planted_patterns as G
 from lrp_captum.cli import main
 
 
@@ -23,7 +23,7 @@ def planted_files(tmp_path_factory):
 
 def test_rank_with_factory_weights_and_pt_batch_writes_the_report(planted_files, tmp_path, capsys):
     out = tmp_path / "report"
-    rc = main(["evaluate", "rank", "--model", "lrp_captum.groundtruth:PlantedPatternCNN",
+    rc = main(["evaluate", "rank", "--model", "lrp_captum.demos.planted_patterns:PlantedPatternCNN",
                "--weights", str(planted_files / "weights.pt"), "--inputs", str(planted_files / "batch.pt"),
                "--normalize", "none", "--composites", "epsilon_gamma_box,epsilon_plus_flat",
                "--captum", "saliency", "--patch-size", "8", "--steps", "4", "--max-images", "2",

@@ -4,8 +4,8 @@ import csv
 import torch
 from torch import nn
 
-from lrp_captum import metrics as M
-from lrp_captum import select as S
+from lrp_captum.evaluation import metrics as M
+from lrp_captum.evaluation import ranking as S
 
 
 class _Linear(nn.Module):

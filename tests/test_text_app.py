@@ -32,7 +32,7 @@ def models_dir(tmp_path_factory, word_cnn_dir, bert_dir):  # noqa: F811
 def test_composites_offered_are_those_that_need_no_input_bounds():
     import importlib.util
 
-    from lrp_captum.composites import composite_needs_bounds, list_composites
+    from lrp_captum.core.composites import composite_needs_bounds, list_composites
 
     spec = importlib.util.spec_from_file_location("text_page", PAGES + "/text_page.py")
     page = importlib.util.module_from_spec(spec)

@@ -12,7 +12,7 @@ def word_cnn_dir(tmp_path_factory):
     """An untrained word-CNN saved as train-demo saves it (argument checks need no training)."""
     from lrp_captum.text.embeddings import load_word_embeddings
     from lrp_captum.text.models import WordCNN
-    from lrp_captum.text.train import save_text_model
+    from lrp_captum.demos.text_wordcnn import save_text_model
 
     torch.manual_seed(0)
     model = WordCNN(n_filters=4, embedding_weights=load_word_embeddings())

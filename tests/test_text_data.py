@@ -1,9 +1,9 @@
 """The VADER-derived sentiment data set and the offline MiniLM resources."""
 import torch
 
-from lrp_captum.text.data import (CLASS_NAMES, INTENSIFIERS, NEGATIONS, load_vader_lexicon,
-                                  make_sentiment_dataset, rated_context_words, sentiment_words,
-                                  split_examples)
+from lrp_captum.demos.text_sentences import (CLASS_NAMES, INTENSIFIERS, NEGATIONS, load_vader_lexicon,
+                                             make_sentiment_dataset, rated_context_words, sentiment_words,
+                                             split_examples)
 from lrp_captum.text.embeddings import load_tokenizer, load_word_embeddings
 
 

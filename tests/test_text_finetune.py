@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from lrp_captum.text.finetune import (TRAINING_FILE, cached_model, default_settings,
-                                      freeze_below, frozen_states, top_logits,
-                                      train_minilm_demo)
+from lrp_captum.demos.text_minilm import (TRAINING_FILE, cached_model, default_settings,
+                                          freeze_below, frozen_states, top_logits,
+                                          train_minilm_demo)
 
 TINY = {"n_examples": 40, "epochs": 1, "train_layers": 1, "batch_size": 16, "max_length": 24}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lrp_captum.text.reviews import KIND_RATES, make_review_dataset, rated_words
+from lrp_captum.demos.text_reviews import KIND_RATES, make_review_dataset, rated_words
 
 INDEPENDENT = Path(__file__).parent / "data" / "reviews_independent.jsonl"
 
@@ -14,7 +14,7 @@ INDEPENDENT = Path(__file__).parent / "data" / "reviews_independent.jsonl"
 @pytest.fixture(scope="module")
 def reviews():
     """The demo's training and held-out reviews (default settings)."""
-    from lrp_captum.text.finetune import default_settings
+    from lrp_captum.demos.text_minilm import default_settings
 
     settings = default_settings()
     return make_review_dataset(settings["n_examples"], seed=settings["seed"])
@@ -26,7 +26,7 @@ def independent():
 
 
 def test_sentiment_words_take_their_sign_from_vader():
-    from lrp_captum.text.data import load_vader_lexicon
+    from lrp_captum.demos.text_sentences import load_vader_lexicon
 
     lexicon = load_vader_lexicon()
     for part, sides in rated_words().items():

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lrp_captum import LRP, LayerLRP
-from lrp_captum.model_mode import evaluation_mode, mode_dependent_modules
+from lrp_captum.core.model_mode import evaluation_mode, mode_dependent_modules
 
 
 def _mlp(dropout: float = 0.0, batchnorm: bool = False) -> nn.Sequential:

@@ -18,7 +18,7 @@ import torchvision
 import transformers
 
 from lrp_captum import LRP, LayerLRP
-from lrp_captum.engine.functional import UncoveredOpError
+from lrp_captum.core.engine.functional import UncoveredOpError
 
 ADDITIVE = ("position", "token_type", "cls_token", "pos_embed", "class_token", "pos_embedding",
             "distillation_token", "mask_token", "wpe")

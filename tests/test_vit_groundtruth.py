@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from lrp_captum import groundtruth as G
-from lrp_captum.vit_groundtruth import (SCORES, VIT_METHODS, localisation_scores, patch_mask,
-                                        score_explainers, vit_explainers)
+from lrp_captum.demos import planted_patterns as G
+from lrp_captum.demos.vit_planted_patterns import (SCORES, VIT_METHODS, localisation_scores, patch_mask,
+                                                   score_explainers, vit_explainers)
 
 
 @pytest.fixture(scope="module")

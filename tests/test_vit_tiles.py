@@ -13,11 +13,11 @@ import torch
 import zarr
 
 from lrp_captum import cli
-from lrp_captum.wsi.dab_localisation import dab_relevance_share
-from lrp_captum.wsi.explain import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE, default_composite, explain_tile
+from lrp_captum.demos.dab_localisation import dab_relevance_share
+from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE, default_composite, explain_tile
 from lrp_captum.wsi.model import DemoTileCNN, load_model
-from lrp_captum.wsi.sample import dab_mask, write_sample_slide
-from lrp_captum.wsi.train import DAB_THRESHOLD, demo_model_config, make_tiles
+from lrp_captum.demos.sample_slide import dab_mask, write_sample_slide
+from lrp_captum.demos.slide_model import DAB_THRESHOLD, demo_model_config, make_tiles
 
 SLIDE = 768
 PATCH = 16

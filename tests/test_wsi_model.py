@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrp_captum.wsi.explain import explain_tile
+from lrp_captum.wsi.tile_relevance import explain_tile
 from lrp_captum.wsi.model import DemoTileCNN, load_model, save_model
 
 CFG = dict(classes=["negative", "positive"], tile_size=64, mpp=0.5,

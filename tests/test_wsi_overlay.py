@@ -6,7 +6,7 @@ import openslide
 import pytest
 import tifffile
 
-from lrp_captum.colormaps import colorize
+from lrp_captum.visualization.colormaps import colorize
 from lrp_captum.wsi.outputs import write_overlay_tiff
 
 

@@ -20,8 +20,8 @@ import zarr
 from lrp_captum import cli
 from lrp_captum.wsi.pipeline import explain_slide
 from lrp_captum.wsi.reader import EmptyTissueError, MissingMppError, SlideError, SlideReadError
-from lrp_captum.wsi.sample import SlideLayout, SlideRenderer, dab_mask, write_sample_slide
-from lrp_captum.wsi.train import DAB_THRESHOLD, demo_model_config
+from lrp_captum.demos.sample_slide import SlideLayout, SlideRenderer, dab_mask, write_sample_slide
+from lrp_captum.demos.slide_model import DAB_THRESHOLD, demo_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 1536

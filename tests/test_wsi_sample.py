@@ -5,7 +5,7 @@ import numpy as np
 import openslide
 import pytest
 
-from lrp_captum.wsi.sample import SlideLayout, dab_mask, write_sample_slide
+from lrp_captum.demos.sample_slide import SlideLayout, dab_mask, write_sample_slide
 
 
 @pytest.fixture(scope="module")

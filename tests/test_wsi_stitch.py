@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lrp_captum.wsi.grid import make_grid, tissue_tiles
-from lrp_captum.wsi.sample import SlideLayout, write_sample_slide
+from lrp_captum.demos.sample_slide import SlideLayout, write_sample_slide
 from lrp_captum.wsi.pipeline import DEFAULT_OVERLAP
 from lrp_captum.wsi.stitch import blend_weights, footprints, resample, seam_ratio, stitch_bands
 from lrp_captum.wsi.tissue import TissueMask, detect_tissue

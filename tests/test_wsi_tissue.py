@@ -7,7 +7,7 @@ from skimage.color import hed2rgb, rgb2hed
 from skimage.data import immunohistochemistry
 
 from lrp_captum.wsi.grid import make_grid, tissue_tiles
-from lrp_captum.wsi.sample import BACKGROUND_RGB, SlideLayout, SlideRenderer
+from lrp_captum.demos.sample_slide import BACKGROUND_RGB, SlideLayout, SlideRenderer
 from lrp_captum.wsi.tissue import detect_tissue, pen_mask
 
 W, H, MPP = 3072, 2048, 0.5

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from lrp_captum.cohort.table import STATUSES, CohortTableError
-from lrp_captum.viewer.cohort import filter_cohort, find_cohorts, load_cohort, prediction_labels, sort_cohort
+from lrp_captum.viewer.cohort_results import filter_cohort, find_cohorts, load_cohort, prediction_labels, sort_cohort
 
 # the slide viewer is the app's default page, served at the app's root ("./" from this page);
 # its own url_path ("slides") is not a path Streamlit serves on a fresh load

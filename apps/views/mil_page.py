@@ -13,7 +13,7 @@ def render_mil_page(st, results_dir) -> None:
     import numpy as np
 
     from lrp_captum.wsi.mil.results import find_mil_explanations, read_mil_explanation
-    from lrp_captum.colormaps import colorize
+    from lrp_captum.visualization.colormaps import colorize
 
     results_dir = Path(results_dir)
     folders = find_mil_explanations(results_dir) if results_dir.is_dir() else []

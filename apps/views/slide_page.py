@@ -21,7 +21,7 @@ from lrp_captum.viewer.results import ResultError, list_slides, load_result, top
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
 from lrp_captum.viewer.tile_server import TileServer, wait_until_up
 from lrp_captum.viewer.tile_view import blend_relevance, read_tile_rgb, stored_tile_relevance
-from lrp_captum.wsi.explain import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
+from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
 
 GALLERY_K = 6
 OUTPUT_MODES = ("logit", "probability", "contrastive")
@@ -246,7 +246,7 @@ def _class_names(result, bundle) -> list[str]:
 
 def _composites() -> list[str]:
     try:
-        from lrp_captum.composites import list_composites
+        from lrp_captum.core.composites import list_composites
 
         return list(list_composites())
     except Exception:
@@ -302,7 +302,7 @@ def _tile_view(st, cfg, entry, result):
     if run_comp in composites:
         default_comp = run_comp
     elif bundle is not None:  # as a slide run chooses: attnlrp_gamma for a ViT, else the CNN default
-        from lrp_captum.wsi.explain import default_composite
+        from lrp_captum.wsi.tile_relevance import default_composite
 
         default_comp = default_composite(bundle)
     else:
@@ -354,7 +354,7 @@ def _tile_explainer(st, model_key: str, bundle, composite: str, mode: str):
 
         import torch
 
-        from lrp_captum.wsi.explain import TileExplainer
+        from lrp_captum.wsi.tile_relevance import TileExplainer
 
         explainer = TileExplainer(bundle, composite, mode)
         # the first attribution traces the model for its canonizers; do it here, not on the user's click

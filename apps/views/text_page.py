@@ -23,7 +23,7 @@ def model_folders(model_dir) -> list[Path]:
 
 def text_composites() -> list[str]:
     """Registered composites that apply to token embeddings (none that needs pixel bounds)."""
-    from lrp_captum.composites import composite_needs_bounds, list_composites
+    from lrp_captum.core.composites import composite_needs_bounds, list_composites
 
     return [c for c in list_composites() if not composite_needs_bounds(c)]
 

@@ -37,7 +37,7 @@ def add_group(subparsers, name: str, help: str, description: str | None = None,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .arguments import OneLineParser  # bad arguments: one line and exit code 2, every group
+    from lrp_captum.cli.arguments import OneLineParser  # bad arguments: one line and exit code 2, every group
 
     parser = OneLineParser(prog="lrp-captum", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="group", metavar="GROUP")

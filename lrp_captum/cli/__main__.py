@@ -1,6 +1,6 @@
 """``python -m lrp_captum.cli ...`` is ``lrp-captum ...``."""
 import sys
 
-from . import main
+from lrp_captum.cli import main
 
 sys.exit(main())

@@ -186,7 +186,7 @@ def device_name(text: str) -> str:
 @_named("composite")
 def composite_name(text: str) -> str:
     """A registered LRP composite name (:func:`lrp_captum.list_composites`), returned as given."""
-    from ..composites import UnknownCompositeError, composite_needs_bounds
+    from lrp_captum.core.composites import UnknownCompositeError, composite_needs_bounds
 
     try:
         composite_needs_bounds(text)

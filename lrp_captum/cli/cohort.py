@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from .arguments import (CommandError, non_negative_float, non_negative_int, output_folder, positive_float,
-                        positive_int)
-from .slide import add_explain_options, explain_options, model_from_args
+from lrp_captum.cli.arguments import (CommandError, non_negative_float, non_negative_int, output_folder, positive_float,
+                                      positive_int)
+from lrp_captum.cli.slide import add_explain_options, explain_options, model_from_args
 
 _COHORT_HELP = {"threads": "torch CPU threads per slide (default: --cpus-per-slide, at least 1)",
                 "overwrite": "discard a run with other parameters already in a slide's folder"}
@@ -51,8 +51,8 @@ def explain_params(args) -> dict:
     The model is loaded and the composite built once here, so a wrong model or option fails at
     once with exit code 2 instead of once per slide.
     """
-    from ..wsi.explain import TileExplainer, default_composite
-    from ..wsi.model import load_model
+    from lrp_captum.wsi.tile_relevance import TileExplainer, default_composite
+    from lrp_captum.wsi.model import load_model
 
     params = dict(model=model_from_args(args), **explain_options(args), num_workers=args.workers)
     bundle = load_model(params["model"], "cpu")
@@ -67,7 +67,7 @@ def explain_params(args) -> dict:
 def _cohort(args) -> int:
     import importlib.util
 
-    from ..cohort import CohortInputError, CohortLockedError, CohortRayError, read_slides, run_cohort
+    from lrp_captum.cohort import CohortInputError, CohortLockedError, CohortRayError, read_slides, run_cohort
 
     prog = "lrp-captum slide cohort"
     if importlib.util.find_spec("ray") is None:  # found, not imported: connect_ray sets Ray up first

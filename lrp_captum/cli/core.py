@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from .arguments import (CommandError, composite_name, existing_file, fail, non_negative_int, output_file,
-                        positive_int)
+from lrp_captum.cli.arguments import (CommandError, composite_name, existing_file, fail, non_negative_int, output_file,
+                                      positive_int)
 
 DEFAULT_COMPOSITE = "epsilon_gamma_box"
 
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 
 
 def _composites(args) -> int:
-    from ..composites import list_composites
+    from lrp_captum.core.composites import list_composites
     items = list_composites()
     if args.json:
         print(json.dumps(items, indent=2))
@@ -60,7 +60,7 @@ def build_model(arch: str, weights=None, num_classes: int | None = None):
 
     Raises :class:`~lrp_captum.cli.arguments.CommandError` naming what cannot be built or loaded.
     """
-    from ..model_files import import_factory, load_weights
+    from lrp_captum.model_files import import_factory, load_weights
 
     if ":" in arch:
         try:
@@ -93,10 +93,10 @@ def _run_explain(args) -> int:
     import numpy as np
     import torch
 
-    from ..attribution import LRP
-    from ..composites import get_composite
-    from ..normalization import IMAGENET_MEAN, IMAGENET_STD
-    from ..visualization import save_heatmap
+    from lrp_captum.core.attribution import LRP
+    from lrp_captum.core.composites import get_composite
+    from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
+    from lrp_captum.visualization.heatmaps import save_heatmap
 
     model = build_model(args.arch, args.weights, args.num_classes)
     if args.image:

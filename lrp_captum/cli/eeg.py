@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import add_group
+from lrp_captum.cli import add_group
 
 COMMANDS = ("simulate", "train", "explain")
 
@@ -67,7 +67,7 @@ def _output_folder(text: str) -> Path:
 
 
 def _model_folder(text: str) -> Path:
-    from ..eeg.train import CONFIG_NAME, WEIGHTS_NAME
+    from lrp_captum.eeg.train import CONFIG_NAME, WEIGHTS_NAME
 
     path = Path(text)
     if not path.is_dir():
@@ -99,8 +99,8 @@ def _device(text: str) -> str:
 
 
 def _eeg_composite(text: str) -> str:
-    from ..composites import (UnknownCompositeError, composite_needs_bounds,
-                              list_composites)
+    from lrp_captum.core.composites import (UnknownCompositeError, composite_needs_bounds,
+                                            list_composites)
 
     try:
         needs_bounds = composite_needs_bounds(text)
@@ -214,7 +214,7 @@ def _reporting_errors(command):
 
 def _warning_messages(caught) -> list:
     """Distinct messages of the warnings meant for the user, a chance-level one last."""
-    from ..eeg.heldout import ChanceLevelWarning
+    from lrp_captum.eeg.heldout import ChanceLevelWarning
 
     shown = [w for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))]
     shown.sort(key=lambda w: issubclass(w.category, ChanceLevelWarning))
@@ -222,7 +222,7 @@ def _warning_messages(caught) -> list:
 
 
 def _simulate(args, caught) -> int:
-    from ..eeg.simulate import save_simulated, simulate_epochs
+    from lrp_captum.demos.eeg_simulation import save_simulated, simulate_epochs
 
     epochs = simulate_epochs(args.task, n_epochs=args.n_epochs, sfreq=args.sfreq, seed=args.seed,
                              effect_scale=args.effect_scale)
@@ -235,8 +235,8 @@ def _simulate(args, caught) -> int:
 def _train(args, caught) -> int:
     from tqdm import tqdm
 
-    from ..eeg.epochs_file import read_epochs_file
-    from ..eeg.train import fit_epochs, save_model
+    from lrp_captum.eeg.epochs_file import read_epochs_file
+    from lrp_captum.eeg.train import fit_epochs, save_model
 
     epochs = read_epochs_file(args.epochs)
     bars = []  # opened at the first epoch: a refused split ends before any bar is drawn
@@ -298,7 +298,7 @@ def _check_against_model(args, config) -> None:
 
 def _describe(split) -> str:
     """'20 held-out epochs', '20 held-out and 80 training epochs', ..."""
-    from ..eeg.heldout import HELD_OUT, TRAINING, UNKNOWN
+    from lrp_captum.eeg.heldout import HELD_OUT, TRAINING, UNKNOWN
 
     names = {HELD_OUT: "held-out", TRAINING: "training", UNKNOWN: "unknown-split"}
     parts = [f"{int((split == s).sum())} {names[s]}" for s in (HELD_OUT, TRAINING, UNKNOWN)
@@ -308,7 +308,7 @@ def _describe(split) -> str:
 
 def _accuracy_report(result) -> tuple[dict, str]:
     """summary.json entries and the printed text of accuracy per split and the chance test."""
-    from ..eeg.heldout import HELD_OUT, TRAINING, UNKNOWN
+    from lrp_captum.eeg.heldout import HELD_OUT, TRAINING, UNKNOWN
 
     entries, printed = {}, []
     for split, key, label in ((HELD_OUT, "held_out", "held-out"),
@@ -331,17 +331,17 @@ def _accuracy_report(result) -> tuple[dict, str]:
 
 
 def _explain(args, caught) -> int:
-    from ..eeg.train import load_config
+    from lrp_captum.eeg.train import load_config
 
     config = load_config(args.model)
     _check_against_model(args, config)
 
     import numpy as np
 
-    from ..eeg.explain import explain_epochs, relevance_concentration
-    from ..eeg.heldout import HELD_OUT, TRAINING
-    from ..eeg.plots import plot_class_averages, plot_topomaps, save_figure
-    from ..eeg.simulate import read_ground_truth
+    from lrp_captum.eeg.explain import explain_epochs, relevance_concentration
+    from lrp_captum.eeg.heldout import HELD_OUT, TRAINING
+    from lrp_captum.eeg.plots import plot_class_averages, plot_topomaps, save_figure
+    from lrp_captum.demos.eeg_simulation import read_ground_truth
 
     result = explain_epochs(args.model, args.epochs, composite=args.composite,
                             target=_parse_target(args.target), output_mode=args.output_mode,

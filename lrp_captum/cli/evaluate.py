@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from . import add_group
-from .arguments import (CommandError, DefaultsHelpFormatter, comma_list, composite_name, existing_file, existing_path, fail,
-                        non_negative_float, non_negative_int, one_of, output_folder, positive_float,
-                        positive_int)
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD
+from lrp_captum.cli import add_group
+from lrp_captum.cli.arguments import (CommandError, DefaultsHelpFormatter, comma_list, composite_name, existing_file, existing_path, fail,
+                                      non_negative_float, non_negative_int, one_of, output_folder, positive_float,
+                                      positive_int)
+from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 PROG = "lrp-captum evaluate rank"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -46,7 +46,7 @@ _baseline.__name__ = "baseline"
 
 def register(subparsers) -> None:
     """Add the ``evaluate`` group to the top-level ``lrp-captum`` parser."""
-    from ..select import CAPTUM_METHODS, METRIC_DIRECTIONS
+    from lrp_captum.evaluation.ranking import CAPTUM_METHODS, METRIC_DIRECTIONS
 
     sub = add_group(subparsers, "evaluate", "rank composites by explanation quality",
                     __doc__.splitlines()[0])
@@ -109,7 +109,7 @@ def load_inputs(path: Path, image_size: int, normalize: str) -> tuple[torch.Tens
 
     Raises :class:`~lrp_captum.cli.arguments.CommandError` naming the unusable file or folder.
     """
-    from ..rules import zbox_bounds
+    from lrp_captum.core.rules import zbox_bounds
 
     if path.is_dir():
         from PIL import Image
@@ -167,8 +167,8 @@ def run_rank(args) -> int:
 
 
 def _rank(args) -> int:
-    from .. import select as S
-    from .core import build_model
+    from lrp_captum.evaluation import ranking as S
+    from lrp_captum.cli.core import build_model
 
     if not (args.composites or args.grid or args.captum):
         raise CommandError("nothing to rank; give --composites, --grid or --captum")

@@ -84,7 +84,7 @@ def _fail(command: str, exc: Exception) -> int:
 
 
 def _cohort(args) -> int:
-    from ..wsi.mil.cohort import write_cohort
+    from lrp_captum.demos.mil_cohort import write_cohort
 
     try:
         path = write_cohort(args.out, args.n, size=args.size, mpp=args.mpp, seed=args.seed,
@@ -96,8 +96,8 @@ def _cohort(args) -> int:
 
 
 def _train(args) -> int:
-    from ..wsi.mil.training import train_mil
-    from ..wsi.reader import SlideError
+    from lrp_captum.wsi.mil.training import train_mil
+    from lrp_captum.wsi.reader import SlideError
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
     try:
@@ -112,8 +112,8 @@ def _train(args) -> int:
 
 
 def _explain(args) -> int:
-    from ..wsi.mil.explain import explain_mil_slide
-    from ..wsi.reader import SlideError
+    from lrp_captum.wsi.mil.explain import explain_mil_slide
+    from lrp_captum.wsi.reader import SlideError
 
     options = {"composite": args.composite} if args.composite else None
     if options and args.method != "xmil_lrp":

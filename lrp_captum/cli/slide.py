@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_group
-from .arguments import (CommandError, composite_name, device_name, existing_file, fail, fraction,
-                        non_negative_int, output_file, output_folder, positive_float, positive_int)
+from lrp_captum.cli import add_group
+from lrp_captum.cli.arguments import (CommandError, composite_name, device_name, existing_file, fail, fraction,
+                                      non_negative_int, output_file, output_folder, positive_float, positive_int)
 
 # library defaults the help texts quote (tests/test_cli_help.py checks them against the code)
 _SAMPLE_SIZE = 4096
@@ -37,7 +37,7 @@ _sample_size.__name__ = "slide side"
 
 
 def register(subparsers) -> None:
-    from ..wsi.train import DEMO_DEFAULTS
+    from lrp_captum.demos.slide_model import DEMO_DEFAULTS
 
     sub = add_group(subparsers, "slide", "whole-slide images: sample data, demo model, explain",
                     "Whole-slide images: sample slides, the demo model, and slide-level LRP "
@@ -77,9 +77,9 @@ def register(subparsers) -> None:
     e.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda (default auto)")
     e.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     e.set_defaults(func=_explain)
-    from .cohort import register_cohort  # `slide cohort` lives in cli/cohort.py (Ray)
+    from lrp_captum.cli.cohort import register_cohort  # `slide cohort` lives in cli/cohort.py (Ray)
     register_cohort(sub)
-    from .mil import register_mil  # MIL commands live in cli/mil.py
+    from lrp_captum.cli.mil import register_mil  # MIL commands live in cli/mil.py
     register_mil(sub)
 
 
@@ -91,9 +91,9 @@ def add_explain_options(parser, help_overrides: dict | None = None) -> None:
     ``help_overrides`` (``{dest: help}``) rewords options whose meaning differs per cohort.
     Read them back with :func:`model_from_args` and :func:`explain_options`.
     """
-    from ..wsi.explain import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
-    from ..wsi.pipeline import DEFAULT_OVERLAP
-    from ..wsi.tissue import MAX_SATURATION_THRESHOLD, MIN_SATURATION
+    from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
+    from lrp_captum.wsi.pipeline import DEFAULT_OVERLAP
+    from lrp_captum.wsi.tissue import MAX_SATURATION_THRESHOLD, MIN_SATURATION
 
     group = parser.add_argument_group("model and explain options")
     overrides = help_overrides or {}
@@ -161,7 +161,7 @@ def explain_options(args) -> dict:
 
 
 def _sample(args) -> int:
-    from ..wsi.sample import write_sample_slide
+    from lrp_captum.demos.sample_slide import write_sample_slide
 
     if len(args.size) > 2:
         return fail("lrp-captum slide sample", f"--size takes one or two values (WIDTH HEIGHT), got {len(args.size)}")
@@ -174,7 +174,7 @@ def _sample(args) -> int:
 
 
 def _train(args) -> int:
-    from ..wsi.train import demo_model_config, train_demo_model
+    from lrp_captum.demos.slide_model import demo_model_config, train_demo_model
 
     if args.out:
         train_demo_model(args.out, arch=args.arch, quiet=args.quiet)
@@ -194,7 +194,7 @@ def model_from_args(args):
         if args.weights or args.classes:
             raise CommandError("--weights and --classes go with --arch; a --model config names its own")
         if args.model == "demo":
-            from ..wsi.train import demo_model_config
+            from lrp_captum.demos.slide_model import demo_model_config
 
             return str(demo_model_config(quiet=getattr(args, "quiet", False)))
         return args.model
@@ -210,11 +210,11 @@ def model_from_args(args):
 
 
 def _explain(args) -> int:
-    from ..composites import NoRuleError
-    from ..engine.functional import UncoveredOpError
-    from ..wsi.explain import TRANSFORMER_COMPOSITE
-    from ..wsi.pipeline import explain_slide
-    from ..wsi.reader import SlideError
+    from lrp_captum.core.composites import NoRuleError
+    from lrp_captum.core.engine.functional import UncoveredOpError
+    from lrp_captum.wsi.tile_relevance import TRANSFORMER_COMPOSITE
+    from lrp_captum.wsi.pipeline import explain_slide
+    from lrp_captum.wsi.reader import SlideError
 
     prog = "lrp-captum slide explain"
     try:

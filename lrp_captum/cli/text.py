@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import add_group
+from lrp_captum.cli import add_group
 
 DEFAULT_MODEL_DIR = "demo_output/text_model"
 ARCHES = ("wordcnn", "minilm")
@@ -68,7 +68,7 @@ def check_composite(name: str | None) -> None:
     """A registered composite that applies to token embeddings (no pixel bounds)."""
     if name is None:
         return
-    from ..composites import UnknownCompositeError, composite_needs_bounds, list_composites
+    from lrp_captum.core.composites import UnknownCompositeError, composite_needs_bounds, list_composites
 
     try:
         needs_bounds = composite_needs_bounds(name)
@@ -81,7 +81,7 @@ def check_composite(name: str | None) -> None:
 
 
 def check_model_dir(path: str) -> None:
-    from ..text.model_folders import is_text_model_folder
+    from lrp_captum.text.model_folders import is_text_model_folder
 
     if not Path(path).is_dir():
         raise ArgumentProblem(f"--model-dir {path}: no such folder. Train a model first: "
@@ -97,7 +97,7 @@ def check_model_dir(path: str) -> None:
 # ---------------------------------------------------------------------------------------------
 def register(subparsers) -> None:
     """Add the ``text`` command group to the top-level ``lrp-captum`` parser."""
-    from ..text.attribute import METHODS
+    from lrp_captum.text.attribute import METHODS
 
     sub = add_group(subparsers, "text", "text classifiers: explain words",
                     "Word-level relevance for text classifiers (word-CNN or Hugging Face "
@@ -174,7 +174,7 @@ def _fail(message: str) -> int:
 # ---------------------------------------------------------------------------------------------
 def validate_train_demo(args) -> None:
     """Every ``train-demo`` argument, before anything is trained or written."""
-    from ..text.model_folders import DEFAULT_MODEL_DIRS
+    from lrp_captum.text.model_folders import DEFAULT_MODEL_DIRS
 
     only = {"wordcnn": ("--train-layers", "train_layers"), "minilm": ("--filters", "filters")}
     option, attr = only[args.arch]
@@ -195,7 +195,7 @@ def validate_train_demo(args) -> None:
         raise ArgumentProblem(f"--out {args.out}: is a file; give a folder")
     check_output_path(str(out / "config.json"), "--out")
     if args.arch == "minilm":
-        from ..text.finetune import TRAINING_FILE
+        from lrp_captum.demos.text_minilm import TRAINING_FILE
 
         if out.is_dir() and any(out.iterdir()) and not (out / TRAINING_FILE).is_file():
             raise ArgumentProblem(f"--out {args.out}: exists and is not a MiniLM demo model "
@@ -209,7 +209,7 @@ def _train_demo(args) -> int:
         return _fail(str(exc))
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if args.arch == "minilm":
-        from ..text.finetune import train_minilm_demo
+        from lrp_captum.demos.text_minilm import train_minilm_demo
 
         settings = {k: v for k, v in (("n_examples", args.n_examples), ("epochs", args.epochs),
                                       ("train_layers", args.train_layers),
@@ -220,7 +220,7 @@ def _train_demo(args) -> int:
         print(f"{how} {args.out}: held-out accuracy {report['test_accuracy']:.3f} "
               f"({report['data']['n_test']} generated reviews)")
         return 0
-    from ..text.train import train_demo_model
+    from lrp_captum.demos.text_wordcnn import train_demo_model
 
     _, _, report = train_demo_model(args.out, n_examples=args.n_examples or 4000,
                                     epochs=args.epochs or 20, n_filters=args.filters or 32,
@@ -280,9 +280,9 @@ def validate_explain(args) -> None:
 
 def validate_against_model(args, model, items: list[dict]) -> None:
     """The arguments that depend on the loaded model: method, composite, targets, length."""
-    from ..text.attribute import ATTENTION_METHODS, default_composite
-    from ..text.explain import class_names_of, resolve_targets
-    from ..text.transformer import is_hugging_face_model, require_composite
+    from lrp_captum.text.attribute import ATTENTION_METHODS, default_composite
+    from lrp_captum.text.explain import class_names_of, resolve_targets
+    from lrp_captum.text.transformer import is_hugging_face_model, require_composite
 
     if args.method in ATTENTION_METHODS and not is_hugging_face_model(model):
         raise ArgumentProblem(f"--method {args.method} needs a transformer; "
@@ -309,7 +309,7 @@ def validate_against_model(args, model, items: list[dict]) -> None:
 def _explain(args) -> int:
     try:
         validate_explain(args)
-        from ..text.model_folders import load_text_model
+        from lrp_captum.text.model_folders import load_text_model
 
         model, tokenizer, _ = load_text_model(args.model_dir, device=args.device)
         items = (read_jsonl_texts(args.input) if args.input
@@ -317,8 +317,8 @@ def _explain(args) -> int:
         validate_against_model(args, model, items)
     except (ArgumentProblem, FileNotFoundError, ValueError, RuntimeError) as exc:
         return _fail(str(exc))
-    from ..text.explain import explain_text
-    from ..text.render import explanations_json, write_html
+    from lrp_captum.text.explain import explain_text
+    from lrp_captum.text.render import explanations_json, write_html
 
     targets = [it["target"] if it["target"] is not None else args.target for it in items]
     try:
@@ -368,13 +368,13 @@ def _compare(args) -> int:
         check_device(args.device)
         check_composite(args.composite)
         check_model_dir(args.model_dir)
-        from ..text.model_folders import load_text_model
+        from lrp_captum.text.model_folders import load_text_model
 
         model, tokenizer, config = load_text_model(args.model_dir, device=args.device)
     except (ArgumentProblem, FileNotFoundError, ValueError, RuntimeError) as exc:
         return _fail(str(exc))
-    from ..text.data import make_sentiment_dataset, split_examples
-    from ..text.evaluate import compare_methods, format_table
+    from lrp_captum.demos.text_sentences import make_sentiment_dataset, split_examples
+    from lrp_captum.text.evaluate import compare_methods, format_table
 
     data = config.get("data", {})
     vocab = getattr(tokenizer, "get_vocab", lambda: None)()

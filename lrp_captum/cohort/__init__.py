@@ -5,11 +5,11 @@ task per slide; failures recorded per slide; reruns skip finished slides. See do
 Needs the optional ``cohort`` extra (``pip install 'lrp-captum[cohort]'``) to run; reading a
 cohort's table needs only pandas.
 """
-from .lock import CohortLock, CohortLockedError
-from .runner import CohortRayError, CohortResult, run_cohort
-from .slides import CohortInputError, SlideSpec, read_slides
-from .table import CohortTableError, read_cohort_table
-from .tasks import EXPLAIN, SlideTask, explain_task
+from lrp_captum.cohort.lock import CohortLock, CohortLockedError
+from lrp_captum.cohort.runner import CohortRayError, CohortResult, run_cohort
+from lrp_captum.cohort.slides import CohortInputError, SlideSpec, read_slides
+from lrp_captum.cohort.table import CohortTableError, read_cohort_table
+from lrp_captum.cohort.tasks import EXPLAIN, SlideTask, explain_task
 
 __all__ = ["CohortLock", "CohortLockedError", "CohortRayError", "CohortResult", "run_cohort", "CohortInputError",
            "SlideSpec", "read_slides", "CohortTableError", "read_cohort_table", "EXPLAIN", "SlideTask",

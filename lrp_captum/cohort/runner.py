@@ -22,13 +22,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..provenance import versions
-from ..wsi.outputs import write_json
-from .lock import CohortLock
-from .progress import CohortBars, ProgressBoard, TaskReporter
-from .slides import SlideSpec, read_slides
-from .table import MANIFEST, cohort_table, read_record, write_cohort_table, write_record
-from .tasks import EXPLAIN, SlideTask
+from lrp_captum.provenance import versions
+from lrp_captum.wsi.outputs import write_json
+from lrp_captum.cohort.lock import CohortLock
+from lrp_captum.cohort.progress import CohortBars, ProgressBoard, TaskReporter
+from lrp_captum.cohort.slides import SlideSpec, read_slides
+from lrp_captum.cohort.table import MANIFEST, cohort_table, read_record, write_cohort_table, write_record
+from lrp_captum.cohort.tasks import EXPLAIN, SlideTask
 
 TABLE_EVERY_S = 30.0  # rewrite the table this often during a run (records are written at once)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # the same files the app's slide list shows
-from ..viewer.results import SLIDE_SUFFIXES
+from lrp_captum.viewer.results import SLIDE_SUFFIXES
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 

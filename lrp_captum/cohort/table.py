@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..wsi.outputs import write_json, write_table
+from lrp_captum.wsi.outputs import write_json, write_table
 
 RECORDS = ".cohort"
 TABLE_CSV, TABLE_PARQUET, MANIFEST = "cohort.csv", "cohort.parquet", "cohort.json"

@@ -49,7 +49,7 @@ class SlideTask:
 @lru_cache(maxsize=2)
 def _load_model_cached(model_json: str, device: str):
     """A worker process runs many slides: load each model once per process, not once per slide."""
-    from ..wsi.model import load_model
+    from lrp_captum.wsi.model import load_model
 
     return load_model(json.loads(model_json), device)
 
@@ -104,7 +104,7 @@ def explain_task(spec, out_dir: Path, report, *, model, device: str = "cpu", sli
     The fields of :func:`explain_summary`.
     """
     bundle = _load_model_cached(model_json(model), device)
-    from ..wsi.pipeline import explain_slide
+    from lrp_captum.wsi.pipeline import explain_slide
 
     manifest = explain_slide(spec.path, bundle, out_dir, device=device, quiet=True, progress_callback=report,
                              slide_mpp_override=spec.mpp if spec.mpp is not None else slide_mpp_override,

@@ -1,6 +1,6 @@
 """EEG adapter: explain classifiers of MNE epochs with LRP.
 
-Modules: :mod:`~lrp_captum.eeg.simulate` (data with known ground truth),
+Modules: :mod:`~lrp_captum.demos.eeg_simulation` (data with known ground truth),
 :mod:`~lrp_captum.eeg.models` (ShallowConvNet/EEGNet-style networks and their LRP layer map),
 :mod:`~lrp_captum.eeg.train` (training with a held-out split, saving, loading),
 :mod:`~lrp_captum.eeg.heldout` (which epochs a model was trained on; chance-level test),
@@ -18,7 +18,9 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "simulate_epochs": "simulate", "read_ground_truth": "simulate", "save_simulated": "simulate",
+    "simulate_epochs": "lrp_captum.demos.eeg_simulation",
+    "read_ground_truth": "lrp_captum.demos.eeg_simulation",
+    "save_simulated": "lrp_captum.demos.eeg_simulation",
     "ShallowConvNet": "models", "EEGNet": "models", "build_model": "models",
     "eeg_layer_map": "models",
     "fit_epochs": "train", "save_model": "train", "load_model": "train",
@@ -34,5 +36,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        return getattr(importlib.import_module(_EXPORTS[name] if "." in _EXPORTS[name] else f"{__name__}.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

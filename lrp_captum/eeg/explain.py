@@ -13,7 +13,7 @@ record of training epochs in the model's config (:mod:`lrp_captum.eeg.heldout`),
 and maps are reported per split; a model at chance level on held-out epochs gets a
 :class:`~lrp_captum.eeg.heldout.ChanceLevelWarning`. The user's model is never changed: one in
 training mode is explained in evaluation mode and every module's flag is restored
-(:func:`lrp_captum.model_mode.evaluation_mode`), and it is not moved to another device.
+(:func:`lrp_captum.core.model_mode.evaluation_mode`), and it is not moved to another device.
 """
 from __future__ import annotations
 
@@ -30,15 +30,15 @@ import torch
 from torch import nn
 
 from lrp_captum import LRP, get_composite, Composite
-from lrp_captum.metrics import relevance_mass_accuracy
-from lrp_captum.model_mode import evaluation_mode
+from lrp_captum.evaluation.metrics import relevance_mass_accuracy
+from lrp_captum.core.model_mode import evaluation_mode
 
-from .amplitude import warn_outside_physiological_range
-from .epochs_file import read_epochs_file
-from .heldout import (HELD_OUT, TRAINING, UNKNOWN, ChanceLevelWarning, ChanceTest, chance_test,
-                      chance_warning, epoch_splits)
-from .models import eeg_layer_map
-from .train import EEGModelConfig, load_model, resolve_device
+from lrp_captum.eeg.amplitude import warn_outside_physiological_range
+from lrp_captum.eeg.epochs_file import read_epochs_file
+from lrp_captum.eeg.heldout import (HELD_OUT, TRAINING, UNKNOWN, ChanceLevelWarning, ChanceTest, chance_test,
+                                    chance_warning, epoch_splits)
+from lrp_captum.eeg.models import eeg_layer_map
+from lrp_captum.eeg.train import EEGModelConfig, load_model, resolve_device
 
 # EEG in MNE is in volts; a channel whose median absolute value exceeds this is almost surely
 # microvolts written as volts (real scalp EEG is below ~1 mV).
@@ -455,7 +455,7 @@ def relevance_concentration(relevance: mne.BaseEpochs, channels, tmin: float,
     -------
     dict
         ``mass`` (np.ndarray (N,): share of positive relevance inside, the relevance mass
-        accuracy of :func:`lrp_captum.metrics.relevance_mass_accuracy`), ``share`` (the window's
+        accuracy of :func:`lrp_captum.evaluation.metrics.relevance_mass_accuracy`), ``share`` (the window's
         share of the channel x time grid) and ``ratio`` (mean mass / share; 1 = no concentration).
     """
     mask = ground_truth_mask(relevance, channels, tmin, tmax)

@@ -165,6 +165,6 @@ def eeg_layer_map() -> dict:
 
     Both act element-wise, so relevance passes through them unchanged (``R_in = R_out``).
     """
-    from lrp_captum.rules import PassRule
+    from lrp_captum.core.rules import PassRule
 
     return {Square: PassRule(), SafeLog: PassRule()}

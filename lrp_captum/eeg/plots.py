@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..colormaps import FIGURE_CMAP as CMAP
+from lrp_captum.visualization.colormaps import FIGURE_CMAP as CMAP
 
 
 def _symmetric_limit(*arrays) -> float:

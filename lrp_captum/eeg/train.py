@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model_files import load_weights
-from .amplitude import warn_outside_physiological_range
-from .heldout import (ChanceLevelWarning, chance_test, chance_warning, split_record,
-                      stratified_holdout)
-from .models import build_model
+from lrp_captum.model_files import load_weights
+from lrp_captum.eeg.amplitude import warn_outside_physiological_range
+from lrp_captum.eeg.heldout import (ChanceLevelWarning, chance_test, chance_warning, split_record,
+                                    stratified_holdout)
+from lrp_captum.eeg.models import build_model
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.pt"

@@ -22,10 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..attention_maps import attention_maps
-from ..attention_rollout import attention_rollout, raw_attention
-from .transformer import (DEFAULT_TRANSFORMER_COMPOSITE, LogitsFromIds,
-                          is_hugging_face_model, transformer_lrp)
+from lrp_captum.evaluation.attention_maps import attention_maps
+from lrp_captum.evaluation.attention_rollout import attention_rollout, raw_attention
+from lrp_captum.text.transformer import (DEFAULT_TRANSFORMER_COMPOSITE, LogitsFromIds,
+                                         is_hugging_face_model, transformer_lrp)
 
 METHODS = ("lrp", "input_x_gradient", "integrated_gradients", "attention_rollout",
            "raw_attention", "random")
@@ -83,7 +83,7 @@ class TokenAttributor:
     model : nn.Module
         ``model(ids (N, L)) -> logits (N, C)`` with an embedding layer, or a Hugging Face
         sequence classifier. In evaluation mode (the caller holds
-        :func:`lrp_captum.model_mode.evaluation_mode`).
+        :func:`lrp_captum.core.model_mode.evaluation_mode`).
     method : str
         One of :data:`METHODS`.
     composite : str or lrp_captum.Composite, optional
@@ -155,7 +155,7 @@ class TokenAttributor:
 
     def _lrp(self, ids: torch.Tensor, target: torch.Tensor):
         from lrp_captum import CanonizationError, LayerLRP
-        from lrp_captum.composites import get_composite, leaf_layers
+        from lrp_captum.core.composites import get_composite, leaf_layers
 
         try:
             if self.transformer:

@@ -29,13 +29,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lrp_captum.metrics import perturbation_order
-from lrp_captum.model_mode import evaluation_mode
+from lrp_captum.evaluation.metrics import perturbation_order
+from lrp_captum.core.model_mode import evaluation_mode
 
-from .attribute import ids_to_logits
-from .encoding import encode_texts
-from .explain import TextExplanation, _model_device, input_settings, window_logits
-from .windows import plan_windows, special_ends
+from lrp_captum.text.attribute import ids_to_logits
+from lrp_captum.text.encoding import encode_texts
+from lrp_captum.text.explain import TextExplanation, _model_device, input_settings, window_logits
+from lrp_captum.text.windows import plan_windows, special_ends
 
 ORDERS = ("morf", "lerf")
 REPLACEMENTS = ("unk", "mask", "pad")
@@ -80,7 +80,7 @@ def curve_auc(fractions: torch.Tensor, curves: torch.Tensor) -> torch.Tensor:
 
 def replacement_id(tokenizer, replacement: str) -> int:
     """Token id of ``"unk"``, ``"mask"`` or ``"pad"`` in the tokenizer's vocabulary."""
-    from .encoding import backend_tokenizer
+    from lrp_captum.text.encoding import backend_tokenizer
 
     if replacement not in REPLACEMENTS:
         raise ValueError(f"replacement must be one of {', '.join(REPLACEMENTS)}, got "

@@ -1,12 +1,12 @@
 """How well word relevance finds the words that decide a label (ground truth from
-:mod:`lrp_captum.text.data`), and a comparison of LRP with Captum baselines."""
+:mod:`lrp_captum.demos.text_sentences`), and a comparison of LRP with Captum baselines."""
 from __future__ import annotations
 
 import statistics
 import time
 from typing import Sequence
 
-from .explain import TextExplanation, explain_text
+from lrp_captum.text.explain import TextExplanation, explain_text
 
 
 def positive_relevance(explanation: TextExplanation) -> float:

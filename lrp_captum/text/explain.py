@@ -15,7 +15,7 @@ Works for
   (:func:`lrp_captum.text.transformer.transformer_lrp`).
 
 A model left in training mode is explained in evaluation mode and comes back with every
-module's flag as it was (:func:`lrp_captum.model_mode.evaluation_mode`). Texts longer than the
+module's flag as it was (:func:`lrp_captum.core.model_mode.evaluation_mode`). Texts longer than the
 model's maximum length are explained over overlapping windows (:mod:`lrp_captum.text.windows`),
 and the result says so.
 """
@@ -28,12 +28,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from lrp_captum.model_mode import evaluation_mode
+from lrp_captum.core.model_mode import evaluation_mode
 
-from .attribute import METHODS, TokenAttributor, find_embedding_layer, ids_to_logits  # noqa: F401
-from .encoding import EncodedText, encode_texts, length_batches
-from .transformer import model_max_length
-from .windows import WindowPlan, plan_windows, special_ends
+from lrp_captum.text.attribute import METHODS, TokenAttributor, find_embedding_layer, ids_to_logits  # noqa: F401
+from lrp_captum.text.encoding import EncodedText, encode_texts, length_batches
+from lrp_captum.text.transformer import model_max_length
+from lrp_captum.text.windows import WindowPlan, plan_windows, special_ends
 
 
 @dataclass
@@ -385,7 +385,7 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
         If the model contains an op that no LRP rule covers (the message names it).
     """
     if isinstance(model, (str, os.PathLike)):
-        from .model_folders import load_text_model
+        from lrp_captum.text.model_folders import load_text_model
 
         model, own_tokenizer, _ = load_text_model(model, device="cpu")
         tokenizer = own_tokenizer if tokenizer is None else tokenizer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .transformer import is_hugging_face_folder, load_sequence_classifier
+from lrp_captum.text.transformer import is_hugging_face_folder, load_sequence_classifier
 
 #: default folders of the two demo models (``lrp-captum text train-demo --arch ...``)
 DEFAULT_MODEL_DIRS = {"wordcnn": "demo_output/text_model", "minilm": "demo_output/text_minilm"}
@@ -13,7 +13,7 @@ DEFAULT_MODEL_DIRS = {"wordcnn": "demo_output/text_model", "minilm": "demo_outpu
 
 def is_text_model_folder(path: str | Path) -> bool:
     """True for a folder that :func:`load_text_model` can load."""
-    from .train import CONFIG_FILE
+    from lrp_captum.demos.text_wordcnn import CONFIG_FILE
 
     path = Path(path)
     if is_hugging_face_folder(path):
@@ -50,7 +50,7 @@ def load_text_model(model_dir: str | Path, device="auto"):
     FileNotFoundError
         If the folder holds no model (the message says how to train one).
     """
-    from .train import load_word_cnn, resolve_device
+    from lrp_captum.demos.text_wordcnn import load_word_cnn, resolve_device
 
     model_dir = Path(model_dir)
     if is_hugging_face_folder(model_dir):

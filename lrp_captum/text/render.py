@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from ..colormaps import NEGATIVE_RGB, POSITIVE_RGB  # RdBu #b2182b, #2166ac
-from .explain import TextExplanation
+from lrp_captum.visualization.colormaps import NEGATIVE_RGB, POSITIVE_RGB  # RdBu #b2182b, #2166ac
+from lrp_captum.text.explain import TextExplanation
 
 
 def relevance_color(value: float, scale: float) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..engine.session import scores
+from lrp_captum.core.engine.session import scores
 
 #: composites written for transformers (attention and LayerNorm rules)
 TRANSFORMER_COMPOSITES = ("attnlrp", "cp_lrp")
@@ -129,7 +129,7 @@ class LogitsFromEmbeddings(nn.Module):
 def require_composite(composite) -> None:
     """Raise :class:`lrp_captum.UnknownCompositeError` unless ``composite`` is registered (or
     a :class:`lrp_captum.Composite` object), before any work."""
-    from lrp_captum.composites import get_composite
+    from lrp_captum.core.composites import get_composite
 
     if isinstance(composite, str):
         get_composite(composite)
@@ -147,7 +147,7 @@ def transformer_lrp(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, c
     Parameters
     ----------
     model : transformers.PreTrainedModel
-        In evaluation mode (the caller holds :func:`lrp_captum.model_mode.evaluation_mode`).
+        In evaluation mode (the caller holds :func:`lrp_captum.core.model_mode.evaluation_mode`).
     ids : torch.Tensor
         ``(N, L)`` token ids of one length.
     target : torch.Tensor

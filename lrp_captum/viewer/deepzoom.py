@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .colormaps import SLIDE_CMAP, probability_to_rgba, relevance_to_rgba
+from lrp_captum.viewer.colormaps import SLIDE_CMAP, probability_to_rgba, relevance_to_rgba
 
 TILE_SIZE = 254
 OVERLAP = 1

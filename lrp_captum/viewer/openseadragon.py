@@ -23,7 +23,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .app_files import CHECKOUT_APP_DIR, app_dir
+from lrp_captum.viewer.app_files import CHECKOUT_APP_DIR, app_dir
 
 VERSION = "6.1.1"
 SCRIPT = Path("openseadragon") / "openseadragon.min.js"

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .paths import UnsafePathError, is_inside, resolve_under, shown_path
+from lrp_captum.viewer.paths import UnsafePathError, is_inside, resolve_under, shown_path
 
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 REQUIRED_TILE_COLUMNS = ("x0", "y0", "w0", "h0")

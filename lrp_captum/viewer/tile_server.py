@@ -26,16 +26,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from . import openseadragon
-from .app_files import viewer_assets_dir
-from .colormaps import (DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, SLIDE_CMAP,
-                        legend_stops)
-from .deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png
-from .escaping import json_for_script
-from .loopback import is_loopback_host
-from .paths import UnsafePathError, resolve_under, without_roots
-from .results import SLIDE_SUFFIXES, ResultError, load_result, result_dir_for
-from .slide_identity import check_result_slide, file_identity
+from lrp_captum.viewer import openseadragon
+from lrp_captum.viewer.app_files import viewer_assets_dir
+from lrp_captum.viewer.colormaps import (DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, SLIDE_CMAP,
+                                         legend_stops)
+from lrp_captum.viewer.deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png
+from lrp_captum.viewer.escaping import json_for_script
+from lrp_captum.viewer.loopback import is_loopback_host
+from lrp_captum.viewer.paths import UnsafePathError, resolve_under, without_roots
+from lrp_captum.viewer.results import SLIDE_SUFFIXES, ResultError, load_result, result_dir_for
+from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
 
 LAYERS = ("slide", "relevance", "probability", "grid", "tissue")
 

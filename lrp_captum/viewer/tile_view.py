@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .colormaps import SLIDE_CMAP, relevance_to_rgba
+from lrp_captum.viewer.colormaps import SLIDE_CMAP, relevance_to_rgba
 
 
 def read_tile_rgb(slide, x0: int, y0: int, w0: int, h0: int, out_size: tuple[int, int] | None = None) -> np.ndarray:

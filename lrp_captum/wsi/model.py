@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..model_files import class_index, import_factory, load_weights
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD
+from lrp_captum.model_files import class_index, import_factory, load_weights
+from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 DEMO_MEAN = (0.80, 0.72, 0.65)
 DEMO_STD = (0.15, 0.17, 0.18)

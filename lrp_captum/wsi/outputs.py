@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..colormaps import SLIDE_CMAP, colorize, matplotlib_colormap
+from lrp_captum.visualization.colormaps import SLIDE_CMAP, colorize, matplotlib_colormap
 
 OVERLAY_TILE = 256
 

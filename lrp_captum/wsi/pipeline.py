@@ -32,12 +32,12 @@ from contextlib import contextmanager
 
 import torch
 
-from .outputs import write_json
-from .plan import DEFAULT_OVERLAP, SlideRun, check_options, default_output_downsample, plan_run
-from .reader import SlideError
-from .result_folder import OUTPUT_FILES, publish_outputs, write_images, write_manifest, write_tile_tables
-from .stitch import stitch_relevance
-from .work import WORK, check_out_dir, explain_tiles
+from lrp_captum.wsi.outputs import write_json
+from lrp_captum.wsi.plan import DEFAULT_OVERLAP, SlideRun, check_options, default_output_downsample, plan_run
+from lrp_captum.wsi.reader import SlideError
+from lrp_captum.wsi.result_folder import OUTPUT_FILES, publish_outputs, write_images, write_manifest, write_tile_tables
+from lrp_captum.wsi.stitch import stitch_relevance
+from lrp_captum.wsi.work import WORK, check_out_dir, explain_tiles
 
 __all__ = ["explain_slide", "SlideRun", "plan_run", "check_options", "explain_tiles", "stitch_relevance",
            "write_tile_tables", "write_images", "publish_outputs", "write_manifest", "DEFAULT_OVERLAP",
@@ -62,7 +62,7 @@ def explain_slide(slide_path, model_config, out_dir, *, target="predicted", comp
     target : ``"predicted"`` (per tile), a class index or a class name.
     composite : LRP composite name (``lrp_captum.list_composites()``); None (default) chooses by
         model: ``attnlrp_gamma`` when the model computes attention (a Vision Transformer), else
-        ``epsilon_gamma_box`` (:func:`~lrp_captum.wsi.explain.default_composite`).
+        ``epsilon_gamma_box`` (:func:`~lrp_captum.wsi.tile_relevance.default_composite`).
     output_mode : ``"logit"``, ``"probability"`` or ``"contrastive"``.
     mpp, tile_size : tile resolution (µm/px) and side (px); default: the model's.
     overlap : fraction of a tile shared with each neighbour (0, 0.25, 0.5 ...), blended on stitching.

@@ -14,14 +14,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..colormaps import SLIDE_CMAP
-from .explain import DEFAULT_COMPOSITE, default_composite
-from .grid import TileGrid, make_grid, tissue_tiles
-from .model import ModelBundle, load_model
-from .reader import EmptyTissueError, SlideError, SlideReadError, open_slide, slide_mpp
-from .stitch import footprints
-from .tissue import TissueMask, detect_tissue
-from .work import WORK, BatchStore
+from lrp_captum.visualization.colormaps import SLIDE_CMAP
+from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, default_composite
+from lrp_captum.wsi.grid import TileGrid, make_grid, tissue_tiles
+from lrp_captum.wsi.model import ModelBundle, load_model
+from lrp_captum.wsi.reader import EmptyTissueError, SlideError, SlideReadError, open_slide, slide_mpp
+from lrp_captum.wsi.stitch import footprints
+from lrp_captum.wsi.tissue import TissueMask, detect_tissue
+from lrp_captum.wsi.work import WORK, BatchStore
 
 DEFAULT_OVERLAP = 0.125  # seam-free with the stitching window; cost measured in docs/wsi.md
 
@@ -50,7 +50,7 @@ class SlideRun:
     batch_size, num_workers : tiles per committed batch; DataLoader reader processes.
     quiet, progress_callback : progress reporting.
     mask_glass : no colour where the tissue mask says glass (see :func:`stitch_relevance`).
-    cmap : diverging colour map of the overlay and overview (:mod:`lrp_captum.colormaps`).
+    cmap : diverging colour map of the overlay and overview (:mod:`lrp_captum.visualization.colormaps`).
     t_start : ``time.perf_counter()`` when the call started; ``timings`` (s) per step.
     vmax : colour scale of the maps (set by :func:`stitch_relevance`).
     heat, heat_downsample : the relevance map reduced for the overview PNG, and output px per

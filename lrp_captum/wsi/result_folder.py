@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..provenance import versions
-from .outputs import remove_path, replace_path, write_geojson, write_json, write_overlay_tiff, \
+from lrp_captum.provenance import versions
+from lrp_captum.wsi.outputs import remove_path, replace_path, write_geojson, write_json, write_overlay_tiff, \
     write_overview_png, write_table
-from .tissue import thumbnail_rgb
+from lrp_captum.wsi.tissue import thumbnail_rgb
 
 if TYPE_CHECKING:
-    from .plan import SlideRun
+    from lrp_captum.wsi.plan import SlideRun
 
 OUTPUT_FILES = ("relevance.zarr", "overlay.tif", "tiles.csv", "tiles.parquet", "tiles.geojson", "overview.png")
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from .plan import SlideRun
+    from lrp_captum.wsi.plan import SlideRun
 
 BAND = 512  # rows of the map in memory at a time, and the zarr chunk side
 
@@ -137,7 +137,7 @@ def stitch_relevance(run: SlideRun) -> None:
     """
     import zarr
 
-    from .outputs import atomic_path
+    from lrp_captum.wsi.outputs import atomic_path
 
     t0 = time.perf_counter()
     run.stage.mkdir(parents=True, exist_ok=True)

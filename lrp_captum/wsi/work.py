@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .explain import TileExplainer
-from .reader import SlideError, SlideTileDataset
-from .stitch import resample
+from lrp_captum.wsi.tile_relevance import TileExplainer
+from lrp_captum.wsi.reader import SlideError, SlideTileDataset
+from lrp_captum.wsi.stitch import resample
 
 if TYPE_CHECKING:
-    from .plan import SlideRun
+    from lrp_captum.wsi.plan import SlideRun
 
 WORK = ".lrp_work"
 

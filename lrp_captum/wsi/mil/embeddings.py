@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..grid import TileGrid
-from ..plan import tissue_tiling
-from ..reader import SlideTileDataset, open_slide, slide_mpp
-from .encoders import TileEncoder
+from lrp_captum.wsi.grid import TileGrid
+from lrp_captum.wsi.plan import tissue_tiling
+from lrp_captum.wsi.reader import SlideTileDataset, open_slide, slide_mpp
+from lrp_captum.wsi.mil.encoders import TileEncoder
 
 FORMAT = "lrp_captum.wsi.mil.embeddings/1"
 TILE_FIELDS = ("row", "col", "x0", "y0", "w0", "h0", "tissue")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...model_files import import_factory, load_weights
-from ...normalization import IMAGENET_MEAN, IMAGENET_STD
+from lrp_captum.model_files import import_factory, load_weights
+from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_TILE_SIZE = 128
 DEFAULT_MPP = 0.5
@@ -104,10 +104,10 @@ def _build_module(spec: dict) -> tuple[nn.Module, dict]:
     arch = spec.get("arch")
     kwargs = dict(spec.get("kwargs", {}))
     if arch in ("demo", "model-config"):
-        from ..model import load_model
+        from lrp_captum.wsi.model import load_model
 
         if arch == "demo":
-            from ..train import demo_model_config
+            from lrp_captum.demos.slide_model import demo_model_config
 
             config = demo_model_config()
         else:

@@ -31,7 +31,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ...model_mode import evaluation_mode
+from lrp_captum.core.model_mode import evaluation_mode
 
 XMIL_COMPOSITE = "xmil"
 

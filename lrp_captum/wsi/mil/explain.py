@@ -30,17 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..outputs import (atomic_path, write_geojson, write_json, write_overlay_tiff, write_overview_png,
-                       write_table)
-from ..reader import SlideTileDataset, open_slide
-from ..stitch import footprints, resample, stitch_bands
-from ..tissue import thumbnail_rgb
-from ..train import default_cache_dir
-from .embeddings import embed_slide
-from .encoders import TileEncoder, build_encoder
-from .evidence import check_method, tile_evidence
-from .head_files import MILHead, load_head
-from .pixel_maps import DEFAULT_PIXEL_COMPOSITE, encoder_pixel_maps
+from lrp_captum.wsi.outputs import (atomic_path, write_geojson, write_json, write_overlay_tiff, write_overview_png,
+                                    write_table)
+from lrp_captum.wsi.reader import SlideTileDataset, open_slide
+from lrp_captum.wsi.stitch import footprints, resample, stitch_bands
+from lrp_captum.wsi.tissue import thumbnail_rgb
+from lrp_captum.demos.slide_model import default_cache_dir
+from lrp_captum.wsi.mil.embeddings import embed_slide
+from lrp_captum.wsi.mil.encoders import TileEncoder, build_encoder
+from lrp_captum.wsi.mil.evidence import check_method, tile_evidence
+from lrp_captum.wsi.mil.head_files import MILHead, load_head
+from lrp_captum.wsi.mil.pixel_maps import DEFAULT_PIXEL_COMPOSITE, encoder_pixel_maps
 
 FORMAT = "lrp_captum.wsi.mil.explain/1"
 DEFAULT_METHOD = "xmil_lrp"

@@ -3,7 +3,7 @@
 - :func:`tile_auroc`: AUROC of the evidence for telling lesion tiles from the others of one slide
   (a tile is a lesion tile when at least ``positive_at`` of its area is lesion; tiles with some
   lesion but less are left out, as neither clearly lesion nor clearly not).
-- :func:`patch_dropping_curve` / :func:`~lrp_captum.metrics.aopc`: remove the top-k tiles by
+- :func:`patch_dropping_curve` / :func:`~lrp_captum.evaluation.metrics.aopc`: remove the top-k tiles by
   evidence from the bag, k = 0, 1, ..., and follow the target logit; AOPC is the mean drop. A
   faithful explanation puts first the tiles whose removal lowers the logit most.
 - :func:`compare_methods`: both measures for several evidence methods over several bags.
@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...metrics import aopc
-from ...model_mode import evaluation_mode
-from .evidence import MethodUnavailableError, tile_evidence
+from lrp_captum.evaluation.metrics import aopc
+from lrp_captum.core.model_mode import evaluation_mode
+from lrp_captum.wsi.mil.evidence import MethodUnavailableError, tile_evidence
 
 
 def tile_auroc(scores, lesion_fraction, positive_at: float = 0.5) -> float:
@@ -148,10 +148,10 @@ def compare_on_cohort(head, cohort, *, split: str = "test", methods=DEFAULT_METH
     -------
     pandas.DataFrame as :func:`compare_methods`, plus columns ``slide_name`` and ``label``.
     """
-    from .cohort import tile_lesion_fraction
-    from .encoders import build_encoder
-    from .head_files import MILHead, load_head
-    from .training import cohort_bags
+    from lrp_captum.demos.mil_cohort import tile_lesion_fraction
+    from lrp_captum.wsi.mil.encoders import build_encoder
+    from lrp_captum.wsi.mil.head_files import MILHead, load_head
+    from lrp_captum.wsi.mil.training import cohort_bags
 
     head = head if isinstance(head, MILHead) else load_head(head)
     encoder = build_encoder(head.encoder_spec)

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...model_files import class_index, load_weights
-from ..model import file_sha256
-from .encoders import EncoderMismatchError, TileEncoder
-from .heads import make_head
+from lrp_captum.model_files import class_index, load_weights
+from lrp_captum.wsi.model import file_sha256
+from lrp_captum.wsi.mil.encoders import EncoderMismatchError, TileEncoder
+from lrp_captum.wsi.mil.heads import make_head
 
 HEAD_FORMAT = "lrp_captum.wsi.mil.head/1"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .encoders import TileEncoder
+from lrp_captum.wsi.mil.encoders import TileEncoder
 
 DEFAULT_PIXEL_COMPOSITE = "epsilon_plus_flat"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .explain import FORMAT
+from lrp_captum.wsi.mil.explain import FORMAT
 
 
 @dataclass

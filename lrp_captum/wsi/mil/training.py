@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cohort import CLASSES, read_cohort
-from .embeddings import embed_slide
-from .encoders import TileEncoder, build_encoder
-from .head_files import save_head
-from .heads import make_head
+from lrp_captum.demos.mil_cohort import CLASSES, read_cohort
+from lrp_captum.wsi.mil.embeddings import embed_slide
+from lrp_captum.wsi.mil.encoders import TileEncoder, build_encoder
+from lrp_captum.wsi.mil.head_files import save_head
+from lrp_captum.wsi.mil.heads import make_head
 
 DEFAULTS = dict(epochs=100, lr=2e-3, weight_decay=1e-4, subsample=0.5, seed=0)
 #: what differs per head from DEFAULTS (the transformer wants a smaller step)

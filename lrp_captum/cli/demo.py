@@ -1,0 +1,78 @@
+"""``make demo``: the main job end to end on bundled data, then the viewer.
+
+1. write a sample whole-slide image (built from scikit-image's IHC image) in ``demo_output/slides``;
+2. train (or reuse) the demo tile classifier;
+3. explain the slide with a progress bar into ``demo_output/results/<slide>``;
+4. prepare the EEG and text pages (simulated epochs, small models);
+5. start the Streamlit viewer on the results (``--no-app`` to skip).
+
+Every step is skipped when its output exists, so a second ``make demo`` starts at once. All
+steps call the same library code as the CLI (``lrp-captum --help``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lrp_captum.cli import main as cli
+
+
+def _step(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def run(out: Path, size: int, open_app: bool, port: int) -> int:
+    slides, results = out / "slides", out / "results"
+    slide = slides / "sample.svs"
+    slides.mkdir(parents=True, exist_ok=True)
+
+    _step(f"sample slide {slide} ({size} x {size} px, Aperio SVS-like)")
+    if not slide.exists():
+        cli(["slide", "sample", str(slide), "--size", str(size), "--kind", "svs"])
+
+    _step("demo tile classifier (trained once, cached)")
+    cli(["slide", "train-demo", "--quiet"])
+
+    _step("explaining the slide (resumable: interrupt and rerun to continue)")
+    code = cli(["slide", "explain", str(slide), "--model", "demo", "--out",
+                str(results / slide.stem), "--overlap", "0.25"])
+    if code:
+        return code
+
+    eeg_dir, text_dir = out / "eeg", out / "text_model"
+    _step("EEG page: simulated motor-imagery epochs, ShallowConvNet, relevance")
+    epochs = eeg_dir / "sim_motor_imagery-epo.fif"
+    if not (eeg_dir / "explained").exists():
+        cli(["eeg", "simulate", "--task", "motor_imagery", "--out", str(eeg_dir)])
+        cli(["eeg", "train", str(epochs), "--arch", "shallow", "--out", str(eeg_dir / "model")])
+        cli(["eeg", "explain", str(epochs), "--model", str(eeg_dir / "model"),
+             "--out", str(eeg_dir / "explained")])
+
+    _step("text page: word-embedding CNN on the VADER-based sentiment set")
+    if not (text_dir / "config.json").exists():
+        cli(["text", "train-demo", "--out", str(text_dir)])
+
+    print(f"\nOutputs: {results / slide.stem}  (overview.png, overlay.tif, tiles.geojson, "
+          "relevance.zarr, manifest.json)")
+    if not open_app:
+        return 0
+    _step("starting the viewer")
+    return cli(["app", "--slides", str(slides), "--results", str(results), "--port", str(port),
+                "--eeg-results", str(eeg_dir), "--text-model", str(text_dir)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lrp_captum.cli.demo", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="demo_output")
+    p.add_argument("--size", type=int, default=8000, help="sample slide side in pixels")
+    p.add_argument("--no-app", action="store_true", help="do not start the viewer")
+    p.add_argument("--port", type=int, default=8501)
+    args = p.parse_args(argv)
+    open_app = not args.no_app and not os.environ.get("CI")
+    return run(Path(args.out), args.size, open_app, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
