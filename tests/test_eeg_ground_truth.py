@@ -13,7 +13,8 @@ import torch
 from lrp_captum.cli import main as cli_main
 from lrp_captum.eeg.explain import EEGRelevance, explain_epochs, ground_truth_mask
 from lrp_captum.demos.eeg_simulation import read_ground_truth, save_simulated, simulate_epochs
-from lrp_captum.eeg.train import fit_epochs, load_model, save_model
+from lrp_captum.eeg.model_folder import load_model, save_model
+from lrp_captum.eeg.train import fit_epochs
 
 TASKS = {"motor_imagery": "shallow", "erp": "eegnet"}
 

@@ -97,7 +97,9 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, help="model config JSON to explain slides/tiles from the page")
     p.add_argument("--port", type=int, default=8501, help="Streamlit port (default 8501)")
     p.add_argument("--tile-port", type=int, default=0, help="port of the localhost tile server (0: any free)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for explanations")
+    from lrp_captum.cli.arguments import add_option  # --device is spelled and checked alike in every command
+
+    add_option(p, "--device", help_more="for explanations started from the app")
     p.add_argument("--eeg-results", default=None, help="folder of EEG results for the EEG page")
     p.add_argument("--text-model", default=None, help="text model folder for the text page")
     p.set_defaults(func=run_app)

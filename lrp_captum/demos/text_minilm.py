@@ -30,10 +30,9 @@ import torch
 
 from lrp_captum.demos.text_sentences import CLASS_NAMES
 from lrp_captum.text.embeddings import minilm_model_dir
-from lrp_captum.text.explain import predict_proba
 from lrp_captum.demos.text_reviews import make_review_dataset
-
-TRAINING_FILE = "training.json"
+from lrp_captum.text.explain import predict_proba
+from lrp_captum.text.model_folders import TRAINING_FILE
 FORMAT = "lrp-captum minilm demo v1"
 
 

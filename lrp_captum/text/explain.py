@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from lrp_captum.core.model_mode import evaluation_mode
+from lrp_captum.devices import model_device
 
 from lrp_captum.text.attribute import METHODS, TokenAttributor, find_embedding_layer, ids_to_logits  # noqa: F401
 from lrp_captum.text.encoding import EncodedText, encode_texts, length_batches
@@ -228,11 +229,6 @@ def input_settings(model: nn.Module, tokenizer, max_length: int | None = None,
     return max_length, pad_id, min_length
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @dataclass
 class _Window:
     """One model input: window ``index`` of text ``text``, its ids padded to ``min_length``."""
@@ -295,7 +291,7 @@ def predict_proba(model: nn.Module, tokenizer, texts: Sequence[str],
     with evaluation_mode(model):
         logits = window_logits(ids_to_logits(model), [e.ids for e in encoded], plans,
                                min_length=min_length, pad_id=pad_id, batch_size=batch_size,
-                               device=_model_device(model))
+                               device=model_device(model))
     return torch.softmax(logits, dim=1)
 
 
@@ -398,7 +394,7 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
         return []
     plans = [plan_windows(len(e.ids), *special_ends(e.token_word), max_length, stride)
              for e in encoded]
-    device = _model_device(model)
+    device = model_device(model)
     with evaluation_mode(model):
         attributor = TokenAttributor(model, method, composite, layer, canonizers, output_mode,
                                      ig_steps, pad_id, seed)

@@ -181,3 +181,12 @@ def explanations_json(explanations: Sequence[TextExplanation] | TextExplanation,
     if isinstance(explanations, TextExplanation):
         return json.dumps(explanations.to_dict(), indent=indent, ensure_ascii=False)
     return json.dumps([e.to_dict() for e in explanations], indent=indent, ensure_ascii=False)
+
+
+def write_json(explanation: TextExplanation, path: str | Path) -> Path:
+    """Write one explanation as :func:`explanations_json` to ``path`` (UTF-8; its folder is
+    created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(explanations_json(explanation), encoding="utf-8")
+    return path
