@@ -3,7 +3,7 @@
 One place for what every adapter and CLI does with them, so that each refuses bad input the same
 way: weights only through ``torch.load(..., weights_only=True)`` (a pickled object is refused,
 not run), a weights file that does not fit the architecture named with both, a factory that does
-not import named as given.
+not import, fails or returns something else than a module named as given.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["read_state_dict", "load_weights", "import_factory", "class_index"]
+__all__ = ["read_state_dict", "load_weights", "import_factory", "build_from_factory", "class_index"]
 
 
 def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="cpu") -> dict:
@@ -70,6 +70,25 @@ def import_factory(spec: str, what: str = "model factory") -> Callable:
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot import {what} {spec!r} ('package.module:factory', importable from "
                          f"the current environment): {exc}") from None
+
+
+def build_from_factory(spec: str, what: str = "model factory", **kwargs) -> nn.Module:
+    """The module that the factory ``'package.module:factory'`` returns when called with ``kwargs``.
+
+    Raises ``ValueError`` naming ``spec``: it cannot be imported (:func:`import_factory`), calling it
+    raises (with that error's type and first line), or it returns something other than a
+    ``torch.nn.Module``.
+    """
+    factory = import_factory(spec, what)
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:  # noqa: BLE001 -- the user's code: any error is reported, named
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"calling {what} {spec!r} failed ({type(exc).__name__}: {first}); it is called "
+                         f"with {', '.join(kwargs) or 'no arguments'} and must return a torch.nn.Module") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{what} {spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def class_index(classes: Sequence[str], name_or_index, owner: str = "model") -> int:

@@ -351,9 +351,12 @@ def add_option(parser, flag: str, *, old: Sequence[str] = (), help_more: str = "
         text = f"{text}; {help_more}" if text else help_more
     if old:
         text += f" (formerly {', '.join(old)}: still accepted)"
-    action = parser.add_argument(flag, help=text, **keywords)
+    # a required option and its old spelling: exactly one of them (argparse names only the new one)
+    target = parser.add_mutually_exclusive_group(required=True) if old and keywords.pop("required", False) \
+        else parser
+    action = target.add_argument(flag, help=text, **keywords)
     if old:
         same = {k: v for k, v in keywords.items() if k in ("type", "choices", "nargs", "metavar")}
-        parser.add_argument(*old, dest=action.dest, action=_OldSpelling, new=flag, help=argparse.SUPPRESS,
+        target.add_argument(*old, dest=action.dest, action=_OldSpelling, new=flag, help=argparse.SUPPRESS,
                             default=argparse.SUPPRESS, **same)
     return action
