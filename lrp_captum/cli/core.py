@@ -43,7 +43,8 @@ def register(subparsers) -> None:
                    help="PNG file to write: the image, its relevance with a colour bar and the overlay; the "
                         "relevance map (H, W) is saved beside it as OUT.relevance.npy")
     p.add_argument("--print-rules", action="store_true", help="print the layer -> rule table")
-    p.set_defaults(func=reporting_errors("lrp-captum explain", _run_explain, (CommandError,)))
+    # a ValueError of the library names bad input (weights or inputs that are NaN, ...)
+    p.set_defaults(func=reporting_errors("lrp-captum explain", _run_explain, (CommandError, ValueError)))
 
 
 def _composites(args) -> int:

@@ -16,6 +16,7 @@ from captum.attr import LRP as _CaptumLRP
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from lrp_captum.core.canonizers import non_finite_problem
 from lrp_captum.core.engine.output_modes import OUTPUT_MODES
 from lrp_captum.core.engine.session import CompositeLike, LRPEngine, Plan, check_conservation, with_paths
 from lrp_captum.core.layers import MergedBatchNorm
@@ -111,6 +112,9 @@ class LRP(LRPEngine, _CaptumLRP):
             if torch.is_tensor(t) and not t.is_floating_point():
                 raise TypeError(f"LRP attributes to floating-point inputs, got {t.dtype}; for "
                                 "token ids use LayerLRP(model, layer=model.<embedding>)")
+        problem = non_finite_problem(None, inputs_t)
+        if problem:
+            raise ValueError(problem)
         with evaluation_mode(self.model):
             plan, fused = self._call_plan(inputs_t, extra, composite, canonizers)
             if verbose:
