@@ -263,7 +263,7 @@ def _explain(args) -> int:
 
 def _print_explanation(ex, json_path) -> None:
     """One explanation on the terminal (and as JSON in ``json_path``)."""
-    from lrp_captum.text.render import write_json
+    from lrp_captum.text.render import split_text, write_json
 
     if json_path:
         write_json(ex, json_path)
@@ -274,6 +274,8 @@ def _print_explanation(ex, json_path) -> None:
         print(f"  {word:<{width}}  {rel:+.4f}")
     for s in ex.special_tokens:
         print(f"  {s['token']:<{width}}  {s['relevance']:+.4f}  (special token)")
+    if ex.logit_split:
+        print(f"where the output went: {split_text(ex)}")
 
 
 # ---------------------------------------------------------------------------------------------
