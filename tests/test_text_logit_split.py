@@ -97,3 +97,12 @@ def test_the_word_cnn_has_no_position_share(tokenizer):
     assert e.logit_split["position_type_embeddings"] == 0.0
     assert e.logit_split["words"] + e.logit_split["special_tokens"] + e.logit_split["biases"] == \
         pytest.approx(e.logit_split["output"], rel=1e-9)
+
+
+def test_warnings_of_the_call_reach_every_explanation(tokenizer):
+    # a model left in training mode is explained in evaluation mode, with one warning: the
+    # explanation carries it too, so a page shows it (not only a server log)
+    model = _small_bert().train()
+    with pytest.warns(UserWarning, match="training mode"):
+        explanations = explain_text(model, tokenizer, ["good", "bad"])
+    assert all(any("training mode" in w for w in e.warnings) for e in explanations)

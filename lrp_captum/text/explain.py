@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -407,7 +408,8 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
     plans = [plan_windows(len(e.ids), *special_ends(e.token_word), max_length, stride)
              for e in encoded]
     device = model_device(model)
-    with evaluation_mode(model):
+    with warnings.catch_warnings(record=True) as caught, evaluation_mode(model):
+        warnings.simplefilter("always")
         attributor = TokenAttributor(model, method, composite, layer, canonizers, output_mode,
                                      ig_steps, pad_id, seed)
         logits = window_logits(attributor.logits, [e.ids for e in encoded], plans,
@@ -420,6 +422,7 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
         items = _window_items([e.ids for e in encoded], plans, min_length, pad_id)
         relevance, outputs, added = _window_relevance(attributor, items, targets, batch_size, device,
                                                       output_mode)
+    call_warnings = _user_warnings(caught)
     probs = torch.softmax(logits, dim=1)
     results = []
     for t, (enc, plan) in enumerate(zip(encoded, plans)):
@@ -433,7 +436,17 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
         results.append(_explanation(enc, plan, token_rel, n_pad, targets[t], predicted[t],
                                     probs[t].tolist(), names, output, method,
                                     attributor.composite, pad_id, extra))
+        results[-1].warnings += [w for w in call_warnings if w not in results[-1].warnings]
+    for w in caught:  # given again, now that they are recorded, to the caller's filters
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return results[0] if single else results
+
+
+def _user_warnings(caught) -> list[str]:
+    """Distinct messages of recorded warnings meant for the user (a page shows them with each
+    explanation, not only a server log)."""
+    shown = [w for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))]
+    return list(dict.fromkeys(" ".join(str(w.message).split()) for w in shown))
 
 
 #: relevance of the tokens and embeddings this many times the explained output: the rules amplify it

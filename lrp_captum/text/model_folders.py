@@ -40,6 +40,19 @@ def is_text_model_folder(path: str | Path) -> bool:
     return isinstance(config, dict) and config.get("architecture") == "WordCNN"
 
 
+def find_text_models(folder: str | Path) -> list[Path]:
+    """The text models in ``folder``: itself when it holds one, else the folders inside it that do
+    (e.g. ``demo_output`` with ``text_minilm`` and ``text_model``), transformers first (the
+    default to show), then by name."""
+    folder = Path(folder)
+    if is_text_model_folder(folder):
+        return [folder]
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and is_text_model_folder(p)]
+    return sorted(found, key=lambda p: (not is_hugging_face_folder(p), p.name))
+
+
 def save_word_cnn(model: WordCNN, out_dir: str | Path, report: dict | None = None,
                   max_length: int = 128) -> Path:
     """Write ``model_state.pt`` (weights except the frozen embedding) and ``config.json``.
