@@ -157,3 +157,30 @@ def test_attention_method_on_a_hugging_face_folder_runs(bert_dir, capsys):
     code = main(["text", "explain", "great", "--model", str(bert_dir), "--method",
                  "raw_attention"])
     assert code == 0 and "(special token)" in capsys.readouterr().out
+
+
+def test_a_line_that_is_not_valid_text_is_reported_and_the_others_explained(word_cnn_dir, tmp_path, capsys):
+    # a lone surrogate (half an emoji, valid JSON but no character) and bytes that are not UTF-8
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"id": "a", "text": "the staff was rude ."}\n'
+                    b'{"id": "b", "text": "nice \\ud83d stay"}\n'
+                    b'{"id": "c", "text": "ok \xff\xfe bytes"}\n'
+                    b'{"id": "d", "text": "lovely view"}\n')
+    out = tmp_path / "out.jsonl"
+    code = main(["text", "explain", "--input", str(src), "--out", str(out), "--model", str(word_cnn_dir)])
+    err = capsys.readouterr().err
+    assert code == 1  # done, with lines skipped
+    assert f"{src}:2: the text is not valid Unicode: a lone surrogate U+D83D at character 6" in err
+    assert f"{src}:3: not UTF-8" in err and "Traceback" not in err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b", 3, "d"]
+    assert "words" in rows[0] and "words" in rows[3]
+    assert rows[1]["error"].startswith("the text is not valid Unicode") and rows[2]["line"] == 3
+
+
+def test_the_library_names_a_text_that_is_not_valid_unicode():
+    from lrp_captum.text.embeddings import load_tokenizer
+    from lrp_captum.text.encoding import encode_texts
+
+    with pytest.raises(ValueError, match="text 1 is not valid Unicode: a lone surrogate U\\+DC00 at character 3"):
+        encode_texts(load_tokenizer(), ["fine", "ok\udc00"])
