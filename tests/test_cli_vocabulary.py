@@ -15,6 +15,7 @@ import pytest
 
 from lrp_captum.cli import build_parser, main
 from lrp_captum.cli.arguments import OUTPUT_MODES, VOCABULARY, device_name, non_negative_int, positive_int
+from test_cli_help import _parsers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,13 +40,9 @@ NOT_YET = {
 }
 
 
-def _commands(parser=None, prefix=()):
-    parser = parser or build_parser()
-    yield " ".join(prefix), parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _commands(sub, prefix + (name,))
+def _commands():
+    """(command words, parser) of every command, the top level ('') included."""
+    return [(" ".join(prefix), parser) for prefix, parser in _parsers(build_parser())]
 
 
 def _options():
