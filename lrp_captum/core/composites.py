@@ -657,15 +657,30 @@ def cp_lrp(epsilon: float = 0.0, low=None, high=None, stabilizer: float = 1e-6) 
     return _transformer("cp_lrp", EpsilonRule(epsilon), ConstantRule(), low, high, stabilizer)
 
 
-@register_composite("xmil", "xMIL-LRP for multiple-instance heads: attention pooling weights "
-                            "constant, LRP-ε on linear layers, CP-LRP in transformer aggregators")
-def xmil(epsilon: float = 0.0, stabilizer: float = 1e-6) -> Composite:
-    """xMIL-LRP (Hense et al., NeurIPS 2024) for slide-level MIL heads.
+@register_composite("xmil", "xMIL-LRP for multiple-instance heads as its authors define it: "
+                            "attention pooling weights constant, LRP-ε (ε = 1e-8) with the biases "
+                            "out of every denominator, CP-LRP in transformer aggregators")
+def xmil(epsilon: float = 1e-8, bias: bool = False, stabilizer: float = 1e-6) -> Composite:
+    """xMIL-LRP (Hense et al., NeurIPS 2024) for slide-level MIL heads, with the authors'
+    defaults (their code: ``gamma=0``, ``eps=1e-8``, ``no_bias=True``).
 
     The attention weights of attention-MIL pooling (``softmax(...) @ h``) are constants (the
     AH rule of Ali et al. 2022), so the bag's logit is redistributed over the tile embeddings
-    as signed evidence; a transformer aggregator (TransMIL-like) gets the CP-LRP rules.
-    The same rules as ``cp_lrp``, named for the task.
+    as signed evidence; a transformer aggregator (TransMIL-like) gets the CP-LRP rules. Linear
+    and convolutional layers take LRP-ε with their bias left out of the denominator
+    (``R_j = Σ_k x_j w_jk / (Σ_j x_j w_jk ± ε) R_k``): the slide logit, bias included, is
+    shared out among the tiles, and on an attention-MIL head the tile evidence sums to the
+    logit up to ε. ``bias=True`` keeps the biases in the denominators (they absorb their share:
+    the registered ``xmil_bias_kept``).
     """
-    composite = _transformer("xmil", EpsilonRule(epsilon), ConstantRule(), None, None, stabilizer)
-    return composite
+    return _transformer("xmil", EpsilonRule(epsilon, bias=bias), ConstantRule(), None, None,
+                        stabilizer)
+
+
+@register_composite("xmil_bias_kept", "xMIL-LRP with the biases in the denominators (the "
+                                      "authors' no_bias=False variant): biases absorb relevance")
+def xmil_bias_kept(epsilon: float = 1e-8, stabilizer: float = 1e-6) -> Composite:
+    """:func:`xmil` with ``bias=True``: ``R_j = Σ_k x_j w_jk / (z_k ± ε) R_k``, the biases'
+    shares stay with them, so the tile evidence sums to less than the logit."""
+    return _transformer("xmil_bias_kept", EpsilonRule(epsilon), ConstantRule(), None, None,
+                        stabilizer)

@@ -380,23 +380,30 @@ class EpsilonRule(TermRule):
         Stabiliser added to the denominator with the sign of ``z`` (``sign(0) = +1``).
     relative : bool
         If True, ``ε`` is ``epsilon × RMS(z)`` per example (the tutorial's ``0.25·std``).
+    bias : bool
+        False leaves the bias out of the denominator, ``R_j = Σ_k x_j w_jk / (z'_k ± ε) R_k``
+        with ``z'_k = Σ_j x_j w_jk``: the output's relevance, the bias's share included, goes
+        to the inputs (``Σ_j R_j = Σ_k R_k`` up to ε). xMIL-LRP's default (Hense et al. 2024).
     """
 
-    def __init__(self, epsilon: float = 1e-6, relative: bool = False) -> None:
+    def __init__(self, epsilon: float = 1e-6, relative: bool = False, bias: bool = True) -> None:
         if epsilon < 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
         super().__init__(epsilon)
         self.epsilon = float(epsilon)
         self.relative = relative
+        self.bias = bool(bias)
 
     def _params(self) -> dict:
         out = {"epsilon": self.epsilon}
         if self.relative:
             out["relative"] = True
+        if not self.bias:
+            out["bias"] = False
         return out
 
     def groups(self):
-        return (Group((Term(),)),)
+        return (Group((Term(),)),) if self.bias else (Group((Term(bias=None),)),)
 
     def declaration(self) -> Terms:
         return Terms(self.groups(), self.epsilon, self.relative)
