@@ -259,7 +259,7 @@ class Functions:
 
 #: the kinds of declaration of this package; what each means on every path of the engine is one
 #: entry of its table (:mod:`lrp_captum.core.engine.declaration_kinds`), where new kinds register
-Declaration = Union["Terms", Pass, Gradient, Constant, Uniform, ConstantScale, Functions]
+Declaration = Union[Terms, Pass, Gradient, Constant, Uniform, ConstantScale, Functions]
 
 
 # ---------------------------------------------------------------------------------------------
