@@ -20,12 +20,12 @@ from typing import Any, Callable, Optional, Sequence, Union
 from torch import nn
 
 from lrp_captum.core import layer_types as types
-from lrp_captum.core.engine.compiler import check_rule
 from lrp_captum.core.layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
+from lrp_captum.core.op_families import OP_FAMILIES
 from lrp_captum.core.rules import (AlphaBetaRule, ConstantRule, ConstantScaleRule, EpsilonRule, FlatRule,
                                    FunctionsRule, GammaRule, GeneralizedGammaRule, GradientRule, LRPRule,
                                    PassRule, ProportionalRule, UniformRule, ZBoxRule, ZeroRule, ZPlusRule,
-                                   from_captum_rule, zbox_bounds)
+                                   check_rule, from_captum_rule, zbox_bounds)
 
 __all__ = ["Composite", "Name", "First", "Position", "All", "Op", "Normalization", "AnyLayer",
            "LayerInfo", "ResolvedComposite",
@@ -115,7 +115,7 @@ class All:
 @dataclass(frozen=True)
 class Op:
     """A family of functions called in ``forward`` (``"softmax"``, ``"matmul"``, ``"mul"``,
-    ``"norm"``, ``"activation"``, ``"linear"``): see :mod:`lrp_captum.core.engine.functional`.
+    ``"norm"``, ``"activation"``, ``"linear"``): see :mod:`lrp_captum.core.op_families`.
 
     Rules of families apply to calls outside leaf modules that carry rules of their own, such
     as the attention of a transformer (``torch.softmax(q @ k.transpose(-1, -2))``).
@@ -133,9 +133,6 @@ class Op:
     def __repr__(self) -> str:
         return f"op {self.family}"
 
-
-#: the families of :class:`Op`
-OP_FAMILIES = ("softmax", "matmul", "mul", "norm", "activation", "linear")
 
 Selector = Union[tuple, type, str, Callable]
 
