@@ -241,10 +241,10 @@ def read_feature_file(path, *, patches=None, patch_size_level0: Optional[float] 
     if patch_size_level0 is not None:
         geometry = dict(geometry or {}, tile_side0=float(patch_size_level0))
     if geometry is None:
-        where = f"{path} (coords attributes: {sorted(attrs) or 'none'})"
+        why = f"coords attributes: {', '.join(sorted(attrs)) or 'none'}"
         if tried:
-            where += f"; no CLAM patch file at {' or '.join(map(str, tried))}"
-        raise ValueError(f"{where}: tile size unknown; pass patches=<CLAM patch file or folder> or "
+            why += f"; no CLAM patch file at {' or '.join(map(str, tried))}"
+        raise ValueError(f"{path}: tile size unknown ({why}); pass patches=<CLAM patch file or folder> or "
                          f"patch_size_level0=<tile side in level-0 px> (CLI: --patch-size-level0)")
     if len(np.unique(coords, axis=0)) != len(coords):
         warnings.warn(f"{coords_path}: {len(coords) - len(np.unique(coords, axis=0))} duplicate coordinates "
