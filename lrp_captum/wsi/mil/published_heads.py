@@ -431,8 +431,12 @@ def _load_strict(model: nn.Module, state: dict, arch: str, path) -> None:
 
 def _finished(model: nn.Module, arch: str, path, options: dict) -> PublishedHead:
     model.eval().requires_grad_(False)
-    in_dim = options.get("in_dim", options.get("input_dim", getattr(model, "in_dim", None)))
-    n_out = options.get("num_classes", options.get("head_dim", getattr(model, "num_classes", None)))
+    in_dim = getattr(model, "in_dim", None) or next(
+        (m.in_features for m in model.modules() if isinstance(m, nn.Linear)), None)
+    n_out = getattr(model, "num_classes", None)
+    if n_out is None and in_dim is not None:  # a user's module: ask it
+        with torch.no_grad():
+            n_out = int(model(torch.zeros(1, 2, in_dim)).shape[-1])
     return PublishedHead(model=model, arch=arch, in_dim=in_dim, num_classes=n_out, options=options, path=str(path))
 
 
