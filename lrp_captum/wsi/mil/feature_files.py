@@ -347,26 +347,23 @@ def trident_feature_files(job_dir, *, encoder: Optional[str] = None,
     if job.name.startswith("features_"):
         feature_dir = job
     else:
-        if _CDIR.match(job.name):
-            cdir = job
-        else:
-            cdirs = sorted(p.name for p in job.iterdir() if p.is_dir() and _CDIR.match(p.name))
-            if patching is not None:
-                cdirs = [c for c in cdirs if c == patching]
-            if len(cdirs) != 1:
-                raise ValueError(f"{job}: {'no' if not cdirs else len(cdirs)} TRIDENT patching folders "
-                                 f"(<mag>x_<ps>px_<ov>px_overlap){': ' + ', '.join(cdirs) if cdirs else ''}; "
-                                 f"{'pass patching=<one of them>' if cdirs else 'run TRIDENT feature extraction first'}")
-            cdir = job / cdirs[0]
-        encoders = sorted(p.name[len("features_"):] for p in cdir.glob("features_*") if p.is_dir())
-        if encoder is not None:
-            encoders = [e for e in encoders if e == encoder]
-        if len(encoders) != 1:
-            raise ValueError(f"{cdir}: {'no' if not encoders else len(encoders)} features_<encoder> folders"
-                             f"{' matching ' + repr(encoder) if encoder else ''}"
-                             f"{': ' + ', '.join(encoders) if encoders else ''}; pass encoder=<name>")
-        feature_dir = cdir / f"features_{encoders[0]}"
+        cdir = job if _CDIR.match(job.name) else job / _the_one(
+            job, [p.name for p in job.iterdir() if p.is_dir() and _CDIR.match(p.name)], patching,
+            "TRIDENT patching folders (<mag>x_<ps>px_<ov>px_overlap)", "patching")
+        feature_dir = cdir / ("features_" + _the_one(
+            cdir, [p.name[len("features_"):] for p in cdir.glob("features_*") if p.is_dir()], encoder,
+            "features_<encoder> folders", "encoder"))
     files = {p.stem: p for p in sorted(feature_dir.glob("*.h5"))}
     if not files:
         raise ValueError(f"{feature_dir}: no <slide>.h5 feature files")
     return files
+
+
+def _the_one(parent: Path, names: list, chosen: Optional[str], what: str, option: str) -> str:
+    """The one of ``names`` (or the ``chosen`` one); ``ValueError`` listing them otherwise."""
+    names = sorted(n for n in names if chosen is None or n == chosen)
+    if len(names) != 1:
+        matching = f" matching {chosen!r}" if chosen else ""
+        raise ValueError(f"{parent}: {len(names) or 'no'} {what}{matching}{': ' + ', '.join(names) if names else ''}; "
+                         f"pass {option}=<name>")
+    return names[0]

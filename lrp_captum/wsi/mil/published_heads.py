@@ -77,7 +77,31 @@ def _attention_pool(scores: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor
     return weights, weights @ h
 
 
-class ABMIL(nn.Module):
+class _AttentionPooling(nn.Module):
+    """What attention-MIL heads share: tile vectors h (B, N, L), K attention scores per tile,
+    a softmax over the tiles per score, K pooled vectors (B, K, L), logits from them."""
+
+    def _vectors(self, bag: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _scores(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def attention_and_values(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention (B, K, N), each row summing to 1 over the tiles, and the pooled vectors (B, 1, N, L)."""
+        h = self._vectors(bag)
+        return _attention_pool(self._scores(h), h)[0], h.unsqueeze(1)
+
+    def forward(self, bag: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) features -> (B, C) logits."""
+        h = self._vectors(bag)
+        return self._logits(_attention_pool(self._scores(h), h)[1])
+
+
+class ABMIL(_AttentionPooling):
     """Attention-MIL in MIL-Lab's layout: ``patch_embed`` (Linear → ReLU [→ Dropout], repeated),
     ``global_attn`` (:class:`AttentionScores`, K heads), ``classifier`` Linear(K·E, C).
 
@@ -97,15 +121,13 @@ class ABMIL(nn.Module):
                                            final_index=3)
         self.classifier = nn.Linear(embed_dim * num_heads, num_classes)
 
-    def attention_and_values(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention (B, K, N), each row summing to 1 over the tiles, and the pooled vectors (B, 1, N, E)."""
-        h = self.patch_embed(bag)
-        return _attention_pool(self.global_attn(h), h)[0], h.unsqueeze(1)
+    def _vectors(self, bag):
+        return self.patch_embed(bag)
 
-    def forward(self, bag: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) features -> (B, C) logits."""
-        h = self.patch_embed(bag)
-        _, pooled = _attention_pool(self.global_attn(h), h)
+    def _scores(self, h):
+        return self.global_attn(h)
+
+    def _logits(self, pooled):
         return self.classifier(pooled.flatten(1))
 
 
@@ -120,7 +142,7 @@ def _mlp(in_dim: int, width: int, linear_indices: tuple, dropout: float) -> nn.S
     return nn.Sequential(*layers)
 
 
-class CLAM(nn.Module):
+class CLAM(_AttentionPooling):
     """CLAM (Lu et al. 2021) at inference, single- or multi-branch, in CLAM's layout.
 
     ``attention_net`` = Linear(D, hidden) → ReLU [→ Dropout] → :class:`AttentionScores` (K = 1
@@ -149,21 +171,19 @@ class CLAM(nn.Module):
             else nn.Linear(hidden, num_classes)
         self.instance_classifiers = nn.ModuleList([nn.Linear(hidden, 2) for _ in range(num_classes)])
 
-    def attention_and_values(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention (B, K, N) (K = 1 for SB, one row per class for MB) and the pooled vectors (B, 1, N, hidden)."""
-        h = self.attention_net[:-1](bag)
-        return _attention_pool(self.attention_net[-1](h), h)[0], h.unsqueeze(1)
+    def _vectors(self, bag):
+        return self.attention_net[:-1](bag)
 
-    def forward(self, bag: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) features -> (B, C) logits."""
-        h = self.attention_net[:-1](bag)
-        _, pooled = _attention_pool(self.attention_net[-1](h), h)  # (B, K, hidden)
+    def _scores(self, h):
+        return self.attention_net[-1](h)  # (B, N, K): K = 1 for SB, one per class for MB
+
+    def _logits(self, pooled):
         if not self.multi_branch:
             return self.classifiers(pooled[:, 0])
         return torch.cat([clf(pooled[:, c]) for c, clf in enumerate(self.classifiers)], dim=-1)
 
 
-class XMILAttentionMIL(nn.Module):
+class XMILAttentionMIL(_AttentionPooling):
     """The xMIL repository's AttnMIL: ``linear_layers`` (Linear → ReLU blocks, the first with a
     bias, the others with ``bias``), ungated ``attention`` Linear → tanh → Linear(1), softmax
     over the tiles, ``out_layers`` (Linear → ReLU blocks) and ``linear_head``.
@@ -186,15 +206,13 @@ class XMILAttentionMIL(nn.Module):
                                           for _ in range(n_out_layers)])
         self.linear_head = nn.Linear(features_dim, head_dim, bias=bias)
 
-    def attention_and_values(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention (B, 1, N) summing to 1 over the tiles and the pooled vectors (B, 1, N, features_dim)."""
-        h = self.linear_layers(bag)
-        return _attention_pool(self.attention(h), h)[0], h.unsqueeze(1)
+    def _vectors(self, bag):
+        return self.linear_layers(bag)
 
-    def forward(self, bag: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) features -> (B, head_dim) logits."""
-        h = self.linear_layers(bag)
-        _, pooled = _attention_pool(self.attention(h), h)
+    def _scores(self, h):
+        return self.attention(h)
+
+    def _logits(self, pooled):
         return self.linear_head(self.out_layers(pooled[:, 0]))
 
 
