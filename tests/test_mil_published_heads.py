@@ -106,13 +106,19 @@ HEADS = {
 }
 
 
+def _head(name):
+    """The head called ``name`` in :data:`HEADS`, the same on every run (whatever ran before)."""
+    torch.manual_seed(0)
+    return _randomised(HEADS[name]())
+
+
 def _arch(name):
     return name.split("_ungated")[0]
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_a_bare_state_dict_loads_strictly_and_gives_the_same_logits(tmp_path, name):
-    model = _randomised(HEADS[name]())
+    model = _head(name)
     torch.save(model.state_dict(), tmp_path / "s_0_checkpoint.pt")
     head = load_published_head(tmp_path / "s_0_checkpoint.pt", _arch(name))
     assert head.in_dim == D and head.num_classes == model.num_classes
@@ -122,7 +128,7 @@ def test_a_bare_state_dict_loads_strictly_and_gives_the_same_logits(tmp_path, na
 
 @pytest.mark.parametrize("name", ["clam_sb", "clam_mb"])
 def test_clams_old_layout_without_dropout_loads(tmp_path, name):
-    model = _randomised(HEADS[name]())
+    model = _head(name)
     old = {k.replace("attention_net.3.", "attention_net.2."): v for k, v in model.state_dict().items()}
     torch.save(old, tmp_path / "old.pt")
     head = load_published_head(tmp_path / "old.pt", name)
@@ -131,7 +137,7 @@ def test_clams_old_layout_without_dropout_loads(tmp_path, name):
 
 
 def test_a_multi_gpu_clam_checkpoint_loads_without_module_prefixes_and_instance_loss_buffers(tmp_path):
-    model = _randomised(HEADS["clam_sb"]())
+    model = _head("clam_sb")
     state = {"module." + k.replace("attention_net.", "attention_net.module."): v for k, v in model.state_dict().items()}
     state["module.instance_loss_fn.weight"] = torch.ones(2)
     torch.save(state, tmp_path / "dp.pt")
@@ -140,7 +146,7 @@ def test_a_multi_gpu_clam_checkpoint_loads_without_module_prefixes_and_instance_
 
 
 def test_a_checkpoint_with_numpy_scalars_next_to_the_state_dict_loads(tmp_path):
-    model = _randomised(HEADS["abmil"]())
+    model = _head("abmil")
     torch.save({"model_state_dict": model.state_dict(), "epoch": 7, "auc_val": np.float64(0.93),
                 "loss_val": np.float32(0.4), "best_epoch": np.int64(5)}, tmp_path / "best.pt")
     head = load_published_head(tmp_path / "best.pt", "abmil")
@@ -148,7 +154,7 @@ def test_a_checkpoint_with_numpy_scalars_next_to_the_state_dict_loads(tmp_path):
 
 
 def test_a_pickled_full_module_is_refused_naming_the_class(tmp_path):
-    torch.save(_randomised(HEADS["clam_sb"]()), tmp_path / "model.pt")
+    torch.save(_head("clam_sb"), tmp_path / "model.pt")
     with pytest.raises(ValueError, match=r"model\.pt holds more than tensors, numbers and numpy scalars.*"
                                          r"it pickles lrp_captum\.wsi\.mil\.published_heads\.CLAM.*Re-save only the "
                                          r"state_dict"):
@@ -156,14 +162,14 @@ def test_a_pickled_full_module_is_refused_naming_the_class(tmp_path):
 
 
 def test_numpy_arrays_next_to_the_weights_are_refused(tmp_path):
-    model = _randomised(HEADS["abmil"]())
+    model = _head("abmil")
     torch.save({"model_state_dict": model.state_dict(), "aucs": np.zeros(3)}, tmp_path / "best.pt")
     with pytest.raises(ValueError, match=r"it pickles numpy\._core\.multiarray\._reconstruct"):
         load_published_head(tmp_path / "best.pt", "abmil")
 
 
 def test_a_lightning_transmil_checkpoint_loads_without_its_model_prefix(tmp_path):
-    model = _randomised(HEADS["transmil"]())
+    model = _head("transmil")
     torch.save({"state_dict": {"model." + k: v for k, v in model.state_dict().items()}, "epoch": 1,
                 "hyper_parameters": {"lr": 2e-4, "n_classes": 2}}, tmp_path / "epoch=01.ckpt")
     head = load_published_head(tmp_path / "epoch=01.ckpt", "transmil")
@@ -171,7 +177,7 @@ def test_a_lightning_transmil_checkpoint_loads_without_its_model_prefix(tmp_path
 
 
 def test_a_lightning_checkpoint_with_object_hyper_parameters_is_refused_with_what_to_do(tmp_path):
-    model = _randomised(HEADS["transmil"]())
+    model = _head("transmil")
     torch.save({"state_dict": {"model." + k: v for k, v in model.state_dict().items()},
                 "hyper_parameters": {"log_path": pathlib.PurePosixPath("/logs")}}, tmp_path / "last.ckpt")
     with pytest.raises(ValueError, match=r"last\.ckpt .*a Lightning checkpoint whose hyper_parameters hold objects.*"
@@ -180,19 +186,19 @@ def test_a_lightning_checkpoint_with_object_hyper_parameters_is_refused_with_wha
 
 
 def test_a_checkpoint_of_another_architecture_is_refused_naming_the_missing_parameter(tmp_path):
-    torch.save(_randomised(HEADS["abmil"]()).state_dict(), tmp_path / "abmil.pt")
+    torch.save(_head("abmil").state_dict(), tmp_path / "abmil.pt")
     with pytest.raises(ValueError, match=r"abmil\.pt is not a transmil checkpoint: no parameter '_fc1\.0\.weight'"):
         load_published_head(tmp_path / "abmil.pt", "transmil")
 
 
 def test_a_clam_sb_checkpoint_named_clam_mb_says_which_it_is(tmp_path):
-    torch.save(_randomised(HEADS["clam_sb"]()).state_dict(), tmp_path / "sb.pt")
+    torch.save(_head("clam_sb").state_dict(), tmp_path / "sb.pt")
     with pytest.raises(ValueError, match=r"sb\.pt is a CLAM-SB checkpoint .*load it as clam_sb"):
         load_published_head(tmp_path / "sb.pt", "clam_mb")
 
 
 def test_an_unknown_architecture_lists_the_known_ones(tmp_path):
-    torch.save(_randomised(HEADS["abmil"]()).state_dict(), tmp_path / "h.pt")
+    torch.save(_head("abmil").state_dict(), tmp_path / "h.pt")
     with pytest.raises(ValueError, match=r"unknown MIL head architecture 'dsmil'; choose from abmil, clam_sb"):
         load_published_head(tmp_path / "h.pt", "dsmil")
 
@@ -287,20 +293,20 @@ def _gated_abmil_copy(clam: CLAM) -> GatedAttentionMIL:
 
 
 def test_clam_sb_computes_gated_attention_mil_and_its_xmil_evidence_matches_the_float64_reference():
-    clam = _randomised(HEADS["clam_sb"]()).double()
+    clam = _head("clam_sb").double()
     bag = _bag().double()
     twin = _gated_abmil_copy(clam)
     torch.testing.assert_close(_logits(clam, bag), _logits(twin, bag))
     for target in range(3):
         expected, _ = reference_abmil_xmil(twin, bag, target, eps=1e-8)
         got = tile_evidence("xmil_lrp", clam, bag, target)
-        torch.testing.assert_close(got.per_dimension, expected, rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(got.per_dimension, expected, rtol=1e-6, atol=1e-7 * float(expected.abs().max()))
 
 
 @pytest.mark.parametrize("name", ["abmil", "abmil_ungated_two_heads", "clam_sb", "clam_sb_ungated_branch_dropout",
                                   "xmil_attnmil"])
 def test_xmil_tile_evidence_sums_to_the_slide_logit(name):
-    model = _xmil_model().eval() if name == "xmil_attnmil" else _randomised(HEADS[name]())
+    model = _xmil_model().eval() if name == "xmil_attnmil" else _head(name)
     bag = _bag()
     logits = _logits(model, bag)
     for target in range(len(logits)):
@@ -309,7 +315,7 @@ def test_xmil_tile_evidence_sums_to_the_slide_logit(name):
 
 
 def test_clam_mb_evidence_of_each_class_sums_to_its_logit_through_its_own_attention_row():
-    model = _randomised(HEADS["clam_mb"]())
+    model = _head("clam_mb")
     bag = _bag()
     logits = _logits(model, bag)
     evidence = [tile_evidence("xmil_lrp", model, bag, c).scores for c in range(3)]
@@ -323,7 +329,7 @@ def test_clam_mb_evidence_of_each_class_sums_to_its_logit_through_its_own_attent
 
 
 def test_clam_mb_attention_gives_one_row_per_class_to_the_attention_baseline():
-    model = _randomised(HEADS["clam_mb"]())
+    model = _head("clam_mb")
     with torch.no_grad():
         weights, _ = model.attention_and_values(_bag().unsqueeze(0))
     assert weights.shape == (1, 3, 30)
@@ -332,8 +338,8 @@ def test_clam_mb_attention_gives_one_row_per_class_to_the_attention_baseline():
 
 
 def test_transmil_evidence_sums_to_the_logit_less_the_class_token_and_layernorm_offsets():
-    model = _randomised(HEADS["transmil"]())
-    bag = _bag(n=23)  # not a square: the first tiles are repeated up to 25
+    model = _head("transmil").double()
+    bag = _bag(n=23).double()  # not a square: the first tiles are repeated up to 25
     before = tile_evidence("xmil_lrp", model, bag, 0).scores
     assert torch.isfinite(before).all() and before.shape == (23,)
     assert not torch.isclose(before.sum(), _logits(model, bag)[0], rtol=0.05)  # the class token takes a share
@@ -344,19 +350,19 @@ def test_transmil_evidence_sums_to_the_logit_less_the_class_token_and_layernorm_
     logit = _logits(model, bag)[0]
     # exact without the stabiliser; the default ε = 1e-8 keeps a little back on small denominators
     exact = LRP(model, composite=xmil(epsilon=0.0)).attribute(bag.unsqueeze(0), target=0)
-    torch.testing.assert_close(exact.sum(), logit, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(tile_evidence("xmil_lrp", model, bag, 0).scores.sum(), logit, rtol=2e-3, atol=1e-5)
+    torch.testing.assert_close(exact.sum(), logit, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(tile_evidence("xmil_lrp", model, bag, 0).scores.sum(), logit, rtol=2e-3, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_every_head_runs_through_the_gradient_and_leave_one_out_baselines(name):
-    model, bag = _randomised(HEADS[name]()), _bag(n=12)
+    model, bag = _head(name), _bag(n=12)
     for method in ("gradient", "leave_one_out"):
         assert torch.isfinite(tile_evidence(method, model, bag, 1).scores).all()
 
 
 def test_transmil_gives_each_bag_of_a_batch_the_logits_it_gets_alone():
-    model, a, b = _randomised(HEADS["transmil"]()), _bag(seed=2), _bag(seed=3)
+    model, a, b = _head("transmil"), _bag(seed=2), _bag(seed=3)
     with torch.no_grad():
         both = model(torch.stack([a, b]))
     torch.testing.assert_close(both, torch.stack([_logits(model, a), _logits(model, b)]), rtol=1e-5, atol=1e-6)
