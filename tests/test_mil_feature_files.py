@@ -249,3 +249,32 @@ def test_clams_old_patch_layout_with_imgs_is_named(tmp_path):
         f.create_dataset("imgs", data=np.zeros((1, 4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match=r"no dataset 'features' \(found: \['imgs'\]\).*create_patches_fp"):
         read_feature_file(path)
+
+
+def test_tridents_numpy_pt_features_are_refused_with_the_h5_to_use(tmp_path):
+    root = write_clam(tmp_path)
+    torch.save(_features(), root / "pt_files" / "S.pt")  # TRIDENT's saveas='pt': a pickled numpy array
+    with pytest.raises(ValueError, match=r"it pickles numpy\..*for TRIDENT use the \.h5 feature files"):
+        read_feature_file(root / "pt_files" / "S.pt")
+
+
+def test_tiles_hanging_over_the_edge_by_half_their_side_are_warned_about(tmp_path):
+    coords = COORDS.copy()
+    coords[3] = (W - 100, 0)  # 412 of its 512 px beyond the right edge
+    rec = read_feature_file(write_trident(tmp_path / "S.h5", coords=coords))
+    with pytest.warns(UserWarning, match=r"1 tiles hang over the slide edge by half their side or more"):
+        check_against_slide(rec, level0_size=(W, H))
+
+
+def test_duplicate_coordinates_are_warned_about(tmp_path):
+    coords = COORDS.copy()
+    coords[1] = coords[0]
+    with pytest.warns(UserWarning, match=r"1 duplicate coordinates"):
+        read_feature_file(write_trident(tmp_path / "S.h5", coords=coords))
+
+
+def test_a_level0_magnification_the_slides_resolution_contradicts_is_warned_about(tmp_path, slide):
+    rec = read_feature_file(write_trident(tmp_path / "S.h5", coords_attrs=dict(TRIDENT_ATTRS, level0_magnification=20,
+                                                                                target_magnification=10)))
+    with pytest.warns(UserWarning, match=r"level0_magnification 20 but the slide's 0.25 µm/px suggests 40"):
+        check_against_slide(rec, slide)
