@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["read_state_dict", "load_weights", "import_factory", "build_from_factory", "class_index"]
+__all__ = ["read_state_dict", "read_checkpoint", "load_weights", "import_factory", "build_from_factory",
+           "class_index"]
 
 
 def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="cpu") -> dict:
@@ -41,6 +43,45 @@ def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"{named} hold a {type(state).__name__}, not a state_dict (a dict of tensors)")
     return state
+
+
+def _numpy_scalar_globals() -> list:
+    """What unpickling numpy scalars needs (``numpy.float64(0.93)``, as training scripts store
+    a validation AUC next to the state_dict), and nothing else: no arrays, no objects. The name
+    of numpy 1.x (``numpy.core``) maps onto numpy 2's module so old files load too."""
+    import numpy as np
+
+    try:
+        scalar = np._core.multiarray.scalar
+    except AttributeError:  # numpy < 2
+        scalar = np.core.multiarray.scalar
+    kinds = (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype,
+            *{type(np.dtype(k)) for k in kinds}]
+
+
+def read_checkpoint(path, *, what: str = "checkpoint", map_location="cpu"):
+    """The object in a training checkpoint such as ``{"model_state_dict": ..., "epoch": 3,
+    "auc_val": numpy.float64(0.93)}``, read with ``torch.load(weights_only=True)`` and numpy
+    *scalars* allowed (:func:`_numpy_scalar_globals`); never with ``weights_only=False``.
+
+    Raises ``FileNotFoundError`` when ``path`` is missing and ``ValueError`` naming the file and
+    the refused global (e.g. a pickled module, or a Lightning ``.ckpt`` whose hyper-parameters
+    are objects) with what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        first = f"it pickles {refused.group(1)}" if refused else (str(exc).strip().splitlines() or [repr(exc)])[0]
+        hint = (" (a Lightning checkpoint whose hyper_parameters hold objects)" if path.suffix == ".ckpt" else "")
+        raise ValueError(f"{what} {path} holds more than tensors, numbers and numpy scalars{hint}, so "
+                         f"torch.load(weights_only=True) refuses it ({first}). Re-save only the state_dict "
+                         f"(torch.save(model.state_dict(), ...)) where the file is trusted") from None
 
 
 def load_weights(model: nn.Module, path, *, what: str = "weights", of: str = "", architecture: str = "",
