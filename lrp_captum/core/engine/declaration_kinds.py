@@ -11,7 +11,7 @@ kind          Captum path           hook path          functions (families)     
 Terms         term by term          ε scaling / terms  linear: dense kernel     yes   yes (1)
 Pass          R_in = R_out          R_in = R_out       activation: identity     no    yes
 Gradient      gradient × input      plain gradient     every family but linear  no    no
-Constant      nothing               detached output    softmax: detached        no    yes (2)
+Constant      nothing               detached output    softmax, products: none  no    yes (2)
 Uniform       gradient × input / n  gradient / n       matmul, mul: split       no    yes
 ConstantScale scale held constant   scale constant     norm: scale constant     no    yes (1)
 Functions     gradient × input      the functions'     (none)                   no    yes
@@ -124,7 +124,8 @@ KINDS: dict = {
                         "the Taylor remainder; CP-LRP's constant attention conserves relevance"),
     Constant: DeclarationKind(
         relevance=reference.no_relevance, hook_output=hook_path.constant_output,
-        functions={"softmax": functional.constant_call}, share=lambda n: 0.0),
+        functions={"softmax": functional.constant_call, "matmul": functional.split_product,
+                   "mul": functional.split_product}, share=lambda n: 0.0),
     Uniform: DeclarationKind(
         relevance=reference.uniform_relevance, hook_output=hook_path.uniform_output,
         functions={"matmul": functional.split_product, "mul": functional.split_product},

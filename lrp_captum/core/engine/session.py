@@ -88,19 +88,28 @@ def call_session(plan: AttributionPlan, probes: Sequence[tuple[nn.Module, bool]]
 
 def _freeze_parameters(plan: AttributionPlan, undo: contextlib.ExitStack) -> None:
     """The parameters of the model that runs and of the user's model stop requiring grad."""
+    frozen: list = []
+    undo.callback(_set_each, frozen, "requires_grad", True)
     source = [] if plan.source is None else list(plan.source.parameters())
     for p in list(plan.model.parameters()) + source:
         if p.requires_grad:
             p.requires_grad_(False)
-            undo.callback(p.requires_grad_, True)
+            frozen.append(p)
 
 
 def _switch_off_inplace(model: nn.Module, undo: contextlib.ExitStack) -> None:
     """In-place activations would overwrite the outputs the rules' hooks replace."""
+    switched: list = []
+    undo.callback(_set_each, switched, "inplace", True)
     for m in model.modules():
         if getattr(m, "inplace", False) is True:
             m.inplace = False
-            undo.callback(setattr, m, "inplace", True)
+            switched.append(m)
+
+
+def _set_each(objects: list, attribute: str, value) -> None:
+    for obj in objects:
+        setattr(obj, attribute, value)
 
 
 def _remove_hooks(handles: list) -> None:
