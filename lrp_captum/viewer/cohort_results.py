@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrp_captum.cohort.table import TABLE_CSV, TABLE_PARQUET, read_cohort_table
+from lrp_captum.viewer.paths import is_inside
 from lrp_captum.viewer.results import result_dir_for
 
 NO_PREDICTION = "(none)"
@@ -32,7 +33,7 @@ def find_cohorts(results_dir: str | Path, max_depth: int = 2) -> list[str]:
             found.append(folder.relative_to(base).as_posix() or ".")
         if depth < max_depth:
             for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                if base in child.resolve().parents:
+                if child.resolve() != base and is_inside(child, base):
                     visit(child, depth + 1)
 
     if base.is_dir():

@@ -46,13 +46,17 @@ def resolve_under(root: str | Path, user_path: str | Path) -> Path:
         raise UnsafePathError(f"path {text!r} names the folder itself, not a file in it")
     base = Path(root).resolve(strict=True)
     target = base.joinpath(*parts).resolve(strict=False)
-    if target != base and base not in target.parents:
+    if not is_inside(target, base):
         raise UnsafePathError(f"{text!r} resolves outside the configured folder (symbolic link?)")
     return target
 
 
 def is_inside(path: str | Path, root: str | Path) -> bool:
-    """True when ``path``, with every symbolic link resolved, is ``root`` or lies under it."""
+    """True when ``path``, with every symbolic link resolved, is ``root`` or lies under it.
+
+    The one containment test of the app: compared by path components, so ``results_evil/`` is
+    not inside ``results/`` although its name starts with the same characters.
+    """
     base = Path(root).resolve()
     target = Path(path).resolve()
     return target == base or base in target.parents

@@ -166,7 +166,7 @@ def list_slides(slides_dir: str | Path, results_dir: str | Path, max_depth: int 
         if any(part.startswith(".") for part in rel.parts):
             continue
         resolved = path.resolve()
-        if base not in resolved.parents:
+        if resolved == base or not is_inside(resolved, base):
             continue
         rel_posix = rel.as_posix()
         try:
