@@ -4,10 +4,16 @@ Slide names, class names and run parameters come from the file system and from r
 they are data an attacker may have chosen (a slide stored as
 ``x</script><script>alert(1)</script>.svs`` in nested folders). HTML text and attributes use
 :func:`html.escape`; the two contexts here need more than that.
+
+Every value a page of the app writes into Streamlit markdown (labels, metric values, captions,
+messages, buttons, tabs, expanders, image captions) goes through :func:`streamlit_literal`;
+values shown by widgets that render plain text (dataframe cells, select options) go in as they
+are. ``tests/test_app_markdown_browser.py`` checks both against what Streamlit renders.
 """
 from __future__ import annotations
 
 import json
+import re
 
 # Inside <script>, the HTML parser ends the block at "</script" whatever JavaScript thinks, and
 # "<!--" changes how it looks for the end; "&" matters in XHTML; U+2028/2029 end a line in older
@@ -17,6 +23,12 @@ _SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u
 # Characters that start markdown syntax in CommonMark or in Streamlit's extensions
 # (":red[...]" colours, ":material/icon:" and ":emoji:" short codes, "$...$" LaTeX).
 _MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|:~$&\"'=")
+
+# Streamlit turns some text into markup after backslash escapes are resolved: GFM autolink
+# literals (``www.x.y``, ``http://...``, ``a@b.c``) and its short codes ``:streamlit:`` and
+# ``:material/...:``. An invisible WORD JOINER (U+2060) inside each pattern breaks it.
+_WORD_JOINER = "\u2060"
+_TEXT_PATTERNS = re.compile(r"(?i)(?<=www)(?=\.)|(?<=:)(?=//)|(?<=@)|(?<=:)(?=streamlit:|material[/_])")
 
 
 def json_for_script(value) -> str:
@@ -62,3 +74,22 @@ def markdown_literal(text) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def streamlit_literal(text) -> str:
+    """``text`` escaped so that Streamlit shows it as typed wherever it renders markdown.
+
+    :func:`markdown_literal` plus an invisible word joiner (U+2060) inside the patterns that
+    Streamlit recognises in text after escapes are resolved (autolinks, ``:streamlit:``,
+    ``:material/...:``); the text reads and prints the same.
+
+    Parameters
+    ----------
+    text : object
+        Converted with ``str``.
+
+    Returns
+    -------
+    str
+    """
+    return markdown_literal(_TEXT_PATTERNS.sub(_WORD_JOINER, str(text)))
