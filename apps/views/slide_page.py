@@ -2,7 +2,7 @@
 
 Names of slides, classes and run parameters come from files anyone with write access to the
 folders may have chosen: they go into markdown through ``md`` (shown literally), and messages
-pass through ``_plain`` so they name no absolute path of the configured folders.
+pass through ``_plain`` (:func:`lrp_captum.viewer.page_messages.page_message`: no absolute path).
 """
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import numpy as np
 
 from lrp_captum.viewer import openseadragon
 from lrp_captum.viewer.colormaps import relevance_heatmap_rgb
-from lrp_captum.viewer.escaping import markdown_literal as md
+from lrp_captum.viewer.escaping import streamlit_literal as md
 from lrp_captum.viewer.jobs import ExplainJobs
-from lrp_captum.viewer.paths import UnsafePathError, resolve_under, without_roots
+from lrp_captum.viewer.loopback import browser_host
+from lrp_captum.viewer.page_messages import page_message
+from lrp_captum.viewer.paths import UnsafePathError, resolve_under
 from lrp_captum.viewer.results import ResultError, list_slides, load_result, top_tiles
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
 from lrp_captum.viewer.tile_server import TileServer, wait_until_up
@@ -31,19 +33,18 @@ STATUSES = ("explained", "not explained", "incomplete", "corrupt", "refused")
 
 def _plain(cfg, message) -> str:
     """A message for the page: configured folders named, not spelled out; markdown shown literally."""
-    return md(without_roots(str(message), {cfg.slides_dir: "the slides folder",
-                                           cfg.results_dir: "the results folder"}))
+    return page_message(message, cfg.roots)
 
 
 # --- shared resources (one per app process, shared by all sessions) ------------------------------
 def _tile_server(st, cfg) -> TileServer:
     @st.cache_resource(show_spinner=False)
-    def start(slides: str, results: str, port: int) -> TileServer:
-        server = TileServer(slides, results, port=port).start()
+    def start(slides: str, results: str, port: int, _access) -> TileServer:
+        server = TileServer(slides, results, port=port, access=_access).start()
         wait_until_up(server.url)
         return server
 
-    return start(str(cfg.slides_dir), str(cfg.results_dir), cfg.tile_port)
+    return start(str(cfg.slides_dir), str(cfg.results_dir), cfg.tile_port, cfg.access)
 
 
 def _jobs(st) -> ExplainJobs:
@@ -173,7 +174,8 @@ def _viewer(st, cfg, entry):
                  "then reload this page.")
         return
     server = _tile_server(st, cfg)
-    src = f"{server.url}/viewer?slide={quote(entry.rel_path)}"
+    # the host name the browser used for the app: its cookie (the access token) is sent only there
+    src = f"http://{browser_host(st.context.headers.get('host'))}:{server.port}/viewer?slide={quote(entry.rel_path)}"
     tile = st.session_state.get("tile")
     # the URL always carries a fragment, so switching tiles (or closing one) is a fragment
     # navigation inside the viewer, never a reload that would lose the zoom

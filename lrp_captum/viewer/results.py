@@ -8,13 +8,12 @@ to level 0), ``tiles.csv`` (level-0 tile boxes with measurements), ``overlay.tif
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from lrp_captum.viewer.paths import UnsafePathError, is_inside, resolve_under, shown_path
+from lrp_captum.viewer.paths import UnsafePathError, check_inside, is_inside, resolve_under, shown_path
 
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 REQUIRED_TILE_COLUMNS = ("x0", "y0", "w0", "h0")
@@ -107,25 +106,16 @@ def result_dir_for(slide_rel_path: str, results_dir: str | Path) -> Path:
 def check_result_files(result_dir: Path, results_dir: str | Path, deep: bool = True) -> None:
     """Refuse a result whose files lead outside ``results_dir`` through symbolic links.
 
-    Checks the folder and its entries, and with ``deep`` every link inside ``relevance.zarr``
-    (a walk over its chunk files: done when a result is loaded, not each time slides are listed).
+    Checks the folder and its entries, and with ``deep`` every link inside them (a walk over the
+    chunk files of ``relevance.zarr``: done when a result is loaded, not each time slides are
+    listed); :func:`lrp_captum.viewer.paths.check_inside`, as for every page.
 
     Raises
     ------
     UnsafePathError
         Naming the first file that leaves the folder.
     """
-    root = Path(results_dir).resolve()
-    rdir = Path(result_dir)
-    candidates = [rdir, *(rdir.iterdir() if rdir.is_dir() else ())]
-    zpath = rdir / "relevance.zarr"
-    if deep and zpath.is_dir() and is_inside(zpath, root):
-        for folder, dirs, files in os.walk(zpath):
-            candidates += [Path(folder, n) for n in dirs + files if os.path.islink(os.path.join(folder, n))]
-    for path in candidates:
-        if not is_inside(path, root):
-            raise UnsafePathError(f"{shown_path(path, root)} lies outside the results folder (symbolic link?); "
-                                  "it is not read. Remove the link.")
+    check_inside(results_dir, [result_dir], depth=None if deep else 1)
 
 
 def _result_status(result_dir: Path, results_dir: Path) -> tuple[str, str]:

@@ -12,7 +12,10 @@ files under the two asset folders are served; paths are checked with
 ``results_dir`` are refused (403). Cached tiles are keyed by the slide file's identity, so a
 replaced slide is never served from the cache, and a result made from another slide file is not
 overlaid (409). The server binds to 127.0.0.1 and rejects requests whose Host header is not a
-loopback name (DNS-rebinding guard). Messages name files relative to the configured folders.
+loopback name (DNS-rebinding guard), and, started by the app, every request (tiles, pages,
+assets, health) without the launch's token (:mod:`lrp_captum.viewer.access_token`; the browser
+sends the app's cookie, since cookies are per host name, not per port). Messages name files
+relative to the configured folders.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from lrp_captum.viewer import openseadragon
+from lrp_captum.viewer.access_token import AppAccess
 from lrp_captum.viewer.app_files import viewer_assets_dir
 from lrp_captum.viewer.colormaps import (DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, SLIDE_CMAP,
                                          legend_stops)
@@ -238,7 +242,7 @@ class TileService:
         return hit
 
 
-def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
+def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path, access: AppAccess):
     roots = {service.slides_dir: "the slides folder", service.results_dir: "the results folder"}
 
     def scrub(message: str) -> str:
@@ -279,11 +283,28 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
             ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             self._send(200, path.read_bytes(), ctype, cache=True)
 
-        def do_GET(self):  # noqa: N802 (http.server API)
+        def _refused(self, query: dict) -> bool:
+            """Answer 403 unless the request has a loopback Host and the app's token."""
             if not is_loopback_host(self.headers.get("Host")):
-                return self._error(HTTPStatus.FORBIDDEN, "only loopback host names are served")
+                self._error(HTTPStatus.FORBIDDEN, "only loopback host names are served")
+                return True
+            if not access.allows(self.headers.get("Cookie"), query.get("token")):
+                self._error(HTTPStatus.FORBIDDEN, "this server needs the app's access token: open the app "
+                                                  "from the URL that `lrp-captum app` printed")
+                return True
+            return False
+
+        def _other_method(self):
+            if not self._refused({k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}):
+                self._error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET is served")
+
+        do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other_method  # noqa: N815
+
+        def do_GET(self):  # noqa: N802 (http.server API)
             url = urlsplit(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            if self._refused(q):
+                return
             try:
                 if url.path == "/health":
                     return self._send(200, b"ok", "text/plain")
@@ -326,14 +347,18 @@ class TileServer:
     """A :class:`TileService` behind a threaded HTTP server on 127.0.0.1.
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`. ``port=0`` picks a free port;
-    the chosen one is in :attr:`port` and :attr:`url`.
+    the chosen one is in :attr:`port` and :attr:`url`. With ``access`` (the app passes its
+    :class:`~lrp_captum.viewer.access_token.AppAccess`), every request needs the token; without,
+    anyone on this machine may read the slides (a library use, e.g. in a notebook).
     """
 
-    def __init__(self, slides_dir, results_dir, port: int = 0, assets_dir=None, vendor_dir=None):
+    def __init__(self, slides_dir, results_dir, port: int = 0, assets_dir=None, vendor_dir=None,
+                 access: AppAccess | None = None):
         self.service = TileService(slides_dir, results_dir)
         self.assets_dir = Path(assets_dir or viewer_assets_dir()).resolve()
         self.vendor_dir = Path(vendor_dir or openseadragon.vendor_dir()).resolve()
-        handler = _make_handler(self.service, self.assets_dir, self.vendor_dir)
+        self.access = access or AppAccess(None)
+        handler = _make_handler(self.service, self.assets_dir, self.vendor_dir, self.access)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -365,7 +390,8 @@ class TileServer:
 
 
 def wait_until_up(url: str, timeout: float = 10.0) -> None:
-    """Block until ``url/health`` answers (used by tests and the app)."""
+    """Block until ``url/health`` answers with any HTTP status (a 403 for want of the token is up)."""
+    import urllib.error
     import urllib.request
 
     deadline = time.monotonic() + timeout
@@ -374,6 +400,8 @@ def wait_until_up(url: str, timeout: float = 10.0) -> None:
             with urllib.request.urlopen(url + "/health", timeout=1) as r:
                 if r.status == 200:
                     return
+        except urllib.error.HTTPError:
+            return
         except OSError:
             if time.monotonic() > deadline:
                 raise
