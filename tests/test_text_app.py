@@ -84,3 +84,15 @@ def test_page_explains_the_transformer_with_lrp(models_dir):
     assert not at.exception
     html = " ".join(str(h.proto.body) for h in at.get("html"))
     assert "aria-label=\"didn&#x27;t: relevance" in html
+
+
+def test_a_model_folder_linked_outside_the_text_model_folder_is_not_offered(word_cnn_dir, tmp_path):  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "linked").symlink_to(word_cnn_dir, target_is_directory=True)
+    at = AppTest.from_function(_text_page, args=(PAGES, str(root))).run(timeout=180)
+    assert not at.exception and not at.metric
+    assert any("No text model" in i.value for i in at.info)
+    assert not [i for i in at.info if str(tmp_path) in i.value]

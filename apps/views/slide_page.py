@@ -13,7 +13,7 @@ from urllib.parse import quote
 import numpy as np
 
 from lrp_captum.viewer import openseadragon
-from lrp_captum.viewer.colormaps import relevance_heatmap_rgb
+from lrp_captum.viewer.colormaps import SLIDE_CMAP, legend_words, relevance_heatmap_rgb
 from lrp_captum.viewer.escaping import streamlit_literal as md
 from lrp_captum.viewer.jobs import ExplainJobs
 from lrp_captum.viewer.loopback import browser_host
@@ -23,6 +23,7 @@ from lrp_captum.viewer.results import ResultError, list_slides, load_result, top
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
 from lrp_captum.viewer.tile_server import TileServer, wait_until_up
 from lrp_captum.viewer.tile_view import blend_relevance, read_tile_rgb, stored_tile_relevance
+from lrp_captum.viewer.units import pixel_relevance_unit, probability_label, tile_sum_unit
 from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
 
 GALLERY_K = 6
@@ -195,15 +196,16 @@ def _summary(st, result):
     last = result.classes[-1] if result.classes else 1
     if "prediction_index" in tiles.columns and len(tiles):
         share = float((tiles["prediction_index"] == len(result.classes) - 1).mean()) if result.classes else float("nan")
-        cols[1].metric(f"Predicted {last}", f"{share:.0%}")
+        cols[1].metric(f"Tiles predicted {md(last)}", f"{share:.0%}")
     elif "prediction" in tiles.columns and len(tiles):
         pred = tiles["prediction"]
         hit = pred == (len(result.classes) - 1) if pred.dtype.kind in "iuf" else pred.astype(str) == str(last)
-        cols[1].metric(f"Predicted {last}", f"{float(hit.mean()):.0%}")
+        cols[1].metric(f"Tiles predicted {md(last)}", f"{float(hit.mean()):.0%}")
     cols[2].markdown(f"**Composite** {md(result.parameter('composite', '?'))} · **target** "
                      f"{md(result.parameter('target', '?'))} · **output** "
                      f"{md(result.parameter('output_mode', 'logit'))} · "
-                     f"**map** 1/{result.downsample:g} of level 0 · **colour limit** ±{result.vmax:.3g}  \n"
+                     f"**map** 1/{result.downsample:g} of level 0 · **colour limit** ±{result.vmax:.3g} "
+                     f"({pixel_relevance_unit(result.parameter('output_mode', 'logit'))})  \n"
                      "Research/demo output of a model explanation, not a diagnosis.")
 
 
@@ -230,14 +232,21 @@ def _gallery(st, cfg, entry, result):
                 with cols[i]:
                     st.image(_thumb(st, entry.path, row), width="stretch")
                     value = row.get("relevance_neg", row.get("relevance_sum")) if negative else row.get("relevance_pos")
-                    prob = f" · p={row['probability']:.2f}" if "probability" in row else ""
-                    st.caption(f"({int(row.x0)}, {int(row.y0)}) · R={value:.3g}{prob}")
+                    st.caption(f"({int(row.x0)}, {int(row.y0)}) · R={value:+.3g} "
+                               f"({tile_sum_unit(result.parameter('output_mode', 'logit'))}){_tile_probability(row)}")
                     if st.button("Open", key=f"open_{'neg' if negative else 'pos'}_{idx}"):
                         st.session_state["tile"] = {k: int(row[k]) for k in ("x0", "y0", "w0", "h0")} | {
                             "index": int(idx), "target": str(row.get("target", row.get("prediction", "")))}
                         # start the tile view on the class the slide run explained for this tile
                         st.session_state.pop("tile_target", None)
                         st.rerun()
+
+
+def _tile_probability(row) -> str:
+    """`` · p(class)=0.97``: the probability of the class the tile was predicted as, named."""
+    if "probability" not in row:
+        return ""
+    return " · " + md(probability_label(row.get("prediction", "predicted class"), float(row["probability"])))
 
 
 def _class_names(result, bundle) -> list[str]:
@@ -329,7 +338,8 @@ def _tile_view(st, cfg, entry, result):
     a.image(rgb, caption="Tile (level 0, full resolution)", width="stretch")
     vmax = float(np.nanmax(np.abs(heat))) if np.isfinite(heat).any() else 1.0
     b.image(relevance_heatmap_rgb(heat, vmax), caption=f"Relevance ({'recomputed' if info else 'stored map'}), "
-            f"blue −{vmax:.3g} · white 0 · red +{vmax:.3g}", width="stretch", clamp=True)
+            f"{pixel_relevance_unit(mode if info else result.parameter('output_mode', 'logit'))}: "
+            f"{legend_words(SLIDE_CMAP, vmax)}", width="stretch", clamp=True)
     c.image(blend_relevance(rgb, heat, vmax), caption="Relevance over the tile", width="stretch")
     with d:
         if info is not None:

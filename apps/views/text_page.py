@@ -10,15 +10,18 @@ EXAMPLES = ("the hotel was not clean , but the staff were friendly .\n"
 
 def model_folders(model_dir) -> list[Path]:
     """The text models the page offers: ``model_dir`` itself when it holds one, else the
-    folders inside it that do (e.g. ``demo_output`` with ``text_model`` and ``text_minilm``)."""
+    folders inside it that do (e.g. ``demo_output`` with ``text_model`` and ``text_minilm``);
+    a folder that leads outside ``model_dir`` (symbolic link) is not looked into."""
     from lrp_captum.text.model_folders import is_text_model_folder
+    from lrp_captum.viewer.paths import is_inside
 
     model_dir = Path(model_dir)
     if is_text_model_folder(model_dir):
         return [model_dir]
     if not model_dir.is_dir():
         return []
-    return sorted(p for p in model_dir.iterdir() if p.is_dir() and is_text_model_folder(p))
+    return sorted(p for p in model_dir.iterdir()
+                  if p.is_dir() and is_inside(p, model_dir) and is_text_model_folder(p))
 
 
 def text_composites() -> list[str]:
@@ -43,22 +46,30 @@ def render_text_page(st, model_dir) -> None:
     from lrp_captum.text.model_folders import load_text_model
     from lrp_captum.text.render import explanations_html, explanations_json
     from lrp_captum.text.transformer import is_hugging_face_model
+    from lrp_captum.viewer.escaping import streamlit_literal as md
+    from lrp_captum.viewer.page_messages import page_message
+    from lrp_captum.viewer.paths import UnsafePathError, check_inside
 
+    roots = {Path(model_dir): "the text model folder"}
     folders = model_folders(model_dir)
     if not folders:
-        st.info(f"No text model in {model_dir}: run `lrp-captum text train-demo --out "
-                f"{model_dir}` (word-CNN) or `lrp-captum text train-demo --arch minilm` "
-                "(transformer) first.")
+        st.info("No text model in the text model folder (`--text-model`): run `lrp-captum text train-demo "
+                "--out DIR` (word-CNN) or `lrp-captum text train-demo --arch minilm` (transformer) first.")
         return
     names = [p.name for p in folders]
     chosen = folders[names.index(st.selectbox("model", names))] if len(folders) > 1 \
         else folders[0]
-    model, tokenizer, info = _cached_model(st, load_text_model)(str(chosen))
+    try:
+        check_inside(model_dir, [chosen], what="the text model folder")
+        model, tokenizer, info = _cached_model(st, load_text_model)(str(chosen))
+    except (UnsafePathError, OSError, ValueError) as exc:
+        st.error(page_message(exc, roots))
+        return
     transformer = is_hugging_face_model(model)
     cols = st.columns(3)
     cols[0].metric("model", "transformer" if transformer else type(model).__name__)
     cols[1].metric("held-out accuracy", f"{info.get('test_accuracy', float('nan')):.3f}")
-    cols[2].metric("classes", ", ".join(info.get("class_names", [])))
+    cols[2].metric("classes", md(", ".join(info.get("class_names", []))))
 
     text = st.text_area("Sentences (one per line)", EXAMPLES, height=120)
     c1, c2, c3, c4 = st.columns(4)
@@ -79,7 +90,7 @@ def render_text_page(st, model_dir) -> None:
                                     target=None if target == "predicted" else target)
     except (KeyError, ValueError, TypeError) as exc:
         st.error(f"Cannot explain with {method} ({composite if method == 'lrp' else ''}): "
-                 f"{exc}")
+                 f"{page_message(exc, roots)}")
         return
     page = explanations_html(explanations, title="Word relevance", scale=scale)
     if hasattr(st, "html"):

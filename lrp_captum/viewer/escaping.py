@@ -84,6 +84,11 @@ def markdown_literal(text) -> str:
     return "".join(out)
 
 
+def matplotlib_literal(text) -> str:
+    """``text`` for a matplotlib title or label: ``$`` would start mathtext (a parse error or a formula)."""
+    return str(text).replace("$", "\\$")
+
+
 def streamlit_literal(text) -> str:
     """``text`` escaped so that Streamlit shows it as typed wherever it renders markdown.
 
