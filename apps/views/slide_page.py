@@ -56,13 +56,14 @@ def _jobs(st) -> ExplainJobs:
     return registry()
 
 
-def _load_result_cached(st, result_dir: Path, results_dir: Path):
+def _load_result_cached(st, result_dir: Path, results_dir: Path, slide_dimensions: tuple[int, int]):
     @st.cache_resource(show_spinner=False, max_entries=8)
-    def load(path: str, root: str, mtime_ns: int):
-        return load_result(path, root)
+    def load(path: str, root: str, mtime_ns: int, dims: tuple[int, int]):
+        return load_result(path, root, slide_dimensions=dims)
 
     manifest = result_dir / "manifest.json"
-    return load(str(result_dir), str(results_dir), manifest.stat().st_mtime_ns if manifest.exists() else 0)
+    return load(str(result_dir), str(results_dir), manifest.stat().st_mtime_ns if manifest.exists() else 0,
+                tuple(slide_dimensions))
 
 
 def _open_slide(st, path: Path):
@@ -138,7 +139,7 @@ def render_slide_page(st, cfg) -> None:
     result, error, warning = None, None, None
     if entry.status == "explained":
         try:
-            result = _load_result_cached(st, entry.result_dir, cfg.results_dir)
+            result = _load_result_cached(st, entry.result_dir, cfg.results_dir, _open_slide(st, entry.path).dimensions)
         except (ResultError, UnsafePathError) as exc:
             error = _plain(cfg, exc)
     elif entry.status == "corrupt":

@@ -20,6 +20,7 @@ relative to the configured folders.
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
 import threading
 import time
@@ -50,6 +51,11 @@ class NotFound(Exception):
 
 class ResultMismatch(ResultError):
     """The slide's result was made from another slide file."""
+
+
+class SlideReadError(RuntimeError):
+    """OpenSlide could not read a region of the slide (a damaged file): that request fails, the
+    handle is reopened for the next one."""
 
 
 def render_viewer_page(assets_dir: str | Path, slide: str) -> str:
@@ -83,6 +89,10 @@ class _LRU:
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
 
+    def drop(self, key) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
 
 class TileService:
     """Tiles and metadata for the slides and results under two configured folders.
@@ -113,6 +123,24 @@ class TileService:
     def open_slide(self, rel: str):
         """``(OpenSlide, DeepZoomGenerator, DeepZoomGrid)`` for a slide, cached."""
         return self._open(rel)[:3]
+
+    def _reading(self, rel: str, read):
+        """``read(slide, dz)`` on the slide's cached handles.
+
+        An ``OpenSlideError`` sticks to the handle that raised it (every later call on it fails),
+        so the handle is dropped from the cache and the read tried once on a fresh one; a region
+        that fails again is damaged: :class:`SlideReadError`, and the next request reopens.
+        """
+        import openslide
+
+        for attempt in range(2):
+            slide, dz, _, identity = self._open(rel)
+            try:
+                return read(slide, dz)
+            except openslide.OpenSlideError:
+                self._slides.drop((str(self.slide_path(rel)), identity))
+        raise SlideReadError(f"OpenSlide cannot read this part of {rel}: the slide file is damaged there; "
+                             "the rest of the slide is still shown")
 
     def _open(self, rel: str):
         """``(OpenSlide, DeepZoomGenerator, DeepZoomGrid, FileIdentity)``, cached by the file's identity."""
@@ -159,7 +187,7 @@ class TileService:
         key = (str(rdir), manifest.stat().st_mtime_ns, identity)
         hit = self._results.get(key)
         if hit is None:
-            result = load_result(rdir, self.results_dir)
+            result = load_result(rdir, self.results_dir, slide_dimensions=slide.dimensions)
             hit = (OverlayTiles(grid, result), check_result_slide(result.manifest, path, slide))
             self._results.put(key, hit)
         if not hit[1].overlay_allowed:
@@ -169,14 +197,10 @@ class TileService:
     # --- content -------------------------------------------------------------------------
     def info(self, rel: str) -> dict:
         """Everything the viewer page needs to set itself up (JSON-serialisable)."""
-        slide, dz, grid = self.open_slide(rel)
-        props = slide.properties
-        try:
-            mpp = float(props.get("openslide.mpp-x"))
-        except (TypeError, ValueError):
-            mpp = None
+        _, _, grid = self.open_slide(rel)
+        props = self._reading(rel, lambda slide, dz: dict(slide.properties))
         out = {"slide": rel, "width": grid.width, "height": grid.height, "tile_size": grid.tile_size,
-               "overlap": grid.overlap, "max_level": grid.level_count - 1, "mpp": mpp,
+               "overlap": grid.overlap, "max_level": grid.level_count - 1, "mpp": slide_mpp(props),
                "vendor": props.get("openslide.vendor"), "result": None,
                "default_cmap": SLIDE_CMAP,
                "legend": {"diverging": {c: legend_stops(c) for c in DIVERGING_CMAPS},
@@ -209,7 +233,7 @@ class TileService:
             cmap = cmap or "viridis"
             if cmap not in SEQUENTIAL_CMAPS:
                 raise ValueError(f"probability needs cmap in {SEQUENTIAL_CMAPS}")
-        _, dz, grid, identity = self._open(rel)
+        _, _, grid, identity = self._open(rel)
         if not 0 <= level < grid.level_count:
             raise NotFound(f"level {level} out of range")
         cols, rows = grid.level_tiles(level)
@@ -226,7 +250,7 @@ class TileService:
         if layer == "slide":
             import io
 
-            img = dz.get_tile(level, (col, row))
+            img = self._reading(rel, lambda slide, dz: dz.get_tile(level, (col, row)))
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=85)
             hit = (buf.getvalue(), "image/jpeg")
@@ -240,6 +264,30 @@ class TileService:
             hit = (encode_png(ov.tissue_rgba(level, col, row)), "image/png")
         self._tiles.put(key, hit)
         return hit
+
+
+def slide_mpp(properties) -> float | None:
+    """µm per level-0 pixel from OpenSlide's properties; None when missing, zero, negative or not finite."""
+    try:
+        mpp = float(properties.get("openslide.mpp-x"))
+    except (TypeError, ValueError):
+        return None
+    return mpp if math.isfinite(mpp) and mpp > 0 else None
+
+
+def json_body(value) -> bytes:
+    """``value`` as strict JSON: a float that is not finite (which ``json.dumps`` writes as
+    ``Infinity``/``NaN``, not JSON) becomes null."""
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False).encode()
 
 
 def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path, access: AppAccess):
@@ -318,8 +366,8 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path, acce
                     page = render_viewer_page(assets_dir, slide)
                     return self._send(200, page.encode(), "text/html; charset=utf-8", page=True)
                 if url.path == "/info":
-                    info = json.loads(scrub(json.dumps(service.info(slide))))
-                    return self._send(200, json.dumps(info).encode(), "application/json")
+                    info = json.loads(scrub(json_body(service.info(slide)).decode()))
+                    return self._send(200, json_body(info), "application/json")
                 if url.path == "/tile":
                     body, ctype = service.tile(slide, q.get("layer", "slide"), int(q.get("level", -1)),
                                                int(q.get("col", -1)), int(q.get("row", -1)),
@@ -333,6 +381,8 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path, acce
                 self._error(HTTPStatus.NOT_FOUND, str(exc))
             except ResultMismatch as exc:
                 self._error(HTTPStatus.CONFLICT, str(exc))
+            except SlideReadError as exc:
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
             except (ValueError, ResultError) as exc:
                 self._error(HTTPStatus.BAD_REQUEST, str(exc))
             except FileNotFoundError:
