@@ -21,6 +21,7 @@ from lrp_captum.viewer.page_messages import page_message
 from lrp_captum.viewer.paths import UnsafePathError, resolve_under
 from lrp_captum.viewer.results import ResultError, list_slides, load_result, top_tiles
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
+from lrp_captum.viewer.tile_model import model_source
 from lrp_captum.viewer.tile_server import TileServer, wait_until_up
 from lrp_captum.viewer.tile_view import blend_relevance, read_tile_rgb, stored_tile_relevance
 from lrp_captum.viewer.units import pixel_relevance_unit, probability_label, tile_sum_unit
@@ -40,12 +41,14 @@ def _plain(cfg, message) -> str:
 # --- shared resources (one per app process, shared by all sessions) ------------------------------
 def _tile_server(st, cfg) -> TileServer:
     @st.cache_resource(show_spinner=False)
-    def start(slides: str, results: str, port: int, _access) -> TileServer:
-        server = TileServer(slides, results, port=port, access=_access).start()
+    def start(slides: str, results: str, port: int, model: str, device: str, _access) -> TileServer:
+        server = TileServer(slides, results, port=port, access=_access, model_config=model or None,
+                            device=device).start()
         wait_until_up(server.url)
         return server
 
-    return start(str(cfg.slides_dir), str(cfg.results_dir), cfg.tile_port, cfg.access)
+    return start(str(cfg.slides_dir), str(cfg.results_dir), cfg.tile_port, str(cfg.model_config or ""),
+                 cfg.device, cfg.access)
 
 
 def _jobs(st) -> ExplainJobs:
@@ -266,26 +269,10 @@ def _composites() -> list[str]:
 
 
 def _model_source(cfg, result):
-    """``(key, config)`` of the model for tile re-explanation, or ``(None, reason)``.
-
-    ``--model`` wins; otherwise the model config recorded in the result's manifest is used when
-    its weights file still exists and it names a built-in or torchvision architecture (a
-    ``package.module:factory`` entry would import code named by a results file, so it needs
-    ``--model``).
-    """
-    if cfg.model_config is not None:
-        return f"{cfg.model_config}:{cfg.model_config.stat().st_mtime_ns}", str(cfg.model_config)
-    model = result.manifest.get("model") if isinstance(result.manifest.get("model"), dict) else {}
-    config = model.get("config")
-    if not isinstance(config, dict) or "architecture" not in config:
-        return None, ("No model to re-explain tiles: start the app with --model CONFIG "
-                      "(the demo model: `lrp-captum slide train-demo`).")
-    if ":" in str(config["architecture"]):
-        return None, "The result's model is a custom factory; start the app with --model CONFIG to use it."
-    weights = config.get("weights")
-    if weights and not Path(weights).is_file():
-        return None, f"The result's model weights {md(Path(weights).name)} are gone; start the app with --model CONFIG."
-    return f"manifest:{model.get('weights_sha256', '')}:{sorted(config.items())!r}", config
+    """``(key, config)`` of the model for tile re-explanation, or ``(None, reason)``
+    (:func:`lrp_captum.viewer.tile_model.model_source`)."""
+    key, config = model_source(cfg.model_config, result.manifest)
+    return (key, config) if key is not None else (None, _plain(cfg, config))
 
 
 def _tile_view(st, cfg, entry, result):

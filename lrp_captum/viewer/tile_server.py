@@ -30,17 +30,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+
 from lrp_captum.viewer import openseadragon
 from lrp_captum.viewer.access_token import AppAccess
 from lrp_captum.viewer.app_files import viewer_assets_dir
 from lrp_captum.viewer.colormaps import (DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, SLIDE_CMAP,
-                                         legend_stops)
-from lrp_captum.viewer.deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png
+                                         legend_stops, relevance_to_rgba)
+from lrp_captum.viewer.deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png, sample_map
 from lrp_captum.viewer.escaping import json_for_script
 from lrp_captum.viewer.loopback import is_loopback_host
 from lrp_captum.viewer.paths import UnsafePathError, resolve_under, without_roots
 from lrp_captum.viewer.results import SLIDE_SUFFIXES, ResultError, load_result, result_dir_for
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
+from lrp_captum.viewer.tile_model import model_source
+from lrp_captum.viewer.units import pixel_relevance_unit
 
 LAYERS = ("slide", "relevance", "probability", "grid", "tissue")
 
@@ -103,15 +107,26 @@ class TileService:
         Configured folders; nothing outside them is read.
     tile_cache : int
         Number of encoded tiles kept in memory.
+    model_config : path, optional
+        The app's ``--model``: with it, or with a usable model recorded in a result
+        (:func:`~lrp_captum.viewer.tile_model.model_source`), the relevance layer at zoom levels
+        finer than the stored map is each analysed tile's own map at the model's resolution
+        (:class:`~lrp_captum.viewer.fine_relevance.FineRelevance`).
+    device : str
+        Where that model runs.
     """
 
-    def __init__(self, slides_dir, results_dir, tile_cache: int = 4096):
+    def __init__(self, slides_dir, results_dir, tile_cache: int = 4096, model_config=None, device: str = "cpu"):
         self.slides_dir = Path(slides_dir).resolve(strict=True)
         self.results_dir = Path(results_dir).resolve()
+        self.model_config = model_config
+        self.device = device
         self._slides = _LRU(16)
         self._results = _LRU(16)
         self._tiles = _LRU(tile_cache)
+        self._models = _LRU(4)
         self._open_lock = threading.Lock()
+        self._model_lock = threading.Lock()
 
     # --- opening -------------------------------------------------------------------------
     def slide_path(self, rel: str) -> Path:
@@ -213,12 +228,63 @@ class TileService:
             out["result_error"] = str(exc)
             return out
         r = ov.result
+        fine = self.fine_relevance(ov) is not None
         out["result"] = {"vmax": r.vmax, "downsample": r.downsample, "has_probability_map": r.probability is not None,
+                         "relevance_unit": pixel_relevance_unit(r.parameter("output_mode", "logit")),
+                         "fine_from_level": self.fine_from_level(ov) if fine else None,
                          "n_tiles": int(len(r.tiles)), "classes": r.classes,
                          "composite": r.parameter("composite"), "target": r.parameter("target"),
                          "output_mode": r.parameter("output_mode"), "slide_check": check.verdict,
                          "slide_warning": check.message}
         return out
+
+    # --- relevance at the model's resolution -------------------------------------------------
+    def fine_relevance(self, ov: OverlayTiles):
+        """The :class:`FineRelevance` of a result, or None without a usable model (then the stored
+        map is shown at every zoom level)."""
+        from lrp_captum.viewer.fine_relevance import FineRelevance
+
+        r = ov.result
+        key, config = model_source(self.model_config, r.manifest)
+        if key is None:
+            return None
+        full = (key, r.parameter("composite"), r.parameter("output_mode", "logit"))
+        with self._model_lock:
+            hit = self._models.get(full)
+            if hit is None:
+                try:
+                    from lrp_captum.wsi.model import load_model
+
+                    hit = (FineRelevance(load_model(config, device=self.device), full[1], full[2]),)
+                except Exception as exc:  # the coarse map stays; say why in the terminal
+                    print(f"lrp-captum viewer: no model-resolution relevance ({type(exc).__name__}: {exc})")
+                    hit = (None,)
+                self._models.put(full, hit)
+        return hit[0]
+
+    @staticmethod
+    def fine_from_level(ov: OverlayTiles) -> int:
+        """The first Deep Zoom level whose pixels are finer than the stored map's."""
+        return next(lv for lv in range(ov.grid.level_count) if ov.grid.level_scale(lv) < ov.result.downsample)
+
+    def relevance_values(self, rel: str, level: int, col: int, row: int) -> np.ndarray:
+        """(H, W) float32 relevance of a Deep Zoom tile (NaN where nothing was analysed): the tile's own
+        map at the model's resolution at levels from :meth:`fine_from_level` when a model is
+        available, else the stored map."""
+        ov = self.open_result(rel)
+        box, size = ov.grid.tile_box_level0(level, col, row), ov.grid.tile_box(level, col, row)[1]
+        fine = self.fine_relevance(ov) if ov.grid.level_scale(level) < ov.result.downsample else None
+        if fine is not None:
+            values, valid = self._reading(rel, lambda slide, dz: fine.raster(slide, ov.result.tiles, box, size))
+        else:
+            values, valid = sample_map(ov.result.relevance, ov.result.downsample, box, size)
+        return np.where(valid, values, np.nan).astype(np.float32)
+
+    def relevance_rgba(self, rel: str, level: int, col: int, row: int, mode: str = "both",
+                       cmap: str = SLIDE_CMAP) -> np.ndarray:
+        """The relevance layer's RGBA tile (colour limit: the result's ``vmax``)."""
+        values = self.relevance_values(rel, level, col, row)
+        return relevance_to_rgba(values, self.open_result(rel).result.vmax, mode, cmap, np.isfinite(values))
 
     def tile(self, rel: str, layer: str, level: int, col: int, row: int, mode: str = "both",
              cmap: str | None = None, class_index: int = -1) -> tuple[bytes, str]:
@@ -255,7 +321,7 @@ class TileService:
             img.save(buf, format="JPEG", quality=85)
             hit = (buf.getvalue(), "image/jpeg")
         elif layer == "relevance":
-            hit = (encode_png(ov.relevance_rgba(level, col, row, mode, cmap)), "image/png")
+            hit = (encode_png(self.relevance_rgba(rel, level, col, row, mode, cmap)), "image/png")
         elif layer == "probability":
             hit = (encode_png(ov.probability_rgba(level, col, row, cmap, class_index)), "image/png")
         elif layer == "grid":
@@ -403,8 +469,8 @@ class TileServer:
     """
 
     def __init__(self, slides_dir, results_dir, port: int = 0, assets_dir=None, vendor_dir=None,
-                 access: AppAccess | None = None):
-        self.service = TileService(slides_dir, results_dir)
+                 access: AppAccess | None = None, model_config=None, device: str = "cpu"):
+        self.service = TileService(slides_dir, results_dir, model_config=model_config, device=device)
         self.assets_dir = Path(assets_dir or viewer_assets_dir()).resolve()
         self.vendor_dir = Path(vendor_dir or openseadragon.vendor_dir()).resolve()
         self.access = access or AppAccess(None)
