@@ -43,14 +43,14 @@ def streamlit_command(port: int, headless: bool = True) -> list[str]:
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", "--global.developmentMode", "false"]
 
 
-def app_environment(args, access: AppAccess | None = None) -> dict:
+def app_environment(args, access: AppAccess | None = None, tile_port: int | None = None) -> dict:
     """Environment for the app process (its configuration travels in ``LRP_CAPTUM_APP_*``).
 
     The token goes here, never on the command line: the environment of a process is readable
     by its owner only, its command line by every user of the machine.
     """
     env = dict(os.environ)
-    env["LRP_CAPTUM_APP_TILE_PORT"] = str(args.tile_port)
+    env["LRP_CAPTUM_APP_TILE_PORT"] = str(args.tile_port if tile_port is None else tile_port)
     env["LRP_CAPTUM_APP_DEVICE"] = args.device
     folders = (("SLIDES", args.slides), ("RESULTS", args.results), ("MODEL", args.model),
                ("EEG_RESULTS", args.eeg_results), ("TEXT_MODEL", args.text_model))
@@ -77,11 +77,11 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def choose_port(requested: int | None) -> int | None:
-    """``requested`` when free (None when taken); without one, 8501 or the next free port after it."""
+def choose_port(requested: int | None, first: int = DEFAULT_PORT, avoid: int | None = None) -> int | None:
+    """``requested`` when free (None when taken); without one, ``first`` or the next free port after it."""
     if requested is not None:
         return requested if port_is_free(requested) else None
-    return next((p for p in range(DEFAULT_PORT, DEFAULT_PORT + PORTS_TRIED) if port_is_free(p)), None)
+    return next((p for p in range(first, first + PORTS_TRIED) if p != avoid and port_is_free(p)), None)
 
 
 def _ensure_viewer() -> None:
@@ -155,8 +155,10 @@ def run_app(args) -> int:
     if args.slides:
         _ensure_viewer()
     access = AppAccess(None if args.no_token else new_token())
+    # the slide viewer's tile server gets a known port up front, so it can be forwarded too
+    tile_port = (args.tile_port or choose_port(None, port + 1, avoid=port) or 0) if args.slides else 0
     base = f"http://127.0.0.1:{port}"
-    child = subprocess.Popen(streamlit_command(port), env=app_environment(args, access), cwd=str(folder))
+    child = subprocess.Popen(streamlit_command(port), env=app_environment(args, access, tile_port), cwd=str(folder))
 
     def _stop(signum, frame):  # a terminated CLI must not leave the server running
         child.terminate()
@@ -166,9 +168,10 @@ def run_app(args) -> int:
         if _wait_until_serving(base, access, child):
             note = ("  (no token: anyone on this machine can open it)" if not access.required
                     else "  (the token in the URL is this launch's password: do not share it)")
+            forward = f"-L {port}:127.0.0.1:{port}" + (f" -L {tile_port}:127.0.0.1:{tile_port}" if tile_port else "")
             print(f"lrp-captum app: open {url_with_token(base, access)}{note}\n"
-                  f"lrp-captum app: Ctrl-C to stop. From another machine: ssh -L {port}:127.0.0.1:{port} ... "
-                  "(and the tile port, see docs/app.md)", flush=True)
+                  f"lrp-captum app: Ctrl-C to stop. On a machine without a browser, forward the port"
+                  f"{'s' if tile_port else ''} from yours: ssh {forward} THIS-HOST", flush=True)
         return child.wait()
     except KeyboardInterrupt:
         child.terminate()
