@@ -92,17 +92,8 @@ def matplotlib_literal(text) -> str:
 def streamlit_literal(text) -> str:
     """``text`` escaped so that Streamlit shows it as typed wherever it renders markdown.
 
-    :func:`markdown_literal` plus an invisible word joiner (U+2060) inside the patterns that
-    Streamlit recognises in text after escapes are resolved (autolinks, ``:streamlit:``,
-    ``:material/...:``); the text reads and prints the same.
-
-    Parameters
-    ----------
-    text : object
-        Converted with ``str``.
-
-    Returns
-    -------
-    str
+    :func:`markdown_literal` (same argument, same result type) plus an invisible word joiner
+    (U+2060) inside the patterns that Streamlit recognises in text after escapes are resolved
+    (autolinks, ``:streamlit:``, ``:material/...:``); the text reads and prints the same.
     """
     return markdown_literal(_TEXT_PATTERNS.sub(_WORD_JOINER, str(text)))
