@@ -87,7 +87,7 @@ def test_viewer_renders_slide_and_overlay_tiles(browser, app_url):
     px = viewer_pixels(frame)
     assert px.std() > 10                           # not a blank canvas
     assert red_fraction(px) > 0.01                 # positive relevance (red) is drawn
-    # negative relevance too, in the slides' teal (green and blue well above red; not H&E blue)
+    # negative relevance too, in the slides' cyan (green and blue well above red; not H&E blue)
     assert (((px[..., 1] - px[..., 0]) > 60) & ((px[..., 2] - px[..., 0]) > 60)).mean() > 0.01
     assert frame.evaluate("window.lrpViewer.tilesFailed") == 0
     page.close()

@@ -69,7 +69,9 @@ def app_environment(args, access: AppAccess | None = None, tile_port: int | None
 
 
 def port_is_free(port: int) -> bool:
+    """True when a server could listen on 127.0.0.1:``port`` now (a closed one's TIME_WAIT does not count)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
