@@ -30,8 +30,9 @@ test: $(STAMP)
 	case "$(PYTEST_ARGS)" in *"not browser"*) ;; *) scripts/install_system_packages.sh --require chromium:chromium ;; esac
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# `make demo PORT=8600` picks the app's port; without it 8501 or the next free one (said when taken)
 demo: $(STAMP)
-	$(PY) -m lrp_captum.cli.demo
+	$(PY) -m lrp_captum.cli.demo $(if $(PORT),--port $(PORT))
 
 bench: $(STAMP)
 	$(PY) benchmarks/lrp_speed.py

@@ -107,9 +107,12 @@ def browser_first_view(slides: Path, results: Path, slide: str, shots: Path | No
     from playwright.sync_api import sync_playwright
 
     from lrp_captum.cli.app import streamlit_command
+    from lrp_captum.viewer.access_token import new_token
 
     port = _free_port()
-    env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results))
+    token = new_token()
+    env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results),
+               LRP_CAPTUM_APP_TOKEN=token)
     proc = subprocess.Popen(streamlit_command(port), env=env, cwd=str(REPO), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     times = []
@@ -131,7 +134,7 @@ def browser_first_view(slides: Path, results: Path, slide: str, shots: Path | No
             for session in range(2):
                 page = b.new_page(viewport={"width": 1400, "height": 1100})
                 t0 = time.perf_counter()
-                page.goto(f"http://127.0.0.1:{port}/?slide={slide}", timeout=120_000)
+                page.goto(f"http://127.0.0.1:{port}/?slide={slide}&token={token}", timeout=120_000)
                 while not any("/viewer" in f.url for f in page.frames):
                     page.wait_for_timeout(20)
                 frame = next(f for f in page.frames if "/viewer" in f.url)

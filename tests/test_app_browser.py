@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from lrp_captum.cli.app import streamlit_command
+from lrp_captum.viewer.access_token import new_token
 from test_app_fixtures import (CHROMIUM, CHROMIUM_ARGS, free_port, make_fixture_dirs, viewer_frame,
                                write_fixture_result, write_fixture_slide)
 
@@ -26,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 ARTIFACTS.mkdir(exist_ok=True)
 HOSTILE = "x</script><script>alert(document.domain)</script>.svs"  # three nested folders on disk
+TOKEN = new_token()  # as `lrp-captum app` draws one
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,8 @@ def app_url(tmp_path_factory):
     write_fixture_result(results / "changed", 1024, 768, slide=changed)
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
     port = free_port()
-    env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results))
+    env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results),
+               LRP_CAPTUM_APP_TOKEN=TOKEN)
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
     proc = subprocess.Popen(streamlit_command(port), env=env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -60,7 +63,7 @@ def app_url(tmp_path_factory):
 
 def open_viewer(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    frame = viewer_frame(page, url, "case_0.tif")
+    frame = viewer_frame(page, url, "case_0.tif", TOKEN)
     frame.wait_for_function("window.lrpViewer && window.lrpViewer.ready && window.lrpViewer.tilesLoaded >= 4"
                             " && window.lrpViewer.viewer.world.getItemCount() >= 2", timeout=60_000)
     # wait until every visible tile has been drawn
@@ -84,7 +87,7 @@ def test_viewer_renders_slide_and_overlay_tiles(browser, app_url):
     px = viewer_pixels(frame)
     assert px.std() > 10                           # not a blank canvas
     assert red_fraction(px) > 0.01                 # positive relevance (red) is drawn
-    # negative relevance too, in the slides' teal (green and blue well above red; not H&E blue)
+    # negative relevance too, in the slides' cyan (green and blue well above red; not H&E blue)
     assert (((px[..., 1] - px[..., 0]) > 60) & ((px[..., 2] - px[..., 0]) > 60)).mean() > 0.01
     assert frame.evaluate("window.lrpViewer.tilesFailed") == 0
     page.close()
@@ -170,7 +173,7 @@ def test_a_hostile_slide_name_runs_no_script_and_is_shown_as_text(browser, app_u
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    frame = viewer_frame(page, app_url, HOSTILE)
+    frame = viewer_frame(page, app_url, HOSTILE, TOKEN)
     page.get_by_text(HOSTILE + " · result folder", exact=False).wait_for(timeout=30_000)
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "app_hostile_name.png"), full_page=True)
@@ -184,7 +187,7 @@ def test_a_hostile_slide_name_runs_no_script_and_is_shown_as_text(browser, app_u
 
 def test_viewer_warns_when_the_slide_was_modified_after_its_result(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    frame = viewer_frame(page, app_url, "changed.tif")
+    frame = viewer_frame(page, app_url, "changed.tif", TOKEN)
     frame.wait_for_function("window.lrpViewer.viewer.world.getItemCount() >= 2", timeout=60_000)
     banner = frame.locator("#message")
     assert banner.is_visible() and "modified after its result was made" in banner.inner_text()

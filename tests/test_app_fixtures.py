@@ -11,7 +11,9 @@ import http.client
 import json
 import shutil
 import socket
+import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -124,6 +126,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def serving(cmd: list[str], port: int, env: dict, log_path: Path, cwd: str | Path | None = None, timeout: float = 60):
+    """Run a server command (Streamlit, ``lrp-captum app``) until the block ends; wait until ``port`` accepts.
+
+    Its output goes to ``log_path``; it is terminated (and waited for) on leaving the block.
+    """
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=str(cwd) if cwd else None, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None, f"{cmd[:4]} exited early: {Path(log_path).read_text()[-2000:]}"
+                    assert time.monotonic() < deadline, f"{cmd[:4]} did not listen on {port} within {timeout} s"
+                    time.sleep(0.2)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+
+def token_cookie(token: str) -> dict:
+    """The ``Cookie`` header a browser sends to an app started with ``token``."""
+    from lrp_captum.viewer.access_token import AppAccess
+
+    return {"Cookie": f"{AppAccess(token).cookie_name}={token}"}
+
+
+def printed_token(log_path: Path, timeout: float = 120) -> str:
+    """The token in the URL that ``lrp-captum app`` printed into ``log_path`` (waits for the line)."""
+    import re
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = re.search(r"open http://127\.0\.0\.1:\d+/\?token=([\w-]+)", Path(log_path).read_text())
+        if found:
+            return found.group(1)
+        assert time.monotonic() < deadline, "lrp-captum app printed no URL: " + Path(log_path).read_text()[-2000:]
+        time.sleep(0.2)
+
+
 def http_get(port: int, path: str, host: str | None = None,
              headers: dict | None = None) -> tuple[int, str | None, bytes]:
     """``(status, Content-Type, body)`` of a GET to 127.0.0.1 with ``Host: host`` (default: the real one)."""
@@ -139,9 +186,13 @@ def http_get(port: int, path: str, host: str | None = None,
     return resp.status, resp.getheader("Content-Type"), body
 
 
-def viewer_frame(page, url: str, slide: str):
-    """Open the app at ``url`` on ``slide`` in a Playwright ``page``; the viewer's frame once it is ready."""
-    page.goto(url + "/?slide=" + quote(slide, safe=""), timeout=60_000)
+def viewer_frame(page, url: str, slide: str, token: str | None = None):
+    """Open the app at ``url`` on ``slide`` in a Playwright ``page``; the viewer's frame once it is ready.
+
+    With ``token``, the URL carries it as the one ``lrp-captum app`` prints does (the app answers
+    with its cookie and a redirect to the same URL without it).
+    """
+    page.goto(url + "/?slide=" + quote(slide, safe="") + (f"&token={token}" if token else ""), timeout=60_000)
     page.wait_for_selector("iframe", timeout=60_000)
     deadline = time.monotonic() + 30
     while not any("/viewer" in f.url for f in page.frames):
@@ -153,12 +204,13 @@ def viewer_frame(page, url: str, slide: str):
 
 
 def visible(markdown_text: str) -> str:
-    """The text a reader sees when Streamlit renders ``markdown_text`` (escapes resolved)."""
+    """The text a reader sees when Streamlit renders ``markdown_text`` (escapes resolved, and the
+    invisible word joiners of :func:`~lrp_captum.viewer.escaping.streamlit_literal` left out)."""
     import html
 
     from markdown_it import MarkdownIt
 
-    rendered = MarkdownIt("commonmark").renderInline(markdown_text)
+    rendered = MarkdownIt("commonmark").renderInline(markdown_text.replace("\u2060", ""))
     return html.unescape(rendered.replace("<strong>", "").replace("</strong>", "").replace("<code>", "")
                          .replace("</code>", "").replace("<em>", "").replace("</em>", ""))
 

@@ -191,3 +191,24 @@ def test_failing_optional_page_shows_error_not_traceback(tmp_path):
     (tmp_path / "eeg_page.py").write_text("def render_eeg_page(st, d):\n    raise RuntimeError('boom')\n")
     at = AppTest.from_function(_optional, args=(str(Path(APP).parent), str(tmp_path), "x")).run()
     assert any("boom" in e for e in texts(at.error)) and not at.exception
+
+
+@pytest.mark.timeout(120)
+def test_a_tiny_map_claiming_a_million_pixels_square_is_refused_on_the_page(dirs):
+    import json
+    import shutil
+
+    import zarr
+
+    _, results = dirs
+    rdir = results / "case_0"
+    shutil.rmtree(rdir / "relevance.zarr")
+    zarr.open_group(str(rdir / "relevance.zarr"), mode="w").create_array(
+        "relevance", shape=(10**6, 10**6), chunks=(10**5, 10**5), dtype="float32")
+    manifest = json.loads((rdir / "manifest.json").read_text())
+    del manifest["vmax"]
+    (rdir / "manifest.json").write_text(json.dumps(manifest))
+    at = run_app({"slide": "case_0.tif"})
+    assert not at.exception
+    assert any("relevance.zarr" in e and "1000000" in e for e in texts(at.error))
+    assert "Most relevant tiles" not in [s.value for s in at.subheader]

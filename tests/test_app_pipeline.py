@@ -142,3 +142,55 @@ def test_explaining_a_slide_from_the_page_shows_progress_then_the_result(app_env
             break
     assert "fresh.tif — explained" in at.selectbox(key="slide").options
     assert not at.exception and not at.error
+
+
+def _deep_tile_over_tissue(ov):
+    """``(level, col, row)`` of a full-resolution Deep Zoom tile whose centre is in an analysed tile."""
+    level = ov.grid.level_count - 1
+    x0, y0, w0, h0 = ov.result.tiles[["x0", "y0", "w0", "h0"]].iloc[len(ov.result.tiles) // 2]
+    return level, int((x0 + w0 / 2) // ov.grid.tile_size), int((y0 + h0 / 2) // ov.grid.tile_size)
+
+
+def test_deepest_zoom_levels_show_each_tiles_own_full_resolution_map(real):
+    """Zoomed in past the stored map (1/8 of level 0 here), the relevance layer is the analysed
+    tile's own map at the model's resolution, as the tile view computes it, not 8-px blocks."""
+    import torch
+
+    from lrp_captum.viewer.tile_view import read_tile_rgb
+    from lrp_captum.wsi.model import load_model
+    from lrp_captum.wsi.tile_relevance import TileExplainer
+
+    slides, results, model = real
+    coarse = TileService(slides, results).open_result("sample.svs")
+    fine_service = TileService(slides, results, model_config=model, device="cpu")
+    fine = fine_service.open_result("sample.svs")
+    level, col, row = _deep_tile_over_tissue(fine)
+    d = int(fine.result.downsample)
+    blocky = coarse.relevance_rgba(level, col, row)[..., 3]
+    detailed = fine_service.relevance_rgba("sample.svs", level, col, row)[..., 3]
+    assert detailed.shape == blocky.shape
+    # the stored map is constant on d x d blocks of level 0; the tile's own map is not
+    (tx, ty), _ = fine.grid.tile_box(level, col, row)  # at full resolution: level-0 pixels
+    ix, iy = (-tx) % d, (-ty) % d
+    blocks = blocky[iy:iy + 8 * d, ix:ix + 8 * d].reshape(8, d, 8, d)
+    fine_blocks = detailed[iy:iy + 8 * d, ix:ix + 8 * d].reshape(8, d, 8, d)
+    assert (blocks.max((1, 3)) - blocks.min((1, 3))).max() <= 1
+    assert (fine_blocks.max((1, 3)) - fine_blocks.min((1, 3))).max() > 20
+    # independent reference: the analysed tile explained as the tile view does, at its centre pixel
+    tiles = fine.result.tiles
+    t = tiles.iloc[len(tiles) // 2]
+    bundle = load_model(model, device="cpu")
+    rgb = read_tile_rgb(openslide_of(slides / "sample.svs"), int(t.x0), int(t.y0), int(t.w0), int(t.h0),
+                        (bundle.tile_size, bundle.tile_size))
+    explainer = TileExplainer(bundle, fine.result.parameter("composite"), fine.result.parameter("output_mode"))
+    rel = explainer.explain(torch.from_numpy(rgb.copy())[None], str(t.target))[0][0]
+    cx, cy = int(t.x0 + t.w0 / 2), int(t.y0 + t.h0 / 2)  # level-0 centre of the analysed tile
+    value = fine_service.relevance_values("sample.svs", level, col, row)[cy - ty, cx - tx]
+    scale = t.w0 / bundle.tile_size
+    assert value == pytest.approx(rel[int((cy - t.y0) / scale), int((cx - t.x0) / scale)], rel=1e-4, abs=1e-7)
+
+
+def openslide_of(path):
+    import openslide
+
+    return openslide.OpenSlide(str(path))

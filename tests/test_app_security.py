@@ -9,6 +9,7 @@ import html
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from lrp_captum.viewer.escaping import json_for_script, markdown_literal
 from lrp_captum.viewer.loopback import is_loopback_host
+from lrp_captum.viewer.paths import UnsafePathError, resolve_under
 from lrp_captum.viewer.results import list_slides
 from lrp_captum.viewer.tile_server import TileServer
 from test_app_fixtures import http_get, make_fixture_dirs, visible, write_fixture_result, write_fixture_slide
@@ -150,6 +152,30 @@ def test_a_chunk_inside_the_zarr_store_linked_outside_is_refused_when_loaded(tmp
     with TileServer(slides, results) as srv:
         assert get(srv, "/info?slide=case_0.tif")[0] == 403
         assert get(srv, "/tile?slide=case_0.tif&layer=relevance&level=10&col=0&row=0")[0] == 403
+
+
+def test_a_result_linked_into_a_sibling_folder_sharing_the_name_prefix_is_refused(tmp_path):
+    """``results_evil/`` starts with the characters of ``results``: a prefix test would take it as inside."""
+    slides, results = make_fixture_dirs(tmp_path, n_plain=0)
+    evil = write_fixture_result(tmp_path / (results.name + "_evil") / "case_0", slide=slides / "case_0.tif")
+    shutil.rmtree(results / "case_0")
+    os.symlink(evil, results / "case_0", target_is_directory=True)
+    entry = list_slides(slides, results)[0]
+    assert entry.status == "refused" and entry.result_dir is None
+    with TileServer(slides, results) as srv:
+        assert get(srv, "/info?slide=case_0.tif")[0] == 403
+
+
+def test_a_slide_linked_into_a_sibling_folder_sharing_the_name_prefix_is_refused(tmp_path):
+    slides, results = make_fixture_dirs(tmp_path, n_explained=0, n_plain=0)
+    (tmp_path / (slides.name + "_evil")).mkdir()
+    evil = write_fixture_slide(tmp_path / (slides.name + "_evil") / "x.tif", 1024, 768)
+    os.symlink(evil, slides / "x.tif")
+    assert list_slides(slides, results) == []
+    with pytest.raises(UnsafePathError):
+        resolve_under(slides, "x.tif")
+    with TileServer(slides, results) as srv:
+        assert get(srv, "/info?slide=x.tif")[0] == 403
 
 
 def test_result_folder_linked_inside_results_is_still_served(tmp_path):

@@ -134,3 +134,29 @@ def test_page_with_a_damaged_table_names_the_file(dirs):
     at = _run(dirs)
     assert any("cohort.parquet cannot be read" in e.value for e in at.error) and not at.exception
 
+
+
+def test_a_cohort_table_linked_outside_the_results_folder_is_refused(dirs, tmp_path):
+    slides, results = dirs
+    elsewhere = tmp_path / "elsewhere_cohort"
+    write_cohort_table(elsewhere, cohort_table([SlideSpec("secret", slides / "case_0.tif", "SECRET-LABEL")], {}))
+    (results / "c2").mkdir()
+    for name in ("cohort.csv", "cohort.parquet"):
+        if (elsewhere / name).exists():
+            (results / "c2" / name).symlink_to(elsewhere / name)
+    at = _run(dirs)
+    at.selectbox(key="cohort").set_value("c2").run()
+    assert not at.exception and not at.dataframe
+    assert any("outside the results folder" in e.value for e in at.error)
+    assert not [e for e in at.error if "SECRET-LABEL" in e.value]
+
+
+def test_cohort_page_messages_carry_no_absolute_path(dirs, tmp_path):
+    slides, results = dirs
+    (results / "cohort.parquet").write_bytes(b"PAR1 not really")
+    shown = [e.value for e in _run(dirs).error]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    at = AppTest.from_function(_page, args=(str(PAGES), str(slides), str(empty))).run()
+    shown += [i.value for i in at.info]
+    assert len(shown) == 2 and not [s for s in shown if str(tmp_path) in s]

@@ -8,57 +8,48 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from lrp_captum.cohort import SlideSpec
 from lrp_captum.cohort.table import cohort_table, write_cohort_table
-from test_app_fixtures import free_port
-from test_app_fixtures import make_fixture_dirs
+from test_app_fixtures import free_port, make_fixture_dirs, printed_token
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
+LOGIN = {}  # the token `lrp-captum app` printed
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    slides, results = make_fixture_dirs(tmp_path_factory.mktemp("cohort_browser"), n_explained=2, n_plain=0)
+    root = tmp_path_factory.mktemp("cohort_browser")
+    slides, results = make_fixture_dirs(root, n_explained=2, n_plain=0)
     records = {f"case_{i}": dict(status="done", error="", prediction="positive", n_tiles=10, key="k")
                for i in range(2)}
     write_cohort_table(results, cohort_table([SlideSpec(f"case_{i}", slides / f"case_{i}.tif") for i in range(2)],
                                              records))
     port = free_port()
     # as a user starts it: `lrp-captum app`, which runs Streamlit as its child and stops it on SIGTERM
+    log = open(root / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "lrp_captum.cli", "app", "--slides", str(slides), "--results",
-                             str(results), "--port", str(port)], cwd=str(REPO), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             str(results), "--port", str(port)], cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while not _healthy(url):  # Streamlit's own readiness endpoint
-            assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
-            time.sleep(0.2)
+        LOGIN["token"] = printed_token(root / "app.log")  # printed once the app answers
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=40)
+        log.close()
 
 
 def test_open_in_viewer_shows_the_chosen_cohort_slide(app_url, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.goto(app_url + "/", timeout=60_000)
+    page.goto(app_url + "/?token=" + LOGIN["token"], timeout=60_000)
     # the app's own navigation replaces Streamlit's file-based one once its script has run
     page.wait_for_selector("text=Slide relevance viewer", timeout=60_000)
     page.get_by_role("link", name="Cohort", exact=True).click()

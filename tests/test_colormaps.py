@@ -41,6 +41,31 @@ def test_slide_map_negative_colour_is_far_in_hue_from_every_stain():
     assert min(_hue_distance(bwr_blue, h) for h in _stain_hues()["haematoxylin"]) < 15
 
 
+def _stain_colours() -> list:
+    """RGB of each stain at optical densities 0.3-1.5 (what the slide shows under the overlay)."""
+    return [255 * 10 ** (-od * vector) for vector in rgb_from_hed for od in (0.3, 0.6, 1.0, 1.5)]
+
+
+def _delta_e(a, b) -> float:
+    return float(deltaE_ciede2000(rgb2lab(np.asarray(a, float)[None, None] / 255),
+                                  rgb2lab(np.asarray(b, float)[None, None] / 255))[0, 0])
+
+
+def test_slide_map_positive_colour_is_far_in_hue_from_every_stain():
+    """Red lies 13-21 degrees from DAB's brown: positive relevance on an IHC slide read as stain."""
+    lut = colormaps.colormap_lut(colormaps.SLIDE_CMAP)
+    for name, hues in _stain_hues().items():
+        for k in (255, 223, 191):  # strong to moderate positive relevance
+            assert min(_hue_distance(_hue(lut[k]), h) for h in hues) >= 60, (name, k)
+
+
+@pytest.mark.parametrize("k", [0, 32, 64, 191, 223, 255])
+def test_slide_map_colours_differ_from_every_stain_colour_by_a_clear_margin(k):
+    """CIEDE2000 from the nearest haematoxylin, eosin or DAB colour: 13 for the former red on DAB."""
+    colour = colormaps.colormap_lut(colormaps.SLIDE_CMAP)[k]
+    assert min(_delta_e(colour, stain) for stain in _stain_colours()) >= 25
+
+
 def _simulate(rgb, matrix):
     c = np.asarray(rgb, float) / 255
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)

@@ -77,3 +77,23 @@ def test_page_labels_accuracy_by_split_and_warns_at_chance_level(results, tmp_pa
     assert at.metric[1].label == "held-out accuracy" and at.metric[1].value == "0.450"
     assert any("chance level" in w.value for w in at.warning)
     assert any("10 held-out epochs" in c.value for c in at.caption)
+
+
+def test_a_relevance_file_linked_outside_the_eeg_folder_is_refused(results, tmp_path):
+    import shutil
+
+    root, elsewhere = tmp_path / "eeg", tmp_path / "elsewhere"
+    shutil.copytree(results / "erp", root / "erp")
+    elsewhere.mkdir()
+    (root / "erp" / "relevance-epo.fif").rename(elsewhere / "relevance-epo.fif")
+    (root / "erp" / "relevance-epo.fif").symlink_to(elsewhere / "relevance-epo.fif")
+    at = AppTest.from_function(_page, args=(str(PAGES), str(root)), default_timeout=120).run()
+    assert not at.exception and not at.subheader
+    assert any("outside the EEG results folder" in e.value for e in at.error)
+
+
+def test_eeg_page_messages_carry_no_absolute_path(tmp_path):
+    shown = []
+    for folder in (tmp_path / "missing", tmp_path):
+        shown += [i.value for i in AppTest.from_function(_page, args=(str(PAGES), str(folder))).run().info]
+    assert len(shown) == 2 and not [s for s in shown if str(tmp_path) in s]

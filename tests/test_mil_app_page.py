@@ -68,3 +68,45 @@ def test_page_says_when_a_method_has_no_pixel_maps(results):
 def test_page_without_explanations_says_how_to_make_them(tmp_path):
     at = AppTest.from_function(_page, args=(str(PAGES), str(tmp_path))).run()
     assert any("lrp-captum slide explain-mil" in i.value for i in at.info)
+
+
+@pytest.fixture
+def linked(results, tmp_path):
+    """A copy of the gradient explanation in a fresh results folder, and a place outside it."""
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(results / "gradient", root / "mil2")
+    return root, tmp_path / "elsewhere"
+
+
+@pytest.mark.parametrize("name", ["evidence.zarr", "tiles.csv"])
+def test_a_file_of_an_explanation_linked_outside_the_results_folder_is_refused(linked, name):
+    root, elsewhere = linked
+    elsewhere.mkdir()
+    (root / "mil2" / name).rename(elsewhere / name)
+    (root / "mil2" / name).symlink_to(elsewhere / name)
+    at = AppTest.from_function(_page, args=(str(PAGES), str(root)), default_timeout=120).run()
+    assert not at.exception and not at.metric
+    assert any("outside the results folder" in e.value for e in at.error)
+
+
+def test_an_explanation_whose_manifest_is_linked_outside_is_not_offered(linked):
+    root, elsewhere = linked
+    elsewhere.mkdir()
+    (root / "mil2" / "manifest.json").rename(elsewhere / "manifest.json")
+    (root / "mil2" / "manifest.json").symlink_to(elsewhere / "manifest.json")
+    at = AppTest.from_function(_page, args=(str(PAGES), str(root)), default_timeout=120).run()
+    assert not at.exception and not at.metric and not at.selectbox
+
+
+def test_mil_page_messages_carry_no_absolute_path(linked, tmp_path):
+    import shutil
+
+    root, _ = linked
+    shutil.rmtree(root / "mil2" / "evidence.zarr")  # damaged: its manifest is still there
+    shown = [e.value for e in AppTest.from_function(_page, args=(str(PAGES), str(root)), default_timeout=120).run().error]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shown += [i.value for i in AppTest.from_function(_page, args=(str(PAGES), str(empty))).run().info]
+    assert len(shown) == 2 and not [s for s in shown if str(tmp_path) in s]

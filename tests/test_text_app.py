@@ -130,3 +130,15 @@ def test_page_shows_where_the_output_went_and_the_warnings(models_dir):
     html = " ".join(str(h.proto.body) for h in at.get("html"))
     assert "position/type embeddings" in html and "biases" in html
     assert any("unknown" in w.value or "[UNK]" in w.value for w in at.warning)
+
+
+def test_a_model_folder_linked_outside_the_text_model_folder_is_not_offered(word_cnn_dir, tmp_path):  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "linked").symlink_to(word_cnn_dir, target_is_directory=True)
+    at = AppTest.from_function(_text_page, args=(PAGES, str(root))).run(timeout=180)
+    assert not at.exception and not at.metric
+    assert any("No text model" in i.value for i in at.info)
+    assert not [i for i in at.info if str(tmp_path) in i.value]

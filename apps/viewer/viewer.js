@@ -5,7 +5,7 @@
   "use strict";
   const slide = window.LRP_SLIDE;
   const $ = (id) => document.getElementById(id);
-  const state = { map: "relevance", sign: "both", cmap: "teal_red", seqCmap: "viridis", opacity: 0.6, pclass: -1,
+  const state = { map: "relevance", sign: "both", cmap: "cyan_lime", seqCmap: "viridis", opacity: 0.6, pclass: -1,
                   tissue: false, grid: false };
   const layers = { overlay: null, tissue: null, grid: null };
   const api = window.lrpViewer = { tilesLoaded: 0, tilesFailed: 0, ready: false, state: state };
@@ -33,7 +33,7 @@
 
   function start(info) {
     api.info = info;
-    state.cmap = info.default_cmap || state.cmap;  // the slide default (not blue: see docs/wsi.md)
+    state.cmap = info.default_cmap || state.cmap;  // the slide default, apart from the stains (docs/app.md)
     if (typeof OpenSeadragon === "undefined") {
       message("OpenSeadragon is not installed: run scripts/fetch_openseadragon.sh, then reload.");
       return;
@@ -87,8 +87,12 @@
       $("legend-bar").style.background = "linear-gradient(to right," + stops.join(",") + ")";
       $("legend-lo").textContent = fmt(lo);
       $("legend-hi").textContent = fmt(hi);
-      $("legend-title").textContent = rel ? "relevance (0 = transparent)"
+      $("legend-title").textContent = rel ? (result.relevance_unit || "relevance") + " (0 = transparent)"
         : "probability of " + ((result.classes || [])[state.pclass] ?? "class");
+      // zoomed in past the stored map, the layer is each analysed tile's own map (model resolution)
+      $("legend").title = rel && result.fine_from_level !== null
+        ? "From Deep Zoom level " + result.fine_from_level + " on: each analysed tile's own relevance at the model's resolution"
+        : "";
     }
 
     // Swap a layer without flicker: the new one is added, the old one removed once the new one

@@ -1,11 +1,18 @@
 """Cohort page: the table of a cohort run (``lrp-captum slide cohort``), sorted and filtered by
-status or prediction, each slide one click from the slide viewer."""
+status or prediction, each slide one click from the slide viewer.
+
+The table files must lie inside the results folder (``load_cohort`` checks them before reading);
+names from the file system are shown literally, messages name no absolute path.
+"""
 from __future__ import annotations
 
 from urllib.parse import quote
 
 from lrp_captum.cohort.table import STATUSES, CohortTableError
 from lrp_captum.viewer.cohort_results import filter_cohort, find_cohorts, load_cohort, prediction_labels, sort_cohort
+from lrp_captum.viewer.escaping import streamlit_literal as md
+from lrp_captum.viewer.page_messages import page_message
+from lrp_captum.viewer.paths import UnsafePathError
 
 # the slide viewer is the app's default page, served at the app's root ("./" from this page);
 # its own url_path ("slides") is not a path Streamlit serves on a fresh load
@@ -20,18 +27,19 @@ def _viewer_url(rel) -> str | None:
 
 def render_cohort_page(st, cfg) -> None:
     """Render the cohort page with ``st`` (the streamlit module) and an ``AppConfig``."""
+    roots = {cfg.results_dir: "the results folder"}
     cohorts = find_cohorts(cfg.results_dir)
     if not cohorts:
-        st.info(f"No cohort under {cfg.results_dir}. Run `lrp-captum slide cohort SLIDES --out "
-                f"{cfg.results_dir}` (or a folder inside it) to make one.")
+        st.info("No cohort in the results folder (`--results`). Run `lrp-captum slide cohort SLIDES --out DIR` "
+                "with DIR the results folder (or a folder inside it) to make one.")
         return
     rel = st.selectbox("Cohort", cohorts, key="cohort",
                        format_func=lambda r: "results folder" if r == "." else r) if len(cohorts) > 1 else cohorts[0]
     cohort_dir = cfg.results_dir / rel
     try:
-        table = load_cohort(cohort_dir, cfg.slides_dir, cfg.results_dir)
-    except CohortTableError as exc:
-        st.error(str(exc))
+        table = load_cohort(cohort_dir, getattr(cfg, "slides_dir", None), cfg.results_dir)
+    except (CohortTableError, UnsafePathError) as exc:
+        st.error(page_message(exc, roots))
         return
 
     counts = {s: int((table["status"] == s).sum()) for s in STATUSES}
@@ -61,7 +69,7 @@ def render_cohort_page(st, cfg) -> None:
         pick, go = st.columns([3, 1], vertical_alignment="bottom")
         slide_id = pick.selectbox("Open a slide in the viewer", list(linked["slide_id"]), key="cohort_open")
         go.link_button("Open in viewer", linked.set_index("slide_id").loc[slide_id, "viewer"])
-    st.caption(f"{len(view):,} of {len(table):,} slides shown · table: {cohort_dir.name}/cohort.csv · "
+    st.caption(f"{len(view):,} of {len(table):,} slides shown · table: {md(cohort_dir.name)}/cohort.csv · "
                "fractions are shares of tissue tiles predicted as each class; research/demo output, not a diagnosis.")
     unlinked = int(table["viewer"].isna().sum())
     if unlinked:

@@ -1,7 +1,14 @@
-"""EEG page of the app: browse results of ``lrp-captum eeg explain`` (thin: library calls only)."""
+"""EEG page of the app: browse results of ``lrp-captum eeg explain`` (thin: library calls only).
+
+Every file of the chosen result is checked to lie inside the EEG results folder before it is read
+(:func:`lrp_captum.viewer.paths.check_inside`); values from ``summary.json`` are shown literally,
+messages name no absolute path (:func:`lrp_captum.viewer.page_messages.page_message`).
+"""
 from __future__ import annotations
 
 from pathlib import Path
+
+ROOT_NAME = "the EEG results folder"
 
 
 def render_eeg_page(st, results_dir) -> None:
@@ -16,20 +23,31 @@ def render_eeg_page(st, results_dir) -> None:
     """
     from lrp_captum.eeg.explain import find_relevance_folders, load_relevance
     from lrp_captum.eeg.plots import plot_channel_time, plot_class_averages, plot_topomaps
+    from lrp_captum.viewer.escaping import matplotlib_literal
+    from lrp_captum.viewer.escaping import streamlit_literal as md
+    from lrp_captum.viewer.page_messages import page_message
+    from lrp_captum.viewer.paths import UnsafePathError, check_inside
 
     results_dir = Path(results_dir)
+    roots = {results_dir: ROOT_NAME}
     if not results_dir.is_dir():
-        st.info(f"No EEG results folder at {results_dir}. Create one with "
+        st.info("No EEG results folder: the folder given with `--eeg-results` does not exist. Create one with "
                 "`lrp-captum eeg explain EPOCHS-epo.fif --model MODEL_DIR --out DIR`.")
         return
     folders = find_relevance_folders(results_dir)
     if not folders:
-        st.info(f"No EEG relevance in {results_dir}: run "
+        st.info("No EEG relevance in the EEG results folder (`--eeg-results`): run "
                 "`lrp-captum eeg explain EPOCHS.fif --model MODEL --out DIR` first.")
         return
     labels = [str(f.relative_to(results_dir)) if f != results_dir else f.name for f in folders]
     choice = st.selectbox("Result", labels)
-    epochs, evokeds, summary = load_relevance(folders[labels.index(choice)])
+    folder = folders[labels.index(choice)]
+    try:
+        check_inside(results_dir, [folder], depth=1, what=ROOT_NAME)
+        epochs, evokeds, summary = load_relevance(folder)
+    except (UnsafePathError, OSError, ValueError) as exc:
+        st.error(page_message(exc, roots))
+        return
 
     truth = summary.get("ground_truth") or {}
     cols = st.columns(3)
@@ -43,8 +61,8 @@ def render_eeg_page(st, results_dir) -> None:
     if truth:
         cols[2].metric("ground-truth concentration", f"{truth['ratio']:.1f}x")
     if summary.get("composite"):
-        st.caption(f"composite {summary['composite']}, target {summary.get('target')}; "
-                   f"relevance of {summary.get('figures_of', 'epochs of unknown split')}")
+        st.caption(f"composite {md(summary['composite'])}, target {md(summary.get('target'))}; "
+                   f"relevance of {md(summary.get('figures_of', 'epochs of unknown split'))}")
     if summary.get("at_chance"):
         st.warning("The model is at chance level on these epochs: its relevance maps do not "
                    "show what distinguishes the classes. Do not interpret them.")
@@ -63,7 +81,7 @@ def render_eeg_page(st, results_dir) -> None:
     times = st.multiselect("time points (s)", [round(float(t), 2) for t in epochs.times],
                            default=[round(float(t), 2) for t in
                                     epochs.times[len(epochs.times) // 4::len(epochs.times) // 4][:3]])
-    st.pyplot(plot_topomaps(evokeds[name], sorted(times), [window], highlight, title=name))
+    st.pyplot(plot_topomaps(evokeds[name], sorted(times), [window], highlight, title=matplotlib_literal(name)))
 
     st.subheader("Single trial")
     index = st.number_input("trial", min_value=0, max_value=len(epochs) - 1, value=0)
@@ -72,4 +90,4 @@ def render_eeg_page(st, results_dir) -> None:
     if row is not None and "class_name" in row:
         title += f" ({row['class_name']}, predicted {row.get('predicted')})"
     st.pyplot(plot_channel_time(epochs[int(index)].average(), window=window,
-                                highlight=highlight, title=title))
+                                highlight=highlight, title=matplotlib_literal(title)))

@@ -1,55 +1,90 @@
 """MIL page of the app: slide-level prediction, signed tile evidence, pixel maps of the top tiles.
 
-Thin: reads folders written by ``lrp-captum slide explain-mil`` through :mod:`lrp_captum.wsi.mil.results`.
+Thin: finds folders written by ``lrp-captum slide explain-mil`` under the results folder without
+following links out of it, checks every file of the chosen one (:func:`lrp_captum.viewer.paths.check_inside`)
+and reads it through :mod:`lrp_captum.wsi.mil.results`. Values from its manifest are shown
+literally (:func:`lrp_captum.viewer.escaping.streamlit_literal`), messages through
+:func:`lrp_captum.viewer.page_messages.page_message`.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+ROOT_NAME = "the results folder"
+
+
+def mil_folders(results_dir: Path) -> list[Path]:
+    """Finished MIL explanation folders under ``results_dir``: a ``manifest.json`` inside it (links out
+    are never opened) of the explain-mil format."""
+    from lrp_captum.viewer.paths import files_named
+    from lrp_captum.wsi.mil.explain import FORMAT
+
+    found = []
+    for manifest in files_named(results_dir, "manifest.json"):
+        try:
+            if json.loads(manifest.read_text()).get("format") == FORMAT:
+                found.append(manifest.parent)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found
 
 
 def render_mil_page(st, results_dir) -> None:
-    """Show a MIL explanation under ``results_dir``: prediction, evidence map (red for, blue
-    against, one colour per tile), the strongest tiles and, for a chosen tile, its pixel map."""
+    """Show a MIL explanation under ``results_dir``: prediction, evidence map (one colour per tile,
+    for and against the target), the strongest tiles and, for a chosen tile, its pixel map."""
     import numpy as np
 
-    from lrp_captum.wsi.mil.results import find_mil_explanations, read_mil_explanation
+    from lrp_captum.viewer.colormaps import SLIDE_CMAP, legend_words
+    from lrp_captum.viewer.escaping import streamlit_literal as md
+    from lrp_captum.viewer.page_messages import page_message
+    from lrp_captum.viewer.paths import UnsafePathError, check_inside
+    from lrp_captum.viewer.units import probability_label
     from lrp_captum.visualization.colormaps import colorize
+    from lrp_captum.wsi.mil.results import read_mil_explanation
 
     results_dir = Path(results_dir)
-    folders = find_mil_explanations(results_dir) if results_dir.is_dir() else []
+    roots = {results_dir: ROOT_NAME}
+    folders = mil_folders(results_dir) if results_dir.is_dir() else []
     if not folders:
-        st.info(f"No MIL explanations under {results_dir}. Make one with "
+        st.info("No MIL explanations in the results folder (`--results`). Make one with "
                 "`lrp-captum slide explain-mil SLIDE --mil HEAD.json --out DIR` (DIR inside the results folder).")
         return
-    labels = [str(f.relative_to(results_dir)) if f != results_dir else f.name for f in folders]
+    labels = [f.relative_to(results_dir.resolve()).as_posix() if f != results_dir.resolve() else f.name
+              for f in folders]
     choice = st.selectbox("Explanation", labels, key="mil_result")
+    folder = folders[labels.index(choice)]
     try:
-        ex = read_mil_explanation(folders[labels.index(choice)])
-    except ValueError as exc:
-        st.error(str(exc))
+        check_inside(results_dir, [folder], what=ROOT_NAME)
+        ex = read_mil_explanation(folder)
+    except (UnsafePathError, ValueError) as exc:
+        st.error(page_message(exc, roots))
         return
     m = ex.manifest
     target = m["target"]["class_name"]
+    predicted = m["prediction"]["class_name"]
     cols = st.columns(3)
-    cols[0].metric("prediction", m["prediction"]["class_name"])
-    cols[1].metric("probability", f"{max(m['prediction']['probabilities']):.2f}")
+    cols[0].metric("prediction", md(predicted))
+    cols[1].metric("probability", md(probability_label(predicted, max(m["prediction"]["probabilities"]))))
     cols[2].metric("tiles", m["n_tiles"])
-    st.caption(f"{Path(m['slide']['path']).name} · method {m['method']} · evidence for {target} "
-               f"(red for, blue against; one colour per tile)")
+    colours = legend_words(SLIDE_CMAP, float(m["vmax"]))
+    st.caption(f"{md(Path(str(m['slide']['path'])).name)} · method {md(m['method'])} · evidence for {md(target)} "
+               f"(one colour per tile; {colours}, in units of the head's logit)")
 
     left, right = st.columns(2)
-    left.image(colorize(ex.evidence_map, m["vmax"]), caption=f"evidence for {target}", width="stretch")
+    left.image(colorize(ex.evidence_map, m["vmax"]), caption=f"evidence for {md(target)}", width="stretch")
     tiles = ex.tiles.sort_values("evidence_rank")
     right.dataframe(tiles[["tile_index", "row", "col", "evidence", "pixel_map"]].head(12), hide_index=True)
 
     st.subheader("Tile pixel map")
     with_maps = [int(i) for i in tiles.loc[tiles["pixel_map"], "tile_index"]]
     if not with_maps:
-        st.info(f"{m['method']} gives one number per tile, so this explanation has no pixel maps; "
+        st.info(f"{md(m['method'])} gives one number per tile, so this explanation has no pixel maps; "
                 "explain with xmil_lrp, gradient or integrated_gradients for them.")
         return
     tile = st.selectbox("tile", with_maps, format_func=lambda i: f"tile {i} (evidence "
                         f"{float(ex.tiles.loc[ex.tiles['tile_index'] == i, 'evidence'].iloc[0]):+.3g})", key="mil_tile")
     pixels = ex.pixel_map(tile)
     vmax = float(np.abs(pixels).max()) or 1.0
-    st.image(colorize(pixels, vmax), caption=f"pixel relevance of tile {tile} (sum {pixels.sum():+.3g})", width=320)
+    st.image(colorize(pixels, vmax), caption=f"pixel relevance of tile {tile} (tile sum {pixels.sum():+.3g}; "
+             f"{legend_words(SLIDE_CMAP, vmax)})", width=320)

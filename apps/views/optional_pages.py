@@ -11,6 +11,8 @@ import importlib.util
 import traceback
 from pathlib import Path
 
+from lrp_captum.viewer.page_messages import page_message
+
 PAGES_DIR = Path(__file__).resolve().parent
 
 
@@ -33,7 +35,7 @@ def render_optional_page(st, module_name: str, func_name: str, title: str, arg, 
         module = load_page_module(module_name, pages_dir)
     except Exception as exc:
         traceback.print_exc()
-        st.error(f"The {title} page failed to load ({type(exc).__name__}: {exc}).")
+        st.error(f"The {title} page failed to load ({type(exc).__name__}: {page_message(exc)}).")
         return
     if module is None or not hasattr(module, func_name):
         st.info(f"The {title} page is not part of this installation (apps/views/{module_name}.py with "
@@ -46,4 +48,5 @@ def render_optional_page(st, module_name: str, func_name: str, title: str, arg, 
         getattr(module, func_name)(st, arg)
     except Exception as exc:  # never show a traceback in the page
         traceback.print_exc()
-        st.error(f"The {title} page failed: {type(exc).__name__}: {exc}")
+        roots = {arg: f"the {title} page's folder"} if isinstance(arg, (str, Path)) else getattr(arg, "roots", {})
+        st.error(f"The {title} page failed: {type(exc).__name__}: {page_message(exc, roots)}")

@@ -2,7 +2,7 @@
 
 Names of slides, classes and run parameters come from files anyone with write access to the
 folders may have chosen: they go into markdown through ``md`` (shown literally), and messages
-pass through ``_plain`` so they name no absolute path of the configured folders.
+pass through ``_plain`` (:func:`lrp_captum.viewer.page_messages.page_message`: no absolute path).
 """
 from __future__ import annotations
 
@@ -13,14 +13,18 @@ from urllib.parse import quote
 import numpy as np
 
 from lrp_captum.viewer import openseadragon
-from lrp_captum.viewer.colormaps import relevance_heatmap_rgb
-from lrp_captum.viewer.escaping import markdown_literal as md
+from lrp_captum.viewer.colormaps import SLIDE_CMAP, legend_words, relevance_heatmap_rgb
+from lrp_captum.viewer.escaping import streamlit_literal as md
 from lrp_captum.viewer.jobs import ExplainJobs
-from lrp_captum.viewer.paths import UnsafePathError, resolve_under, without_roots
+from lrp_captum.viewer.loopback import browser_host
+from lrp_captum.viewer.page_messages import page_message
+from lrp_captum.viewer.paths import UnsafePathError, resolve_under
 from lrp_captum.viewer.results import ResultError, list_slides, load_result, top_tiles
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
+from lrp_captum.viewer.tile_model import model_source
 from lrp_captum.viewer.tile_server import TileServer, wait_until_up
 from lrp_captum.viewer.tile_view import blend_relevance, read_tile_rgb, stored_tile_relevance
+from lrp_captum.viewer.units import pixel_relevance_unit, probability_label, tile_sum_unit
 from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
 
 GALLERY_K = 6
@@ -31,19 +35,20 @@ STATUSES = ("explained", "not explained", "incomplete", "corrupt", "refused")
 
 def _plain(cfg, message) -> str:
     """A message for the page: configured folders named, not spelled out; markdown shown literally."""
-    return md(without_roots(str(message), {cfg.slides_dir: "the slides folder",
-                                           cfg.results_dir: "the results folder"}))
+    return page_message(message, cfg.roots)
 
 
 # --- shared resources (one per app process, shared by all sessions) ------------------------------
 def _tile_server(st, cfg) -> TileServer:
     @st.cache_resource(show_spinner=False)
-    def start(slides: str, results: str, port: int) -> TileServer:
-        server = TileServer(slides, results, port=port).start()
+    def start(slides: str, results: str, port: int, model: str, device: str, _access) -> TileServer:
+        server = TileServer(slides, results, port=port, access=_access, model_config=model or None,
+                            device=device).start()
         wait_until_up(server.url)
         return server
 
-    return start(str(cfg.slides_dir), str(cfg.results_dir), cfg.tile_port)
+    return start(str(cfg.slides_dir), str(cfg.results_dir), cfg.tile_port, str(cfg.model_config or ""),
+                 cfg.device, cfg.access)
 
 
 def _jobs(st) -> ExplainJobs:
@@ -54,13 +59,14 @@ def _jobs(st) -> ExplainJobs:
     return registry()
 
 
-def _load_result_cached(st, result_dir: Path, results_dir: Path):
+def _load_result_cached(st, result_dir: Path, results_dir: Path, slide_dimensions: tuple[int, int]):
     @st.cache_resource(show_spinner=False, max_entries=8)
-    def load(path: str, root: str, mtime_ns: int):
-        return load_result(path, root)
+    def load(path: str, root: str, mtime_ns: int, dims: tuple[int, int]):
+        return load_result(path, root, slide_dimensions=dims)
 
     manifest = result_dir / "manifest.json"
-    return load(str(result_dir), str(results_dir), manifest.stat().st_mtime_ns if manifest.exists() else 0)
+    return load(str(result_dir), str(results_dir), manifest.stat().st_mtime_ns if manifest.exists() else 0,
+                tuple(slide_dimensions))
 
 
 def _open_slide(st, path: Path):
@@ -136,7 +142,7 @@ def render_slide_page(st, cfg) -> None:
     result, error, warning = None, None, None
     if entry.status == "explained":
         try:
-            result = _load_result_cached(st, entry.result_dir, cfg.results_dir)
+            result = _load_result_cached(st, entry.result_dir, cfg.results_dir, _open_slide(st, entry.path).dimensions)
         except (ResultError, UnsafePathError) as exc:
             error = _plain(cfg, exc)
     elif entry.status == "corrupt":
@@ -173,7 +179,8 @@ def _viewer(st, cfg, entry):
                  "then reload this page.")
         return
     server = _tile_server(st, cfg)
-    src = f"{server.url}/viewer?slide={quote(entry.rel_path)}"
+    # the host name the browser used for the app: its cookie (the access token) is sent only there
+    src = f"http://{browser_host(st.context.headers.get('host'))}:{server.port}/viewer?slide={quote(entry.rel_path)}"
     tile = st.session_state.get("tile")
     # the URL always carries a fragment, so switching tiles (or closing one) is a fragment
     # navigation inside the viewer, never a reload that would lose the zoom
@@ -193,15 +200,16 @@ def _summary(st, result):
     last = result.classes[-1] if result.classes else 1
     if "prediction_index" in tiles.columns and len(tiles):
         share = float((tiles["prediction_index"] == len(result.classes) - 1).mean()) if result.classes else float("nan")
-        cols[1].metric(f"Predicted {last}", f"{share:.0%}")
+        cols[1].metric(f"Tiles predicted {md(last)}", f"{share:.0%}")
     elif "prediction" in tiles.columns and len(tiles):
         pred = tiles["prediction"]
         hit = pred == (len(result.classes) - 1) if pred.dtype.kind in "iuf" else pred.astype(str) == str(last)
-        cols[1].metric(f"Predicted {last}", f"{float(hit.mean()):.0%}")
+        cols[1].metric(f"Tiles predicted {md(last)}", f"{float(hit.mean()):.0%}")
     cols[2].markdown(f"**Composite** {md(result.parameter('composite', '?'))} · **target** "
                      f"{md(result.parameter('target', '?'))} · **output** "
                      f"{md(result.parameter('output_mode', 'logit'))} · "
-                     f"**map** 1/{result.downsample:g} of level 0 · **colour limit** ±{result.vmax:.3g}  \n"
+                     f"**map** 1/{result.downsample:g} of level 0 · **colour limit** ±{result.vmax:.3g} "
+                     f"({pixel_relevance_unit(result.parameter('output_mode', 'logit'))})  \n"
                      "Research/demo output of a model explanation, not a diagnosis.")
 
 
@@ -228,14 +236,21 @@ def _gallery(st, cfg, entry, result):
                 with cols[i]:
                     st.image(_thumb(st, entry.path, row), width="stretch")
                     value = row.get("relevance_neg", row.get("relevance_sum")) if negative else row.get("relevance_pos")
-                    prob = f" · p={row['probability']:.2f}" if "probability" in row else ""
-                    st.caption(f"({int(row.x0)}, {int(row.y0)}) · R={value:.3g}{prob}")
+                    st.caption(f"({int(row.x0)}, {int(row.y0)}) · R={value:+.3g} "
+                               f"({tile_sum_unit(result.parameter('output_mode', 'logit'))}){_tile_probability(row)}")
                     if st.button("Open", key=f"open_{'neg' if negative else 'pos'}_{idx}"):
                         st.session_state["tile"] = {k: int(row[k]) for k in ("x0", "y0", "w0", "h0")} | {
                             "index": int(idx), "target": str(row.get("target", row.get("prediction", "")))}
                         # start the tile view on the class the slide run explained for this tile
                         st.session_state.pop("tile_target", None)
                         st.rerun()
+
+
+def _tile_probability(row) -> str:
+    """`` · p(class)=0.97``: the probability of the class the tile was predicted as, named."""
+    if "probability" not in row:
+        return ""
+    return " · " + md(probability_label(row.get("prediction", "predicted class"), float(row["probability"])))
 
 
 def _class_names(result, bundle) -> list[str]:
@@ -254,26 +269,10 @@ def _composites() -> list[str]:
 
 
 def _model_source(cfg, result):
-    """``(key, config)`` of the model for tile re-explanation, or ``(None, reason)``.
-
-    ``--model`` wins; otherwise the model config recorded in the result's manifest is used when
-    its weights file still exists and it names a built-in or torchvision architecture (a
-    ``package.module:factory`` entry would import code named by a results file, so it needs
-    ``--model``).
-    """
-    if cfg.model_config is not None:
-        return f"{cfg.model_config}:{cfg.model_config.stat().st_mtime_ns}", str(cfg.model_config)
-    model = result.manifest.get("model") if isinstance(result.manifest.get("model"), dict) else {}
-    config = model.get("config")
-    if not isinstance(config, dict) or "architecture" not in config:
-        return None, ("No model to re-explain tiles: start the app with --model CONFIG "
-                      "(the demo model: `lrp-captum slide train-demo`).")
-    if ":" in str(config["architecture"]):
-        return None, "The result's model is a custom factory; start the app with --model CONFIG to use it."
-    weights = config.get("weights")
-    if weights and not Path(weights).is_file():
-        return None, f"The result's model weights {md(Path(weights).name)} are gone; start the app with --model CONFIG."
-    return f"manifest:{model.get('weights_sha256', '')}:{sorted(config.items())!r}", config
+    """``(key, config)`` of the model for tile re-explanation, or ``(None, reason)``
+    (:func:`lrp_captum.viewer.tile_model.model_source`)."""
+    key, config = model_source(cfg.model_config, result.manifest)
+    return (key, config) if key is not None else (None, _plain(cfg, config))
 
 
 def _tile_view(st, cfg, entry, result):
@@ -327,7 +326,8 @@ def _tile_view(st, cfg, entry, result):
     a.image(rgb, caption="Tile (level 0, full resolution)", width="stretch")
     vmax = float(np.nanmax(np.abs(heat))) if np.isfinite(heat).any() else 1.0
     b.image(relevance_heatmap_rgb(heat, vmax), caption=f"Relevance ({'recomputed' if info else 'stored map'}), "
-            f"blue −{vmax:.3g} · white 0 · red +{vmax:.3g}", width="stretch", clamp=True)
+            f"{pixel_relevance_unit(mode if info else result.parameter('output_mode', 'logit'))}: "
+            f"{legend_words(SLIDE_CMAP, vmax)}", width="stretch", clamp=True)
     c.image(blend_relevance(rgb, heat, vmax), caption="Relevance over the tile", width="stretch")
     with d:
         if info is not None:

@@ -10,10 +10,12 @@ EXAMPLES = ("the hotel was not clean , but the staff were friendly .\n"
 
 def model_folders(model_dir) -> list[Path]:
     """The text models the page offers, the one shown first (a transformer) first
-    (:func:`lrp_captum.text.model_folders.find_text_models`)."""
+    (:func:`lrp_captum.text.model_folders.find_text_models`); a folder that leads outside
+    ``model_dir`` (symbolic link) is not offered."""
     from lrp_captum.text.model_folders import find_text_models
+    from lrp_captum.viewer.paths import is_inside
 
-    return find_text_models(model_dir)
+    return [p for p in find_text_models(model_dir) if is_inside(p, Path(model_dir))]
 
 
 def text_composites() -> list[str]:
@@ -38,24 +40,32 @@ def render_text_page(st, model_dir) -> None:
     from lrp_captum.text.model_folders import accuracy_report, load_text_model
     from lrp_captum.text.render import explanations_html, explanations_json
     from lrp_captum.text.transformer import is_hugging_face_model
+    from lrp_captum.viewer.escaping import streamlit_literal as md
+    from lrp_captum.viewer.page_messages import page_message
+    from lrp_captum.viewer.paths import UnsafePathError, check_inside
 
+    roots = {Path(model_dir): "the text model folder"}
     folders = model_folders(model_dir)
     if not folders:
-        st.info(f"No text model in {model_dir}: run `lrp-captum text train-demo --out "
-                f"{model_dir}` (word-CNN) or `lrp-captum text train-demo --arch minilm` "
-                "(transformer) first.")
+        st.info("No text model in the text model folder (`--text-model`): run `lrp-captum text train-demo "
+                "--out DIR` (word-CNN) or `lrp-captum text train-demo --arch minilm` (transformer) first.")
         return
     names = [p.name for p in folders]
     chosen = folders[names.index(st.selectbox("model", names))] if len(folders) > 1 \
         else folders[0]
-    model, tokenizer, info = _cached_model(st, load_text_model)(str(chosen))
+    try:
+        check_inside(model_dir, [chosen], what="the text model folder")
+        model, tokenizer, info = _cached_model(st, load_text_model)(str(chosen))
+    except (UnsafePathError, OSError, ValueError) as exc:
+        st.error(page_message(exc, roots))
+        return
     transformer = is_hugging_face_model(model)
     accuracies = accuracy_report(info)  # each named for what it was measured on
     cols = st.columns(2 + len(accuracies))
     cols[0].metric("model", "transformer" if transformer else type(model).__name__)
-    cols[1].metric("classes", ", ".join(info.get("class_names", [])))
+    cols[1].metric("classes", md(", ".join(info.get("class_names", []))))
     for col, (name, value) in zip(cols[2:], accuracies):
-        col.metric(f"accuracy: {name}", f"{value:.3f}")
+        col.metric(f"accuracy: {md(name)}", f"{value:.3f}")
 
     text = st.text_area("Sentences (one per line)", EXAMPLES, height=120)
     c1, c2, c3, c4 = st.columns(4)
@@ -76,7 +86,7 @@ def render_text_page(st, model_dir) -> None:
                                     target=None if target == "predicted" else target)
     except (KeyError, ValueError, TypeError) as exc:
         st.error(f"Cannot explain with {method} ({composite if method == 'lrp' else ''}): "
-                 f"{exc}")
+                 f"{page_message(exc, roots)}")
         return
     from lrp_captum.viewer.escaping import markdown_literal
 

@@ -5,7 +5,9 @@
 3. explain the slide with a progress bar into ``demo_output/results/<slide>``;
 4. prepare the EEG and text pages (simulated epochs, a small EEG model; the MiniLM transformer,
    the text page's default, scored on the hand-written reviews of tests/data, and the word-CNN);
-5. start the Streamlit viewer on the results (``--no-app`` to skip).
+5. start the Streamlit app on all of them with the demo model (``--no-app`` to skip): it prints the
+   URL to open, token included; without ``--port`` it takes 8501 or the next free port and says
+   which (``make demo PORT=8600``).
 
 Every step is skipped when its output exists, so a second ``make demo`` starts at once. All
 steps call the same library code as the CLI (``lrp-captum --help``).
@@ -18,13 +20,14 @@ import sys
 from pathlib import Path
 
 from lrp_captum.cli import main as cli
+from lrp_captum.demos.slide_model import demo_model_config
 
 
 def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def run(out: Path, size: int, open_app: bool, port: int) -> int:
+def run(out: Path, size: int, open_app: bool, port: int | None) -> int:
     slides, results = out / "slides", out / "results"
     slide = slides / "sample.svs"
     slides.mkdir(parents=True, exist_ok=True)
@@ -61,9 +64,8 @@ def run(out: Path, size: int, open_app: bool, port: int) -> int:
           "relevance.zarr, manifest.json)")
     if not open_app:
         return 0
-    _step("starting the viewer")
-    return cli(["app", "--slides", str(slides), "--results", str(results), "--port", str(port),
-                "--eeg-results", str(eeg_dir), "--text-model", str(text_model_folder(out))])
+    _step("starting the app (it prints the URL to open)")
+    return cli(app_arguments(out, demo_model_config(), port))
 
 
 #: labelled reviews never used in training, in a source checkout (not in an installed package)
@@ -86,12 +88,20 @@ def text_model_folder(out: Path) -> Path:
     return out
 
 
+def app_arguments(out: Path, model: Path, port: int | None) -> list[str]:
+    """``lrp-captum app`` on the demo's folders, with the demo model (so slides and tiles can be
+    explained again from the page); ``port`` None: 8501 or the next free one."""
+    return (["app", "--slides", str(out / "slides"), "--results", str(out / "results"), "--model", str(model),
+             "--eeg-results", str(out / "eeg"), "--text-model", str(text_model_folder(out))]
+            + (["--port", str(port)] if port is not None else []))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lrp_captum.cli.demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="demo_output")
     p.add_argument("--size", type=int, default=8000, help="sample slide side in pixels")
     p.add_argument("--no-app", action="store_true", help="do not start the viewer")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=int, default=None, help="app port (default 8501, or the next free one)")
     args = p.parse_args(argv)
     open_app = not args.no_app and not os.environ.get("CI")
     return run(Path(args.out), args.size, open_app, args.port)

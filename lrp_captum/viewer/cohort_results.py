@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrp_captum.cohort.table import TABLE_CSV, TABLE_PARQUET, read_cohort_table
+from lrp_captum.viewer.paths import check_inside, is_inside
 from lrp_captum.viewer.results import result_dir_for
 
 NO_PREDICTION = "(none)"
@@ -32,7 +33,7 @@ def find_cohorts(results_dir: str | Path, max_depth: int = 2) -> list[str]:
             found.append(folder.relative_to(base).as_posix() or ".")
         if depth < max_depth:
             for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                if base in child.resolve().parents:
+                if child.resolve() != base and is_inside(child, base):
                     visit(child, depth + 1)
 
     if base.is_dir():
@@ -55,11 +56,20 @@ def viewer_slide(slide_path, output: str, cohort_dir: Path, slides_dir: Path, re
     return rel
 
 
-def load_cohort(cohort_dir: str | Path, slides_dir: str | Path, results_dir: str | Path):
+def load_cohort(cohort_dir: str | Path, slides_dir: str | Path | None, results_dir: str | Path):
     """The cohort table of ``cohort_dir`` with a ``viewer`` column: the viewer's slide name or missing.
 
-    Raises :class:`~lrp_captum.cohort.table.CohortTableError` when there is no readable table.
+    The table files must lie inside ``results_dir`` (a link out is refused before anything is
+    read); without ``slides_dir`` no slide links to the viewer.
+
+    Raises
+    ------
+    CohortTableError
+        When there is no readable table.
+    UnsafePathError
+        When the cohort folder or its table leads outside ``results_dir``.
     """
+    check_inside(results_dir, [cohort_dir, Path(cohort_dir) / TABLE_PARQUET, Path(cohort_dir) / TABLE_CSV], depth=0)
     table = read_cohort_table(cohort_dir)
     table["error"] = table["error"].fillna("") if "error" in table.columns else ""
     if "prediction" not in table.columns:
@@ -67,7 +77,7 @@ def load_cohort(cohort_dir: str | Path, slides_dir: str | Path, results_dir: str
     outputs = table["output"] if "output" in table.columns else table["slide_id"]
     paths = table["path"] if "path" in table.columns else [None] * len(table)
     table["viewer"] = [viewer_slide(p, o, Path(cohort_dir), Path(slides_dir), Path(results_dir))
-                       if isinstance(p, str) else None for p, o in zip(paths, outputs)]
+                       if isinstance(p, str) and slides_dir is not None else None for p, o in zip(paths, outputs)]
     return table
 
 

@@ -144,6 +144,15 @@ def encode_png(rgba: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _pixel_box(box, x0: float, y0: float, sx: float, sy: float, pad: int) -> list[float]:
+    """``[left, top, right, bottom]`` (inclusive) of a level-0 ``(x, y, w, h)`` box on a raster whose
+    origin is level-0 ``(x0, y0)``, ``sx``/``sy`` raster pixels per level-0 pixel, shifted by
+    ``pad``; at least one pixel, however far zoomed out."""
+    bx, by, bw, bh = box
+    left, top = (bx - x0) * sx + pad, (by - y0) * sy + pad
+    return [left, top, max(left, (bx + bw - x0) * sx + pad - 1), max(top, (by + bh - y0) * sy + pad - 1)]
+
+
 class OverlayTiles:
     """Deep Zoom tiles of a result's maps, aligned with the slide's Deep Zoom pyramid.
 
@@ -226,9 +235,7 @@ class OverlayTiles:
         if len(idx) and self._boxes[idx, 2].mean() * sx < 3:
             return np.asarray(img)  # tiles smaller than 3 screen px: an outline grid would be a solid fill
         for i in idx:
-            bx, by, bw, bh = self._boxes[i]
-            draw.rectangle([(bx - x0) * sx, (by - y0) * sy, (bx + bw - x0) * sx - 1, (by + bh - y0) * sy - 1],
-                           outline=colour, width=1)
+            draw.rectangle(_pixel_box(self._boxes[i], x0, y0, sx, sy, 0), outline=colour, width=1)
         return np.asarray(img)
 
     def tissue_rgba(self, level: int, col: int, row: int, colour=(0, 200, 0)) -> np.ndarray:
@@ -241,9 +248,7 @@ class OverlayTiles:
         draw = ImageDraw.Draw(mask)
         big = (x0 - pad / sx, y0 - pad / sy, x1 + pad / sx, y1 + pad / sy)
         for i in self._tiles_in(big):
-            bx, by, bw, bh = self._boxes[i]
-            draw.rectangle([(bx - x0) * sx + pad, (by - y0) * sy + pad,
-                            (bx + bw - x0) * sx + pad - 1, (by + bh - y0) * sy + pad - 1], fill=255)
+            draw.rectangle(_pixel_box(self._boxes[i], x0, y0, sx, sy, pad), fill=255)
         edges = np.asarray(mask.filter(ImageFilter.FIND_EDGES))[pad:pad + h, pad:pad + w]
         edges = np.asarray(Image.fromarray(edges).filter(ImageFilter.MaxFilter(3)))
         out = np.zeros((h, w, 4), np.uint8)

@@ -31,6 +31,17 @@ def is_loopback_host(host_header: str | None) -> bool:
     return name.rstrip(".") in LOOPBACK_NAMES
 
 
+def browser_host(host_header: str | None) -> str:
+    """The loopback name to give the browser for the tile server: the one it used for the app.
+
+    Cookies belong to a host name, so the viewer frame must use the app's name for the app's
+    access cookie to be sent; ``[::1]`` (the tile server listens on IPv4 only) and anything
+    else become ``127.0.0.1``.
+    """
+    name = (host_header or "").strip().lower().rsplit(":", 1)[0].rstrip(".")
+    return "localhost" if is_loopback_host(host_header) and name == "localhost" else "127.0.0.1"
+
+
 class LoopbackHostMiddleware:
     """ASGI middleware: HTTP and WebSocket requests with a foreign ``Host`` get 403.
 

@@ -8,18 +8,22 @@ to level 0), ``tiles.csv`` (level-0 tile boxes with measurements), ``overlay.tif
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from lrp_captum.viewer.paths import UnsafePathError, is_inside, resolve_under, shown_path
+from lrp_captum.viewer.paths import UnsafePathError, check_inside, is_inside, resolve_under, shown_path
 
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 REQUIRED_TILE_COLUMNS = ("x0", "y0", "w0", "h0")
 # Maps larger than this are read lazily from zarr instead of held in memory.
 IN_MEMORY_MAP_BYTES = 512 * 2**20
+# A chunk is read whole: one larger than this is refused (the pipeline writes 1 MiB chunks), so a
+# small file cannot claim a chunk that decompresses to gigabytes.
+MAX_CHUNK_BYTES = 64 * 2**20
+# Without a slide to compare with, a map of more pixels than this is refused.
+MAX_UNCHECKED_MAP_PIXELS = 2**31
 
 
 class ResultError(RuntimeError):
@@ -107,25 +111,16 @@ def result_dir_for(slide_rel_path: str, results_dir: str | Path) -> Path:
 def check_result_files(result_dir: Path, results_dir: str | Path, deep: bool = True) -> None:
     """Refuse a result whose files lead outside ``results_dir`` through symbolic links.
 
-    Checks the folder and its entries, and with ``deep`` every link inside ``relevance.zarr``
-    (a walk over its chunk files: done when a result is loaded, not each time slides are listed).
+    Checks the folder and its entries, and with ``deep`` every link inside them (a walk over the
+    chunk files of ``relevance.zarr``: done when a result is loaded, not each time slides are
+    listed); :func:`lrp_captum.viewer.paths.check_inside`, as for every page.
 
     Raises
     ------
     UnsafePathError
         Naming the first file that leaves the folder.
     """
-    root = Path(results_dir).resolve()
-    rdir = Path(result_dir)
-    candidates = [rdir, *(rdir.iterdir() if rdir.is_dir() else ())]
-    zpath = rdir / "relevance.zarr"
-    if deep and zpath.is_dir() and is_inside(zpath, root):
-        for folder, dirs, files in os.walk(zpath):
-            candidates += [Path(folder, n) for n in dirs + files if os.path.islink(os.path.join(folder, n))]
-    for path in candidates:
-        if not is_inside(path, root):
-            raise UnsafePathError(f"{shown_path(path, root)} lies outside the results folder (symbolic link?); "
-                                  "it is not read. Remove the link.")
+    check_inside(results_dir, [result_dir], depth=None if deep else 1)
 
 
 def _result_status(result_dir: Path, results_dir: Path) -> tuple[str, str]:
@@ -166,7 +161,7 @@ def list_slides(slides_dir: str | Path, results_dir: str | Path, max_depth: int 
         if any(part.startswith(".") for part in rel.parts):
             continue
         resolved = path.resolve()
-        if base not in resolved.parents:
+        if resolved == base or not is_inside(resolved, base):
             continue
         rel_posix = rel.as_posix()
         try:
@@ -214,11 +209,27 @@ def _materialise(arr, what: str, name: str, ndim: int = 2):
                           "the file is damaged, re-run the explanation") from exc
 
 
-def robust_vmax(relevance, q: float = 99.5, max_samples: int = 4_000_000) -> float:
-    """Colour-scale limit: ``q``-th percentile of |relevance| over finite non-zero pixels."""
+def robust_vmax(relevance, q: float = 99.5, max_samples: int = 4_000_000, windows: int = 16,
+                window: int = 512) -> float:
+    """Colour-scale limit: ``q``-th percentile of |relevance| over finite non-zero pixels.
+
+    A map in memory is sampled on a regular grid of at most ``max_samples`` pixels; a map read
+    from disk (larger than :data:`IN_MEMORY_MAP_BYTES`) through at most ``windows`` windows of
+    ``window`` x ``window`` pixels, each inside one chunk, so the work is bounded whatever the
+    map claims to be.
+    """
     h, w = relevance.shape
-    step = max(1, int(np.ceil(np.sqrt(h * w / max_samples))))
-    sample = np.abs(np.asarray(relevance[::step, ::step], dtype=np.float64))
+    if isinstance(relevance, np.ndarray):
+        step = max(1, int(np.ceil(np.sqrt(h * w / max_samples))))
+        sample = np.abs(np.asarray(relevance[::step, ::step], dtype=np.float64))
+    else:
+        ch, cw = (tuple(getattr(relevance, "chunks", (window, window)))[-2:] + (window, window))[:2]
+        side = max(1, int(np.sqrt(windows)))
+        rows = np.unique(np.linspace(0, max(h - 1, 0), side).astype(int) // ch * ch)
+        cols = np.unique(np.linspace(0, max(w - 1, 0), side).astype(int) // cw * cw)
+        parts = [np.asarray(relevance[r:r + min(window, ch), c:c + min(window, cw)], dtype=np.float64).ravel()
+                 for r in rows for c in cols]
+        sample = np.abs(np.concatenate(parts)) if parts else np.zeros(0)
     sample = sample[np.isfinite(sample) & (sample > 0)]
     if sample.size == 0:
         return 1.0
@@ -226,7 +237,58 @@ def robust_vmax(relevance, q: float = 99.5, max_samples: int = 4_000_000) -> flo
     return vmax if vmax > 0 else float(sample.max())
 
 
-def load_result(result_dir: str | Path, results_dir: str | Path | None = None) -> SlideResult:
+def expected_map_shape(manifest: dict, downsample: float, slide_dimensions=None) -> tuple[int, int] | None:
+    """``(rows, cols)`` a result's map must have: its slide's level-0 size over ``downsample``.
+
+    The slide's size is ``slide_dimensions`` (the slide the result is shown on) or, without it,
+    the one recorded in the manifest; None when neither is known.
+    """
+    dims = slide_dimensions
+    if dims is None:
+        recorded = manifest.get("slide") if isinstance(manifest.get("slide"), dict) else {}
+        dims = recorded.get("dimensions")
+    try:
+        w0, h0 = (int(v) for v in dims)
+    except (TypeError, ValueError):
+        return None
+    return int(np.ceil(h0 / downsample)), int(np.ceil(w0 / downsample))
+
+
+def check_map_shape(arr, what: str, name: str, expected: tuple[int, int] | None, manifest: dict) -> None:
+    """Refuse a map, before any of it is read, whose size does not fit its slide and manifest.
+
+    Raises
+    ------
+    ResultError
+        The map has another number of pixels than the slide gives at the result's downsample
+        (1 px of rounding allowed) or than the manifest's ``relevance_shape``, more pixels than
+        :data:`MAX_UNCHECKED_MAP_PIXELS` with nothing to compare with, or chunks larger than
+        :data:`MAX_CHUNK_BYTES`.
+    """
+    shape = tuple(int(n) for n in arr.shape)
+    if len(shape) not in (2, 3):
+        return  # the dimension check of _materialise names it
+    rows, cols = shape[-2:]
+    recorded = manifest.get("relevance_shape")
+    again = "the file does not belong to this result or is damaged: re-run the explanation"
+    if isinstance(recorded, list) and len(recorded) == 2 and [rows, cols] != [int(n) for n in recorded]:
+        raise ResultError(f"{name}: the {what} map is {cols} x {rows} px but the manifest records "
+                          f"{recorded[1]} x {recorded[0]}; {again}")
+    if expected is not None and (abs(rows - expected[0]) > 1 or abs(cols - expected[1]) > 1):
+        raise ResultError(f"{name}: the {what} map is {cols} x {rows} px but this slide needs "
+                          f"{expected[1]} x {expected[0]} at its downsample; {again}")
+    if expected is None and rows * cols > MAX_UNCHECKED_MAP_PIXELS:
+        raise ResultError(f"{name}: the {what} map claims {cols} x {rows} px and the slide's size is not "
+                          f"known to check it; {again}")
+    chunks = getattr(arr, "chunks", None)
+    itemsize = getattr(getattr(arr, "dtype", None), "itemsize", 4)
+    if chunks is not None and int(np.prod([int(c) for c in chunks])) * itemsize > MAX_CHUNK_BYTES:
+        raise ResultError(f"{name}: the {what} map is stored in chunks of {tuple(int(c) for c in chunks)} px, "
+                          f"too large to read safely; {again}")
+
+
+def load_result(result_dir: str | Path, results_dir: str | Path | None = None,
+                slide_dimensions: tuple[int, int] | None = None) -> SlideResult:
     """Open a result folder; raise :class:`ResultError` naming the bad file for anything wrong.
 
     Parameters
@@ -237,6 +299,10 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None) -
         The configured results folder: files are named relative to it in messages, and any file
         that leads outside it (symbolic link) is refused with :class:`UnsafePathError`.
         Without it, files are named relative to the result folder's parent.
+    slide_dimensions : (width, height), optional
+        Level-0 size of the slide the result is shown on: the maps must fit it
+        (:func:`check_map_shape`, before anything is read); without it, the size recorded in
+        the manifest is used.
     """
     import pandas as pd
 
@@ -270,6 +336,10 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None) -
     if not zpath.exists():
         raise ResultError(f"{name(zpath)} is missing; re-run the explanation")
     rel, prob = _open_maps(zpath, name(zpath))
+    expected = expected_map_shape(manifest, downsample, slide_dimensions)
+    for arr, what in ((rel, "relevance"), (prob, "probability")):
+        if arr is not None:
+            check_map_shape(arr, what, name(zpath), expected, manifest if what == "relevance" else {})
     if rel.ndim == 3 and rel.shape[0] == 1:
         rel = rel[0]
     relevance = _materialise(rel, "relevance", name(zpath))

@@ -12,11 +12,15 @@ files under the two asset folders are served; paths are checked with
 ``results_dir`` are refused (403). Cached tiles are keyed by the slide file's identity, so a
 replaced slide is never served from the cache, and a result made from another slide file is not
 overlaid (409). The server binds to 127.0.0.1 and rejects requests whose Host header is not a
-loopback name (DNS-rebinding guard). Messages name files relative to the configured folders.
+loopback name (DNS-rebinding guard), and, started by the app, every request (tiles, pages,
+assets, health) without the launch's token (:mod:`lrp_captum.viewer.access_token`; the browser
+sends the app's cookie, since cookies are per host name, not per port). Messages name files
+relative to the configured folders.
 """
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
 import threading
 import time
@@ -26,16 +30,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+
 from lrp_captum.viewer import openseadragon
+from lrp_captum.viewer.access_token import AppAccess
 from lrp_captum.viewer.app_files import viewer_assets_dir
 from lrp_captum.viewer.colormaps import (DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, SLIDE_CMAP,
-                                         legend_stops)
-from lrp_captum.viewer.deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png
+                                         legend_stops, relevance_to_rgba)
+from lrp_captum.viewer.deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png, sample_map
 from lrp_captum.viewer.escaping import json_for_script
 from lrp_captum.viewer.loopback import is_loopback_host
 from lrp_captum.viewer.paths import UnsafePathError, resolve_under, without_roots
 from lrp_captum.viewer.results import SLIDE_SUFFIXES, ResultError, load_result, result_dir_for
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
+from lrp_captum.viewer.tile_model import model_source
+from lrp_captum.viewer.units import pixel_relevance_unit
 
 LAYERS = ("slide", "relevance", "probability", "grid", "tissue")
 
@@ -46,6 +55,11 @@ class NotFound(Exception):
 
 class ResultMismatch(ResultError):
     """The slide's result was made from another slide file."""
+
+
+class SlideReadError(RuntimeError):
+    """OpenSlide could not read a region of the slide (a damaged file): that request fails, the
+    handle is reopened for the next one."""
 
 
 def render_viewer_page(assets_dir: str | Path, slide: str) -> str:
@@ -79,6 +93,10 @@ class _LRU:
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
 
+    def drop(self, key) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
 
 class TileService:
     """Tiles and metadata for the slides and results under two configured folders.
@@ -89,15 +107,26 @@ class TileService:
         Configured folders; nothing outside them is read.
     tile_cache : int
         Number of encoded tiles kept in memory.
+    model_config : path, optional
+        The app's ``--model``: with it, or with a usable model recorded in a result
+        (:func:`~lrp_captum.viewer.tile_model.model_source`), the relevance layer at zoom levels
+        finer than the stored map is each analysed tile's own map at the model's resolution
+        (:class:`~lrp_captum.viewer.fine_relevance.FineRelevance`).
+    device : str
+        Where that model runs.
     """
 
-    def __init__(self, slides_dir, results_dir, tile_cache: int = 4096):
+    def __init__(self, slides_dir, results_dir, tile_cache: int = 4096, model_config=None, device: str = "cpu"):
         self.slides_dir = Path(slides_dir).resolve(strict=True)
         self.results_dir = Path(results_dir).resolve()
+        self.model_config = model_config
+        self.device = device
         self._slides = _LRU(16)
         self._results = _LRU(16)
         self._tiles = _LRU(tile_cache)
+        self._models = _LRU(4)
         self._open_lock = threading.Lock()
+        self._model_lock = threading.Lock()
 
     # --- opening -------------------------------------------------------------------------
     def slide_path(self, rel: str) -> Path:
@@ -109,6 +138,24 @@ class TileService:
     def open_slide(self, rel: str):
         """``(OpenSlide, DeepZoomGenerator, DeepZoomGrid)`` for a slide, cached."""
         return self._open(rel)[:3]
+
+    def _reading(self, rel: str, read):
+        """``read(slide, dz)`` on the slide's cached handles.
+
+        An ``OpenSlideError`` sticks to the handle that raised it (every later call on it fails),
+        so the handle is dropped from the cache and the read tried once on a fresh one; a region
+        that fails again is damaged: :class:`SlideReadError`, and the next request reopens.
+        """
+        import openslide
+
+        for attempt in range(2):
+            slide, dz, _, identity = self._open(rel)
+            try:
+                return read(slide, dz)
+            except openslide.OpenSlideError:
+                self._slides.drop((str(self.slide_path(rel)), identity))
+        raise SlideReadError(f"OpenSlide cannot read this part of {rel}: the slide file is damaged there; "
+                             "the rest of the slide is still shown")
 
     def _open(self, rel: str):
         """``(OpenSlide, DeepZoomGenerator, DeepZoomGrid, FileIdentity)``, cached by the file's identity."""
@@ -155,7 +202,7 @@ class TileService:
         key = (str(rdir), manifest.stat().st_mtime_ns, identity)
         hit = self._results.get(key)
         if hit is None:
-            result = load_result(rdir, self.results_dir)
+            result = load_result(rdir, self.results_dir, slide_dimensions=slide.dimensions)
             hit = (OverlayTiles(grid, result), check_result_slide(result.manifest, path, slide))
             self._results.put(key, hit)
         if not hit[1].overlay_allowed:
@@ -165,14 +212,10 @@ class TileService:
     # --- content -------------------------------------------------------------------------
     def info(self, rel: str) -> dict:
         """Everything the viewer page needs to set itself up (JSON-serialisable)."""
-        slide, dz, grid = self.open_slide(rel)
-        props = slide.properties
-        try:
-            mpp = float(props.get("openslide.mpp-x"))
-        except (TypeError, ValueError):
-            mpp = None
+        _, _, grid = self.open_slide(rel)
+        props = self._reading(rel, lambda slide, dz: dict(slide.properties))
         out = {"slide": rel, "width": grid.width, "height": grid.height, "tile_size": grid.tile_size,
-               "overlap": grid.overlap, "max_level": grid.level_count - 1, "mpp": mpp,
+               "overlap": grid.overlap, "max_level": grid.level_count - 1, "mpp": slide_mpp(props),
                "vendor": props.get("openslide.vendor"), "result": None,
                "default_cmap": SLIDE_CMAP,
                "legend": {"diverging": {c: legend_stops(c) for c in DIVERGING_CMAPS},
@@ -185,12 +228,63 @@ class TileService:
             out["result_error"] = str(exc)
             return out
         r = ov.result
+        fine = self.fine_relevance(ov) is not None
         out["result"] = {"vmax": r.vmax, "downsample": r.downsample, "has_probability_map": r.probability is not None,
+                         "relevance_unit": pixel_relevance_unit(r.parameter("output_mode", "logit")),
+                         "fine_from_level": self.fine_from_level(ov) if fine else None,
                          "n_tiles": int(len(r.tiles)), "classes": r.classes,
                          "composite": r.parameter("composite"), "target": r.parameter("target"),
                          "output_mode": r.parameter("output_mode"), "slide_check": check.verdict,
                          "slide_warning": check.message}
         return out
+
+    # --- relevance at the model's resolution -------------------------------------------------
+    def fine_relevance(self, ov: OverlayTiles):
+        """The :class:`FineRelevance` of a result, or None without a usable model (then the stored
+        map is shown at every zoom level)."""
+        from lrp_captum.viewer.fine_relevance import FineRelevance
+
+        r = ov.result
+        key, config = model_source(self.model_config, r.manifest)
+        if key is None:
+            return None
+        full = (key, r.parameter("composite"), r.parameter("output_mode", "logit"))
+        with self._model_lock:
+            hit = self._models.get(full)
+            if hit is None:
+                try:
+                    from lrp_captum.wsi.model import load_model
+
+                    hit = (FineRelevance(load_model(config, device=self.device), full[1], full[2]),)
+                except Exception as exc:  # the coarse map stays; say why in the terminal
+                    print(f"lrp-captum viewer: no model-resolution relevance ({type(exc).__name__}: {exc})")
+                    hit = (None,)
+                self._models.put(full, hit)
+        return hit[0]
+
+    @staticmethod
+    def fine_from_level(ov: OverlayTiles) -> int:
+        """The first Deep Zoom level whose pixels are finer than the stored map's."""
+        return next(lv for lv in range(ov.grid.level_count) if ov.grid.level_scale(lv) < ov.result.downsample)
+
+    def relevance_values(self, rel: str, level: int, col: int, row: int) -> np.ndarray:
+        """(H, W) float32 relevance of a Deep Zoom tile (NaN where nothing was analysed): the tile's own
+        map at the model's resolution at levels from :meth:`fine_from_level` when a model is
+        available, else the stored map."""
+        ov = self.open_result(rel)
+        box, size = ov.grid.tile_box_level0(level, col, row), ov.grid.tile_box(level, col, row)[1]
+        fine = self.fine_relevance(ov) if ov.grid.level_scale(level) < ov.result.downsample else None
+        if fine is not None:
+            values, valid = self._reading(rel, lambda slide, dz: fine.raster(slide, ov.result.tiles, box, size))
+        else:
+            values, valid = sample_map(ov.result.relevance, ov.result.downsample, box, size)
+        return np.where(valid, values, np.nan).astype(np.float32)
+
+    def relevance_rgba(self, rel: str, level: int, col: int, row: int, mode: str = "both",
+                       cmap: str = SLIDE_CMAP) -> np.ndarray:
+        """The relevance layer's RGBA tile (colour limit: the result's ``vmax``)."""
+        values = self.relevance_values(rel, level, col, row)
+        return relevance_to_rgba(values, self.open_result(rel).result.vmax, mode, cmap, np.isfinite(values))
 
     def tile(self, rel: str, layer: str, level: int, col: int, row: int, mode: str = "both",
              cmap: str | None = None, class_index: int = -1) -> tuple[bytes, str]:
@@ -205,7 +299,7 @@ class TileService:
             cmap = cmap or "viridis"
             if cmap not in SEQUENTIAL_CMAPS:
                 raise ValueError(f"probability needs cmap in {SEQUENTIAL_CMAPS}")
-        _, dz, grid, identity = self._open(rel)
+        _, _, grid, identity = self._open(rel)
         if not 0 <= level < grid.level_count:
             raise NotFound(f"level {level} out of range")
         cols, rows = grid.level_tiles(level)
@@ -222,12 +316,12 @@ class TileService:
         if layer == "slide":
             import io
 
-            img = dz.get_tile(level, (col, row))
+            img = self._reading(rel, lambda slide, dz: dz.get_tile(level, (col, row)))
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=85)
             hit = (buf.getvalue(), "image/jpeg")
         elif layer == "relevance":
-            hit = (encode_png(ov.relevance_rgba(level, col, row, mode, cmap)), "image/png")
+            hit = (encode_png(self.relevance_rgba(rel, level, col, row, mode, cmap)), "image/png")
         elif layer == "probability":
             hit = (encode_png(ov.probability_rgba(level, col, row, cmap, class_index)), "image/png")
         elif layer == "grid":
@@ -238,7 +332,31 @@ class TileService:
         return hit
 
 
-def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
+def slide_mpp(properties) -> float | None:
+    """µm per level-0 pixel from OpenSlide's properties; None when missing, zero, negative or not finite."""
+    try:
+        mpp = float(properties.get("openslide.mpp-x"))
+    except (TypeError, ValueError):
+        return None
+    return mpp if math.isfinite(mpp) and mpp > 0 else None
+
+
+def json_body(value) -> bytes:
+    """``value`` as strict JSON: a float that is not finite (which ``json.dumps`` writes as
+    ``Infinity``/``NaN``, not JSON) becomes null."""
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False).encode()
+
+
+def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path, access: AppAccess):
     roots = {service.slides_dir: "the slides folder", service.results_dir: "the results folder"}
 
     def scrub(message: str) -> str:
@@ -279,11 +397,28 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
             ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             self._send(200, path.read_bytes(), ctype, cache=True)
 
-        def do_GET(self):  # noqa: N802 (http.server API)
+        def _refused(self, query: dict) -> bool:
+            """Answer 403 unless the request has a loopback Host and the app's token."""
             if not is_loopback_host(self.headers.get("Host")):
-                return self._error(HTTPStatus.FORBIDDEN, "only loopback host names are served")
+                self._error(HTTPStatus.FORBIDDEN, "only loopback host names are served")
+                return True
+            if not access.allows(self.headers.get("Cookie"), query.get("token")):
+                self._error(HTTPStatus.FORBIDDEN, "this server needs the app's access token: open the app "
+                                                  "from the URL that `lrp-captum app` printed")
+                return True
+            return False
+
+        def _other_method(self):
+            if not self._refused({k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}):
+                self._error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET is served")
+
+        do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other_method  # noqa: N815
+
+        def do_GET(self):  # noqa: N802 (http.server API)
             url = urlsplit(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            if self._refused(q):
+                return
             try:
                 if url.path == "/health":
                     return self._send(200, b"ok", "text/plain")
@@ -297,8 +432,8 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
                     page = render_viewer_page(assets_dir, slide)
                     return self._send(200, page.encode(), "text/html; charset=utf-8", page=True)
                 if url.path == "/info":
-                    info = json.loads(scrub(json.dumps(service.info(slide))))
-                    return self._send(200, json.dumps(info).encode(), "application/json")
+                    info = json.loads(scrub(json_body(service.info(slide)).decode()))
+                    return self._send(200, json_body(info), "application/json")
                 if url.path == "/tile":
                     body, ctype = service.tile(slide, q.get("layer", "slide"), int(q.get("level", -1)),
                                                int(q.get("col", -1)), int(q.get("row", -1)),
@@ -312,6 +447,8 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path):
                 self._error(HTTPStatus.NOT_FOUND, str(exc))
             except ResultMismatch as exc:
                 self._error(HTTPStatus.CONFLICT, str(exc))
+            except SlideReadError as exc:
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
             except (ValueError, ResultError) as exc:
                 self._error(HTTPStatus.BAD_REQUEST, str(exc))
             except FileNotFoundError:
@@ -326,14 +463,18 @@ class TileServer:
     """A :class:`TileService` behind a threaded HTTP server on 127.0.0.1.
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`. ``port=0`` picks a free port;
-    the chosen one is in :attr:`port` and :attr:`url`.
+    the chosen one is in :attr:`port` and :attr:`url`. With ``access`` (the app passes its
+    :class:`~lrp_captum.viewer.access_token.AppAccess`), every request needs the token; without,
+    anyone on this machine may read the slides (a library use, e.g. in a notebook).
     """
 
-    def __init__(self, slides_dir, results_dir, port: int = 0, assets_dir=None, vendor_dir=None):
-        self.service = TileService(slides_dir, results_dir)
+    def __init__(self, slides_dir, results_dir, port: int = 0, assets_dir=None, vendor_dir=None,
+                 access: AppAccess | None = None, model_config=None, device: str = "cpu"):
+        self.service = TileService(slides_dir, results_dir, model_config=model_config, device=device)
         self.assets_dir = Path(assets_dir or viewer_assets_dir()).resolve()
         self.vendor_dir = Path(vendor_dir or openseadragon.vendor_dir()).resolve()
-        handler = _make_handler(self.service, self.assets_dir, self.vendor_dir)
+        self.access = access or AppAccess(None)
+        handler = _make_handler(self.service, self.assets_dir, self.vendor_dir, self.access)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -365,7 +506,8 @@ class TileServer:
 
 
 def wait_until_up(url: str, timeout: float = 10.0) -> None:
-    """Block until ``url/health`` answers (used by tests and the app)."""
+    """Block until ``url/health`` answers with any HTTP status (a 403 for want of the token is up)."""
+    import urllib.error
     import urllib.request
 
     deadline = time.monotonic() + timeout
@@ -374,6 +516,8 @@ def wait_until_up(url: str, timeout: float = 10.0) -> None:
             with urllib.request.urlopen(url + "/health", timeout=1) as r:
                 if r.status == 200:
                     return
+        except urllib.error.HTTPError:
+            return
         except OSError:
             if time.monotonic() > deadline:
                 raise

@@ -10,13 +10,17 @@ Maps
 ``RdBu_r``
     ColorBrewer's RdBu, blue < 0 < red: safe for the common colour-vision deficiencies. The
     default for figures and text (:data:`FIGURE_CMAP`).
+``cyan_lime``
+    Cyan < 0 < lime: the default for slides (:data:`SLIDE_CMAP`). Stained tissue is blue-purple
+    (haematoxylin, hue about 245°), pink (eosin, about 305°) or brown (DAB, about 13-22°); red
+    relevance lay 13-21° from DAB and read as stain on IHC slides, and blue reads as nuclei.
+    Cyan (hue 180°) and lime (hue 90°) lie in the green-cyan band that none of the stains
+    occupies, 60° or more from each: CIEDE2000 from the nearest stain colour (optical density
+    0.3-1.5) is at least 34 at both ends (red: 13 from DAB; teal: 30 from haematoxylin). Both ends
+    have the same lightness (CIELAB L* 78), and the signs stay apart for deuteranopes and
+    protanopes (CIEDE2000 >= 29 down to half of vmax). Measured in docs/app.md.
 ``teal_red``
-    Teal < 0 < red: the default for slides (:data:`SLIDE_CMAP`). Stained tissue is blue-purple
-    (haematoxylin, hue about 245°), pink (eosin, about 305°) or brown (DAB, about 20°), so a
-    blue for negative relevance reads as nuclei under the overlay. Teal (hue 180°) lies in the
-    green-cyan band that none of these stains occupies, 64° or more from each of them, and keeps
-    a blue component, so red and teal stay apart for deuteranopes and protanopes too (unlike red
-    and green). See docs/wsi.md.
+    Teal < 0 < red: the former slide default, kept for comparison.
 """
 from __future__ import annotations
 
@@ -26,28 +30,33 @@ import numpy as np
 
 __all__ = ["DIVERGING_CMAPS", "SEQUENTIAL_CMAPS", "RELEVANCE_MODES", "SLIDE_CMAP", "FIGURE_CMAP",
            "POSITIVE_RGB", "NEGATIVE_RGB", "colormap_lut", "matplotlib_colormap", "colorize",
-           "relevance_to_rgba", "probability_to_rgba", "legend_stops", "relevance_heatmap_rgb"]
+           "relevance_to_rgba", "probability_to_rgba", "legend_stops", "legend_words", "relevance_heatmap_rgb"]
 
 # anchors from the negative end to the positive end, evenly spaced, centre in the middle
 _ANCHORS = {
     "RdBu_r": ((5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240),
                (247, 247, 247),
                (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43), (103, 0, 31)),
-    # ends of equal lightness (CIELAB L* 39.8 and 38.4), so neither sign looks stronger
+    # ends of equal lightness (CIELAB L* 78.5 and 78.2), so neither sign looks stronger
+    "cyan_lime": ((0, 216, 216), (247, 247, 247), (126, 216, 0)),
+    # ends of equal lightness (CIELAB L* 39.8 and 38.4)
     "teal_red": ((0, 105, 105), (40, 150, 145), (120, 200, 190), (200, 235, 230),
                  (247, 247, 247),
                  (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43)),
 }
 
 #: default diverging map of slide heatmaps: its negative colour does not collide with H&E or IHC stains
-SLIDE_CMAP = "teal_red"
+SLIDE_CMAP = "cyan_lime"
 #: default diverging map of figures and text (a matplotlib name as well)
 FIGURE_CMAP = "RdBu_r"
 #: strong positive / negative colours of :data:`FIGURE_CMAP` (RdBu #b2182b, #2166ac)
 POSITIVE_RGB = _ANCHORS["RdBu_r"][9]
 NEGATIVE_RGB = _ANCHORS["RdBu_r"][1]
 
-DIVERGING_CMAPS = (SLIDE_CMAP, "bwr", "coolwarm", "RdBu_r", "seismic")
+DIVERGING_CMAPS = (SLIDE_CMAP, "teal_red", "bwr", "coolwarm", "RdBu_r", "seismic")
+#: what a reader calls the negative and the positive end of each diverging map
+END_COLOUR_NAMES = {"cyan_lime": ("cyan", "lime"), "teal_red": ("teal", "red"), "bwr": ("blue", "red"),
+                    "coolwarm": ("blue", "red"), "RdBu_r": ("blue", "red"), "seismic": ("blue", "red")}
 SEQUENTIAL_CMAPS = ("viridis", "magma", "inferno")
 RELEVANCE_MODES = ("both", "positive", "negative")
 
@@ -175,3 +184,9 @@ def legend_stops(cmap: str, n: int = 9) -> list[str]:
     """``n`` CSS hex colours evenly along a colour map, for an HTML gradient legend."""
     lut = colormap_lut(cmap)
     return ["#%02x%02x%02x" % tuple(lut[int(round(i * 255 / (n - 1)))]) for i in range(n)]
+
+
+def legend_words(cmap: str, vmax: float) -> str:
+    """The scale of an opaque heatmap in words, e.g. ``"cyan −0.0025 · white 0 · lime +0.0025"``."""
+    negative, positive = END_COLOUR_NAMES.get(cmap, ("low end", "high end"))
+    return f"{negative} −{vmax:.3g} · white 0 · {positive} +{vmax:.3g}"
