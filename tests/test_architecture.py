@@ -16,8 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: removes it here. The set only shrinks.
 KNOWN_CYCLES = [
     {"lrp_captum.core.engine.functional", "lrp_captum.core.engine.reference", "lrp_captum.core.rules"},
-    {"lrp_captum.wsi.plan", "lrp_captum.wsi.stitch", "lrp_captum.wsi.work"},
-    {"lrp_captum.cli.cohort", "lrp_captum.cli.slide"},
 ]
 
 

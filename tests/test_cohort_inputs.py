@@ -98,7 +98,7 @@ def test_lock_is_held_during_the_run_and_removed_after(tmp_path):
 
 
 def test_a_second_run_is_refused_while_a_live_process_holds_the_folder(tmp_path, live_process):
-    from lrp_captum.cohort.lock import _start_ticks
+    from lrp_captum.wsi.folder_lock import process_start_ticks as _start_ticks
 
     _write_lock(tmp_path, pid=live_process.pid, host=socket.gethostname(),
                 start_ticks=_start_ticks(live_process.pid), started="now", command="lrp-captum slide cohort x")
@@ -128,7 +128,7 @@ def test_a_lock_from_another_host_is_refused_since_it_cannot_be_checked(tmp_path
 
 
 def test_cli_refuses_a_locked_folder_with_exit_2_and_one_line(tmp_path, live_process, capsys):
-    from lrp_captum.cohort.lock import _start_ticks
+    from lrp_captum.wsi.folder_lock import process_start_ticks as _start_ticks
     from lrp_captum.demos.sample_slide import write_sample_slide
 
     slides = tmp_path / "slides"

@@ -12,6 +12,7 @@ import zarr
 
 from lrp_captum import cli, list_composites
 from lrp_captum.demos.mil_cohort import read_cohort
+from lrp_captum.demos.slide_model import demo_encoder_spec
 from lrp_captum.wsi.mil.encoders import build_encoder
 from lrp_captum.wsi.mil.evidence import XMIL_COMPOSITE
 from lrp_captum.wsi.mil.explain import explain_mil_slide
@@ -169,7 +170,7 @@ def test_pixel_maps_conserve_the_tile_evidence_through_a_bias_free_encoder(lesio
 
 def test_pixel_maps_run_through_the_demo_cnn_trunk(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LRP_CAPTUM_CACHE", str(tmp_path_factory.mktemp("cache")))
-    enc = build_encoder("demo")
+    enc = build_encoder(demo_encoder_spec())
     tiles = torch.randint(0, 255, (2, enc.tile_size, enc.tile_size, 3), dtype=torch.uint8)
     relevance = enc.embed(tiles) * 0.1
     maps = encoder_pixel_maps(enc, tiles, relevance)
