@@ -15,23 +15,14 @@ from pathlib import Path
 import pytest
 
 from lrp_captum import cli
+from test_wsi_support import tiny_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tiny_model_config(folder: Path) -> Path:
-    """An untrained demo-architecture model: the tests here are about folders, not predictions."""
-    from lrp_captum.wsi.model import DEMO_MEAN, DEMO_STD, DemoTileCNN, save_model
-
-    config = dict(architecture="demo_cnn", kwargs=dict(num_classes=2, width=4), classes=["neg", "pos"],
-                  tile_size=64, mpp=0.5, normalisation=dict(mean=list(DEMO_MEAN), std=list(DEMO_STD)))
-    save_model(DemoTileCNN(num_classes=2, width=4), folder, config, name="tiny")
-    return folder / "tiny.json"
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    return _tiny_model_config(tmp_path_factory.mktemp("tiny_model"))
+    return tiny_model_config(tmp_path_factory.mktemp("tiny_model"))
 
 
 @pytest.fixture(scope="module")

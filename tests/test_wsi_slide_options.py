@@ -14,6 +14,7 @@ from lrp_captum import cli
 from lrp_captum.cli.slide_options import options_from_args
 from lrp_captum.wsi.slide_options import (COHORT, EXPLAIN, EXPLAIN_MIL, POSITIVE_NUMBER, SLIDE_OPTIONS, TRAIN_MIL,
                                           Option, SlideOptions, form_fields)
+from test_wsi_support import tiny_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "apps" / "streamlit_app.py")
@@ -23,22 +24,13 @@ SHARPEN = Option("sharpen", 1.0, POSITIVE_NUMBER, "sharpening of the tiles befor
                  commands=(EXPLAIN, COHORT, EXPLAIN_MIL, TRAIN_MIL), form_label="Sharpen")
 
 
-def _tiny_model_config(folder: Path) -> Path:
-    from lrp_captum.wsi.model import DEMO_MEAN, DEMO_STD, DemoTileCNN, save_model
-
-    config = dict(architecture="demo_cnn", kwargs=dict(num_classes=2, width=4), classes=["neg", "pos"],
-                  tile_size=64, mpp=0.5, normalisation=dict(mean=list(DEMO_MEAN), std=list(DEMO_STD)))
-    save_model(DemoTileCNN(num_classes=2, width=4), folder, config, name="tiny")
-    return folder / "tiny.json"
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     from lrp_captum.demos.sample_slide import write_sample_slide
 
     d = tmp_path_factory.mktemp("options")
     (d / "slides").mkdir()
-    return write_sample_slide(d / "slides" / "s.tif", 512, kind="tiff", seed=1), _tiny_model_config(d / "model")
+    return write_sample_slide(d / "slides" / "s.tif", 512, kind="tiff", seed=1), tiny_model_config(d / "model")
 
 
 def _argv(command: str, slide: Path, model: Path, out: Path) -> list[str]:
@@ -148,8 +140,7 @@ def test_the_composite_is_refused_with_the_same_message_by_the_cli_the_app_form_
 
 
 def test_the_cohort_takes_the_options_of_slide_explain_with_its_own_help_where_they_differ():
-    parser = dict(_subparsers(cli.build_parser()))
-    explain, cohort = parser[("slide", "explain")], parser[("slide", "cohort")]
+    explain, cohort = _command_parser("slide", "explain"), _command_parser("slide", "cohort")
     shared = [o for o in SLIDE_OPTIONS if EXPLAIN in o.commands and COHORT in o.commands]
     assert len(shared) >= 15
     for o in shared:
@@ -158,14 +149,13 @@ def test_the_cohort_takes_the_options_of_slide_explain_with_its_own_help_where_t
         assert b.help == o.help_in(COHORT)
 
 
-def _subparsers(parser, prefix=()):
+def _command_parser(*words):
     import argparse
 
-    yield prefix, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _subparsers(sub, prefix + (name,))
+    parser = cli.build_parser()
+    for word in words:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+    return parser
 
 
 def _action(parser, flag: str):
