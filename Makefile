@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean-venv
+.PHONY: install test demo bench mutation clean-venv
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/lrp_speed.py
+
+# mutation testing of the core and the app's guards (hours; not part of `make test`):
+# `make mutation TARGETS="paths escaping"` for some targets, scripts/mutation.py --list for all
+mutation: $(STAMP)
+	$(PY) -m pip install -q -e ".[mutation]"
+	$(PY) scripts/mutation.py $(TARGETS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -30,8 +30,8 @@ from torch import nn
 
 from lrp_captum.core import layer_types as types
 from lrp_captum.core.composites import SOURCE_LAYERS
-from lrp_captum.core.engine.functional import neutral
 from lrp_captum.core.layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
+from lrp_captum.core.op_families import FAMILIES, neutral
 
 __all__ = ["canonize", "Canonized", "CanonizationError", "UntraceableModelError"]
 
@@ -59,8 +59,8 @@ _ACTIVATION_FUNCTIONS = {
 _ACTIVATION_METHODS = {"sigmoid", "tanh", "exp", "log", "square", "sigmoid_", "tanh_"}
 _RELU = {torch.relu, F.relu, torch.relu_}
 
-# what else the plain gradient propagates correctly is one fact of the engine
-# (lrp_captum.core.engine.functional.NEUTRAL); fx records a few more, and the names of the
+# what else the plain gradient propagates correctly is one fact, shared with the engine
+# (lrp_captum.core.op_families.NEUTRAL); fx records a few more, and the names of the
 # functions torchvision's stochastic depth and fx's argument checks go by
 _SAFE_FUNCTIONS = {operator.getitem, getattr, operator.neg, operator.truediv, operator.floordiv,
                    F.linear}
@@ -166,7 +166,7 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
         Module types to keep as leaves (they have rules in the composite).
     op_families : sequence of str
         Families of functions the composite has rules for
-        (:mod:`lrp_captum.core.engine.functional`): their calls are left as they are and get their
+        (:mod:`lrp_captum.core.op_families`): their calls are left as they are and get their
         rules when the model runs.
 
     Raises
@@ -313,7 +313,6 @@ def _is_tensor_node(arg: Any, shapes: dict) -> bool:
 def _covered_by_op_rules(node: fx.Node, op_families: set) -> bool:
     if not op_families:
         return False
-    from lrp_captum.core.engine.functional import FAMILIES
     target = node.target
     if node.op == "call_method":
         target = getattr(torch.Tensor, target, None)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lrp_captum.core.engine.session import scores
+from lrp_captum.core.engine.scores import scores
 
 #: composites written for transformers (attention and LayerNorm rules)
 TRANSFORMER_COMPOSITES = ("attnlrp", "cp_lrp")
