@@ -138,13 +138,14 @@ def main(argv=None):
         write_cohort(cohort, args.n, seed=1)
     heads = args.heads
     if not heads:
+        from lrp_captum.demos.slide_model import demo_encoder_spec
         from lrp_captum.wsi.mil.training import train_mil
 
         heads = []
         for name in ("abmil", "transmil"):
             path = work / f"{name}.json"
             if not path.is_file():
-                train_mil(cohort, work / name, head=name)
+                train_mil(cohort, work / name, head=name, encoder=demo_encoder_spec())
             heads.append(str(path))
     print(f"load average: {os.getloadavg()}")
     results = {}

@@ -41,6 +41,7 @@ MOVED = {
     "lrp_captum.wsi.dab_localisation": "lrp_captum.demos.dab_localisation",
     "lrp_captum.wsi.mil.cohort": "lrp_captum.demos.mil_cohort",
     "lrp_captum.wsi.explain": "lrp_captum.wsi.tile_relevance",
+    "lrp_captum.wsi.plan": "lrp_captum.wsi.run_plan",
     "lrp_captum.eeg.simulate": "lrp_captum.demos.eeg_simulation",
     "lrp_captum.eeg.benchmark": "lrp_captum.demos.eeg_benchmark",
     "lrp_captum.text.data": "lrp_captum.demos.text_sentences",

@@ -17,6 +17,7 @@ from lrp_captum.cohort import (CohortInputError, CohortLock, CohortLockedError, 
                                read_cohort_table, read_slides)
 from lrp_captum.cohort.progress import ProgressBoard
 from lrp_captum.cohort.table import cohort_table, write_cohort_table
+from test_wsi_support import tiny_model_config
 
 
 def _touch(path: Path) -> Path:
@@ -98,7 +99,7 @@ def test_lock_is_held_during_the_run_and_removed_after(tmp_path):
 
 
 def test_a_second_run_is_refused_while_a_live_process_holds_the_folder(tmp_path, live_process):
-    from lrp_captum.cohort.lock import _start_ticks
+    from lrp_captum.wsi.folder_lock import process_start_ticks as _start_ticks
 
     _write_lock(tmp_path, pid=live_process.pid, host=socket.gethostname(),
                 start_ticks=_start_ticks(live_process.pid), started="now", command="lrp-captum slide cohort x")
@@ -128,7 +129,7 @@ def test_a_lock_from_another_host_is_refused_since_it_cannot_be_checked(tmp_path
 
 
 def test_cli_refuses_a_locked_folder_with_exit_2_and_one_line(tmp_path, live_process, capsys):
-    from lrp_captum.cohort.lock import _start_ticks
+    from lrp_captum.wsi.folder_lock import process_start_ticks as _start_ticks
     from lrp_captum.demos.sample_slide import write_sample_slide
 
     slides = tmp_path / "slides"
@@ -136,7 +137,7 @@ def test_cli_refuses_a_locked_folder_with_exit_2_and_one_line(tmp_path, live_pro
     write_sample_slide(slides / "a.tif", 512, kind="tiff")
     out = tmp_path / "out"
     _write_lock(out, pid=live_process.pid, host=socket.gethostname(), start_ticks=_start_ticks(live_process.pid))
-    model = _tiny_model_config(tmp_path)
+    model = tiny_model_config(tmp_path / "model")
     rc = cli.main(["slide", "cohort", str(slides), "--out", str(out), "--model", str(model), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
@@ -157,17 +158,6 @@ def test_cli_refuses_a_missing_slide_list_and_a_missing_model(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def _tiny_model_config(tmp_path: Path) -> Path:
-    """An untrained demo-architecture model: enough for checks that stop before any slide runs."""
-    from lrp_captum.wsi.model import DEMO_MEAN, DEMO_STD, DemoTileCNN, save_model
-
-    config = dict(architecture="demo_cnn", kwargs=dict(num_classes=2, width=4), classes=["neg", "pos"],
-                  tile_size=64, mpp=0.5, normalisation=dict(mean=list(DEMO_MEAN), std=list(DEMO_STD)))
-    save_model(DemoTileCNN(num_classes=2, width=4), tmp_path / "model", config, name="tiny")
-    return tmp_path / "model" / "tiny.json"
-
-
-
 def test_cohort_passes_every_explain_option_as_slide_explain_does(tmp_path):
     """The explain options of `slide cohort` are those of `slide explain`, read back the same way:
     --no-mask-glass, --tissue-threshold, --overwrite ... reach each slide's explain_slide."""
@@ -176,7 +166,7 @@ def test_cohort_passes_every_explain_option_as_slide_explain_does(tmp_path):
 
     (tmp_path / "s").mkdir()
     slide = _touch(tmp_path / "s" / "a.tif")
-    model = _tiny_model_config(tmp_path)
+    model = tiny_model_config(tmp_path / "model")
     shared = ["--model", str(model), "--no-mask-glass", "--tissue-threshold", "0.2", "--overlap", "0.25",
               "--composite", "epsilon", "--batch-size", "4", "--keep-work", "--target", "1"]
     parser = cli.build_parser()

@@ -12,6 +12,7 @@ import zarr
 
 from lrp_captum import cli, list_composites
 from lrp_captum.demos.mil_cohort import read_cohort
+from lrp_captum.demos.slide_model import demo_encoder_spec
 from lrp_captum.wsi.mil.encoders import build_encoder
 from lrp_captum.wsi.mil.evidence import XMIL_COMPOSITE
 from lrp_captum.wsi.mil.explain import explain_mil_slide
@@ -169,9 +170,49 @@ def test_pixel_maps_conserve_the_tile_evidence_through_a_bias_free_encoder(lesio
 
 def test_pixel_maps_run_through_the_demo_cnn_trunk(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LRP_CAPTUM_CACHE", str(tmp_path_factory.mktemp("cache")))
-    enc = build_encoder("demo")
+    enc = build_encoder(demo_encoder_spec())
     tiles = torch.randint(0, 255, (2, enc.tile_size, enc.tile_size, 3), dtype=torch.uint8)
     relevance = enc.embed(tiles) * 0.1
     maps = encoder_pixel_maps(enc, tiles, relevance)
     assert maps.shape == (2, enc.tile_size, enc.tile_size) and np.isfinite(maps).all()
     assert (np.abs(maps).sum((1, 2)) > 0).all()
+
+
+# --- one result folder for slides and MIL -------------------------------------------------------------
+def test_the_mil_manifest_records_versions_and_the_slide_as_a_slide_run_does(explained, tmp_path):
+    from lrp_captum.demos.sample_slide import write_sample_slide
+    from lrp_captum.wsi.pipeline import explain_slide
+    from test_wsi_support import tiny_model_config
+
+    _, manifest = explained
+    slide_run = explain_slide(write_sample_slide(tmp_path / "s.tif", 512, seed=1), tiny_model_config(tmp_path),
+                              tmp_path / "out", batch_size=64, threads=1, quiet=True)
+    assert manifest["versions"]["torch"] and manifest["versions"].keys() == slide_run["versions"].keys()
+    assert manifest["slide"].keys() == slide_run["slide"].keys()
+
+
+def test_a_damaged_mil_manifest_gets_the_answer_of_a_damaged_slide_manifest(trained, lesion_slide, explained,
+                                                                            tmp_path):
+    import shutil
+
+    d, metrics = trained
+    out = tmp_path / "copy"
+    shutil.copytree(explained[0], out)
+    (out / "manifest.json").write_text("{broken")
+    args = ("explain-mil", str(lesion_slide), "--mil", metrics["head"], "--out", str(out), "--method", "gradient",
+            "--top-tiles", "2", "--embeddings", str(d / "emb"), "--quiet")
+    rc, _, err = _run(*args)
+    assert rc == 2 and "manifest.json is damaged" in err and "--overwrite" in err
+    rc, _, err = _run(*args, "--overwrite")
+    assert rc == 0, err
+    assert json.loads((out / "manifest.json").read_text())["n_tiles"] == explained[1]["n_tiles"]
+
+
+def test_a_mil_explanation_is_never_written_into_another_slides_result(trained, mil_cohort, explained):
+    d, metrics = trained
+    other = next(e for e in read_cohort(mil_cohort) if e.label == 0).slide
+    before = (explained[0] / "manifest.json").read_bytes()
+    rc, _, err = _run("explain-mil", str(other), "--mil", metrics["head"], "--out", str(explained[0]),
+                      "--method", "gradient", "--embeddings", str(d / "emb"), "--overwrite", "--quiet")
+    assert rc == 2 and "holds the result of another slide" in err
+    assert (explained[0] / "manifest.json").read_bytes() == before

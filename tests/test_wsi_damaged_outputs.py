@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from lrp_captum.wsi.work import WORK, check_out_dir
+from lrp_captum.wsi.result_folder import check_out_dir
+from lrp_captum.wsi.work import WORK
 
 
 def test_damaged_manifest_is_reported_without_overwrite(tmp_path):

@@ -222,12 +222,15 @@ def test_named_steps_reproduce_explain_slide_byte_for_byte(tiff_run, demo_model,
     from lrp_captum.wsi import pipeline as P
 
     with _torch_threads(1):
-        run = P.plan_run(slides["tiff"], demo_model, tmp_path / "steps", batch_size=BATCH, quiet=True)
+        run = P.plan_slide_run(slides["tiff"], demo_model, tmp_path / "steps", P.SlideOptions(batch_size=BATCH,
+                                                                                              quiet=True))
         run.work.mkdir(parents=True)
-        for step in (P.explain_tiles, P.stitch_relevance, P.write_tile_tables, P.write_images,
-                     P.publish_outputs):
-            step(run)
-    manifest = P.write_manifest(run)
+        tiles = P.explain_tiles(run)  # each step takes what it needs and returns what it made
+        relevance = P.stitch_relevance(run, tiles, run.stage)
+        tables = P.write_tile_tables(run, tiles, run.stage)
+        images_s = P.write_images(run, relevance, run.stage)
+        P.publish_outputs(run.stage, run.out, P.OUTPUT_FILES)
+    manifest = P.write_manifest(run.out, P.slide_manifest(run, tiles, relevance, tables, images_s))
     ref = json.loads((tiff_run[0] / "manifest.json").read_text())
     for name in ("tiles.csv", "tiles.parquet", "tiles.geojson", "overview.png", "overlay.tif"):
         assert (run.out / name).read_bytes() == (tiff_run[0] / name).read_bytes(), name

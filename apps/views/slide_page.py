@@ -25,11 +25,11 @@ from lrp_captum.viewer.tile_model import model_source
 from lrp_captum.viewer.tile_server import TileServer, wait_until_up
 from lrp_captum.viewer.tile_view import blend_relevance, read_tile_rgb, stored_tile_relevance
 from lrp_captum.viewer.units import pixel_relevance_unit, probability_label, tile_sum_unit
-from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITE
+from lrp_captum.wsi.slide_options import SLIDE_OPTIONS, SlideOptions, form_fields
+from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE
 
 GALLERY_K = 6
-OUTPUT_MODES = ("logit", "probability", "contrastive")
-BY_MODEL = f"by model ({TRANSFORMER_COMPOSITE} for transformers, else {DEFAULT_COMPOSITE})"
+OUTPUT_MODES = SLIDE_OPTIONS["output_mode"].kind.choices
 STATUSES = ("explained", "not explained", "incomplete", "corrupt", "refused")
 
 
@@ -409,22 +409,44 @@ def _explain_section(st, cfg, entry, replace: bool = False):
         st.warning("No model configured: start the app with `--model CONFIG` "
                    "(the demo model: `lrp-captum slide train-demo`).")
         return
-    c1, c2, c3 = st.columns(3)
-    # BY_MODEL: explain_slide chooses (attnlrp_gamma for a Vision Transformer, else epsilon_gamma_box)
-    choice = c1.selectbox("Composite", [BY_MODEL] + _composites(), index=0, key="explain_composite")
-    composite = None if choice == BY_MODEL else choice
-    target = c2.text_input("Target class (name, index or 'predicted')", "predicted", key="explain_target")
-    mode = c3.selectbox("Output mode", OUTPUT_MODES, key="explain_mode")
+    values = _explain_form(st)
     label = f"{'Re-explain' if replace else 'Explain'} {md(entry.rel_path)}"
     if st.button(label, type="primary", key="explain_start"):
+        try:
+            options = SlideOptions(_read_form(values), device=cfg.device, quiet=True, num_workers=0)
+        except ValueError as exc:
+            st.error(_plain(cfg, exc))
+            return
         overwrite = entry.status in ("explained", "corrupt")
         manifest = entry.result_dir / "manifest.json"
         if entry.status == "corrupt" and manifest.is_file():
             # keep the damaged file for inspection, out of the pipeline's way
             manifest.rename(manifest.with_name(f"manifest.json.damaged-{int(time.time())}"))
-        jobs.start(entry.path, str(model_path), entry.result_dir, composite=composite, target=target.strip(),
-                   output_mode=mode, device=cfg.device, overwrite=overwrite, quiet=True, num_workers=0)
+        jobs.start(entry.path, str(model_path), entry.result_dir, **options.replace(overwrite=overwrite))
         st.rerun()
+
+
+def _explain_form(st) -> list:
+    """The explain form: one field per slide option that declares one (``form_fields``); returns
+    ``(field, what it holds)`` pairs."""
+    fields = form_fields()
+    entered = []
+    for column, f in zip(st.columns(max(1, len(fields))), fields):
+        key = f"explain_{f.name}"
+        if f.widget == "select":
+            value = column.selectbox(f.label, f.choices, index=f.choices.index(f.default),
+                                     format_func=f.choice_label, key=key, help=f.help)
+        elif f.widget == "checkbox":
+            value = column.checkbox(f.label, value=bool(f.default), key=key, help=f.help)
+        else:
+            value = column.text_input(f.label, f.text, key=key, help=f.help)
+        entered.append((f, value))
+    return entered
+
+
+def _read_form(entered: list) -> dict:
+    """The options the form's fields hold (``ValueError`` naming a field whose text is no value)."""
+    return {f.name: f.value(value) for f, value in entered}
 
 
 def _progress_fragment(st, jobs, entry):

@@ -1,9 +1,9 @@
 """``lrp-captum slide cohort``: explain every slide of a folder or CSV as Ray tasks (:mod:`lrp_captum.cohort`).
 
 Registered into the ``slide`` group by :func:`register_cohort`. It takes the model and explain
-options of ``slide explain`` (added by the same :func:`~lrp_captum.cli.slide.add_explain_options`)
-plus where to run (``--address``) and what each slide asks for (``--cpus-per-slide``,
-``--gpus-per-slide``).
+options of ``slide explain`` (generated from the same declaration by
+:func:`~lrp_captum.cli.slide_options.add_explain_options`) plus where to run (``--address``) and
+what each slide asks for (``--cpus-per-slide``, ``--gpus-per-slide``).
 """
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import sys
 
 from lrp_captum.cli.arguments import (CommandError, non_negative_float, non_negative_int, output_folder, positive_float,
                                       positive_int)
-from lrp_captum.cli.slide import add_explain_options, explain_options, model_from_args
-
-_COHORT_HELP = {"threads": "torch CPU threads per slide (default: --cpus-per-slide, at least 1)",
-                "overwrite": "discard a run with other parameters already in a slide's folder"}
+from lrp_captum.cli.slide_options import add_explain_options, model_from_args, options_from_args
+from lrp_captum.wsi.slide_options import COHORT
 
 
 def register_cohort(sub) -> None:
@@ -38,10 +36,7 @@ def register_cohort(sub) -> None:
                      help="GPUs each slide's task reserves, e.g. 1 or 0.5; > 0 runs slides on CUDA (default 0)")
     run.add_argument("--max-retries", type=non_negative_int, default=3,
                      help="reruns of a slide whose worker process died (default 3)")
-    run.add_argument("--workers", type=non_negative_int, default=0,
-                     help="DataLoader reader processes inside each slide's task (default 0)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_explain_options(c, _COHORT_HELP)  # the options of `slide explain`, so the two never drift apart
+    add_explain_options(c, COHORT)  # the options of `slide explain`, from the same declaration
     c.set_defaults(func=_cohort)
 
 
@@ -54,7 +49,8 @@ def explain_params(args) -> dict:
     from lrp_captum.wsi.tile_relevance import TileExplainer, default_composite
     from lrp_captum.wsi.model import load_model
 
-    params = dict(model=model_from_args(args), **explain_options(args), num_workers=args.workers)
+    params = dict(model=model_from_args(args), **options_from_args(args, COHORT))
+    params.pop("quiet")  # the cohort draws its own bars (run_cohort's quiet)
     bundle = load_model(params["model"], "cpu")
     if params["target"] != "predicted":
         bundle.class_index(params["target"])

@@ -1,8 +1,17 @@
-"""``lrp-captum slide cohort-sample|train-mil|explain-mil``: a thin layer over :mod:`lrp_captum.wsi.mil`."""
+"""``lrp-captum slide cohort-sample|train-mil|explain-mil``: a thin layer over :mod:`lrp_captum.wsi.mil`.
+
+The options ``train-mil`` and ``explain-mil`` share with the slide commands (``--target``,
+``--min-tissue``, ``--threads``, ...) and those of ``explain-mil`` itself (``--method``,
+``--top-tiles``, ...) are generated from their declarations
+(:data:`~lrp_captum.wsi.slide_options.SLIDE_OPTIONS`, :data:`~lrp_captum.wsi.mil.explain.MIL_OPTIONS`).
+"""
 from __future__ import annotations
 
 import json
 import sys
+
+from lrp_captum.cli.slide_options import add_options, options_from_args
+from lrp_captum.wsi.slide_options import EXPLAIN_MIL, TRAIN_MIL
 
 
 def register_mil(sub) -> None:
@@ -26,8 +35,7 @@ def register_mil(sub) -> None:
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default 100 for abmil, 80 for transmil)")
     t.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 2e-3 for abmil, 5e-4 for transmil)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    t.add_argument("--quiet", action="store_true")
+    add_options(t, TRAIN_MIL, title="run options")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("explain-mil", help="signed evidence per tile for a slide-level MIL prediction, "
@@ -35,21 +43,11 @@ def register_mil(sub) -> None:
     e.add_argument("slide", help="slide file (any format OpenSlide reads)")
     e.add_argument("--mil", required=True, help="MIL head JSON written by train-mil")
     e.add_argument("--out", required=True, help="output folder (rerun the same command: returns at once)")
-    e.add_argument("--method", default="xmil_lrp",
-                   help="evidence method: xmil_lrp (default), attention, attention_norm, gradient, "
-                        "integrated_gradients, single, leave_one_out")
     e.add_argument("--composite", default=None, help="LRP composite of xmil_lrp (default: xmil)")
-    e.add_argument("--target", default="predicted", help="'predicted', a class name or index")
-    e.add_argument("--top-tiles", type=int, default=8, help="tiles that get pixel maps (default 8)")
-    e.add_argument("--pixel-composite", default="epsilon_plus_flat", help="LRP composite in the encoder")
     _encoder_args(e, default=None)
-    e.add_argument("--embeddings", default=None, help="embedding cache folder (default the lrp-captum cache)")
-    e.add_argument("--output-downsample", type=int, default=None, help="level-0 px per map px")
-    e.add_argument("--min-tissue", type=float, default=0.1)
-    e.add_argument("--tissue-threshold", type=float, default=None, help="saturation threshold 0..1 for tissue")
-    e.add_argument("--slide-mpp", type=float, default=None, help="µm/px of level 0 if the slide lacks it")
-    e.add_argument("--overwrite", action="store_true", help="replace a different explanation in --out")
-    e.add_argument("--quiet", action="store_true")
+    from lrp_captum.wsi.mil.explain import MIL_OPTIONS
+
+    add_options(e, EXPLAIN_MIL, MIL_OPTIONS)
     e.set_defaults(func=_explain)
 
 
@@ -65,7 +63,8 @@ def _encoder_args(p, default: str | None = "demo") -> None:
     p.add_argument("--encoder-mpp", type=float, default=None, help="µm/px for --arch (default: 0.5 µm/px, i.e. 20x)")
 
 
-def _encoder_spec(args):
+def _encoder_spec(args, head_spec: dict | None = None):
+    """The encoder spec of the arguments (None: ``head_spec``), the demo model's config filled in."""
     if args.arch:
         spec = dict(arch=args.arch, seed=args.encoder_seed)
         for key, value in (("weights", args.encoder_weights), ("tile_size", args.encoder_tile_size),
@@ -73,9 +72,17 @@ def _encoder_spec(args):
             if value is not None:
                 spec[key] = value
         return spec
-    if args.encoder in (None, "demo"):
-        return args.encoder
-    return dict(arch="model-config", config=args.encoder)
+    if args.encoder is None:
+        spec = head_spec
+    elif args.encoder == "demo":
+        spec = {"arch": "demo"}
+    else:
+        return dict(arch="model-config", config=args.encoder)
+    if spec is not None and spec.get("arch") == "demo":
+        from lrp_captum.demos.slide_model import demo_encoder_spec
+
+        spec = dict(spec, **demo_encoder_spec())  # the library never trains the demo model itself
+    return spec
 
 
 def _fail(command: str, exc: Exception) -> int:
@@ -101,8 +108,8 @@ def _train(args) -> int:
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
     try:
-        metrics = train_mil(args.cohort, args.out, head=args.head, encoder=_encoder_spec(args) or "demo",
-                            cache_dir=args.embeddings, seed=args.seed, threads=args.threads, quiet=args.quiet,
+        metrics = train_mil(args.cohort, args.out, head=args.head, encoder=_encoder_spec(args),
+                            cache_dir=args.embeddings, seed=args.seed, **options_from_args(args, TRAIN_MIL),
                             **overrides)
     except (SlideError, FileNotFoundError, ValueError, RuntimeError) as exc:
         return _fail("train-mil", exc)
@@ -112,21 +119,19 @@ def _train(args) -> int:
 
 
 def _explain(args) -> int:
-    from lrp_captum.wsi.mil.explain import explain_mil_slide
+    from lrp_captum.wsi.mil.explain import MIL_OPTIONS, explain_mil_slide
+    from lrp_captum.wsi.mil.head_files import load_head
     from lrp_captum.wsi.reader import SlideError
 
-    options = {"composite": args.composite} if args.composite else None
-    if options and args.method != "xmil_lrp":
-        return _fail("explain-mil", ValueError("--composite applies to --method xmil_lrp only"))
-    target = int(args.target) if args.target.lstrip("-").isdigit() else args.target
+    options = options_from_args(args, EXPLAIN_MIL, MIL_OPTIONS)
+    if args.composite:
+        if options["method"] != "xmil_lrp":
+            return _fail("explain-mil", ValueError("--composite applies to --method xmil_lrp only"))
+        options["method_options"] = {"composite": args.composite}
     try:
-        manifest = explain_mil_slide(
-            args.slide, args.mil, args.out, method=args.method, method_options=options, target=target,
-            top_tiles=args.top_tiles, encoder=_encoder_spec(args), embeddings_dir=args.embeddings,
-            pixel_composite=args.pixel_composite, output_downsample=args.output_downsample,
-            min_tissue=args.min_tissue,
-            tissue_options={"threshold": args.tissue_threshold} if args.tissue_threshold is not None else None,
-            slide_mpp_override=args.slide_mpp, overwrite=args.overwrite, quiet=args.quiet)
+        head = load_head(args.mil)
+        manifest = explain_mil_slide(args.slide, head, args.out, options,
+                                     encoder=_encoder_spec(args, head.encoder_spec))
     except (SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
         return _fail("explain-mil", exc)
     if not args.quiet:

@@ -1,52 +1,23 @@
-"""One cohort run per output folder: a lock file naming the process (PID, host) that holds it.
+"""One cohort run per output folder: ``OUT/cohort.lock`` names the process (PID, host) that holds it.
 
-The lock is created complete or not at all (written under a temporary name, then hard-linked to
-its final name, which fails if it exists), so a reader never sees a half-written lock. A lock
-left behind by a process that is gone from this host is stale and taken over; a lock from
-another host cannot be checked from here and is reported with what to do.
+The mechanism is :class:`lrp_captum.wsi.folder_lock.FolderLock`, the lock ``slide explain`` takes
+on its output folder: created complete or not at all, taken over when its holder is gone from
+this host, reported with what to do when it is alive or on another host.
 """
 from __future__ import annotations
 
-import json
-import os
-import socket
-import time
 from pathlib import Path
+
+from lrp_captum.wsi.folder_lock import FolderLock, FolderLockedError
 
 LOCK_NAME = "cohort.lock"
 
 
-class CohortLockedError(RuntimeError):
+class CohortLockedError(FolderLockedError):
     """Another cohort run holds the output folder; the message names it and says what to do."""
 
 
-def _start_ticks(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (Linux), to tell a reused PID from its first owner."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may contain spaces and parentheses: split after its last ')'
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _alive(pid: int, ticks: int | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    now = _start_ticks(pid)
-    return ticks is None or now is None or now == ticks
-
-
-def _describe(holder: dict) -> str:
-    return (f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}"
-            + (f": {holder['command']}" if holder.get("command") else ""))
-
-
-class CohortLock:
+class CohortLock(FolderLock):
     """Exclusive hold on a cohort output folder while a run writes to it.
 
     Use as a context manager; :meth:`acquire` raises :class:`CohortLockedError` when a live run
@@ -59,63 +30,4 @@ class CohortLock:
     """
 
     def __init__(self, out_dir: str | Path, command: str = ""):
-        self.path = Path(out_dir) / LOCK_NAME
-        self.command = command
-        self.held = False
-
-    def holder(self) -> dict | None:
-        """The lock's content, ``{}`` if unreadable, None if there is no lock."""
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return {}
-
-    def _stale(self, holder: dict) -> bool:
-        if not holder:
-            # unreadable: a lock is never written in place, so this is damage, not a run starting
-            return True
-        if holder.get("host") != socket.gethostname():
-            return False
-        return not _alive(int(holder.get("pid", -1)), holder.get("start_ticks"))
-
-    def acquire(self) -> "CohortLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = dict(pid=os.getpid(), host=socket.gethostname(), start_ticks=_start_ticks(os.getpid()),
-                  started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), command=self.command)
-        tmp = self.path.with_name(f".{LOCK_NAME}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(me))
-        try:
-            for _ in range(2):
-                try:
-                    os.link(tmp, self.path)
-                    self.held = True
-                    return self
-                except FileExistsError:
-                    holder = self.holder()
-                    if holder is None:
-                        continue  # released meanwhile
-                    if not self._stale(holder):
-                        raise CohortLockedError(
-                            f"{self.path.parent} is in use by another cohort run ({_describe(holder)}); wait for "
-                            f"it to finish or choose another --out. If that run is gone, delete {self.path}"
-                        ) from None
-                    self.path.unlink(missing_ok=True)
-            raise CohortLockedError(f"{self.path} keeps reappearing; another cohort run is starting in "
-                                    f"{self.path.parent} at the same moment")
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def release(self) -> None:
-        if self.held:
-            holder = self.holder()
-            if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
-                self.path.unlink(missing_ok=True)
-            self.held = False
-
-    def __enter__(self) -> "CohortLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
+        super().__init__(out_dir, LOCK_NAME, command, what="cohort run", error=CohortLockedError)

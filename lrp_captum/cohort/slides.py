@@ -2,9 +2,10 @@
 
 A CSV has a ``path`` column (absolute, or relative to the CSV's folder) and optional ``slide_id``,
 ``label`` and ``mpp`` (µm per level-0 pixel, for slides that do not record it) columns. A folder
-contributes every slide file directly inside it (not in subfolders), with the file name without
-its suffix as ``slide_id``. Each slide's outputs go to ``<out>/<slide_id>/``, so ids must be
-unique, non-empty folder names.
+contributes every slide file directly inside it (not in subfolders). Each slide's outputs go to
+``<out>/<slide_id>/``, so ids must be unique, non-empty folder names; a slide without an explicit
+id gets its result folder's name (:func:`lrp_captum.wsi.slide_files.result_names`: the file name
+without its suffix, the name the app looks for), and two slides that would share one are refused.
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# the same files the app's slide list shows
-from lrp_captum.viewer.results import SLIDE_SUFFIXES
+from lrp_captum.wsi.slide_files import SLIDE_SUFFIXES, ResultNameClash, result_names, slide_files_in
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
@@ -48,23 +48,36 @@ def _check_id(slide_id: str, where: str) -> str:
     return slide_id
 
 
+def _used_twice(source: Path, slide_id: str, first: Path, second: Path) -> CohortInputError:
+    return CohortInputError(f"{source}: slide_id {slide_id!r} is used by both {first} and {second}; list the "
+                            f"slides in a CSV with a unique slide_id column")
+
+
 def _check_unique(specs: list[SlideSpec], source: Path) -> list[SlideSpec]:
     seen: dict[str, Path] = {}
     for s in specs:
         if s.slide_id in seen:
-            raise CohortInputError(f"{source}: slide_id {s.slide_id!r} is used by both {seen[s.slide_id]} and "
-                                   f"{s.path}; list the slides in a CSV with a unique slide_id column")
+            raise _used_twice(source, s.slide_id, seen[s.slide_id], s.path)
         seen[s.slide_id] = s.path
     return specs
 
 
+def _result_names(paths: list[Path], source: Path) -> dict[Path, str]:
+    """The result folder name of each slide (the app's), or the refusal of two that share one."""
+    try:
+        return result_names(paths)
+    except ResultNameClash as exc:
+        first, second = exc.slides
+        raise _used_twice(source, second.stem, first, second) from None
+
+
 def _from_folder(folder: Path) -> list[SlideSpec]:
-    paths = sorted(p for p in folder.iterdir()
-                   if p.suffix.lower() in SLIDE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    paths = slide_files_in(folder)
     if not paths:
         raise CohortInputError(f"{folder} holds no slide files ({', '.join(SLIDE_SUFFIXES)}); pass a folder "
                                f"of slides or a CSV with a 'path' column")
-    return _check_unique([SlideSpec(_check_id(p.stem, str(p)), p.resolve()) for p in paths], folder)
+    names = _result_names(paths, folder)
+    return [SlideSpec(_check_id(names[p], str(p)), p.resolve()) for p in paths]
 
 
 def _cell(value) -> str | None:
@@ -85,7 +98,7 @@ def _from_csv(csv: Path) -> list[SlideSpec]:
     if "path" not in table.columns:
         raise CohortInputError(f"{csv} has no 'path' column (columns: {', '.join(table.columns)}); add one "
                                f"with a slide file per row")
-    specs = []
+    rows = []
     for i, row in enumerate(table.to_dict("records"), start=2):  # row 1 is the header
         where = f"{csv} line {i}"
         path = _cell(row.get("path"))
@@ -101,11 +114,12 @@ def _from_csv(csv: Path) -> list[SlideSpec]:
                 raise CohortInputError(f"{where}: mpp {mpp!r} is not a number (µm per level-0 pixel)") from None
             if not (mpp > 0 and math.isfinite(mpp)):
                 raise CohortInputError(f"{where}: mpp must be a positive number of µm per pixel, got {mpp}")
-        slide_id = _check_id(_cell(row.get("slide_id")) or p.stem, where)
-        specs.append(SlideSpec(slide_id, p, _cell(row.get("label")), mpp))
-    if not specs:
+        rows.append((where, _cell(row.get("slide_id")), p, _cell(row.get("label")), mpp))
+    if not rows:
         raise CohortInputError(f"{csv} lists no slides")
-    return _check_unique(specs, csv)
+    names = _result_names([p for _, given, p, _, _ in rows if given is None], csv)
+    return _check_unique([SlideSpec(_check_id(given or names[p], where), p, label, mpp)
+                          for where, given, p, label, mpp in rows], csv)
 
 
 def read_slides(source: str | Path) -> list[SlideSpec]:

@@ -23,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from lrp_captum.wsi.slide_options import SLIDE_OPTIONS
+
 
 @dataclass(frozen=True)
 class SlideTask:
@@ -96,8 +98,11 @@ def explain_task(spec, out_dir: Path, report, *, model, device: str = "cpu", sli
     device : ``cpu`` or ``cuda`` (resolved by the runner from the slide's Ray resources).
     slide_mpp_override : cohort-wide µm/px for slides recording none; a slide's own ``spec.mpp``
         takes precedence.
-    explain_kwargs : the other keyword arguments of ``explain_slide`` (``threads``, ``batch_size``,
-        ``composite``, ...); ``quiet`` is forced, the cohort draws its own progress bar.
+    explain_kwargs : the other options of ``explain_slide`` (``threads``, ``batch_size``,
+        ``composite``, ...: :data:`~lrp_captum.wsi.slide_options.SLIDE_OPTIONS`); ``quiet`` is
+        forced, the cohort draws its own progress bar. The slide's folder is not locked on its
+        own: the cohort holds the cohort's folder, and a retry on another node must be able to
+        take up a folder whose worker died.
 
     Returns
     -------
@@ -106,9 +111,9 @@ def explain_task(spec, out_dir: Path, report, *, model, device: str = "cpu", sli
     bundle = _load_model_cached(model_json(model), device)
     from lrp_captum.wsi.pipeline import explain_slide
 
-    manifest = explain_slide(spec.path, bundle, out_dir, device=device, quiet=True, progress_callback=report,
-                             slide_mpp_override=spec.mpp if spec.mpp is not None else slide_mpp_override,
-                             **explain_kwargs)
+    options = dict(explain_kwargs, device=device, quiet=True,
+                   slide_mpp_override=spec.mpp if spec.mpp is not None else slide_mpp_override)
+    manifest = explain_slide(spec.path, bundle, out_dir, options, progress_callback=report, lock=False)
     return explain_summary(Path(out_dir), manifest)
 
 
@@ -127,5 +132,6 @@ def explain_resources(cpus_per_slide: float, gpus_per_slide: float) -> dict:
                 num_workers=0)
 
 
-EXPLAIN = SlideTask("explain", explain_task, explained, run_only=("overwrite", "keep_work", "num_workers"),
-                    for_resources=explain_resources)
+#: the options that do not change a slide's outputs (``overwrite``, ``keep_work``, ``num_workers``, ``quiet``)
+EXPLAIN = SlideTask("explain", explain_task, explained,
+                    run_only=tuple(o.name for o in SLIDE_OPTIONS if not o.hashed), for_resources=explain_resources)

@@ -15,11 +15,11 @@ tell the classes apart; only the texture of the focus does. Each slide is writte
 lesion mask: a level-0 uint8 TIFF (255 inside the lesion, 0 elsewhere) that marks exactly the
 level-0 pixels the renderer painted with the lesion texture.
 
-All geometry is in level-0 pixels.
+All geometry is in level-0 pixels. The cohort table is the library's labelled-cohort format
+(:mod:`lrp_captum.wsi.mil.labelled_cohort`), so ``train-mil`` reads it as any other cohort.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -28,8 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lrp_captum.demos.sample_slide import (SOURCE_PATCH, TILE, SlideLayout, SlideRenderer, _dihedral, _downscale_mean,
-                                           _ihc_image, level_downsamples)
+from lrp_captum.demos.sample_slide import (SOURCE_PATCH, TILE, SlideLayout, SlideRenderer, dihedral_transforms,
+                                           downscale_mean, ihc_image, level_downsamples)
+from lrp_captum.wsi.mil.labelled_cohort import CohortEntry, read_cohort, tile_lesion_fraction, write_cohort_csv
+
+__all__ = ["CLASSES", "CohortSlide", "CohortRenderer", "write_cohort_slide", "write_cohort", "dab_rich",
+           "shrunk_texture", "CohortEntry", "read_cohort", "tile_lesion_fraction"]
 
 CLASSES = ["negative", "lesion"]
 DAB_GAIN = 2.0
@@ -52,7 +56,7 @@ def shrunk_texture(rgb: np.ndarray, factor: int = LESION_SHRINK) -> np.ndarray:
 
     Same size and mean colour, structures ``factor`` times smaller.
     """
-    small = _downscale_mean(rgb, factor)
+    small = downscale_mean(rgb, factor)
     return np.clip(np.tile(small, (factor, factor, 1)) + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -68,10 +72,10 @@ class Focus:
     shape: tuple
 
     def contains(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return SlideLayout._inside(self.shape, x, y)
+        return SlideLayout.inside(self.shape, x, y)
 
     def bbox(self) -> tuple[float, float, float, float]:
-        return SlideLayout._bbox(self.shape)
+        return SlideLayout.bbox(self.shape)
 
 
 @dataclass
@@ -145,9 +149,9 @@ class CohortRenderer(SlideRenderer):
     def focus_texture(self, kind: str, d: int) -> np.ndarray:
         """(8, 512/d, 512/d, 3) dihedral transforms of a focus texture, averaged over d x d blocks."""
         if (kind, d) not in self._focus_tex:
-            rich = dab_rich(_ihc_image())
+            rich = dab_rich(ihc_image())
             base = shrunk_texture(rich) if kind == "lesion" else rich
-            self._focus_tex[(kind, d)] = np.stack([_downscale_mean(t, d) for t in _dihedral(base)])
+            self._focus_tex[(kind, d)] = np.stack([downscale_mean(t, d) for t in dihedral_transforms(base)])
         return self._focus_tex[(kind, d)]
 
     def region(self, level_downsample: int, x: int, y: int, w: int, h: int) -> np.ndarray:
@@ -302,12 +306,7 @@ def write_cohort(out_dir, n: int, *, size: int | tuple[int, int] = 2048, mpp: fl
                          **{"class": CLASSES[slide.label]}, split="test" if i in test_ids else "train",
                          seed=s_seed, lesion_px=counts["lesion_px"], n_decoys=n_decoys))
         slides.append(dict(name=name, **slide.to_dict()))
-    tmp = out / f".cohort.csv.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out / "cohort.csv")
+    write_cohort_csv(out, rows)
     tmp = out / f".cohort.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(dict(parameters=params, slides=slides,
                                    intended_use="research and demonstration; not for diagnosis"), indent=1))
@@ -319,49 +318,3 @@ def _mask_count(path) -> int:
     import tifffile
 
     return int((tifffile.imread(path) > 0).sum())
-
-
-@dataclass
-class CohortEntry:
-    """One row of ``cohort.csv`` with absolute paths."""
-
-    slide: Path
-    mask: Path
-    label: int
-    split: str
-
-
-def read_cohort(cohort) -> list[CohortEntry]:
-    """Rows of a cohort's ``cohort.csv`` (``cohort`` is the folder or the CSV file)."""
-    path = Path(cohort)
-    if path.is_dir():
-        path = path / "cohort.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"cohort table {path} does not exist; write a cohort with "
-                                f"`lrp-captum slide cohort-sample --n N --out DIR`")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    missing = {"slide", "label", "split"} - set(rows[0] if rows else {})
-    if missing:
-        raise ValueError(f"cohort table {path} lacks the columns {sorted(missing)} (needs slide, label, split)")
-    base = path.parent
-    return [CohortEntry(slide=base / r["slide"], mask=base / r["mask"] if r.get("mask") else None,
-                        label=int(r["label"]), split=r["split"]) for r in rows]
-
-
-def tile_lesion_fraction(mask_path, tiles: np.ndarray) -> np.ndarray:
-    """(N,) float64 fraction of lesion pixels in each tile's level-0 box (``tiles`` fields x0, y0, w0, h0).
-
-    Boxes are clipped to the mask; the fraction is over the whole box.
-    """
-    import tifffile
-
-    mask = tifffile.imread(mask_path) > 0
-    integral = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    h, w = mask.shape
-    x0 = np.clip(np.round(tiles["x0"]).astype(np.int64), 0, w)
-    y0 = np.clip(np.round(tiles["y0"]).astype(np.int64), 0, h)
-    x1 = np.clip(np.round(tiles["x0"] + tiles["w0"]).astype(np.int64), 0, w)
-    y1 = np.clip(np.round(tiles["y0"] + tiles["h0"]).astype(np.int64), 0, h)
-    inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    return inside / np.maximum(tiles["w0"] * tiles["h0"], 1.0)

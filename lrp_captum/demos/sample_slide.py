@@ -24,13 +24,14 @@ BACKGROUND_RGB = (243, 242, 240)
 SOURCE_PATCH = 512  # level-0 px covered by one copy of the IHC image (its native size)
 
 
-def _ihc_image() -> np.ndarray:
+def ihc_image() -> np.ndarray:
+    """``skimage.data.immunohistochemistry()`` as (512, 512, 3) uint8 RGB."""
     from skimage.data import immunohistochemistry
 
     return np.ascontiguousarray(immunohistochemistry()[:, :, :3])
 
 
-def _dihedral(img: np.ndarray) -> list[np.ndarray]:
+def dihedral_transforms(img: np.ndarray) -> list[np.ndarray]:
     """The 8 flips/rotations of a square image (H, W, 3)."""
     out = []
     for k in range(4):
@@ -39,7 +40,8 @@ def _dihedral(img: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(o) for o in out]
 
 
-def _downscale_mean(img: np.ndarray, d: int) -> np.ndarray:
+def downscale_mean(img: np.ndarray, d: int) -> np.ndarray:
+    """(H/d, W/d, C) float32 means of the d x d blocks of ``img`` (H, W, C); ``img`` itself for d = 1."""
     if d == 1:
         return img
     h, w, c = img.shape
@@ -89,7 +91,9 @@ class SlideLayout:
         return lay
 
     @staticmethod
-    def _inside(shape, x, y):
+    def inside(shape, x, y):
+        """Boolean mask of the level-0 positions ``x``, ``y`` inside the wobbly ellipse ``shape``
+        ``(cx, cy, rx, ry, angle, wobble amplitude, wobble k, phase)``."""
         cx, cy, rx, ry, ang, amp, k, ph = shape
         dx, dy = x - cx, y - cy
         ca, sa = math.cos(ang), math.sin(ang)
@@ -100,7 +104,8 @@ class SlideLayout:
         return r < 1.0 + amp * np.sin(k * theta + ph)
 
     @staticmethod
-    def _bbox(shape):
+    def bbox(shape):
+        """``(x0, y0, x1, y1)`` level-0 box around the wobbly ellipse ``shape``."""
         cx, cy, rx, ry, _, amp, *_ = shape
         m = max(rx, ry) * (1 + amp)
         return cx - m, cy - m, cx + m, cy + m
@@ -110,14 +115,14 @@ class SlideLayout:
         x, y = np.broadcast_arrays(x, y)
         m = np.zeros(x.shape, bool)
         for b in self.blobs:
-            m |= self._inside(b, x, y)
+            m |= self.inside(b, x, y)
         for h in self.holes:
-            m &= ~self._inside(h, x, y)
+            m &= ~self.inside(h, x, y)
         return m
 
     def touches_tissue(self, x0: float, y0: float, x1: float, y1: float) -> bool:
         for b in self.blobs:
-            bx0, by0, bx1, by1 = self._bbox(b)
+            bx0, by0, bx1, by1 = self.bbox(b)
             if bx0 < x1 and x0 < bx1 and by0 < y1 and y0 < by1:
                 return True
         return False
@@ -128,13 +133,13 @@ class SlideRenderer:
 
     def __init__(self, layout: SlideLayout):
         self.layout = layout
-        self._base = _dihedral(_ihc_image())
+        self._base = dihedral_transforms(ihc_image())
         self._tex: dict[int, np.ndarray] = {}
 
     def texture(self, d: int) -> np.ndarray:
         """The 8 transforms averaged over d x d blocks, shape (8, 512/d, 512/d, 3) (uint8 for d=1)."""
         if d not in self._tex:
-            self._tex[d] = np.stack([_downscale_mean(t, d) for t in self._base])
+            self._tex[d] = np.stack([downscale_mean(t, d) for t in self._base])
             if d > 1:
                 self._tex[d] = self._tex[d].astype(np.float32)
         return self._tex[d]

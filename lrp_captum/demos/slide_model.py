@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrp_captum.wsi.cache_folder import cache_dir as package_cache_dir
 from lrp_captum.wsi.model import DEMO_MEAN, DEMO_STD, DemoTileCNN, demo_tile_vit, load_model, save_model
-from lrp_captum.demos.sample_slide import BACKGROUND_RGB, _ihc_image, dab_mask
+from lrp_captum.demos.sample_slide import BACKGROUND_RGB, dab_mask, ihc_image
 
 DAB_THRESHOLD = 0.10
 POSITIVE_FRACTION = 0.15
@@ -44,7 +45,7 @@ def make_tiles(n: int, rows: tuple[int, int], seed: int, tile: int = TILE_SIZE):
     Returns (tiles, labels, dab_fractions).
     """
     rng = np.random.default_rng(seed)
-    img = _ihc_image()
+    img = ihc_image()
     mask = dab_mask(img, DAB_THRESHOLD)
     tiles = np.empty((n, tile, tile, 3), np.uint8)
     fracs = np.empty(n, np.float32)
@@ -174,11 +175,6 @@ def _train(out_dir, quiet: bool, arch: str, p: dict) -> dict:
     return metrics
 
 
-def default_cache_dir() -> Path:
-    """``$LRP_CAPTUM_CACHE`` or ``~/.cache/lrp-captum``."""
-    return Path(os.environ.get("LRP_CAPTUM_CACHE", Path.home() / ".cache" / "lrp-captum"))
-
-
 def demo_model_config(cache_dir: str | Path | None = None, *, arch: str = "demo_cnn", quiet: bool = True,
                       **overrides) -> Path:
     """Path of the cached demo model config, training it first if no cached copy matches.
@@ -189,10 +185,16 @@ def demo_model_config(cache_dir: str | Path | None = None, *, arch: str = "demo_
     p = _parameters(arch, overrides)
     key = hashlib.sha256((arch + json.dumps(p, sort_keys=True) + Path(__file__).read_text()).encode()
                          ).hexdigest()[:12]
-    d = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    d = Path(cache_dir) if cache_dir is not None else package_cache_dir()
     d = d / f"wsi_{arch}_{key}"
     cfg = d / f"{arch}.json"
     if not cfg.is_file():
         train_demo_model(d, arch=arch, quiet=quiet, **overrides)
     load_model(cfg, device="cpu")  # fail early if the cached copy is damaged
     return cfg
+
+
+def demo_encoder_spec(cache_dir: str | Path | None = None) -> dict:
+    """The MIL encoder spec of the demo CNN trunk (:mod:`lrp_captum.wsi.mil.encoders`): the demo
+    model's config, trained and cached first if needed (:func:`demo_model_config`)."""
+    return {"arch": "demo", "config": str(demo_model_config(cache_dir))}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrp_captum.cohort.table import TABLE_CSV, TABLE_PARQUET, read_cohort_table
-from lrp_captum.viewer.paths import check_inside, is_inside
+from lrp_captum.viewer.paths import UnsafePathError, check_inside, is_inside
 from lrp_captum.viewer.results import result_dir_for
 
 NO_PREDICTION = "(none)"
@@ -51,7 +51,10 @@ def viewer_slide(slide_path, output: str, cohort_dir: Path, slides_dir: Path, re
         rel = Path(slide_path).resolve().relative_to(Path(slides_dir).resolve()).as_posix()
     except ValueError:
         return None
-    if result_dir_for(rel, results_dir).resolve() != (Path(cohort_dir) / str(output)).resolve():
+    try:
+        if result_dir_for(rel, results_dir, slides_dir).resolve() != (Path(cohort_dir) / str(output)).resolve():
+            return None
+    except UnsafePathError:  # a result folder the viewer refuses (shared by two slides, or linked out)
         return None
     return rel
 

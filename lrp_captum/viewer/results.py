@@ -14,8 +14,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from lrp_captum.viewer.paths import UnsafePathError, check_inside, is_inside, resolve_under, shown_path
-
-SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
+from lrp_captum.wsi.slide_files import SLIDE_SUFFIXES, ResultNameClash, result_name
 REQUIRED_TILE_COLUMNS = ("x0", "y0", "w0", "h0")
 # Maps larger than this are read lazily from zarr instead of held in memory.
 IN_MEMORY_MAP_BYTES = 512 * 2**20
@@ -83,8 +82,9 @@ class SlideResult:
         return self.manifest.get(key, default)
 
 
-def result_dir_for(slide_rel_path: str, results_dir: str | Path) -> Path:
-    """Folder where the result of a slide is written: ``results/<relative path without suffix>``.
+def result_dir_for(slide_rel_path: str, results_dir: str | Path, slides_dir: str | Path | None = None) -> Path:
+    """Folder where the result of a slide is written: ``results/<relative path without suffix>``
+    (:func:`lrp_captum.wsi.slide_files.result_name`, the name ``slide cohort`` gives it too).
 
     Returns
     -------
@@ -94,10 +94,15 @@ def result_dir_for(slide_rel_path: str, results_dir: str | Path) -> Path:
     Raises
     ------
     UnsafePathError
-        When the folder, or one above it, is a symbolic link that leaves ``results_dir``.
+        When the folder, or one above it, is a symbolic link that leaves ``results_dir``; and,
+        given ``slides_dir``, when another slide file there would have the same result folder.
     """
     rel = PurePosixPath(slide_rel_path)
-    stem = (rel.parent / rel.stem).as_posix()
+    try:
+        name = result_name(Path(slides_dir, *rel.parts)) if slides_dir is not None else rel.stem
+    except ResultNameClash as exc:
+        raise UnsafePathError(str(exc)) from None
+    stem = (rel.parent / name).as_posix()
     root = Path(results_dir)
     if not root.is_dir():  # nothing written yet, so no link to follow
         return root.resolve().joinpath(*PurePosixPath(stem).parts)
@@ -165,7 +170,7 @@ def list_slides(slides_dir: str | Path, results_dir: str | Path, max_depth: int 
             continue
         rel_posix = rel.as_posix()
         try:
-            rdir = result_dir_for(rel_posix, results_dir)
+            rdir = result_dir_for(rel_posix, results_dir, base)
         except UnsafePathError as exc:
             entries.append(SlideEntry(rel_posix, resolved, None, "refused", str(exc)))
             continue

@@ -195,7 +195,7 @@ class TileService:
         """``(OverlayTiles, SlideCheck)`` of a slide's result."""
         slide, _, grid, identity = self._open(rel)
         path = self.slide_path(rel)
-        rdir = result_dir_for(rel, self.results_dir)
+        rdir = result_dir_for(rel, self.results_dir, self.slides_dir)
         manifest = rdir / "manifest.json"
         if not manifest.is_file():
             raise NotFound(f"slide {rel!r} has no result yet")

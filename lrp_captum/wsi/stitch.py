@@ -7,19 +7,15 @@ Where tiles overlap, each contributes ``weight * value`` and the map is divided 
 weight, so the weights sum to one at every covered pixel and a constant field stays constant.
 The weights (:func:`blend_weights`) hand each pixel to the tile in which it lies deepest, which
 removes the seams a zero-padded CNN leaves at tile edges.
+
+The slide run's step that stitches its tiles into ``relevance.zarr`` is
+:func:`lrp_captum.wsi.relevance_map.stitch_relevance`.
 """
 from __future__ import annotations
-
-import math
-import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from lrp_captum.wsi.plan import SlideRun
 
 BAND = 512  # rows of the map in memory at a time, and the zarr chunk side
 
@@ -124,76 +120,3 @@ def seam_ratio(values: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> floa
                 edge[y, xs] = True
     a = np.abs(np.asarray(values, np.float64))
     return float(a[valid & edge].mean() / a[valid].mean())
-
-
-def stitch_relevance(run: SlideRun) -> None:
-    """Stitch the committed tile maps into ``relevance.zarr``, band by band.
-
-    With ``run.mask_glass``, pixels the tissue mask calls glass get relevance 0 and probability
-    NaN (no colour on glass), and ``run.relevance_on_glass`` is the share of the stitched |R| they
-    held. ``relevance.zarr/tissue`` (H, W) uint8 is the tissue mask at the map's resolution.
-    Sets ``run.vmax`` (99.5th percentile of |relevance| on covered tissue pixels), ``run.heat``
-    (the map block-averaged to at most about 1,024 px for the overview) and ``run.heat_downsample``.
-    """
-    import zarr
-
-    from lrp_captum.wsi.outputs import atomic_path
-
-    t0 = time.perf_counter()
-    run.stage.mkdir(parents=True, exist_ok=True)
-    store = run.store
-    H, W = run.map_shape
-    C = len(run.bundle.classes)
-    d = run.output_downsample
-    f = int(2 ** max(0, math.ceil(math.log2(max(H, W) / 1024)))) if max(H, W) > 1024 else 1
-    f = min(f, BAND)
-    heat = np.zeros((-(-H // f), -(-W // f)), np.float32)
-    stride = max(1, math.ceil(H * W / 1e6))
-    samples = []
-    abs_total = abs_glass = 0.0
-    x_centres = (np.arange(W) + 0.5) * d  # level-0 px
-
-    def fetch(i):
-        m = store.tile_map(i)
-        p = store.probabilities(i)
-        return np.concatenate([m[None], np.broadcast_to(p[:, None, None], (C,) + m.shape)], 0)
-
-    with atomic_path(run.stage / "relevance.zarr") as ztmp:
-        group = zarr.open_group(str(ztmp), mode="w")
-        zrel = group.create_array("relevance", shape=(H, W), chunks=(BAND, BAND), dtype="float32", fill_value=0.0)
-        zprob = group.create_array("probability", shape=(C, H, W), chunks=(1, BAND, BAND), dtype="float32",
-                                   fill_value=float("nan"))
-        ztis = group.create_array("tissue", shape=(H, W), chunks=(BAND, BAND), dtype="uint8", fill_value=0)
-        for y, band in stitch_bands(run.boxes, fetch, (H, W), 1 + C, run.grid.overlap, BAND):
-            hb = band.shape[1]
-            tissue = run.tissue.at(x_centres[None, :], ((np.arange(y, y + hb) + 0.5) * d)[:, None])
-            rel = np.nan_to_num(band[0], nan=0.0)
-            covered = ~np.isnan(band[0])
-            if run.mask_glass:
-                a = np.abs(rel[covered].astype(np.float64))
-                abs_total += a.sum()
-                abs_glass += a[~tissue[covered]].sum()
-                rel[~tissue] = 0.0
-                band[1:, ~tissue] = np.nan
-                covered &= tissue
-            zrel[y:y + hb, :] = rel
-            zprob[:, y:y + hb, :] = band[1:]
-            ztis[y:y + hb, :] = tissue
-            samples.append(np.abs(rel[covered]).ravel()[::stride])
-            pad = np.zeros((-(-hb // f) * f, heat.shape[1] * f), np.float32)
-            pad[:hb, :W] = rel
-            heat[y // f:y // f + pad.shape[0] // f] = pad.reshape(pad.shape[0] // f, f, -1, f).mean((1, 3))
-        allv = np.concatenate(samples) if samples else np.zeros(0, np.float32)
-        vmax = float(np.quantile(allv, 0.995)) if allv.size else 1.0
-        vmax = vmax if vmax > 0 else 1.0
-        background = ("relevance 0 / probability NaN where no tissue tile"
-                      + (" or where the tissue mask says glass" if run.mask_glass else ""))
-        attrs = dict(output_downsample=d, level0_shape=list(run.slide.dimensions)[::-1],
-                     mpp=run.params["slide_mpp"] * d, slide_mpp=run.params["slide_mpp"],
-                     classes=run.bundle.classes, vmax=vmax,
-                     relevance_unit="mean input relevance per model-input pixel (summed over RGB)",
-                     background=background)
-        group.attrs.update(attrs)
-    run.vmax, run.heat, run.heat_downsample = vmax, heat, f
-    run.relevance_on_glass = abs_glass / abs_total if run.mask_glass and abs_total > 0 else None
-    run.timings["stitch_s"] = time.perf_counter() - t0

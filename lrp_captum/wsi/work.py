@@ -1,32 +1,32 @@
 """The work folder of an unfinished run: tiles explained batch by batch (:func:`explain_tiles`),
-each batch committed atomically and read back in order, and the check of what an output folder
-already holds.
+each batch committed atomically and read back in order (:class:`TileResults`).
 
-``out_dir/.lrp_work/`` holds ``state.json`` (the parameter hash of the run) and one
-``batch_NNNNNN.npz`` per finished batch. A batch file that exists is complete (written under a
-temporary name and renamed), so a killed run resumes from the batches it finds.
+``out_dir/.lrp_work/`` holds ``state.json`` (the parameter hash of the run, its slide, the tile
+and batch counts) and one ``batch_NNNNNN.npz`` per finished batch. A batch file that exists is
+complete (written under a temporary name and renamed), so a killed run resumes from the batches
+it finds.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import numpy as np
 import torch
 
-from lrp_captum.wsi.tile_relevance import TileExplainer
+from lrp_captum.wsi.outputs import write_json
 from lrp_captum.wsi.reader import SlideError, SlideTileDataset
-from lrp_captum.wsi.stitch import resample
+from lrp_captum.wsi.run_plan import WORK, SlidePlan
+from lrp_captum.wsi.stitch import footprints, resample
+from lrp_captum.wsi.tile_relevance import TileExplainer
 
-if TYPE_CHECKING:
-    from lrp_captum.wsi.plan import SlideRun
-
-WORK = ".lrp_work"
+__all__ = ["WORK", "batch_path", "save_batch", "BatchStore", "TileResults", "start_work_folder", "explain_tiles"]
 
 
 def batch_path(work: Path, b: int) -> Path:
@@ -80,76 +80,92 @@ class BatchStore:
         return self.batch(i // self.batch_size)["probs"][i % self.batch_size]
 
 
-def check_out_dir(out: Path, params_hash: str, overwrite: bool):
-    """Returns the finished manifest if ``out`` already holds this exact run, else None.
+@dataclass(frozen=True)
+class TileResults:
+    """The explained tiles of a run: its committed batches, and what explaining them took.
 
-    Raises ``FileExistsError`` when ``out`` holds a finished or unfinished run with other
-    parameters (or a damaged manifest) and ``overwrite`` is False; with ``overwrite`` an
-    unfinished run's work folder is discarded.
+    Attributes
+    ----------
+    work : the work folder holding the batch files.
+    batch_size, n_tiles : tiles per batch (tile ``i`` is in batch ``i // batch_size``) and in all.
+    timings : ``tiles_s``, ``attribution_s`` (s) and ``tiles_explained_this_run``.
     """
-    manifest = out / "manifest.json"
-    if manifest.is_file():
-        try:
-            m = json.loads(manifest.read_text())
-        except (ValueError, OSError) as exc:
-            if not overwrite:
-                raise FileExistsError(f"{manifest} is damaged ({exc}); pass overwrite=True "
-                                      f"(CLI: --overwrite) to redo the run") from None
-            m = {}
-        if m.get("params_hash") == params_hash and not overwrite and all(
-                (out / f).exists() for f in m.get("outputs", {}).values()):
-            return m
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds a finished run with other parameters; "
-                                  f"choose another folder or pass overwrite=True (CLI: --overwrite)")
-    state = out / WORK / "state.json"
-    try:
-        state_hash = json.loads(state.read_text()).get("params_hash") if state.is_file() else None
-    except (ValueError, OSError):
-        state_hash = "damaged"
-    if state.is_file() and state_hash != params_hash:
-        if not overwrite:
-            raise FileExistsError(f"{out} holds an unfinished run with other parameters; rerun it with "
-                                  f"its own arguments, or pass overwrite=True (CLI: --overwrite) to discard it")
-        shutil.rmtree(out / WORK)
-    return None
+
+    work: Path
+    batch_size: int
+    n_tiles: int
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n_tiles // self.batch_size)
+
+    @cached_property
+    def store(self) -> BatchStore:
+        """Reader of the committed batches."""
+        return BatchStore(self.work, self.batch_size)
+
+    def columns(self, *keys: str) -> dict[str, np.ndarray]:
+        """Per-tile arrays of the batch files (``probs`` (N, C), ``target`` (N,), ...), in tile order."""
+        parts = {k: [] for k in keys}
+        for b in range(self.n_batches):
+            d = self.store.batch(b)
+            for k in keys:
+                parts[k].append(d[k])
+        return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def explain_tiles(run: SlideRun) -> None:
-    """Explain the batches not yet committed to the work folder, committing each one.
+def start_work_folder(plan: SlidePlan) -> None:
+    """Create (or take up) the work folder of ``plan``: ``state.json``, no leftovers of a killed run.
+
+    Committed batches stay (the run resumes from them); half-written files and staged outputs of
+    an interrupted run go, the outputs are made again.
+    """
+    plan.work.mkdir(parents=True, exist_ok=True)
+    write_json(plan.work / "state.json", dict(params_hash=plan.params_hash, n_tiles=plan.n_tiles,
+                                              batch_size=plan.options.batch_size, slide=str(plan.slide_path.resolve())))
+    for leftover in plan.work.glob(".*.tmp-*"):
+        leftover.unlink()
+    shutil.rmtree(plan.stage, ignore_errors=True)
+
+
+def explain_tiles(plan: SlidePlan, *, progress_callback: Callable[[int, int], None] | None = None) -> TileResults:
+    """Explain the batches of ``plan`` not yet committed to its work folder, committing each one.
 
     Each batch file holds ``tile_index`` (B,), ``probs`` (B, C), ``target`` (B,), the relevance
     sums ``relevance_sum/_pos/_neg`` (B,) over each tile's model-input pixels, and the tile maps
     area-resampled to their footprints in the output map (``maps`` flat, ``map_shapes``,
-    ``map_offsets``). Sets ``timings`` ``tiles_s``, ``attribution_s``, ``tiles_explained_this_run``.
+    ``map_offsets``). ``progress_callback(done_tiles, total_tiles)`` follows every committed batch.
     """
     from tqdm.auto import tqdm
 
-    n, batch_size, boxes = run.n_tiles, run.batch_size, run.boxes
-    pending = [b for b in range(run.n_batches) if not batch_path(run.work, b).is_file()]
+    options = plan.options
+    n, batch_size = plan.n_tiles, options.batch_size
+    boxes = footprints(plan.tiles, plan.output_downsample)
+    pending = [b for b in range(plan.n_batches) if not batch_path(plan.work, b).is_file()]
     done_tiles = done_before = n - sum(min(n, (b + 1) * batch_size) - b * batch_size for b in pending)
-    num_workers = run.num_workers
+    num_workers = options.num_workers
     if num_workers is None:
         num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
-    explainer = TileExplainer(run.bundle, run.composite, run.output_mode)
+    explainer = TileExplainer(plan.bundle, plan.composite, options.output_mode)
     t_loop = time.perf_counter()
     t_attr = 0.0
     if pending:
         loader = torch.utils.data.DataLoader(
-            SlideTileDataset(run.slide_path, run.grid, run.tiles),
+            SlideTileDataset(plan.slide_path, plan.grid, plan.tiles),
             batch_sampler=[list(range(b * batch_size, min(n, (b + 1) * batch_size))) for b in pending],
-            num_workers=num_workers, pin_memory=run.bundle.device.type == "cuda")
-        bar = tqdm(total=n, initial=done_tiles, unit="tile", desc=run.slide_path.name, disable=run.quiet,
+            num_workers=num_workers, pin_memory=plan.bundle.device.type == "cuda")
+        bar = tqdm(total=n, initial=done_tiles, unit="tile", desc=plan.slide_path.name, disable=options.quiet,
                    dynamic_ncols=True, smoothing=0.1)
         try:
             for idx, batch in loader:
                 ta = time.perf_counter()
-                rel, probs, tgt = explainer.explain(batch, run.target)
+                rel, probs, tgt = explainer.explain(batch, options.target)
                 t_attr += time.perf_counter() - ta
                 idx = idx.numpy()
                 maps, shapes = _footprint_maps(rel, boxes[idx])
                 offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])[:-1]])
-                save_batch(batch_path(run.work, idx[0] // batch_size), tile_index=idx,
+                save_batch(batch_path(plan.work, idx[0] // batch_size), tile_index=idx,
                            probs=probs.astype(np.float32), target=tgt,
                            relevance_sum=rel.sum((1, 2), dtype=np.float64),
                            relevance_pos=np.clip(rel, 0, None).sum((1, 2), dtype=np.float64),
@@ -158,15 +174,14 @@ def explain_tiles(run: SlideRun) -> None:
                            map_offsets=np.array(offsets))
                 bar.update(len(idx))
                 done_tiles += len(idx)
-                if run.progress_callback is not None:
-                    run.progress_callback(done_tiles, n)
+                if progress_callback is not None:
+                    progress_callback(done_tiles, n)
         except SlideError as exc:
             raise type(exc)(_worker_message(str(exc))) from None
         finally:
             bar.close()
-    run.timings["tiles_s"] = time.perf_counter() - t_loop
-    run.timings["attribution_s"] = t_attr
-    run.timings["tiles_explained_this_run"] = n - done_before
+    timings = dict(tiles_s=time.perf_counter() - t_loop, attribution_s=t_attr, tiles_explained_this_run=n - done_before)
+    return TileResults(plan.work, batch_size, n, timings)
 
 
 def _footprint_maps(rel: np.ndarray, boxes: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int]]]:

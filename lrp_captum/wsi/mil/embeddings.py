@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from lrp_captum.wsi.grid import TileGrid
-from lrp_captum.wsi.plan import tissue_tiling
+from lrp_captum.wsi.run_plan import tissue_tiling
 from lrp_captum.wsi.reader import SlideTileDataset, open_slide, slide_mpp
 from lrp_captum.wsi.mil.encoders import TileEncoder
 

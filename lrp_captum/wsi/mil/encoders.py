@@ -3,7 +3,8 @@
 An encoder is described by a JSON-able *spec*, stored with every MIL head trained on its
 embeddings, so that the same encoder can be rebuilt for explanation::
 
-    {"arch": "demo"}                          # the demo tile CNN without its classifier
+    {"arch": "demo", "config": "demo_cnn.json"}    # the demo tile CNN without its classifier
+                                              # (lrp_captum.demos.slide_model.demo_encoder_spec())
     {"arch": "model-config", "config": "x.json"}   # any tile classifier of lrp_captum.wsi.model,
                                               # its last nn.Linear replaced by nn.Identity
     {"arch": "resnet18", "seed": 0}           # a torchvision model, random init (no downloads),
@@ -14,7 +15,9 @@ embeddings, so that the same encoder can be rebuilt for explanation::
     # "tile_size" (px), "mpp" (µm/px), "normalisation" {"mean", "std"} on RGB in [0, 1]
 
 Every encoder has an *identity*: a SHA-256 over its spec (without file locations) and every
-parameter and buffer. A head remembers the identity of the encoder it was trained with and
+parameter and buffer. ``"demo"`` is a model config like ``"model-config"`` with an identity of
+its own: the demo model is trained and cached by :mod:`lrp_captum.demos.slide_model`, which the
+CLI asks for its config (the library never trains it). A head remembers the identity of the encoder it was trained with and
 refuses any other, and the embedding cache is keyed by it.
 """
 from __future__ import annotations
@@ -106,14 +109,11 @@ def _build_module(spec: dict) -> tuple[nn.Module, dict]:
     if arch in ("demo", "model-config"):
         from lrp_captum.wsi.model import load_model
 
-        if arch == "demo":
-            from lrp_captum.demos.slide_model import demo_model_config
-
-            config = demo_model_config()
-        else:
-            config = spec.get("config")
-            if not config:
-                raise ValueError("encoder spec 'model-config' needs 'config': a tile model JSON file")
+        config = spec.get("config")
+        if not config:
+            raise ValueError(f"encoder spec {arch!r} needs 'config': a tile model JSON file"
+                             + (" (the demo model's: lrp_captum.demos.slide_model.demo_encoder_spec() trains it "
+                                "and names it; the CLI's --encoder demo does so)" if arch == "demo" else ""))
         bundle = load_model(config, device="cpu")
         defaults = dict(tile_size=bundle.tile_size, mpp=bundle.mpp,
                         normalisation=dict(mean=list(bundle.mean), std=list(bundle.std)))
@@ -153,8 +153,8 @@ def _identity(spec: dict, model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def build_encoder(spec: dict | str = "demo", device: str = "cpu") -> TileEncoder:
-    """Build the encoder a spec describes (see module docstring); ``"demo"`` is ``{"arch": "demo"}``.
+def build_encoder(spec: dict | str, device: str = "cpu") -> TileEncoder:
+    """Build the encoder a spec describes (see module docstring); a string is ``{"arch": spec}``.
 
     Raises ``ValueError`` naming the spec when it cannot be built, and when its weights do not fit.
     """

@@ -15,28 +15,34 @@ Layout of ``out_dir`` (see docs/mil.md):
   ``relevance_sum`` is the tile's evidence.
 - ``overview.png`` -- thumbnail and the blended evidence map.
 
-The embeddings come from the cache (:func:`~lrp_captum.wsi.mil.embeddings.embed_slide`), so a
-second explanation of the same slide with the same encoder never embeds a tile again.
+The folder is held, checked ("finished / damaged / other parameters"), staged, published and
+given its manifest (with the package versions) by the same functions as a slide run's
+(:mod:`lrp_captum.wsi.result_folder`). The embeddings come from the cache
+(:func:`~lrp_captum.wsi.mil.embeddings.embed_slide`), so a second explanation of the same slide
+with the same encoder never embeds a tile again.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import math
+import inspect
+import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lrp_captum.wsi.outputs import (atomic_path, write_geojson, write_json, write_overlay_tiff, write_overview_png,
-                                    write_table)
+from lrp_captum.wsi.cache_folder import cache_dir
+from lrp_captum.wsi.outputs import atomic_path, write_overlay_tiff
 from lrp_captum.wsi.reader import SlideTileDataset, open_slide
+from lrp_captum.wsi.result_folder import finished_run, holding_result_folder, publish_outputs, slide_record, \
+    write_manifest, write_overview, write_tables
+from lrp_captum.wsi.run_plan import WORK, default_output_downsample, file_record, parameters_hash
+from lrp_captum.wsi.slide_options import EXPLAIN_MIL, NON_NEGATIVE_INT, POSITIVE_INT, SLIDE_OPTIONS, \
+    CompositeName, Option, OptionTable, OptionValues, Value, keyword_parameters
 from lrp_captum.wsi.stitch import footprints, resample, stitch_bands
-from lrp_captum.wsi.tissue import thumbnail_rgb
-from lrp_captum.demos.slide_model import default_cache_dir
-from lrp_captum.wsi.mil.embeddings import embed_slide
+from lrp_captum.wsi.mil.embeddings import SlideBag, embed_slide
 from lrp_captum.wsi.mil.encoders import TileEncoder, build_encoder
 from lrp_captum.wsi.mil.evidence import check_method, tile_evidence
 from lrp_captum.wsi.mil.head_files import MILHead, load_head
@@ -44,43 +50,97 @@ from lrp_captum.wsi.mil.pixel_maps import DEFAULT_PIXEL_COMPOSITE, encoder_pixel
 
 FORMAT = "lrp_captum.wsi.mil.explain/1"
 DEFAULT_METHOD = "xmil_lrp"
-OUTPUT_FILES = ("evidence.zarr", "evidence.tif", "tiles.csv", "tiles.geojson", "overview.png")
+OUTPUT_FILES = ("evidence.zarr", "evidence.tif", "tiles.csv", "tiles.parquet", "tiles.geojson", "overview.png")
+
+#: the options of :func:`explain_mil_slide`: its own, and the slide options ``explain-mil`` shares
+#: (``target``, ``output_downsample``, ``min_tissue``, ``tissue_options``, ``slide_mpp_override``,
+#: ``overwrite``, ``quiet``: :data:`~lrp_captum.wsi.slide_options.SLIDE_OPTIONS`)
+MIL_OPTIONS = OptionTable([
+    Option("method", DEFAULT_METHOD, Value(lambda v: isinstance(v, str) or callable(v), "a method name or callable"),
+           "evidence method: xmil_lrp (default), attention, attention_norm, gradient, integrated_gradients, "
+           "single, leave_one_out", commands=(EXPLAIN_MIL,)),
+    Option("method_options", None, Value(lambda v: isinstance(v, dict), "a dict"),
+           "keyword arguments of the method (CLI: --composite of xmil_lrp)", flag=None),
+    Option("top_tiles", 8, NON_NEGATIVE_INT, "tiles that get pixel maps (default 8)", commands=(EXPLAIN_MIL,)),
+    Option("pixel_composite", DEFAULT_PIXEL_COMPOSITE, CompositeName(), "LRP composite in the encoder",
+           commands=(EXPLAIN_MIL,)),
+    Option("encoder", None, Value(lambda v: isinstance(v, (TileEncoder, dict, str)), "an encoder or its spec"),
+           "the tile encoder; default: rebuilt from the head's own spec", hashed=False, flag=None),
+    Option("embeddings_dir", None, Value(lambda v: isinstance(v, (str, Path)), "a folder"),
+           "embedding cache folder (default the lrp-captum cache)", hashed=False, commands=(EXPLAIN_MIL,),
+           flag="--embeddings"),
+    Option("batch_size", 64, POSITIVE_INT, "tiles per embedding batch", hashed=False, flag=None),
+    Option("num_workers", 0, NON_NEGATIVE_INT, "DataLoader reader processes while embedding", hashed=False,
+           flag=None),
+], shared=(SLIDE_OPTIONS, EXPLAIN_MIL))
+
+
+class MILOptions(OptionValues):
+    """Checked values of :data:`MIL_OPTIONS`."""
+
+    table = MIL_OPTIONS
 
 
 def default_embeddings_cache() -> Path:
     """``$LRP_CAPTUM_CACHE/mil_embeddings`` (default ``~/.cache/lrp-captum/mil_embeddings``)."""
-    return default_cache_dir() / "mil_embeddings"
+    return cache_dir() / "mil_embeddings"
 
 
-def _output_downsample(tile_side0: float) -> int:
-    """A power of two giving about 16 output pixels across one tile (level-0 px per output px)."""
-    return int(2 ** max(0, round(math.log2(max(tile_side0 / 16, 1)))))
+@dataclass(frozen=True)
+class MILPlan:
+    """What a MIL explanation does, fixed once the slide is embedded (nothing is written to ``out``).
+
+    Attributes
+    ----------
+    slide_path, out : the slide and the output folder.
+    head, encoder : the MIL head and its tile encoder.
+    bag : the slide's embedded tissue tiles.
+    options : the options as used (``output_downsample``, ``tissue_options`` filled in).
+    parameters : what the outputs depend on (the hashed options, the method's name).
+    params, params_hash : ``parameters`` with the slide, head and encoder identities and the grid; its SHA-256.
+    timings : ``load_s``, ``embedding_s``.
+    """
+
+    slide_path: Path
+    out: Path
+    head: MILHead
+    encoder: TileEncoder
+    bag: SlideBag
+    options: MILOptions
+    parameters: dict
+    params: dict
+    params_hash: str
+    timings: dict
 
 
-def _finished(out: Path, params_hash: str, overwrite: bool):
-    """The manifest if ``out`` holds this exact finished run; raise if it holds another one."""
-    manifest = out / "manifest.json"
-    if not manifest.is_file():
-        return None
-    try:
-        m = json.loads(manifest.read_text())
-    except (ValueError, OSError):
-        m = {}
-    if m.get("params_hash") == params_hash and all((out / f).exists() for f in m.get("outputs", {}).values()):
-        return None if overwrite else m
-    if not overwrite:
-        raise FileExistsError(f"{out} already holds an explanation with other parameters; choose another "
-                              f"folder or pass overwrite=True (CLI: --overwrite)")
-    return None
+@dataclass(frozen=True)
+class SlideEvidence:
+    """The head's prediction for a bag and the evidence per tile for ``target`` (class index).
+
+    ``scores`` (N,) float64; ``per_dimension`` (N, D) or None; ``attention`` (N,) or None;
+    ``order`` (N,) tiles by decreasing evidence; ``seconds`` the time it took.
+    """
+
+    logits: torch.Tensor
+    probs: torch.Tensor
+    target: int
+    scores: np.ndarray
+    per_dimension: torch.Tensor | None
+    attention: np.ndarray | None
+    order: np.ndarray
+    seconds: float
 
 
-def explain_mil_slide(slide_path, head, out_dir, *, method=DEFAULT_METHOD, method_options: dict | None = None,
-                      target="predicted", top_tiles: int = 8, encoder: TileEncoder | dict | str | None = None,
-                      embeddings_dir=None, pixel_composite: str = DEFAULT_PIXEL_COMPOSITE,
-                      output_downsample: int | None = None, min_tissue: float = 0.1,
-                      tissue_options: dict | None = None, slide_mpp_override: float | None = None,
-                      batch_size: int = 64, num_workers: int = 0, overwrite: bool = False,
-                      quiet: bool = False) -> dict:
+@dataclass(frozen=True)
+class TopTileMaps:
+    """The tiles of largest evidence ``top`` (k,) and their pixel maps ``maps`` (k, T, T)."""
+
+    top: np.ndarray
+    maps: np.ndarray
+    seconds: float
+
+
+def explain_mil_slide(slide_path, head, out_dir, options: MILOptions | dict | None = None, **kwargs) -> dict:
     """Explain a slide-level MIL prediction: evidence per tile, pixel maps of the top tiles.
 
     Parameters
@@ -88,20 +148,24 @@ def explain_mil_slide(slide_path, head, out_dir, *, method=DEFAULT_METHOD, metho
     slide_path : any slide OpenSlide reads.
     head : a MIL head JSON path (``lrp-captum slide train-mil``) or a loaded :class:`MILHead`.
     out_dir : output folder (see module docstring); rerunning the same call returns the finished
-        manifest at once.
-    method : evidence method name (:data:`lrp_captum.wsi.mil.evidence.METHODS`, default
-        ``"xmil_lrp"``) or callable ``method(head, bag, target, **method_options)``.
-    target : ``"predicted"``, a class name or index of the head.
-    top_tiles : number of tiles (largest evidence) that get pixel maps; 0 for none. Pixel maps
-        need a method with per-dimension relevance.
-    encoder : the tile encoder; default: rebuilt from the head's own spec. Any other encoder is
-        refused (:class:`~lrp_captum.wsi.mil.encoders.EncoderMismatchError`).
-    embeddings_dir : embedding cache (default :func:`default_embeddings_cache`).
-    pixel_composite : LRP composite for the encoder's pixel maps.
-    output_downsample : level-0 px per pixel of the maps (default about 16 px per tile).
-    min_tissue, tissue_options, slide_mpp_override : tiling, as for ``explain_slide``.
-    batch_size, num_workers : embedding batches and DataLoader reader processes.
-    overwrite : replace a finished explanation with other parameters in ``out_dir``.
+        manifest at once. A folder holding another slide's result is refused.
+    options : a :class:`MILOptions` (or dict); keyword arguments are the same options
+        (:data:`MIL_OPTIONS`):
+
+        - ``method`` : evidence method name (:data:`lrp_captum.wsi.mil.evidence.METHODS`, default
+          ``"xmil_lrp"``) or callable ``method(head, bag, target, **method_options)``;
+        - ``target`` : ``"predicted"``, a class name or index of the head;
+        - ``top_tiles`` : number of tiles (largest evidence) that get pixel maps; 0 for none.
+          Pixel maps need a method with per-dimension relevance;
+        - ``encoder`` : the tile encoder; default: rebuilt from the head's own spec. Any other
+          encoder is refused (:class:`~lrp_captum.wsi.mil.encoders.EncoderMismatchError`);
+        - ``embeddings_dir`` : embedding cache (default :func:`default_embeddings_cache`);
+        - ``pixel_composite`` : LRP composite for the encoder's pixel maps;
+        - ``output_downsample`` : level-0 px per pixel of the maps (default about 16 px per tile);
+        - ``min_tissue``, ``tissue_options``, ``slide_mpp_override`` : tiling, as for ``explain_slide``;
+        - ``batch_size``, ``num_workers`` : embedding batches and DataLoader reader processes;
+        - ``overwrite`` : replace a finished explanation with other parameters in ``out_dir``;
+          ``quiet`` : no messages.
 
     Returns
     -------
@@ -114,150 +178,174 @@ def explain_mil_slide(slide_path, head, out_dir, *, method=DEFAULT_METHOD, metho
     MethodUnavailableError, FileExistsError -- all with messages naming the file or argument.
     """
     t_start = time.perf_counter()
-    timings = {}
-    slide_path, out = Path(slide_path), Path(out_dir)
+    opts = MILOptions(options, **kwargs)
     head = head if isinstance(head, MILHead) else load_head(head)
-    enc = encoder if isinstance(encoder, TileEncoder) else build_encoder(encoder or head.encoder_spec)
+    enc = opts.encoder if isinstance(opts.encoder, TileEncoder) else build_encoder(opts.encoder or head.encoder_spec)
     head.check_encoder(enc)
-    check_method(method, **(method_options or {}))
-    target_index = None if target in (None, "predicted") else head.class_index(target)
-    method_name = method if isinstance(method, str) else getattr(method, "__name__", repr(method))
-    timings["load_s"] = time.perf_counter() - t_start
-
-    t0 = time.perf_counter()
-    bag = embed_slide(slide_path, enc, embeddings_dir or default_embeddings_cache(), min_tissue=min_tissue,
-                      tissue_options=tissue_options, slide_mpp_override=slide_mpp_override, batch_size=batch_size,
-                      num_workers=num_workers, quiet=quiet)
-    timings["embedding_s"] = time.perf_counter() - t0
-
-    st = slide_path.stat()
-    params = dict(slide=dict(path=str(slide_path.resolve()), bytes=st.st_size, mtime_ns=st.st_mtime_ns),
-                  head_sha256=head.weights_sha256, encoder=enc.identity, method=method_name,
-                  method_options=method_options or {}, target=target, top_tiles=top_tiles,
-                  pixel_composite=pixel_composite, output_downsample=output_downsample, min_tissue=min_tissue,
-                  tissue_options=tissue_options or {}, grid=bag.grid.to_dict(), n_tiles=len(bag))
-    params_hash = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
-    if out.exists():
-        done = _finished(out, params_hash, overwrite)
+    check_method(opts.method, **(opts.method_options or {}))
+    if opts.target != "predicted":
+        head.class_index(opts.target)  # an unknown class is refused before any tile is read
+    load_s = time.perf_counter() - t_start
+    with holding_result_folder(Path(out_dir), Path(slide_path)):
+        plan = plan_mil_run(slide_path, out_dir, head, enc, opts, load_s)
+        done = finished_run(plan.out, plan.params_hash, opts.overwrite, opts.quiet)
         if done is not None:
-            if not quiet:
-                print(f"{out}: already complete (manifest.json matches these arguments)", file=sys.stderr)
             return done
+        evidence = slide_evidence(plan)
+        maps = top_tile_maps(plan, evidence)
+        manifest = _write_result(plan, evidence, maps, t_start)
+    if not opts.quiet:
+        t = manifest["timings"]
+        print(f"wrote {plan.out} ({len(plan.bag)} tiles; embedding {t['embedding_s']:.1f} s, head "
+              f"{t['head_s']:.2f} s, pixel maps {t['pixel_maps_s']:.1f} s)", file=sys.stderr)
+    return manifest
 
-    # ---- the head: prediction and evidence per tile ----
+
+explain_mil_slide.__signature__ = inspect.Signature([
+    *list(inspect.signature(explain_mil_slide).parameters.values())[:4], *keyword_parameters(MIL_OPTIONS)])
+
+
+def plan_mil_run(slide_path, out_dir, head: MILHead, encoder: TileEncoder, options: MILOptions,
+                 load_s: float = 0.0) -> MILPlan:
+    """Embed the slide (or read its embeddings from the cache) and fix the run's parameters."""
     t0 = time.perf_counter()
-    x = head.bag_input(bag.features)
+    slide_path = Path(slide_path)
+    bag = embed_slide(slide_path, encoder, options.embeddings_dir or default_embeddings_cache(),
+                      min_tissue=options.min_tissue, tissue_options=options.tissue_options,
+                      slide_mpp_override=options.slide_mpp_override, batch_size=options.batch_size,
+                      num_workers=options.num_workers, quiet=options.quiet)
+    used = options.replace(tissue_options=options.tissue_options or {}, output_downsample=(
+        options.output_downsample or default_output_downsample(encoder.tile_size * bag.grid.scale)))
+    method = options.method
+    parameters = dict(used.hashed(), method=method if isinstance(method, str) else getattr(method, "__name__",
+                                                                                           repr(method)))
+    params = dict(slide=file_record(slide_path), head_sha256=head.weights_sha256, encoder=encoder.identity,
+                  parameters=parameters, grid=bag.grid.to_dict(), n_tiles=len(bag))
+    return MILPlan(slide_path, Path(out_dir), head, encoder, bag, used, parameters, params, parameters_hash(params),
+                   dict(load_s=load_s, embedding_s=time.perf_counter() - t0))
+
+
+def slide_evidence(plan: MILPlan) -> SlideEvidence:
+    """The head's prediction on the slide's bag and each tile's evidence for the target class."""
+    t0 = time.perf_counter()
+    head, options = plan.head, plan.options
+    x = head.bag_input(plan.bag.features)
     with torch.no_grad():
         logits = head.model(x.unsqueeze(0))[0]
     probs = torch.softmax(logits, 0)
-    t_idx = int(probs.argmax()) if target_index is None else target_index
-    ev = tile_evidence(method, head.model, x, t_idx, **(method_options or {}))
+    t_idx = int(probs.argmax()) if options.target == "predicted" else head.class_index(options.target)
+    ev = tile_evidence(options.method, head.model, x, t_idx, **(options.method_options or {}))
     scores = ev.scores.double().numpy()
     attention = None
     if hasattr(head.model, "attention_and_values"):
         with torch.no_grad():
             attention = head.model.attention_and_values(x.unsqueeze(0))[0][0].mean(0).numpy()
-    timings["head_s"] = time.perf_counter() - t0
+    return SlideEvidence(logits, probs, t_idx, scores, ev.per_dimension, attention,
+                         np.argsort(-scores, kind="stable"), time.perf_counter() - t0)
 
-    # ---- pixel maps of the top tiles through the encoder ----
+
+def top_tile_maps(plan: MILPlan, evidence: SlideEvidence) -> TopTileMaps:
+    """Pixel maps through the encoder of the ``top_tiles`` tiles of largest evidence (none for a
+    method without per-dimension relevance)."""
     t0 = time.perf_counter()
-    order = np.argsort(-scores, kind="stable")
-    top = order[:max(0, min(int(top_tiles), len(bag)))] if ev.per_dimension is not None else order[:0]
-    tile_maps = np.zeros((len(top), enc.tile_size, enc.tile_size), np.float32)
+    enc, bag = plan.encoder, plan.bag
+    k = max(0, min(plan.options.top_tiles, len(bag))) if evidence.per_dimension is not None else 0
+    top = evidence.order[:k]
+    maps = np.zeros((0, enc.tile_size, enc.tile_size), np.float32)
     if len(top):
-        ds = SlideTileDataset(slide_path, bag.grid, bag.tiles)
+        ds = SlideTileDataset(plan.slide_path, bag.grid, bag.tiles)
         rgb = torch.stack([ds[int(i)][1] for i in top])
-        tile_maps = encoder_pixel_maps(enc, rgb, ev.per_dimension[torch.from_numpy(top.copy())].to(torch.float32),
-                                       pixel_composite)
-    timings["pixel_maps_s"] = time.perf_counter() - t0
+        relevance = evidence.per_dimension[torch.from_numpy(top.copy())].to(torch.float32)
+        maps = encoder_pixel_maps(enc, rgb, relevance, plan.options.pixel_composite)
+    return TopTileMaps(top, maps, time.perf_counter() - t0)
 
-    # ---- outputs ----
+
+def _write_result(plan: MILPlan, evidence: SlideEvidence, maps: TopTileMaps, t_start: float) -> dict:
+    """Stage the files, publish them into ``plan.out`` and write the manifest; returns it."""
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)  # a half-replaced run must not look finished
-    slide = open_slide(slide_path)
-    d_out = int(output_downsample or _output_downsample(enc.tile_size * bag.grid.scale))
-    vmax = _write_maps(out, slide, bag, scores, ev.per_dimension, top, tile_maps, d_out)
-    classes = head.classes
-    target_name = classes[t_idx]
-    rank = np.empty(len(bag), np.int64)
-    rank[order] = np.arange(1, len(bag) + 1)
-    tiles = bag.tiles
-    table = _tile_table(bag, scores, rank, attention, ev.per_dimension, top)
-    write_table(out / "tiles.csv", table)
-    outputs = {"evidence": "evidence.zarr", "overlay": "evidence.tif", "tiles_csv": "tiles.csv",
-               "tiles_geojson": "tiles.geojson", "overview": "overview.png"}
+    work = plan.out / WORK
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "outputs").mkdir(parents=True)
     try:
-        write_table(out / "tiles.parquet", table)
-        outputs["tiles_parquet"] = "tiles.parquet"
-    except ImportError:
-        pass
-    geo = table.rename(columns={"evidence": "relevance_sum", "evidence_pos": "relevance_pos",
-                                "evidence_neg": "relevance_neg"})
-    geo["prediction"] = np.where(scores >= 0, f"for {target_name}", f"against {target_name}")
-    write_geojson(out / "tiles.geojson", geo, classes)
+        slide = open_slide(plan.slide_path)
+        outputs = _write_outputs(work / "outputs", slide, plan, evidence, maps)
+        publish_outputs(work / "outputs", plan.out, OUTPUT_FILES)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    timings = dict(plan.timings, head_s=evidence.seconds, pixel_maps_s=maps.seconds,
+                   outputs_s=time.perf_counter() - t0, total_s=time.perf_counter() - t_start)
+    return write_manifest(plan.out, _manifest(plan, slide, evidence, maps, outputs, timings))
+
+
+def _write_outputs(stage: Path, slide, plan: MILPlan, evidence: SlideEvidence, maps: TopTileMaps) -> dict:
+    """The files of a MIL explanation, into ``stage``; returns the manifest's ``outputs``."""
     import zarr
 
-    evidence_map = zarr.open_group(str(out / "evidence.zarr"), mode="r")["evidence"]
-    write_overlay_tiff(out / "evidence.tif", evidence_map, mpp=bag.grid.slide_mpp * d_out, vmax=vmax)
-    heat = np.asarray(evidence_map[:])
-    thumb = thumbnail_rgb(slide, d_out)
-    if thumb.shape[:2] != heat.shape:
-        from PIL import Image
+    bag, classes, d_out = plan.bag, plan.head.classes, plan.options.output_downsample
+    vmax = _write_maps(stage, slide, bag, evidence, maps, d_out)
+    target_name = classes[evidence.target]
+    rank = np.empty(len(bag), np.int64)
+    rank[evidence.order] = np.arange(1, len(bag) + 1)
+    table = _tile_table(bag, evidence, rank, maps.top)
+    geo = table.rename(columns={"evidence": "relevance_sum", "evidence_pos": "relevance_pos",
+                                "evidence_neg": "relevance_neg"})
+    geo["prediction"] = np.where(evidence.scores >= 0, f"for {target_name}", f"against {target_name}")
+    tables = write_tables(stage, table, classes, geo)
+    evidence_map = zarr.open_group(str(stage / "evidence.zarr"), mode="r")["evidence"]
+    write_overlay_tiff(stage / "evidence.tif", evidence_map, mpp=bag.grid.slide_mpp * d_out, vmax=vmax)
+    title = (f"{plan.slide_path.name}: {plan.head.name} predicts {classes[int(evidence.probs.argmax())]} "
+             f"(p={float(evidence.probs.max()):.2f}); {plan.parameters['method']} evidence for {target_name}")
+    write_overview(stage / "overview.png", slide, np.asarray(evidence_map[:]), d_out, vmax, title,
+                   unit=f"evidence for {target_name} (logit units per tile)")
+    return dict({"evidence": "evidence.zarr", "overlay": "evidence.tif"}, **tables, overview="overview.png")
 
-        thumb = np.asarray(Image.fromarray(thumb).resize((heat.shape[1], heat.shape[0]), Image.BILINEAR))
-    write_overview_png(out / "overview.png", thumb, heat, vmax,
-                       f"{slide_path.name}: {head.name} predicts {classes[int(probs.argmax())]} "
-                       f"(p={float(probs.max()):.2f}); {method_name} evidence for {target_name}",
-                       unit=f"evidence for {target_name} (logit units per tile)")
-    timings["outputs_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - t_start
 
-    manifest = dict(
-        format=FORMAT, params_hash=params_hash, outputs=outputs,
-        slide=dict(params["slide"], dimensions=list(slide.dimensions), mpp=bag.grid.slide_mpp),
-        head=dict(path=head.path, name=head.name, classes=classes,
-                  weights_sha256=head.weights_sha256),
+def _manifest(plan: MILPlan, slide, evidence: SlideEvidence, maps: TopTileMaps, outputs: dict, timings: dict) -> dict:
+    head, enc, bag, used = plan.head, plan.encoder, plan.bag, plan.options
+    classes, t_idx, scores = head.classes, evidence.target, evidence.scores
+    return dict(
+        format=FORMAT, params_hash=plan.params_hash, outputs=outputs,
+        slide=slide_record(plan.slide_path, slide, bag.grid.slide_mpp, plan.params["slide"]),
+        head=dict(path=head.path, name=head.name, classes=classes, weights_sha256=head.weights_sha256),
         encoder=dict(spec=enc.spec, identity=enc.identity, dim=enc.dim),
-        method=method_name, method_options=method_options or {}, pixel_composite=pixel_composite,
-        prediction=dict(class_name=classes[int(probs.argmax())], probabilities=probs.tolist(),
-                        logits=logits.tolist()),
-        target=dict(class_name=target_name, index=t_idx, logit=float(logits[t_idx])),
-        evidence_sum=float(scores.sum()), n_tiles=len(bag), grid=bag.grid.to_dict(), output_downsample=d_out,
-        vmax=vmax, top_tiles=[dict(tile_index=int(i), row=int(tiles["row"][i]), col=int(tiles["col"][i]),
-                                   evidence=float(scores[i]), pixel_relevance_sum=float(m.sum()))
-                              for i, m in zip(top, tile_maps)],
+        method=plan.parameters["method"], method_options=used.method_options or {},
+        pixel_composite=used.pixel_composite, parameters=plan.parameters,
+        prediction=dict(class_name=classes[int(evidence.probs.argmax())], probabilities=evidence.probs.tolist(),
+                        logits=evidence.logits.tolist()),
+        target=dict(class_name=classes[t_idx], index=t_idx, logit=float(evidence.logits[t_idx])),
+        evidence_sum=float(scores.sum()), n_tiles=len(bag), grid=bag.grid.to_dict(),
+        output_downsample=used.output_downsample, vmax=float(np.abs(scores).max()) or 1.0,
+        top_tiles=[dict(tile_index=int(i), row=int(bag.tiles["row"][i]), col=int(bag.tiles["col"][i]),
+                        evidence=float(scores[i]), pixel_relevance_sum=float(m.sum()))
+                   for i, m in zip(maps.top, maps.maps)],
         embeddings=dict(store=str(bag.store), embedded_now=bag.embedded_now, cache_hit=bag.embedded_now == 0),
         timings=timings)
-    write_json(out / "manifest.json", manifest)
-    if not quiet:
-        print(f"wrote {out} ({len(bag)} tiles; embedding {timings['embedding_s']:.1f} s, head "
-              f"{timings['head_s']:.2f} s, pixel maps {timings['pixel_maps_s']:.1f} s)", file=sys.stderr)
-    return manifest
 
 
-def _tile_table(bag, scores, rank, attention, per_dimension, top):
+def _tile_table(bag: SlideBag, evidence: SlideEvidence, rank, top):
     import pandas as pd
 
     tiles, grid = bag.tiles, bag.grid
     cols = {"tile_index": np.arange(len(bag)), "row": tiles["row"], "col": tiles["col"], "x0": tiles["x0"],
             "y0": tiles["y0"], "w0": tiles["w0"], "h0": tiles["h0"], "level": grid.level,
             "level_downsample": grid.level_downsample, "target_mpp": grid.target_mpp,
-            "tissue_fraction": tiles["tissue"].astype(np.float64), "evidence": scores, "evidence_rank": rank}
-    if per_dimension is not None:
-        r = per_dimension.double().numpy()
+            "tissue_fraction": tiles["tissue"].astype(np.float64), "evidence": evidence.scores, "evidence_rank": rank}
+    if evidence.per_dimension is not None:
+        r = evidence.per_dimension.double().numpy()
         cols["evidence_pos"] = np.clip(r, 0, None).sum(1)
         cols["evidence_neg"] = np.clip(r, None, 0).sum(1)
-    if attention is not None:
-        cols["attention"] = attention.astype(np.float64)
+    if evidence.attention is not None:
+        cols["attention"] = evidence.attention.astype(np.float64)
     cols["pixel_map"] = np.isin(np.arange(len(bag)), top)
     return pd.DataFrame(cols)
 
 
-def _write_maps(out: Path, slide, bag, scores, per_dimension, top, tile_maps, d_out) -> float:
+def _write_maps(stage: Path, slide, bag: SlideBag, evidence: SlideEvidence, top_maps: TopTileMaps, d_out) -> float:
     """Write ``evidence.zarr``; returns the colour scale (max |evidence|)."""
     import zarr
 
+    scores, per_dimension = evidence.scores, evidence.per_dimension
+    top, tile_maps = top_maps.top, top_maps.maps
     W0, H0 = slide.dimensions
     H, W = -(-H0 // d_out), -(-W0 // d_out)
     boxes = footprints(bag.tiles, d_out)
@@ -273,7 +361,7 @@ def _write_maps(out: Path, slide, bag, scores, per_dimension, top, tile_maps, d_
         return np.concatenate([ev, px])
 
     vmax = float(np.abs(scores).max()) or 1.0
-    with atomic_path(out / "evidence.zarr") as tmp:
+    with atomic_path(stage / "evidence.zarr") as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         zev = group.create_array("evidence", shape=(H, W), chunks=(512, 512), dtype="float32", fill_value=0.0)
         zpx = group.create_array("pixel_relevance", shape=(H, W), chunks=(512, 512), dtype="float32", fill_value=0.0)

@@ -148,9 +148,9 @@ def compare_on_cohort(head, cohort, *, split: str = "test", methods=DEFAULT_METH
     -------
     pandas.DataFrame as :func:`compare_methods`, plus columns ``slide_name`` and ``label``.
     """
-    from lrp_captum.demos.mil_cohort import tile_lesion_fraction
     from lrp_captum.wsi.mil.encoders import build_encoder
     from lrp_captum.wsi.mil.head_files import MILHead, load_head
+    from lrp_captum.wsi.mil.labelled_cohort import tile_lesion_fraction
     from lrp_captum.wsi.mil.training import cohort_bags
 
     head = head if isinstance(head, MILHead) else load_head(head)

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrp_captum.demos.mil_cohort import CLASSES, read_cohort
 from lrp_captum.wsi.mil.embeddings import embed_slide
 from lrp_captum.wsi.mil.encoders import TileEncoder, build_encoder
 from lrp_captum.wsi.mil.head_files import save_head
 from lrp_captum.wsi.mil.heads import make_head
+from lrp_captum.wsi.mil.labelled_cohort import cohort_classes, read_cohort
 
 DEFAULTS = dict(epochs=100, lr=2e-3, weight_decay=1e-4, subsample=0.5, seed=0)
 #: what differs per head from DEFAULTS (the transformer wants a smaller step)
@@ -117,7 +117,7 @@ def _fit(model, bags, labels, epochs, lr, weight_decay, subsample, seed, quiet) 
     return history
 
 
-def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict | str = "demo", cache_dir=None,
+def train_mil(cohort, out, *, encoder: TileEncoder | dict | str, head: str = "abmil", cache_dir=None,
               head_kwargs: dict | None = None, epochs: int | None = None, lr: float | None = None,
               weight_decay: float = DEFAULTS["weight_decay"], subsample: float = DEFAULTS["subsample"],
               seed: int = DEFAULTS["seed"], threads: int | None = None, quiet: bool = True) -> dict:
@@ -125,10 +125,12 @@ def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict |
 
     Parameters
     ----------
-    cohort : cohort folder (or its ``cohort.csv``): slide, label, split columns.
+    cohort : cohort folder (or its ``cohort.csv``): slide, label, split columns
+        (:mod:`~lrp_captum.wsi.mil.labelled_cohort`); the head's classes are the cohort's.
     out : head path without suffix (or ``.json``): writes ``.pt`` + ``.json``.
+    encoder : a :class:`TileEncoder` or an encoder spec (the demo CNN trunk:
+        ``lrp_captum.demos.slide_model.demo_encoder_spec()``).
     head : ``"abmil"`` or ``"transmil"``; head_kwargs : passed to its constructor.
-    encoder : a :class:`TileEncoder` or an encoder spec (default the demo CNN trunk).
     cache_dir : embedding cache (default ``<cohort>/embeddings``).
     epochs, lr, weight_decay, subsample, seed : training (see :func:`fit_head`); ``epochs`` and
         ``lr`` default to :data:`HEAD_DEFAULTS` / :data:`DEFAULTS` for the head.
@@ -149,6 +151,7 @@ def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict |
         t0 = time.perf_counter()
         enc = encoder if isinstance(encoder, TileEncoder) else build_encoder(encoder)
         entries, bags = cohort_bags(cohort, enc, cache_dir, quiet=quiet)
+        classes = cohort_classes(read_cohort(cohort))
         t_embed = time.perf_counter() - t0
         train = [i for i, e in enumerate(entries) if e.split == "train"]
         test = [i for i, e in enumerate(entries) if e.split == "test"]
@@ -156,7 +159,7 @@ def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict |
         if len(set(labels[train])) < 2:
             raise ValueError(f"the train split of {cohort} needs slides of both classes to train a head")
         torch.manual_seed(seed)
-        model = make_head(head, enc.dim, len(CLASSES), **(head_kwargs or {}))
+        model = make_head(head, enc.dim, len(classes), **(head_kwargs or {}))
         t1 = time.perf_counter()
         mean, std = embedding_standardisation([bags[i].tensor() for i in train])
         inputs = [(b.tensor() - mean) / std for b in bags]
@@ -172,7 +175,7 @@ def train_mil(cohort, out, *, head: str = "abmil", encoder: TileEncoder | dict |
                        tiles_embedded_now=int(sum(b.embedded_now for b in bags)), torch_threads=torch.get_num_threads(),
                        load_average=list(os.getloadavg()),
                        params=dict(epochs=epochs, lr=lr, weight_decay=weight_decay, subsample=subsample, seed=seed))
-        path = save_head(model, out, name=head, classes=CLASSES, encoder=enc, kwargs=head_kwargs, training=metrics,
+        path = save_head(model, out, name=head, classes=classes, encoder=enc, kwargs=head_kwargs, training=metrics,
                          standardisation=(mean, std))
         metrics["head"] = str(path)
         return metrics
