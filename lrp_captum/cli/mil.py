@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
+from lrp_captum.cli.arguments import add_option, composite_name
 from lrp_captum.cli.slide_options import add_options, options_from_args
 from lrp_captum.wsi.slide_options import EXPLAIN_MIL, TRAIN_MIL
 
@@ -21,20 +22,21 @@ def register_mil(sub) -> None:
     c.add_argument("--out", required=True, help="cohort folder (slides/, masks/, cohort.csv, cohort.json)")
     c.add_argument("--size", type=int, default=2048, help="level-0 side in px, at least 1024 (default 2048)")
     c.add_argument("--mpp", type=float, default=0.5, help="µm per level-0 pixel (default 0.5)")
-    c.add_argument("--seed", type=int, default=0)
+    add_option(c, "--seed", help_more="of the slides' layout and lesions (default 0)")
     c.add_argument("--test-fraction", type=float, default=0.4, help="share of held-out slides (default 0.4)")
-    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--quiet", action="store_true", help="no progress messages")
     c.set_defaults(func=_cohort)
 
     t = sub.add_parser("train-mil", help="train a MIL head (ABMIL or transformer) on slide labels only")
     t.add_argument("--cohort", required=True, help="cohort folder or its cohort.csv (slide, label, split)")
     t.add_argument("--out", required=True, help="head path without suffix (writes OUT.pt and OUT.json)")
-    t.add_argument("--head", choices=("abmil", "transmil"), default="abmil")
+    t.add_argument("--head", choices=("abmil", "transmil"), default="abmil",
+                   help="head architecture: gated attention-MIL or a transformer aggregator (default abmil)")
     _encoder_args(t)
     t.add_argument("--embeddings", default=None, help="embedding cache folder (default COHORT/embeddings)")
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default 100 for abmil, 80 for transmil)")
     t.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 2e-3 for abmil, 5e-4 for transmil)")
-    t.add_argument("--seed", type=int, default=0)
+    add_option(t, "--seed", help_more="of the head's initial weights and batches (default 0)")
     add_options(t, TRAIN_MIL, title="run options")
     t.set_defaults(func=_train)
 
@@ -43,7 +45,8 @@ def register_mil(sub) -> None:
     e.add_argument("slide", help="slide file (any format OpenSlide reads)")
     e.add_argument("--mil", required=True, help="MIL head JSON written by train-mil")
     e.add_argument("--out", required=True, help="output folder (rerun the same command: returns at once)")
-    e.add_argument("--composite", default=None, help="LRP composite of xmil_lrp (default: xmil)")
+    e.add_argument("--composite", type=composite_name, default=None,
+                   help="LRP composite of xmil_lrp (default: xmil)")
     _encoder_args(e, default=None)
     from lrp_captum.wsi.mil.explain import MIL_OPTIONS
 

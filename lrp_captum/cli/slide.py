@@ -60,7 +60,7 @@ def register(subparsers) -> None:
     t.add_argument("--out", type=output_folder, default=None,
                    help="folder for ARCH.pt/.json (default: the cache, $LRP_CAPTUM_CACHE or "
                         "~/.cache/lrp-captum, reused if present)")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress messages")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("explain", help="explain every tissue tile of a slide and stitch the heatmap")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from lrp_captum.cli.arguments import CommandError, existing_file, positive_float, positive_int
+from lrp_captum.cli.arguments import CommandError, add_option, existing_file, positive_float, positive_int
 from lrp_captum.wsi.slide_options import COHORT, EXPLAIN, SLIDE_OPTIONS, Choice, Flag, Option, OptionTable
 
 __all__ = ["add_options", "options_from_args", "add_explain_options", "explain_options", "model_from_args"]
@@ -31,7 +31,10 @@ def add_options(parser, command: str, table: OptionTable = SLIDE_OPTIONS, title:
     """Add the options ``command`` offers (from ``table``) to ``parser``, as one group."""
     group = parser.add_argument_group(title)
     for o in table.for_command(command):
-        if isinstance(o.kind, Flag):
+        if o.cli_flag == "--device":  # spelled and checked as in every other command
+            add_option(group, "--device", dest=o.dest, default=o.default,
+                       help_more=f"(default {o.default})")
+        elif isinstance(o.kind, Flag):
             group.add_argument(o.cli_flag, dest=o.dest, action="store_false" if o.default else "store_true",
                                help=o.help_in(command))
         elif isinstance(o.kind, Choice):  # argparse lists the choices in its message
