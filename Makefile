@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean-venv
+.PHONY: install test demo bench mutation clean-venv
 
 install: $(STAMP)
 
@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml setup.py
 	scripts/install_system_packages.sh chromium:chromium npm:npm
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "$(PYTHON) -m venv failed: on Debian install python3-venv" >&2; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
-	# the releases that lie on this machine's disk (see shared/ENVIRONMENT.md)
+	# the torch and torchvision releases the project is tested with
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[dev]"
+	# setuptools announces every editable install with a notice block: information only
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e ".[dev]"
 	PYTHON=$(PY) scripts/fetch_openseadragon.sh
 	touch $(STAMP)
 
@@ -35,6 +36,12 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/lrp_speed.py
+
+# mutation testing of the core and the app's guards (hours; not part of `make test`):
+# `make mutation TARGETS="paths escaping"` for some targets, scripts/mutation.py --list for all
+mutation: $(STAMP)
+	$(PY) -m pip install -q -e ".[mutation]"
+	$(PY) scripts/mutation.py $(TARGETS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -47,9 +47,13 @@ import argparse
 import contextlib
 import copy
 import gc
+import importlib
+import importlib.abc
+import importlib.util
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -247,16 +251,50 @@ def _scores(model, x):
         return model(x)
 
 
+class _BaselineLoader(importlib.abc.Loader):
+    """Loads a module of the baseline checkout with its ``lrp_captum`` names rewritten to
+    ``lrp_captum_baseline``: the package imports itself by absolute names, which would otherwise
+    resolve to the checkout under test (imports inside functions included). Compiled in memory
+    only, so that no rewritten ``.pyc`` is left for the checkout's own imports."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        with open(self.path, encoding="utf-8") as fh:
+            source = re.sub(r"\blrp_captum\b", "lrp_captum_baseline", fh.read())
+        exec(compile(source, self.path, "exec"), module.__dict__)
+
+
+class _BaselineFinder(importlib.abc.MetaPathFinder):
+    """Finds ``lrp_captum_baseline.*`` in the baseline checkout's ``lrp_captum`` folder."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "lrp_captum_baseline" and not fullname.startswith("lrp_captum_baseline."):
+            return None
+        parts = fullname.split(".")[1:]
+        folder = os.path.join(self.package, *parts)
+        if os.path.isfile(os.path.join(folder, "__init__.py")):
+            file = os.path.join(folder, "__init__.py")
+            return importlib.util.spec_from_file_location(
+                fullname, file, loader=_BaselineLoader(file), submodule_search_locations=[folder])
+        if parts and os.path.isfile(folder + ".py"):
+            return importlib.util.spec_from_file_location(fullname, folder + ".py",
+                                                          loader=_BaselineLoader(folder + ".py"))
+        return None
+
+
 def import_baseline(checkout: str) -> None:
     """Import the ``lrp_captum`` package of another checkout as ``lrp_captum_baseline``."""
-    import importlib.util
     package = os.path.join(os.path.abspath(checkout), "lrp_captum")
-    spec = importlib.util.spec_from_file_location(
-        "lrp_captum_baseline", os.path.join(package, "__init__.py"),
-        submodule_search_locations=[package])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lrp_captum_baseline"] = module
-    spec.loader.exec_module(module)
+    sys.meta_path.insert(0, _BaselineFinder(package))
+    importlib.import_module("lrp_captum_baseline")
 
 
 def synchronize(device: torch.device) -> None:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from lrp_captum.wsi.mil.faithfulness import DEFAULT_METHODS, compare_on_cohort  # noqa: E402
 
-LABELS = {"xmil_lrp": "xMIL-LRP", "attention": "attention", "attention_norm": "attention x norm",
+LABELS = {"xmil_lrp": "xMIL-LRP", "xmil_lrp_bias_kept": "xMIL-LRP, biases kept", "attention": "attention", "attention_norm": "attention x norm",
           "gradient": "gradient x input", "integrated_gradients": "IG", "single": "Single",
           "leave_one_out": "leave-one-out", "random": "random"}
 

@@ -14,7 +14,7 @@ import importlib.util
 import sys
 import warnings
 
-__all__ = ["MOVED", "new_path", "install"]
+__all__ = ["MOVED", "MOVED_NAMES", "new_path", "moved_name", "install"]
 
 #: old module or package -> where it is now (a package maps its submodules too)
 MOVED = {
@@ -49,6 +49,43 @@ MOVED = {
     "lrp_captum.text.finetune": "lrp_captum.demos.text_minilm",
     "lrp_captum.viewer.cohort": "lrp_captum.viewer.cohort_results",
 }
+
+
+#: names that left a module which stays (``module.name`` -> where the object is now): the module's
+#: ``__getattr__`` hands them out through :func:`moved_name`. Library packages no longer
+#: re-export demo code, and loading/saving left the trainers.
+MOVED_NAMES = {
+    "lrp_captum.text.train_demo_model": "lrp_captum.demos.text_wordcnn.train_demo_model",
+    "lrp_captum.eeg.simulate_epochs": "lrp_captum.demos.eeg_simulation.simulate_epochs",
+    "lrp_captum.eeg.save_simulated": "lrp_captum.demos.eeg_simulation.save_simulated",
+    "lrp_captum.demos.text_wordcnn.save_text_model": "lrp_captum.text.model_folders.save_word_cnn",
+    "lrp_captum.demos.text_wordcnn.load_word_cnn": "lrp_captum.text.model_folders.load_word_cnn",
+    "lrp_captum.demos.text_wordcnn.CONFIG_FILE": "lrp_captum.text.model_folders.CONFIG_FILE",
+    "lrp_captum.demos.text_wordcnn.STATE_FILE": "lrp_captum.text.model_folders.STATE_FILE",
+    "lrp_captum.eeg.train.save_model": "lrp_captum.eeg.model_folder.save_model",
+    "lrp_captum.eeg.train.load_model": "lrp_captum.eeg.model_folder.load_model",
+    "lrp_captum.eeg.train.load_config": "lrp_captum.eeg.model_folder.load_config",
+    "lrp_captum.eeg.train.CONFIG_NAME": "lrp_captum.eeg.model_folder.CONFIG_NAME",
+    "lrp_captum.eeg.train.WEIGHTS_NAME": "lrp_captum.eeg.model_folder.WEIGHTS_NAME",
+}
+
+
+def moved_name(module: str, name: str):
+    """The object once importable as ``module.name``, with a ``DeprecationWarning`` naming its
+    new place; ``AttributeError`` (as a module's ``__getattr__`` must raise) when nothing moved.
+
+    A module whose names moved ends with::
+
+        def __getattr__(name):
+            return moved_name(__name__, name)
+    """
+    new = MOVED_NAMES.get(f"{module}.{name}")
+    if new is None:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new_module, _, new_name = new.rpartition(".")
+    warnings.warn(f"{module}.{name} has moved to {new}: import it from there (the old path is "
+                  "removed in lrp-captum 0.3)", DeprecationWarning, stacklevel=3)
+    return getattr(importlib.import_module(new_module), new_name)
 
 
 def new_path(name: str) -> str | None:

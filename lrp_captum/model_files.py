@@ -3,19 +3,21 @@
 One place for what every adapter and CLI does with them, so that each refuses bad input the same
 way: weights only through ``torch.load(..., weights_only=True)`` (a pickled object is refused,
 not run), a weights file that does not fit the architecture named with both, a factory that does
-not import named as given.
+not import, fails or returns something else than a module named as given.
 """
 from __future__ import annotations
 
 import importlib
 import pickle
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["read_state_dict", "load_weights", "import_factory", "class_index"]
+__all__ = ["read_state_dict", "read_checkpoint", "load_weights", "import_factory", "build_from_factory",
+           "class_index"]
 
 
 def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="cpu") -> dict:
@@ -41,6 +43,45 @@ def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"{named} hold a {type(state).__name__}, not a state_dict (a dict of tensors)")
     return state
+
+
+def _numpy_scalar_globals() -> list:
+    """What unpickling numpy scalars needs (``numpy.float64(0.93)``, as training scripts store
+    a validation AUC next to the state_dict), and nothing else: no arrays, no objects. The name
+    of numpy 1.x (``numpy.core``) maps onto numpy 2's module so old files load too."""
+    import numpy as np
+
+    try:
+        scalar = np._core.multiarray.scalar
+    except AttributeError:  # numpy < 2
+        scalar = np.core.multiarray.scalar
+    kinds = (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype,
+            *{type(np.dtype(k)) for k in kinds}]
+
+
+def read_checkpoint(path, *, what: str = "checkpoint", map_location="cpu"):
+    """The object in a training checkpoint such as ``{"model_state_dict": ..., "epoch": 3,
+    "auc_val": numpy.float64(0.93)}``, read with ``torch.load(weights_only=True)`` and numpy
+    *scalars* allowed (:func:`_numpy_scalar_globals`); never with ``weights_only=False``.
+
+    Raises ``FileNotFoundError`` when ``path`` is missing and ``ValueError`` naming the file and
+    the refused global (e.g. a pickled module, or a Lightning ``.ckpt`` whose hyper-parameters
+    are objects) with what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        first = f"it pickles {refused.group(1)}" if refused else (str(exc).strip().splitlines() or [repr(exc)])[0]
+        hint = (" (a Lightning checkpoint whose hyper_parameters hold objects)" if path.suffix == ".ckpt" else "")
+        raise ValueError(f"{what} {path} holds more than tensors, numbers and numpy scalars{hint}, so "
+                         f"torch.load(weights_only=True) refuses it ({first}). Re-save only the state_dict "
+                         f"(torch.save(model.state_dict(), ...)) where the file is trusted") from None
 
 
 def load_weights(model: nn.Module, path, *, what: str = "weights", of: str = "", architecture: str = "",
@@ -70,6 +111,25 @@ def import_factory(spec: str, what: str = "model factory") -> Callable:
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot import {what} {spec!r} ('package.module:factory', importable from "
                          f"the current environment): {exc}") from None
+
+
+def build_from_factory(spec: str, what: str = "model factory", **kwargs) -> nn.Module:
+    """The module that the factory ``'package.module:factory'`` returns when called with ``kwargs``.
+
+    Raises ``ValueError`` naming ``spec``: it cannot be imported (:func:`import_factory`), calling it
+    raises (with that error's type and first line), or it returns something other than a
+    ``torch.nn.Module``.
+    """
+    factory = import_factory(spec, what)
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:  # noqa: BLE001 -- the user's code: any error is reported, named
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"calling {what} {spec!r} failed ({type(exc).__name__}: {first}); it is called "
+                         f"with {', '.join(kwargs) or 'no arguments'} and must return a torch.nn.Module") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{what} {spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def class_index(classes: Sequence[str], name_or_index, owner: str = "model") -> int:

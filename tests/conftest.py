@@ -14,7 +14,7 @@ import pytest
 TEST_MODULES = {"zennit": "zennit", "quantus": "quantus", "playwright": "playwright", "transformers": "transformers",
                 "torchvision": "torchvision", "pytest_timeout": "pytest-timeout", "streamlit": "streamlit",
                 "openslide": "openslide-python", "mne": "mne", "zarr": "zarr", "tifffile": "tifffile",
-                "skimage": "scikit-image", "tokenizers": "tokenizers", "timm": "timm", "ray": "ray"}
+                "skimage": "scikit-image", "tokenizers": "tokenizers", "timm": "timm", "ray": "ray", "h5py": "h5py"}
 
 
 def _missing(modules: dict) -> list[str]:

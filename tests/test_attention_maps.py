@@ -2,17 +2,16 @@
 rollout and raw attention against hand-written references."""
 import numpy as np
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
+import torchvision
+import transformers
 from torch import nn
 
-timm = pytest.importorskip("timm")
-transformers = pytest.importorskip("transformers")
-import torchvision  # noqa: E402
-
-from lrp_captum.evaluation.attention_maps import (attention_maps, computes_attention,  # noqa: E402
+from lrp_captum.evaluation.attention_maps import (attention_maps, computes_attention,
                                                   record_attention, sdpa_probabilities)
-from lrp_captum.evaluation.attention_rollout import (attention_rollout, raw_attention,  # noqa: E402
+from lrp_captum.evaluation.attention_rollout import (attention_rollout, raw_attention,
                                                      raw_attention_image_map, rollout_image_map,
                                                      token_map_to_pixels)
 

@@ -120,3 +120,27 @@ def test_untraceable_submodule_is_named():
     with pytest.warns(UserWarning, match=r"module '1\.gate' \(Gate\)"), \
             pytest.raises(NoRuleError, match=r"'1\.gate' \(Gate\)"):
         LRP(model).attribute(torch.randn(2, 3), target=0)
+
+
+def test_a_conv_with_a_bias_merges_into_a_trained_batchnorm_as_the_textbook_affine_map():
+    """``BN(Wx + b) = s·W x + (s·b + t)`` with ``s = γ/√(var+eps)``, ``t = β − mean·s``: the
+    merged parameters in float64, against the formula, on non-identity statistics."""
+    torch.manual_seed(1)
+    conv, bn = nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5)
+    with torch.no_grad():
+        conv.bias.uniform_(-2, 2)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.3, 3)
+    conv, bn = conv.double().eval(), bn.double().eval()
+    weight, bias = MergedBatchNorm(conv, bn).lrp_parameters()
+    s = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().numpy()
+    t = bn.bias.detach().numpy() - bn.running_mean.numpy() * s
+    expected_w = conv.weight.detach().numpy() * s[:, None, None, None]
+    expected_b = conv.bias.detach().numpy() * s + t
+    assert abs(weight.detach().numpy() - expected_w).max() < 1e-12
+    assert abs(bias.detach().numpy() - expected_b).max() < 1e-12
+    x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(MergedBatchNorm(conv, bn)(x), bn(conv(x)))

@@ -119,6 +119,47 @@ def test_explain_refuses_bad_arguments(capsys, tmp_path):
     assert not (tmp_path / "h.png").exists()
 
 
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG that claims ``width`` x ``height`` grey pixels in a few dozen bytes (a decompression
+    bomb as far as the header is concerned)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("side", [100_000, 10_000])  # beyond PIL's hard limit; between its warning and its limit
+def test_explain_refuses_an_image_with_too_many_pixels_before_decoding_it(side, capsys, tmp_path):
+    image = _png_header_only(tmp_path / "bomb.png", side, side)
+    err = _refused(["explain", "--arch", "resnet18", "--image", str(image), "--out", str(tmp_path / "h.png")], capsys)
+    assert err.startswith("lrp-captum explain: error: ") and "bomb.png" in err
+    assert f"{side} x {side}" in err and "pixels" in err
+    assert not (tmp_path / "h.png").exists()
+
+
+def test_explain_refuses_an_input_side_too_large_to_explain(capsys, tmp_path):
+    err = _refused(["explain", "--arch", "resnet18", "--size", "100000", "--out", str(tmp_path / "h.png")], capsys)
+    assert "argument --size: must be at most" in err
+    assert not (tmp_path / "h.png").exists()
+
+
+@pytest.mark.parametrize("factory, message", [("builtins:list", "returned a list, not a torch.nn.Module"),
+                                              ("torch.nn:Linear", "calling model factory 'torch.nn:Linear'")])
+def test_explain_and_evaluate_name_a_factory_that_gives_no_model(factory, message, planted_files, capsys, tmp_path):
+    err = _refused(["explain", "--arch", factory, "--out", str(tmp_path / "h.png")], capsys)
+    assert message in err
+    err = _refused(["evaluate", "rank", "--arch", factory, "--inputs", str(planted_files / "batch.pt"),
+                    "--out", str(tmp_path / "r")], capsys)
+    assert message in err
+    assert not (tmp_path / "h.png").exists() and not (tmp_path / "r").exists()
+
+
 def test_composites_refuses_unknown_options(capsys):
     assert "unrecognized arguments: --yaml" in _refused(["composites", "--yaml"], capsys)
 
@@ -134,7 +175,7 @@ def planted_files(tmp_path_factory):
 
 
 def _rank(planted_files, tmp_path, *extra):
-    return ["evaluate", "rank", "--model", "lrp_captum.demos.planted_patterns:PlantedPatternCNN",
+    return ["evaluate", "rank", "--arch", "lrp_captum.demos.planted_patterns:PlantedPatternCNN",
             "--inputs", str(planted_files / "batch.pt"), "--out", str(tmp_path / "r"), *extra]
 
 

@@ -50,3 +50,21 @@ def test_canonized_model_reproduces_outputs(name):
         assert torch.allclose(canonized.module(x), model(x), atol=1e-5, rtol=1e-4)
     assert any("BatchNorm" in c or "Sum" in c or "Gated" in c for c in canonized.changes) or \
         name == "vgg16"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_residual_sums_share_relevance_between_their_addends_under_epsilon(name):
+    """LRP-ε with a tiny ε runs the fused proportional kernels (LRP-0 is the plain gradient
+    and runs none): each residual sum must pass relevance to every addend, so Σ R still equals
+    the target logit on a bias-free model."""
+    from lrp_captum import get_composite
+
+    model = _zero_bias_model(name)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    target = [7, 42]
+    lrp = LRP(model, composite=get_composite("epsilon", epsilon=1e-12, stabilizer=1e-12))
+    assert any("fused" in path for path in lrp.rule_table(x).paths.values())
+    relevance = lrp.attribute(x, target=target)
+    logits = model(x)[[0, 1], target]
+    sums = relevance.flatten(1).sum(1)
+    assert torch.allclose(sums, logits, rtol=1e-3, atol=1e-12 + 1e-3 * logits.abs().max().item())

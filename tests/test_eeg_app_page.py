@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from lrp_captum.eeg.explain import explain_epochs, find_relevance_folders, load_relevance
 from lrp_captum.eeg.models import build_model
 from lrp_captum.demos.eeg_simulation import simulate_epochs
-from lrp_captum.eeg.train import EEGModelConfig
+from lrp_captum.eeg.model_folder import EEGModelConfig
 
 PAGES = Path(__file__).resolve().parents[1] / "apps" / "views"
 

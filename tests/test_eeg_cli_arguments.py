@@ -8,7 +8,8 @@ import torch
 from lrp_captum.cli import main
 from lrp_captum.eeg.models import build_model
 from lrp_captum.demos.eeg_simulation import save_simulated, simulate_epochs
-from lrp_captum.eeg.train import fit_epochs, save_model
+from lrp_captum.eeg.model_folder import save_model
+from lrp_captum.eeg.train import fit_epochs
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_simulate_rejects_bad_values(extra, fragments, tmp_path, capsys):
 
 def test_simulate_refuses_an_output_that_is_a_file(files, capsys):
     code, err = _run(["eeg", "simulate", "--out", str(files / "a_file.txt")], capsys)
-    _assert_one_line_error(code, err, "simulate", "--out", "a_file.txt", "not a folder")
+    _assert_one_line_error(code, err, "simulate", "--out", "a_file.txt", "is an existing file")
 
 
 TRAIN = [
@@ -91,7 +92,7 @@ def test_train_rejects_bad_values(files, extra, fragments, tmp_path, capsys):
 def test_train_names_a_missing_epochs_file(files, tmp_path, capsys):
     code, err = _run(["eeg", "train", str(files / "nothere-epo.fif"), "--out",
                       str(tmp_path / "m")], capsys)
-    _assert_one_line_error(code, err, "train", "nothere-epo.fif", "no such file")
+    _assert_one_line_error(code, err, "train", "nothere-epo.fif", "does not exist")
 
 
 def test_train_refuses_an_output_below_a_file(files, capsys):

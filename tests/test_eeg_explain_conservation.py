@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from lrp_captum.eeg import EEGModelConfig, build_model, explain_epochs, simulate_epochs
+from lrp_captum.demos.eeg_simulation import simulate_epochs
+from lrp_captum.eeg import EEGModelConfig, build_model, explain_epochs
 
 
 @pytest.fixture(scope="module")

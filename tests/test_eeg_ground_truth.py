@@ -13,7 +13,8 @@ import torch
 from lrp_captum.cli import main as cli_main
 from lrp_captum.eeg.explain import EEGRelevance, explain_epochs, ground_truth_mask
 from lrp_captum.demos.eeg_simulation import read_ground_truth, save_simulated, simulate_epochs
-from lrp_captum.eeg.train import fit_epochs, load_model, save_model
+from lrp_captum.eeg.model_folder import load_model, save_model
+from lrp_captum.eeg.train import fit_epochs
 
 TASKS = {"motor_imagery": "shallow", "erp": "eegnet"}
 
@@ -136,11 +137,13 @@ def test_cli_explain_writes_relevance_figures_and_summary(trained, tmp_path, cap
     assert {"relevance-epo.fif", "relevance-ave.fif", "class_averages.png",
             "topomaps_target.png", "summary.json"} <= names
     summary = json.loads((tmp_path / "summary.json").read_text())
-    # trials of another seed: none was used in training, so all count as held-out
-    assert summary["n_held_out"] == 80 and summary["held_out_accuracy"] >= 0.9
+    # trials of another seed: not recorded as held out of training, so of unknown split (never
+    # counted as held-out: the model cannot tell them from its training data changed since)
+    assert summary["n_unknown_split"] == 80 and summary["unknown_split_accuracy"] >= 0.9
+    assert summary["n_held_out"] == 0 and summary["held_out_accuracy"] is None
     assert summary["ground_truth"]["ratio"] >= 3 and summary["at_chance"] is False
     captured = capsys.readouterr()
-    assert "explained 80 held-out epochs" in captured.out
+    assert "explained 80 unknown-split epochs" in captured.out
     assert "LRP: 100%" in captured.err  # the progress bar
 
 

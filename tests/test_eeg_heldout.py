@@ -94,6 +94,14 @@ def test_figure_titles_say_which_epochs_they_average(normal):
         assert "20 held-out epochs" in title and "chance" not in title
 
 
+def test_topomap_titles_count_the_epochs_each_class_average_holds(normal):
+    evokeds = {e.comment: e for e in mne.read_evokeds(normal["out"] / "relevance-ave.fif", verbose=False)}
+    assert sum(e.nave for e in evokeds.values()) == 20
+    for name, evoked in evokeds.items():
+        title = Image.open(normal["out"] / f"topomaps_{name}.png").text["Title"]
+        assert f"average of {evoked.nave} of the 20 held-out epochs" in title, title
+
+
 def test_normal_signal_gives_no_chance_warning(normal):
     assert normal["summary"]["at_chance"] is False
     assert "chance" not in normal["explain"][2] and "chance" not in normal["train"][2]
@@ -126,12 +134,39 @@ def test_explaining_the_training_epochs_labels_everything_training(normal, tmp_p
     assert "80 training epochs" in Image.open(tmp_path / "class_averages.png").text["Title"]
 
 
-def test_epochs_of_another_recording_count_as_held_out(tmp_path):
+def test_epochs_of_another_recording_are_of_unknown_split(tmp_path):
+    # the model cannot tell another recording from its training data changed after training
     train = simulate_epochs("erp", n_epochs=20, seed=3)
     model, _ = fit_epochs(train, "shallow", max_epochs=1, device="cpu")
     other = simulate_epochs("erp", n_epochs=6, seed=4)
     result = explain_epochs(model, other, device="cpu")
-    assert list(result.split) == ["held-out"] * 6
+    assert list(result.split) == ["unknown"] * 6
+    assert result.held_out_accuracy is None
+
+
+def test_training_epochs_changed_after_training_are_never_held_out():
+    # pure noise: whatever the model gets right on its training epochs it memorised. Rescaled by
+    # 1 + 1e-6 they are the same epochs to the model but unknown to the fingerprints.
+    train = simulate_epochs("erp", n_epochs=40, seed=5, effect_scale=0.0)
+    model, config = fit_epochs(train, "shallow", max_epochs=30, patience=30, test_fraction=0.25,
+                               device="cpu")
+    changed = train.copy().apply_function(lambda x: x * (1 + 1e-6), picks="eeg")
+    result = explain_epochs(model, changed, device="cpu", which="all")
+    assert set(result.split) == {"unknown"}
+    assert result.held_out_accuracy is None and result.accuracy_of("unknown") is not None
+    assert result.chance_test()[0] == "unknown"
+
+
+def test_held_out_means_recorded_as_held_out(tmp_path):
+    # the held-out epochs of the training file, and nothing else, count as held-out
+    train = simulate_epochs("erp", n_epochs=20, seed=3)
+    model, config = fit_epochs(train, "shallow", max_epochs=1, test_fraction=0.25, device="cpu")
+    other = simulate_epochs("erp", n_epochs=4, seed=4)
+    both = mne.concatenate_epochs([train, other], verbose=False)
+    result = explain_epochs(model, both, device="cpu", which="all")
+    held_out = set(config.split["held_out_epochs"])
+    expected = ["held-out" if i in held_out else "training" for i in range(20)] + ["unknown"] * 4
+    assert list(result.split) == expected
 
 
 def test_training_epochs_are_recognised_after_saving_and_reading_back(tmp_path):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lrp_captum.demos.eeg_simulation import simulate_epochs
-from lrp_captum.eeg.train import (epochs_to_arrays, fit_epochs, load_config, load_model,
-                                  save_model, train_model)
+from lrp_captum.eeg.model_folder import load_config, load_model, save_model
+from lrp_captum.eeg.train import epochs_to_arrays, fit_epochs, train_model
 from lrp_captum.eeg.models import build_model
 
 

@@ -9,7 +9,7 @@ import torch
 from lrp_captum.eeg.explain import explain_epochs
 from lrp_captum.eeg.models import build_model
 from lrp_captum.demos.eeg_simulation import simulate_epochs
-from lrp_captum.eeg.train import EEGModelConfig
+from lrp_captum.eeg.model_folder import EEGModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -158,3 +158,15 @@ def test_captum_explainer_sends_constructor_and_attribute_arguments_to_the_right
     lrp = M.captum_explainer(LRP, composite="zero")(model, x, torch.tensor([0, 1]))
     ixg = M.captum_explainer(InputXGradient)(model, x, torch.tensor([0, 1]))
     torch.testing.assert_close(lrp, ixg, rtol=1e-4, atol=1e-6)
+
+
+def test_pointing_game_points_at_the_largest_positive_relevance_not_the_largest_magnitude():
+    # the strongest evidence *against* the class lies outside the mask: it is not where the
+    # explanation points
+    a = torch.zeros(1, 1, 3, 3)
+    a[0, 0, 1, 1] = 1.0
+    a[0, 0, 0, 0] = -5.0
+    mask = torch.zeros(1, 3, 3, dtype=torch.bool)
+    mask[0, 1, 1] = True
+    torch.testing.assert_close(M.pointing_game(a, mask), torch.tensor([1.0]))
+    torch.testing.assert_close(M.pointing_game(-a, mask), torch.tensor([0.0]))

@@ -76,3 +76,19 @@ def test_factory_and_class_names():
         class_index(["neg", "pos"], "tumour", owner="head")
     with pytest.raises(ValueError, match="out of range"):
         class_index(["neg", "pos"], 2)
+
+
+def test_a_factory_that_returns_no_module_is_named():
+    from lrp_captum.model_files import build_from_factory
+
+    with pytest.raises(ValueError, match=r"'builtins:list' returned a list, not a torch\.nn\.Module"):
+        build_from_factory("builtins:list")
+    assert isinstance(build_from_factory("torch.nn:Identity"), nn.Identity)
+
+
+def test_a_factory_that_fails_when_called_is_named_with_its_error():
+    from lrp_captum.model_files import build_from_factory
+
+    # nn.Linear needs its sizes: the factory is called without arguments
+    with pytest.raises(ValueError, match=r"calling model factory 'torch\.nn:Linear'.*TypeError"):
+        build_from_factory("torch.nn:Linear")

@@ -143,6 +143,14 @@ def ref_epsilon(eps, relative=False):
     return ref
 
 
+def ref_epsilon_without_bias(eps):
+    """The bias left out of the denominator: z'_k = Σ_j x_j W_kj."""
+    def ref(m):
+        Z = m["x"][None, :] * m["W"]
+        return _redistribute(Z, _stab(Z.sum(1), eps), m["R"])
+    return ref
+
+
 def ref_gamma(gamma, modify_bias=True, s=DEFAULT_STABILIZER):
     def ref(m):
         W, b = m["W"], m["b"]
@@ -251,6 +259,10 @@ RULES = [
     ("epsilon0.1", lambda n: EpsilonRule(0.1), ref_epsilon(0.1)),
     ("epsilon0.1_relative", lambda n: EpsilonRule(0.1, relative=True),
      ref_epsilon(0.1, relative=True)),
+    ("epsilon0.1_without_bias", lambda n: EpsilonRule(0.1, bias=False),
+     ref_epsilon_without_bias(0.1)),
+    ("epsilon1e-8_without_bias", lambda n: EpsilonRule(1e-8, bias=False),
+     ref_epsilon_without_bias(1e-8)),
     ("proportional", lambda n: ProportionalRule(), ref_epsilon(DEFAULT_STABILIZER)),
     ("proportional_s0.1", lambda n: ProportionalRule(0.1), ref_epsilon(0.1)),
     ("gamma0.25", lambda n: GammaRule(0.25), ref_gamma(0.25)),

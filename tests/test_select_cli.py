@@ -23,7 +23,7 @@ def planted_files(tmp_path_factory):
 
 def test_rank_with_factory_weights_and_pt_batch_writes_the_report(planted_files, tmp_path, capsys):
     out = tmp_path / "report"
-    rc = main(["evaluate", "rank", "--model", "lrp_captum.demos.planted_patterns:PlantedPatternCNN",
+    rc = main(["evaluate", "rank", "--arch", "lrp_captum.demos.planted_patterns:PlantedPatternCNN",
                "--weights", str(planted_files / "weights.pt"), "--inputs", str(planted_files / "batch.pt"),
                "--normalize", "none", "--composites", "epsilon_gamma_box,epsilon_plus_flat",
                "--captum", "saliency", "--patch-size", "8", "--steps", "4", "--max-images", "2",
@@ -41,7 +41,7 @@ def test_rank_with_torchvision_name_and_image_folder(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for i in range(2):
         Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    rc = main(["evaluate", "rank", "--model", "resnet18", "--num-classes", "3", "--inputs", str(folder),
+    rc = main(["evaluate", "rank", "--arch", "resnet18", "--num-classes", "3", "--inputs", str(folder),
                "--image-size", "32", "--composites", "epsilon_plus", "--captum", "", "--patch-size", "8",
                "--steps", "4",
                "--randomisation-layers", "0", "--out", str(tmp_path / "r")])

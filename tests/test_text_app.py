@@ -86,6 +86,54 @@ def test_page_explains_the_transformer_with_lrp(models_dir):
     assert "aria-label=\"didn&#x27;t: relevance" in html
 
 
+@pytest.fixture(scope="module")
+def renamed_models(tmp_path_factory, word_cnn_dir, bert_dir):  # noqa: F811
+    """The word-CNN first in name order, the transformer with what train-demo records."""
+    import json
+
+    root = tmp_path_factory.mktemp("renamed")
+    shutil.copytree(word_cnn_dir, root / "a_wordcnn")
+    shutil.copytree(bert_dir, root / "z_minilm")
+    (root / "z_minilm" / "training.json").write_text(json.dumps({
+        "test_accuracy": 0.93, "data": {"source": "lrp_captum.demos.text_reviews", "n_test": 800},
+        "accuracy_on": [{"file": "reviews_independent.jsonl", "n": 52, "accuracy": 0.885},
+                        {"file": "reviews_independent_2.jsonl", "n": 37, "accuracy": 0.865}]}))
+    return root
+
+
+def test_page_shows_the_transformer_first_whatever_the_folder_names(renamed_models):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_text_page, args=(PAGES, str(renamed_models))).run(timeout=180)
+    assert not at.exception
+    assert at.selectbox[0].options == ["z_minilm", "a_wordcnn"]
+    assert at.metric[0].value == "transformer"
+
+
+def test_page_names_every_accuracy_by_what_it_was_measured_on(renamed_models):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_text_page, args=(PAGES, str(renamed_models))).run(timeout=180)
+    from test_app_fixtures import visible  # labels are markdown: file names in them are escaped
+
+    shown = {visible(m.label): m.value for m in at.metric}
+    assert shown["accuracy: held-out split of the generated reviews (800)"] == "0.930"
+    assert shown["accuracy: reviews_independent.jsonl (52 texts never trained on)"] == "0.885"
+    assert shown["accuracy: reviews_independent_2.jsonl (37 texts never trained on)"] == "0.865"
+    assert "held-out accuracy" not in shown  # no figure without what it was measured on
+
+
+def test_page_shows_where_the_output_went_and_the_warnings(models_dir):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_text_page, args=(PAGES, str(models_dir / "text_minilm"))).run(timeout=180)
+    at.text_area[0].set_value("great \u2603 stay").run(timeout=180)  # a snowman: an unknown character
+    assert not at.exception
+    html = " ".join(str(h.proto.body) for h in at.get("html"))
+    assert "position/type embeddings" in html and "biases" in html
+    assert any("unknown" in w.value or "[UNK]" in w.value for w in at.warning)
+
+
 def test_a_model_folder_linked_outside_the_text_model_folder_is_not_offered(word_cnn_dir, tmp_path):  # noqa: F811
     from streamlit.testing.v1 import AppTest
 

@@ -92,3 +92,13 @@ def test_a_folder_that_is_not_a_demo_model_is_not_replaced(tmp_path):
     with pytest.raises(FileExistsError, match="not a MiniLM demo model folder"):
         train_minilm_demo(tmp_path, **TINY)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_training_says_the_new_head_in_one_line_and_prints_no_loading_reports(tmp_path, capfd):
+    import sys
+
+    train_minilm_demo(tmp_path / "minilm", log=lambda m: print(m, file=sys.stderr), **TINY)
+    printed = "".join(capfd.readouterr())
+    for noise in ("LOAD REPORT", "MISSING", "Loading weights", "Writing model shards"):
+        assert noise not in printed
+    assert sum("new 2-class head" in line for line in printed.splitlines()) == 1

@@ -10,8 +10,9 @@ from lrp_captum.demos.text_sentences import make_sentiment_dataset, split_exampl
 from lrp_captum.text.evaluate import compare_methods, evaluate_explanations
 from lrp_captum.text.explain import explain_text
 from lrp_captum.text import load_text_model
-from lrp_captum.demos.text_wordcnn import (STATE_FILE, predict_logits,
-                                           train_demo_model, vocabulary_logits, encode_for_training)
+from lrp_captum.demos.text_wordcnn import (predict_logits, train_demo_model, vocabulary_logits,
+                                           encode_for_training)
+from lrp_captum.text.model_folders import STATE_FILE
 
 N_EXAMPLES, SEED = 2500, 0
 

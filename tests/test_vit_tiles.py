@@ -9,6 +9,7 @@ import numpy as np
 import openslide
 import pandas as pd
 import pytest
+import timm
 import torch
 import zarr
 
@@ -116,7 +117,6 @@ def test_stitched_relevance_for_positive_concentrates_on_the_dab_mask(slide_run)
 
 
 def test_a_timm_vit_by_name_is_explained_from_the_cli(tmp_path):
-    timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=2, img_size=32)
     torch.save(model.state_dict(), tmp_path / "vit_tiny.pt")
@@ -143,7 +143,6 @@ def test_a_torchvision_vit_name_is_built_for_the_tile_size():
 
 
 def test_a_timm_cnn_by_name_is_built_without_an_image_size():
-    pytest.importorskip("timm")
     bundle = load_model(dict(CFG, architecture="timm:resnet18", tile_size=64, kwargs=dict(num_classes=2)),
                         device="cpu")
     assert bundle.model(torch.zeros(1, 3, 64, 64)).shape == (1, 2)
@@ -151,7 +150,6 @@ def test_a_timm_cnn_by_name_is_built_without_an_image_size():
 
 
 def test_an_unknown_timm_name_is_named():
-    pytest.importorskip("timm")
     with pytest.raises(ValueError, match="timm has no model 'vit_nonexistent'"):
         load_model(dict(CFG, architecture="timm:vit_nonexistent", tile_size=64), device="cpu")
 

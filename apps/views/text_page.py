@@ -9,19 +9,13 @@ EXAMPLES = ("the hotel was not clean , but the staff were friendly .\n"
 
 
 def model_folders(model_dir) -> list[Path]:
-    """The text models the page offers: ``model_dir`` itself when it holds one, else the
-    folders inside it that do (e.g. ``demo_output`` with ``text_model`` and ``text_minilm``);
-    a folder that leads outside ``model_dir`` (symbolic link) is not looked into."""
-    from lrp_captum.text.model_folders import is_text_model_folder
+    """The text models the page offers, the one shown first (a transformer) first
+    (:func:`lrp_captum.text.model_folders.find_text_models`); a folder that leads outside
+    ``model_dir`` (symbolic link) is not offered."""
+    from lrp_captum.text.model_folders import find_text_models
     from lrp_captum.viewer.paths import is_inside
 
-    model_dir = Path(model_dir)
-    if is_text_model_folder(model_dir):
-        return [model_dir]
-    if not model_dir.is_dir():
-        return []
-    return sorted(p for p in model_dir.iterdir()
-                  if p.is_dir() and is_inside(p, model_dir) and is_text_model_folder(p))
+    return [p for p in find_text_models(model_dir) if is_inside(p, model_dir)]
 
 
 def text_composites() -> list[str]:
@@ -43,7 +37,7 @@ def render_text_page(st, model_dir) -> None:
     """
     from lrp_captum.text.attribute import ATTENTION_METHODS, METHODS, default_composite
     from lrp_captum.text.explain import explain_text
-    from lrp_captum.text.model_folders import load_text_model
+    from lrp_captum.text.model_folders import accuracy_report, load_text_model
     from lrp_captum.text.render import explanations_html, explanations_json
     from lrp_captum.text.transformer import is_hugging_face_model
     from lrp_captum.viewer.escaping import streamlit_literal as md
@@ -66,10 +60,12 @@ def render_text_page(st, model_dir) -> None:
         st.error(page_message(exc, roots))
         return
     transformer = is_hugging_face_model(model)
-    cols = st.columns(3)
+    accuracies = accuracy_report(info)  # each named for what it was measured on
+    cols = st.columns(2 + len(accuracies))
     cols[0].metric("model", "transformer" if transformer else type(model).__name__)
-    cols[1].metric("held-out accuracy", f"{info.get('test_accuracy', float('nan')):.3f}")
-    cols[2].metric("classes", md(", ".join(info.get("class_names", []))))
+    cols[1].metric("classes", md(", ".join(info.get("class_names", []))))
+    for col, (name, value) in zip(cols[2:], accuracies):
+        col.metric(f"accuracy: {md(name)}", f"{value:.3f}")
 
     text = st.text_area("Sentences (one per line)", EXAMPLES, height=120)
     c1, c2, c3, c4 = st.columns(4)
@@ -92,6 +88,8 @@ def render_text_page(st, model_dir) -> None:
         st.error(f"Cannot explain with {method} ({composite if method == 'lrp' else ''}): "
                  f"{page_message(exc, roots)}")
         return
+    for warning in dict.fromkeys(w for e in explanations for w in e.warnings):  # on the page, not in a log
+        st.warning(page_message(warning, roots))
     page = explanations_html(explanations, title="Word relevance", scale=scale)
     if hasattr(st, "html"):
         st.html(page)

@@ -12,14 +12,22 @@ import argparse
 import importlib
 import sys
 
-# (group name, module path, help) -- the module defines ``register(subparsers)``.
+#: what ``lrp-captum --help`` says first (plain text: argparse prints it as it is)
+DESCRIPTION = ("Layer-wise relevance propagation (LRP) for PyTorch classifiers, native to Captum: "
+               "explain image models, whole-slide images and cohorts, EEG epochs and texts, rank "
+               "explanation methods, and browse the results in the app.")
+EPILOG = "Run 'lrp-captum GROUP --help' for the commands of a group, 'lrp-captum GROUP COMMAND --help' for one."
+
+# (group name, module path, help) -- the module defines ``register(subparsers)``. A group's
+# summary in ``lrp-captum --help`` is its help here followed by its commands, listed from the
+# parser itself so that it never leaves one out.
 _GROUPS = [
     ("core", "lrp_captum.cli.core", "list composites, explain a torchvision model"),
-    ("evaluate", "lrp_captum.cli.evaluate", "rank composites by explanation quality"),
-    ("slide", "lrp_captum.cli.slide", "whole-slide images: sample data, demo model, explain"),
-    ("eeg", "lrp_captum.cli.eeg", "EEG epochs: simulate, train, explain"),
-    ("text", "lrp_captum.cli.text", "text classifiers: explain words"),
-    ("app", "lrp_captum.cli.app", "start the Streamlit viewer"),
+    ("evaluate", "lrp_captum.cli.evaluate", "rank explanation methods by quality"),
+    ("slide", "lrp_captum.cli.slide", "whole-slide images, cohorts and MIL"),
+    ("eeg", "lrp_captum.cli.eeg", "EEG epochs"),
+    ("text", "lrp_captum.cli.text", "text classifiers"),
+    ("app", "lrp_captum.cli.app", "start the Streamlit app: Slides, Cohort, MIL, EEG and Text pages"),
 ]
 
 
@@ -39,7 +47,10 @@ def add_group(subparsers, name: str, help: str, description: str | None = None,
 def build_parser() -> argparse.ArgumentParser:
     from lrp_captum.cli.arguments import OneLineParser  # bad arguments: one line and exit code 2, every group
 
-    parser = OneLineParser(prog="lrp-captum", description=__doc__.splitlines()[0])
+    from lrp_captum import __version__
+
+    parser = OneLineParser(prog="lrp-captum", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"lrp-captum {__version__}")
     sub = parser.add_subparsers(dest="group", metavar="GROUP")
     for name, module_path, help_text in _GROUPS:
         try:
@@ -57,7 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(func=_unavailable)
             continue
         module.register(sub)
+    _summarise_groups(sub, {name: text for name, _, text in _GROUPS})
     return parser
+
+
+def _summarise_groups(sub, summaries: dict) -> None:
+    """Set each entry's line in ``lrp-captum --help``: the summary of ``_GROUPS`` and, for a group,
+    its commands as its parser has them."""
+    for choice in sub._choices_actions:  # argparse keeps the listed help of each sub-command here
+        if choice.dest not in summaries:
+            continue
+        parser = sub.choices[choice.dest]
+        commands = [list(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        choice.help = summaries[choice.dest] + (f": {', '.join(commands[0])}" if commands else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,7 +211,9 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=_port, default=None,
                    help=f"Streamlit port (default {DEFAULT_PORT}, or the next free one when it is taken)")
     p.add_argument("--tile-port", type=_tile_port, default=0, help="port of the localhost tile server (0: any free)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for explanations")
+    from lrp_captum.cli.arguments import add_option  # --device is spelled and checked alike in every command
+
+    add_option(p, "--device", help_more="for explanations started from the app")
     p.add_argument("--eeg-results", default=None, help="folder of EEG results for the EEG page")
     p.add_argument("--text-model", default=None, help="text model folder (or a folder of them) for the text page")
     p.add_argument("--no-token", action="store_true",

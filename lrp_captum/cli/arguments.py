@@ -11,6 +11,12 @@ several arguments at once; :func:`fail` reports it the same way.
     p.add_argument("--overlap", type=fraction(upper_open=True), default=0.0)
     p.add_argument("--composite", type=composite_name)
     p.add_argument("--out", type=output_folder, required=True)
+
+The words of the command line are one vocabulary (:data:`VOCABULARY`): an option that means the
+same thing is spelled the same way, takes the same values and says so with the same help in
+every command (``tests/test_cli_vocabulary.py`` checks every command). Add them with
+:func:`add_option`; a renamed option keeps its old spelling as a hidden alias that still works
+and prints a deprecation note (:func:`add_option`'s ``old``).
 """
 from __future__ import annotations
 
@@ -21,20 +27,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-__all__ = ["OneLineParser", "DefaultsHelpFormatter", "CommandError", "fail", "positive_int", "non_negative_int",
-           "positive_float", "non_negative_float", "fraction", "existing_file", "existing_path", "output_folder",
-           "output_file", "device_name", "composite_name", "one_of", "comma_list"]
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line: ``prog: error: message (see prog --help)``.
-
-    Sub-parsers created from it (``add_subparsers().add_parser``) are of the same class.
-    """
-
-    def error(self, message: str):
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        sys.exit(2)
+__all__ = ["OneLineParser", "DefaultsHelpFormatter", "CommandError", "fail", "reporting_errors", "int_range",
+           "positive_int", "non_negative_int", "positive_float", "non_negative_float", "number_in", "fraction",
+           "existing_file", "existing_path", "output_folder", "output_file", "device_name", "composite_name",
+           "bound_free_composite", "one_of", "comma_list", "VOCABULARY", "OUTPUT_MODES", "add_option"]
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -49,6 +45,21 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line: ``prog: error: message (see prog --help)``.
+
+    Sub-parsers created from it (``add_subparsers().add_parser``) are of the same class, and every
+    one states its options' defaults in ``--help`` (:class:`DefaultsHelpFormatter`).
+    """
+
+    def __init__(self, *args, formatter_class=None, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class or DefaultsHelpFormatter, **kwargs)
+
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
 class CommandError(Exception):
     """Arguments that are wrong together (or a file that turns out unusable): reported by
     :func:`fail` as one line with exit code 2."""
@@ -58,6 +69,19 @@ def fail(prog: str, error: BaseException | str) -> int:
     """Print ``prog: error: <error>`` on stderr as one line and return the exit code 2."""
     print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
     return 2
+
+
+def reporting_errors(prog: str, command: Callable, errors: tuple = (CommandError, ValueError, OSError)):
+    """``command(args)`` that reports ``errors`` with :func:`fail` (one line, exit code 2)
+    instead of a traceback: the ``func`` a command sets with ``set_defaults``."""
+    def run(args) -> int:
+        try:
+            return command(args)
+        except errors as exc:
+            return fail(prog, exc)
+
+    run.__doc__ = command.__doc__
+    return run
 
 
 def _named(name: str):
@@ -77,6 +101,31 @@ def _number(text: str, kind: type, what: str):
     return value
 
 
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A type for integers ``low <= n`` (``<= high`` when given)."""
+    expected = {0: "an integer >= 0", 1: "a positive integer"}.get(low, f"an integer >= {low}")
+    too_small = {0: "must be 0 or more", 1: "must be a positive integer (1 or more)"}.get(
+        low, f"must be {low} or more")
+
+    @_named(expected.removeprefix("a ").removeprefix("an "))
+    def convert(text: str) -> int:
+        value = _number(text, int, expected)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{too_small}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text!r}")
+        return value
+
+    convert.__doc__ = f"{expected[0].upper()}{expected[1:]}" + (f", at most {high}." if high is not None else ".")
+    return convert
+
+
+#: an integer >= 1
+positive_int = int_range(1)
+#: an integer >= 0
+non_negative_int = int_range(0)
+
+
 def _at_least(kind: type, low: float, strict: bool, name: str, expected: str, too_small: str):
     """A type for numbers of ``kind`` that are >= ``low`` (> with ``strict``)."""
     @_named(name)
@@ -90,11 +139,6 @@ def _at_least(kind: type, low: float, strict: bool, name: str, expected: str, to
     return convert
 
 
-#: an integer >= 1
-positive_int = _at_least(int, 1, False, "positive integer", "a positive integer",
-                         "must be a positive integer (1 or more)")
-#: an integer >= 0
-non_negative_int = _at_least(int, 0, False, "non-negative integer", "an integer >= 0", "must be 0 or more")
 #: a finite number > 0
 positive_float = _at_least(float, 0.0, True, "positive number", "a positive number",
                            "must be a positive number (greater than 0)")
@@ -102,22 +146,33 @@ positive_float = _at_least(float, 0.0, True, "positive number", "a positive numb
 non_negative_float = _at_least(float, 0.0, False, "non-negative number", "a number >= 0", "must be 0 or more")
 
 
-def fraction(lower: float = 0.0, upper: float = 1.0, *, lower_open: bool = False,
-             upper_open: bool = False) -> Callable[[str], float]:
-    """A type for a number in ``[lower, upper]``; ``*_open`` excludes that end."""
-    left, right = "(" if lower_open else "[", ")" if upper_open else "]"
-    interval = f"{left}{lower:g}, {upper:g}{right}"
+def number_in(lower: float = -math.inf, upper: float = math.inf, *, lower_open: bool = False,
+              upper_open: bool = False, why: str = "") -> Callable[[str], float]:
+    """A type for a finite number in ``[lower, upper]``; ``*_open`` excludes that end, an infinite
+    end is no bound. ``why`` follows the range in the message (e.g. ``" (the band-pass needs it)"``)."""
+    if math.isinf(upper):
+        interval = f"> {lower:g}" if lower_open else f">= {lower:g}"
+    elif math.isinf(lower):
+        interval = f"< {upper:g}" if upper_open else f"<= {upper:g}"
+    else:
+        interval = f"in {'(' if lower_open else '['}{lower:g}, {upper:g}{')' if upper_open else ']'}"
 
-    @_named(f"number in {interval}")
+    @_named(f"number {interval}")
     def convert(text: str) -> float:
-        value = _number(text, float, f"a number in {interval}")
+        value = _number(text, float, f"a number {interval}")
         below = value <= lower if lower_open else value < lower
         above = value >= upper if upper_open else value > upper
         if below or above:
-            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be {interval}{why}, got {text!r}")
         return value
 
     return convert
+
+
+def fraction(lower: float = 0.0, upper: float = 1.0, *, lower_open: bool = False,
+             upper_open: bool = False) -> Callable[[str], float]:
+    """A type for a number in ``[lower, upper]`` (default ``[0, 1]``); ``*_open`` excludes that end."""
+    return number_in(lower, upper, lower_open=lower_open, upper_open=upper_open)
 
 
 @_named("existing file")
@@ -177,9 +232,23 @@ def output_file(text: str) -> Path:
 
 @_named("device")
 def device_name(text: str) -> str:
-    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it is present is checked later)."""
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; a GPU that this machine lacks is refused
+    here, before any work (:func:`lrp_captum.devices.resolve_device`)."""
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps")
+    if text.startswith("cuda"):
+        from lrp_captum.devices import resolve_device
+
+        try:
+            resolve_device(text)
+        except RuntimeError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    elif text == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError("device 'mps': Apple's Metal GPU is not available on this "
+                                             "machine; use 'auto' or 'cpu'")
     return text
 
 
@@ -193,6 +262,23 @@ def composite_name(text: str) -> str:
     except UnknownCompositeError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def bound_free_composite(inputs: str) -> Callable[[str], str]:
+    """A type for a registered composite that needs no input bounds (no z^B rule), for inputs
+    that have none (``inputs``, e.g. ``"EEG epochs in µV"``, ``"token embeddings"``)."""
+    @_named("composite")
+    def convert(text: str) -> str:
+        from lrp_captum.core.composites import composite_needs_bounds, list_composites
+
+        if composite_needs_bounds(composite_name(text)):
+            usable = [n for n in list_composites() if not composite_needs_bounds(n)]
+            raise argparse.ArgumentTypeError(
+                f"composite {text!r} needs input bounds (z^B rule), which {inputs} do not have; "
+                f"choose from {', '.join(usable)}")
+        return text
+
+    return convert
 
 
 def one_of(choices: Iterable[str], what: str = "value") -> Callable[[str], str]:
@@ -218,3 +304,59 @@ def comma_list(item: Callable[[str], object], allow_empty: bool = True) -> Calla
         return values
 
     return convert
+
+
+# --- the vocabulary ---------------------------------------------------------------------------
+
+#: what ``--output-mode`` can explain (as :meth:`lrp_captum.LRP.attribute` takes it)
+OUTPUT_MODES = ("logit", "probability", "contrastive")
+
+#: every option that means the same in several commands: its spelling, its ``add_argument``
+#: keywords and its help. A command may narrow ``choices``/``default`` and add to the help after
+#: the common part, never respell or retype the option.
+VOCABULARY = {
+    "--device": dict(type=device_name, default="auto",
+                     help="where to compute: auto (a CUDA GPU when there is one, else the CPU), cpu, "
+                          "cuda, cuda:N or mps"),
+    "--output-mode": dict(choices=OUTPUT_MODES, default="logit",
+                          help="what is explained: the target's logit, its softmax probability, or the "
+                               "contrastive score (target against the other classes)"),
+    "--seed": dict(type=non_negative_int, default=0, help="random seed (an integer >= 0)"),
+    "--batch-size": dict(type=positive_int, help="inputs per forward/backward pass"),
+}
+
+
+class _OldSpelling(argparse.Action):
+    """A renamed option's old spelling: stores like the new one and prints a deprecation note."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: note: {option_string} is the old spelling of {self.new}; it still works "
+              "but goes in lrp-captum 0.3", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_option(parser, flag: str, *, old: Sequence[str] = (), help_more: str = "", **overrides):
+    """Add the vocabulary's option ``flag`` to ``parser`` (``overrides`` narrow its keywords).
+
+    ``old`` spellings (a renamed option's former names) are accepted as hidden aliases that print a
+    deprecation note; the help says which spelling it replaces. ``help_more`` follows the common help.
+    """
+    keywords = {**VOCABULARY.get(flag, {}), **overrides}
+    text = keywords.pop("help", "")
+    if help_more:
+        text = f"{text}; {help_more}" if text else help_more
+    if old:
+        text += f" (formerly {', '.join(old)}: still accepted)"
+    # a required option and its old spelling: exactly one of them (argparse names only the new one)
+    target = parser.add_mutually_exclusive_group(required=True) if old and keywords.pop("required", False) \
+        else parser
+    action = target.add_argument(flag, help=text, **keywords)
+    if old:
+        same = {k: v for k, v in keywords.items() if k in ("type", "choices", "nargs", "metavar")}
+        target.add_argument(*old, dest=action.dest, action=_OldSpelling, new=flag, help=argparse.SUPPRESS,
+                            default=argparse.SUPPRESS, **same)
+    return action

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 
-from lrp_captum.cli.arguments import (CommandError, composite_name, existing_file, fail, non_negative_int, output_file,
-                                      positive_int)
+from lrp_captum.cli.arguments import (CommandError, add_option, composite_name, existing_file, int_range,
+                                      non_negative_int, output_file, positive_int, reporting_errors)
 
 DEFAULT_COMPOSITE = "epsilon_gamma_box"
+#: the largest input side: LRP keeps every layer's activations, and a ResNet at 2048² px needs
+#: several GB of memory
+MAX_SIZE = 2048
 
 
 def _target(text: str):
@@ -21,24 +24,27 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_composites)
 
-    p = subparsers.add_parser("explain", help="explain an image classifier, write a heatmap PNG")
+    p = subparsers.add_parser("explain", help="explain an image classifier: a PNG of the image, its relevance "
+                                              "and the overlay")
     p.add_argument("--arch", required=True,
                    help="torchvision architecture name (resnet18, vgg16, ...) or "
                         "package.module:factory")
     p.add_argument("--weights", type=existing_file, help="state_dict file (loaded with weights_only=True)")
     p.add_argument("--num-classes", type=positive_int, default=1000,
-                   help="classes of a torchvision model (default 1000)")
+                   help="classes of a torchvision model")
     p.add_argument("--image", type=existing_file, help="image file (PNG/JPEG); default: a random image")
-    p.add_argument("--size", type=positive_int, default=224, help="input side in pixels (default 224)")
+    p.add_argument("--size", type=int_range(1, MAX_SIZE), default=224,
+                   help="input side in pixels: the image is resized to SIZE x SIZE")
     p.add_argument("--composite", type=composite_name, default=DEFAULT_COMPOSITE,
-                   help=f"LRP composite (default {DEFAULT_COMPOSITE}); see `lrp-captum composites`")
-    p.add_argument("--target", type=_target, default="predicted",
-                   help="class index or 'predicted' (default predicted)")
-    p.add_argument("--output-mode", default="logit",
-                   choices=["logit", "probability", "contrastive"], help="what is explained (default logit)")
-    p.add_argument("--out", type=output_file, required=True, help="PNG file to write")
+                   help="LRP composite; see 'lrp-captum composites'")
+    p.add_argument("--target", type=_target, default="predicted", help="class index or 'predicted'")
+    add_option(p, "--output-mode")
+    p.add_argument("--out", type=output_file, required=True,
+                   help="PNG file to write: the image, its relevance with a colour bar and the overlay; the "
+                        "relevance map (H, W) is saved beside it as OUT.relevance.npy")
     p.add_argument("--print-rules", action="store_true", help="print the layer -> rule table")
-    p.set_defaults(func=_explain)
+    # a ValueError of the library names bad input (weights or inputs that are NaN, ...)
+    p.set_defaults(func=reporting_errors("lrp-captum explain", _run_explain, (CommandError, ValueError)))
 
 
 def _composites(args) -> int:
@@ -60,11 +66,11 @@ def build_model(arch: str, weights=None, num_classes: int | None = None):
 
     Raises :class:`~lrp_captum.cli.arguments.CommandError` naming what cannot be built or loaded.
     """
-    from lrp_captum.model_files import import_factory, load_weights
+    from lrp_captum.model_files import build_from_factory, load_weights
 
     if ":" in arch:
         try:
-            model = import_factory(arch)()
+            model = build_from_factory(arch)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
     else:
@@ -82,33 +88,22 @@ def build_model(arch: str, weights=None, num_classes: int | None = None):
     return model.eval()
 
 
-def _explain(args) -> int:
-    try:
-        return _run_explain(args)
-    except CommandError as exc:
-        return fail("lrp-captum explain", exc)
-
-
 def _run_explain(args) -> int:
     import numpy as np
     import torch
 
+    from lrp_captum.cli.images import read_rgb
     from lrp_captum.core.attribution import LRP
     from lrp_captum.core.composites import get_composite
     from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
-    from lrp_captum.visualization.heatmaps import save_heatmap
+    from lrp_captum.visualization.heatmaps import relevance_map
+    from lrp_captum.visualization.image_figure import save_explanation_figure
 
     model = build_model(args.arch, args.weights, args.num_classes)
     if args.image:
-        from PIL import Image, UnidentifiedImageError
-        try:
-            img = Image.open(args.image).convert("RGB").resize((args.size, args.size))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise CommandError(f"cannot read image {args.image}: {exc}") from None
-        pixels = np.asarray(img, dtype=np.uint8)
+        pixels = read_rgb(args.image, args.size)
     else:
-        rng = np.random.default_rng(0)
-        pixels = rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
+        pixels = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     x = torch.from_numpy(pixels).permute(2, 0, 1).float().div(255)[None]
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -127,7 +122,12 @@ def _run_explain(args) -> int:
         print(lrp.rule_table(x))
     relevance, delta = lrp.attribute(x, target=target, output_mode=args.output_mode,
                                      return_convergence_delta=True)
-    out = save_heatmap(args.out, relevance[0], image=pixels)
-    print(json.dumps({"out": str(out), "target": target, "logit": float(logits[0, target]),
-                      "relevance_sum": float(relevance.sum()), "delta": float(delta[0])}))
+    source = args.image.name if args.image else "a random image"
+    title = f"{source}: relevance for class {target}, its {args.output_mode}, composite {args.composite}"
+    out = save_explanation_figure(args.out, pixels, relevance[0], title=title)
+    saved = out.with_suffix(".relevance.npy")
+    np.save(saved, relevance_map(relevance[0]).astype(np.float32))
+    print(json.dumps({"out": str(out), "relevance": str(saved), "target": target,
+                      "logit": float(logits[0, target]), "relevance_sum": float(relevance.sum()),
+                      "delta": float(delta[0])}))
     return 0

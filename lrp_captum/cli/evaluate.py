@@ -1,8 +1,8 @@
 """``lrp-captum evaluate``: rank explanation methods for a model on a batch of inputs.
 
-    lrp-captum evaluate rank --model resnet18 --weights resnet18.pt --inputs images/ \\
+    lrp-captum evaluate rank --arch resnet18 --weights resnet18.pt --inputs images/ \\
         --composites seeds,epsilon_gamma_box,epsilon_plus_flat --captum saliency --out report/
-    lrp-captum evaluate rank --model mypkg.models:make_net --inputs batch.pt --grid --out report/
+    lrp-captum evaluate rank --arch mypkg.models:make_net --inputs batch.pt --grid --out report/
 
 Writes ``report.md``, ``curves.png``, ``results.csv`` and ``curves.csv`` to ``--out``.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from lrp_captum.cli import add_group
-from lrp_captum.cli.arguments import (CommandError, DefaultsHelpFormatter, comma_list, composite_name, existing_file, existing_path, fail,
-                                      non_negative_float, non_negative_int, one_of, output_folder, positive_float,
-                                      positive_int)
+from lrp_captum.cli.arguments import (CommandError, add_option, comma_list, composite_name, existing_file,
+                                      existing_path, fail, non_negative_float, non_negative_int, one_of, output_folder,
+                                      positive_float, positive_int)
 from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 PROG = "lrp-captum evaluate rank"
@@ -50,11 +50,10 @@ def register(subparsers) -> None:
 
     sub = add_group(subparsers, "evaluate", "rank composites by explanation quality",
                     __doc__.splitlines()[0])
-    p = sub.add_parser("rank", help="measure and rank explanation methods, write a report folder",
-                       formatter_class=DefaultsHelpFormatter)
-    p.add_argument("--model", required=True,
-                   help="torchvision architecture name (e.g. resnet18) or 'package.module:factory' "
-                        "(a callable returning an nn.Module)")
+    p = sub.add_parser("rank", help="measure and rank explanation methods, write a report folder")
+    add_option(p, "--arch", old=("--model",), required=True,
+               help="torchvision architecture name (e.g. resnet18) or 'package.module:factory' (a callable "
+                    "returning an nn.Module)")
     p.add_argument("--weights", type=existing_file, help="state_dict file, loaded with weights_only=True; "
                    "without it the model keeps its random initialisation")
     p.add_argument("--num-classes", type=positive_int, help="classes of a torchvision model")
@@ -67,7 +66,7 @@ def register(subparsers) -> None:
                         "inputs the tensor is used as is and 'none' takes bounds from its min/max")
     p.add_argument("--max-images", type=positive_int, default=32, help="use at most this many inputs")
     p.add_argument("--composites", type=comma_list(composite_name), default=DEFAULT_COMPOSITES,
-                   help="comma-separated LRP composites ('' for none); see `lrp-captum composites`")
+                   help="comma-separated LRP composites ('' for none); see 'lrp-captum composites'")
     p.add_argument("--grid", action="store_true", help="add a γ × ε grid (epsilon_gamma_box)")
     p.add_argument("--gammas", type=comma_list(non_negative_float), default="0,0.1,0.25,1",
                    help="γ values of --grid (>= 0)")
@@ -80,8 +79,8 @@ def register(subparsers) -> None:
                    "file, else the model's prediction)")
     p.add_argument("--patch-size", type=positive_int, default=16, help="perturbation patch side in pixels")
     p.add_argument("--baseline", type=_baseline, default="mean", help=f"{', '.join(BASELINES)} or a number")
-    p.add_argument("--output", choices=["logit", "probability"], default="logit",
-                   help="output tracked while perturbing")
+    add_option(p, "--output-mode", old=("--output",), choices=("logit", "probability"),
+               help="what is tracked while perturbing: the target's logit or its softmax probability")
     p.add_argument("--steps", type=positive_int, help="perturbation steps (default: all patches)")
     p.add_argument("--continuity-samples", type=non_negative_int, default=0,
                    help="noisy copies per input for the continuity metric (0 = not measured)")
@@ -90,17 +89,9 @@ def register(subparsers) -> None:
     # mass accuracy and the pointing game need ground-truth masks, which the command does not take
     p.add_argument("--rank-by", choices=sorted(set(METRIC_DIRECTIONS) - {"mass_accuracy", "pointing_game"}),
                    default="aopc_morf", help="metric to rank by")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to compute")
+    add_option(p, "--device")
     p.add_argument("--out", type=output_folder, required=True, help="report folder (created)")
     p.set_defaults(func=run_rank)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CommandError("--device cuda but no CUDA device is available; use --device cpu")
-    return torch.device(name)
 
 
 def load_inputs(path: Path, image_size: int, normalize: str) -> tuple[torch.Tensor, torch.Tensor | None,
@@ -112,20 +103,13 @@ def load_inputs(path: Path, image_size: int, normalize: str) -> tuple[torch.Tens
     from lrp_captum.core.rules import zbox_bounds
 
     if path.is_dir():
-        from PIL import Image
+        from lrp_captum.cli.images import read_rgb
 
         files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise CommandError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-        imgs = []
-        for f in files:
-            try:
-                im = Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-            except OSError as exc:
-                raise CommandError(f"cannot read image {f}: {exc}") from None
-            imgs.append(torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-                        .view(image_size, image_size, 3).permute(2, 0, 1).float() / 255)
-        x = torch.stack(imgs)
+        x = torch.stack([torch.from_numpy(read_rgb(f, image_size)).permute(2, 0, 1).float() / 255
+                         for f in files])
         norm = NORMALIZATIONS[normalize]
         if norm is None:
             return x, None, torch.zeros(3), torch.ones(3)
@@ -176,8 +160,10 @@ def _rank(args) -> int:
              "randomisation_similarity": ("--randomisation-layers", args.randomisation_layers)}
     if args.rank_by in needs and needs[args.rank_by][1] == 0:
         raise CommandError(f"--rank-by {args.rank_by} is measured only with {needs[args.rank_by][0]} > 0")
-    device = _device(args.device)
-    model = build_model(args.model, args.weights, args.num_classes).to(device)
+    from lrp_captum.devices import resolve_device
+
+    device = resolve_device(args.device)
+    model = build_model(args.arch, args.weights, args.num_classes).to(device)
     x, labels, low, high = load_inputs(args.inputs, args.image_size, args.normalize)
     x = x[:args.max_images].to(device)
     low, high = low.to(device), high.to(device)
@@ -195,7 +181,7 @@ def _rank(args) -> int:
     if args.captum:
         cands.update(S.captum_explainers(args.captum, occlusion_window=args.patch_size))
     result = S.rank_explainers(model, x, cands, target=target, patch_size=args.patch_size,
-                               baseline=args.baseline, output=args.output, n_steps=args.steps,
+                               baseline=args.baseline, output=args.output_mode, n_steps=args.steps,
                                continuity_samples=args.continuity_samples,
                                randomisation_layers=args.randomisation_layers, rank_by=args.rank_by)
     report = result.write_report(args.out)

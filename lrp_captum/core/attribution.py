@@ -1,9 +1,11 @@
 """Drop-in ``LRP`` and ``LayerLRP`` for Captum users.
 
 Same constructor and ``attribute()`` signature as ``captum.attr.LRP`` / ``LayerLRP``, plus
-composites, canonizers and output modes. The machinery lives in :mod:`lrp_captum.core.engine`
-(planning and running a call: :mod:`lrp_captum.core.engine.session`); the model comes back exactly
-as it was, also after an error.
+composites, canonizers and output modes. The machinery lives in :mod:`lrp_captum.core.engine`:
+a plan per composite and input signature (:mod:`~lrp_captum.core.engine.planning`), one call
+on it (:mod:`~lrp_captum.core.engine.call`), the conservation check
+(:mod:`~lrp_captum.core.engine.conservation`). The model comes back exactly as it was, also
+after an error.
 """
 from __future__ import annotations
 
@@ -16,17 +18,61 @@ from captum.attr import LRP as _CaptumLRP
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from lrp_captum.core.canonizers import non_finite_problem
+from lrp_captum.core.composites import ResolvedComposite
+from lrp_captum.core.engine.call import AttributionCall, run_call
+from lrp_captum.core.engine.conservation import check_conservation
 from lrp_captum.core.engine.output_modes import OUTPUT_MODES
-from lrp_captum.core.engine.session import CompositeLike, LRPEngine, Plan, check_conservation, with_paths
+from lrp_captum.core.engine.planning import CANONIZER_CHOICES, AttributionPlan, CompositeLike, PlanCache
+from lrp_captum.core.engine.rule_table import rule_table
 from lrp_captum.core.layers import MergedBatchNorm
 from lrp_captum.core.model_mode import evaluation_mode
 
-__all__ = ["LRP", "LayerLRP", "OUTPUT_MODES"]
+__all__ = ["LRP", "LayerLRP", "OUTPUT_MODES", "LRPEngine"]
 
 
 def _format_inputs(inputs) -> tuple[tuple, bool]:
     is_tuple = isinstance(inputs, tuple)
     return (inputs if is_tuple else (inputs,)), is_tuple
+
+
+class LRPEngine:
+    """Shared machinery of :class:`LRP` and :class:`LayerLRP`: their plans, and one call."""
+
+    model: nn.Module
+
+    def _init_engine(self, composite: CompositeLike, canonizers: Optional[str],
+                     fused: bool = True) -> None:
+        if canonizers not in CANONIZER_CHOICES + (False,):
+            raise ValueError(f"canonizers must be 'default', 'auto' or None, got {canonizers!r}")
+        self.composite = composite
+        self.canonizers = canonizers or None
+        self.fused = bool(fused)
+        self._plans = PlanCache()
+
+    def _plan(self, inputs: tuple, extra_args: tuple, composite: CompositeLike,
+              canonizers) -> AttributionPlan:
+        canonizers = self.canonizers if canonizers is None else (canonizers or None)
+        return self._plans.plan(self.model, self.composite if composite is None else composite,
+                                canonizers, self.fused, tuple(inputs) + tuple(extra_args))
+
+    def _call_plan(self, inputs: tuple, extra: tuple, composite, canonizers) -> tuple:
+        """The plan a call runs, and whether it runs the fused graph."""
+        plan = self._plan(inputs, extra, composite, canonizers)
+        return plan, plan.fused_model is not None
+
+    def rule_table(self, inputs, composite: CompositeLike = None,
+                   additional_forward_args: Any = None) -> ResolvedComposite:
+        """The layer → rule table that :meth:`attribute` would use for these inputs."""
+        inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+        extra = tuple(_format_additional_forward_args(additional_forward_args) or ())
+        with evaluation_mode(self.model, warn=False):
+            plan, fused = self._call_plan(inputs, extra, composite, None)
+        return rule_table(plan, fused)
+
+    def reset(self) -> None:
+        """Forget cached plans (call after changing the model's structure)."""
+        self._plans.clear()
 
 
 class LRP(LRPEngine, _CaptumLRP):
@@ -111,14 +157,17 @@ class LRP(LRPEngine, _CaptumLRP):
             if torch.is_tensor(t) and not t.is_floating_point():
                 raise TypeError(f"LRP attributes to floating-point inputs, got {t.dtype}; for "
                                 "token ids use LayerLRP(model, layer=model.<embedding>)")
+        problem = non_finite_problem(None, inputs_t)
+        if problem:
+            raise ValueError(problem)
         with evaluation_mode(self.model):
             plan, fused = self._call_plan(inputs_t, extra, composite, canonizers)
             if verbose:
-                print(with_paths(plan, fused))
-            relevances, _, total, out = self._run(inputs_t, target, extra, plan, fused,
-                                                  output_mode)
+                print(rule_table(plan, fused))
+            done = run_call(plan, AttributionCall(inputs_t, target, extra, output_mode), fused)
+        relevances, total = done.relevances, done.total
         summed = _per_output_row(sum(r.flatten(1).sum(1) for r in relevances if r is not None), total)
-        check_conservation(plan, summed, total, out)
+        check_conservation(plan, summed, total, done.out)
         result = tuple(relevances) if is_tuple else relevances[0]
         if return_convergence_delta:
             return result, (total - summed).detach()
@@ -169,14 +218,15 @@ class LayerLRP(LRPEngine, _CaptumLayerLRP):
         with evaluation_mode(self.model):
             plan, fused = self._call_plan(inputs_t, extra, composite, canonizers)
             if verbose:
-                print(with_paths(plan, fused))
+                print(rule_table(plan, fused))
             probes = [(self._exec_module(plan, layer), attribute_to_layer_input)
                       for layer in layers]
-            _, layer_rel, total, out = self._run(inputs_t, target, extra, plan, fused,
-                                                 output_mode, probes, grad_wrt_inputs=False)
+            done = run_call(plan, AttributionCall(inputs_t, target, extra, output_mode, probes,
+                                                  grad_wrt_inputs=False), fused)
+        layer_rel, total = done.layer_relevances, done.total
         sums = [_per_output_row(sum(t.flatten(1).sum(1) for t in r), total) for r in layer_rel]
         for summed in sums:
-            check_conservation(plan, summed, total, out)
+            check_conservation(plan, summed, total, done.out)
         results = [r[0] if len(r) == 1 else r for r in layer_rel]
         result = results if isinstance(self.layer, list) else results[0]
         if return_convergence_delta:
@@ -193,7 +243,8 @@ class LayerLRP(LRPEngine, _CaptumLayerLRP):
             m in plan.fused_modules or m in plan.folded_modules for m in probed)
         return plan, fused
 
-    def _plan_with_layers(self, plan: Plan, layers, inputs_t, extra, composite) -> Plan:
+    def _plan_with_layers(self, plan: AttributionPlan, layers, inputs_t, extra,
+                          composite) -> AttributionPlan:
         """Fall back to the uncanonized model if a requested layer does not run in the plan."""
         if plan.canonized is None:
             return plan
@@ -202,7 +253,7 @@ class LayerLRP(LRPEngine, _CaptumLayerLRP):
         return self._plan(inputs_t, extra, composite, False)
 
     @staticmethod
-    def _exec_module(plan: Plan, layer: nn.Module, strict: bool = True):
+    def _exec_module(plan: AttributionPlan, layer: nn.Module, strict: bool = True):
         if plan.canonized is None:
             return layer
         called = {id(m) for _, m in plan.canonized.layers()}

@@ -30,8 +30,8 @@ from torch import nn
 
 from lrp_captum.core import layer_types as types
 from lrp_captum.core.composites import SOURCE_LAYERS
-from lrp_captum.core.engine.functional import neutral
 from lrp_captum.core.layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
+from lrp_captum.core.op_families import FAMILIES, neutral
 
 __all__ = ["canonize", "Canonized", "CanonizationError", "UntraceableModelError"]
 
@@ -59,8 +59,8 @@ _ACTIVATION_FUNCTIONS = {
 _ACTIVATION_METHODS = {"sigmoid", "tanh", "exp", "log", "square", "sigmoid_", "tanh_"}
 _RELU = {torch.relu, F.relu, torch.relu_}
 
-# what else the plain gradient propagates correctly is one fact of the engine
-# (lrp_captum.core.engine.functional.NEUTRAL); fx records a few more, and the names of the
+# what else the plain gradient propagates correctly is one fact, shared with the engine
+# (lrp_captum.core.op_families.NEUTRAL); fx records a few more, and the names of the
 # functions torchvision's stochastic depth and fx's argument checks go by
 _SAFE_FUNCTIONS = {operator.getitem, getattr, operator.neg, operator.truediv, operator.floordiv,
                    F.linear}
@@ -166,7 +166,7 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
         Module types to keep as leaves (they have rules in the composite).
     op_families : sequence of str
         Families of functions the composite has rules for
-        (:mod:`lrp_captum.core.engine.functional`): their calls are left as they are and get their
+        (:mod:`lrp_captum.core.op_families`): their calls are left as they are and get their
         rules when the model runs.
 
     Raises
@@ -208,11 +208,35 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
         with torch.no_grad():
             expected = model(*example_inputs)
             actual = gm(*example_inputs)
+        problem = None if _finite(expected) else non_finite_problem(model, example_inputs)
+        if problem:  # NaN weights or inputs: not a canonization error, say what is wrong
+            raise ValueError(problem)
         if not _allclose(expected, actual, atol):
             raise CanonizationError(
                 f"the canonized {type(model).__name__} does not reproduce the model's output "
                 f"(atol {atol}); please report this model, and use canonizers=None meanwhile")
     return result
+
+
+def non_finite_problem(model: Optional[nn.Module], inputs) -> Optional[str]:
+    """What is NaN or inf among the ``model``'s parameters and buffers and the floating-point
+    ``inputs`` (a tuple), in words naming the first parameter or the first input position; None
+    when all are finite."""
+    def count(t: torch.Tensor) -> str:
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        return " and ".join(f"{n} {word}" for n, word in ((nan, "NaN"), (inf, "inf")) if n) + " value(s)"
+
+    for name, t in (model.state_dict(keep_vars=True).items() if model is not None else ()):
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return (f"parameter {name!r} holds {count(t.detach())}: LRP needs finite weights; check the "
+                    "weights file or the training that wrote it")
+    for i, t in enumerate(inputs):
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            first = tuple(int(j) for j in torch.nonzero(~torch.isfinite(t))[0])
+            which = "inputs" if len(inputs) == 1 else f"inputs[{i}]"
+            return (f"the {which} hold {count(t.detach())}, first at {first}: LRP needs finite inputs; "
+                    "drop or repair those examples")
+    return None
 
 
 def _concrete_args(model: nn.Module, example_inputs) -> dict:
@@ -270,6 +294,14 @@ def _allclose(a: Any, b: Any, atol: float) -> bool:
     return a == b
 
 
+def _finite(a: Any) -> bool:
+    if torch.is_tensor(a):
+        return not a.is_floating_point() or bool(torch.isfinite(a).all())
+    if isinstance(a, (tuple, list)):
+        return all(_finite(x) for x in a)
+    return True
+
+
 def _node_shapes(gm: fx.GraphModule, example_inputs) -> dict:
     shapes = {}
 
@@ -313,7 +345,6 @@ def _is_tensor_node(arg: Any, shapes: dict) -> bool:
 def _covered_by_op_rules(node: fx.Node, op_families: set) -> bool:
     if not op_families:
         return False
-    from lrp_captum.core.engine.functional import FAMILIES
     target = node.target
     if node.op == "call_method":
         target = getattr(torch.Tensor, target, None)

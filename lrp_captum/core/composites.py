@@ -20,12 +20,12 @@ from typing import Any, Callable, Optional, Sequence, Union
 from torch import nn
 
 from lrp_captum.core import layer_types as types
-from lrp_captum.core.engine.compiler import check_rule
 from lrp_captum.core.layers import FunctionalActivation, GatedProduct, MergedBatchNorm, Sum
+from lrp_captum.core.op_families import OP_FAMILIES
 from lrp_captum.core.rules import (AlphaBetaRule, ConstantRule, ConstantScaleRule, EpsilonRule, FlatRule,
                                    FunctionsRule, GammaRule, GeneralizedGammaRule, GradientRule, LRPRule,
                                    PassRule, ProportionalRule, UniformRule, ZBoxRule, ZeroRule, ZPlusRule,
-                                   from_captum_rule, zbox_bounds)
+                                   check_rule, from_captum_rule, zbox_bounds)
 
 __all__ = ["Composite", "Name", "First", "Position", "All", "Op", "Normalization", "AnyLayer",
            "LayerInfo", "ResolvedComposite",
@@ -115,7 +115,7 @@ class All:
 @dataclass(frozen=True)
 class Op:
     """A family of functions called in ``forward`` (``"softmax"``, ``"matmul"``, ``"mul"``,
-    ``"norm"``, ``"activation"``, ``"linear"``): see :mod:`lrp_captum.core.engine.functional`.
+    ``"norm"``, ``"activation"``, ``"linear"``): see :mod:`lrp_captum.core.op_families`.
 
     Rules of families apply to calls outside leaf modules that carry rules of their own, such
     as the attention of a transformer (``torch.softmax(q @ k.transpose(-1, -2))``).
@@ -133,9 +133,6 @@ class Op:
     def __repr__(self) -> str:
         return f"op {self.family}"
 
-
-#: the families of :class:`Op`
-OP_FAMILIES = ("softmax", "matmul", "mul", "norm", "activation", "linear")
 
 Selector = Union[tuple, type, str, Callable]
 
@@ -657,15 +654,30 @@ def cp_lrp(epsilon: float = 0.0, low=None, high=None, stabilizer: float = 1e-6) 
     return _transformer("cp_lrp", EpsilonRule(epsilon), ConstantRule(), low, high, stabilizer)
 
 
-@register_composite("xmil", "xMIL-LRP for multiple-instance heads: attention pooling weights "
-                            "constant, LRP-ε on linear layers, CP-LRP in transformer aggregators")
-def xmil(epsilon: float = 0.0, stabilizer: float = 1e-6) -> Composite:
-    """xMIL-LRP (Hense et al., NeurIPS 2024) for slide-level MIL heads.
+@register_composite("xmil", "xMIL-LRP for multiple-instance heads as its authors define it: "
+                            "attention pooling weights constant, LRP-ε (ε = 1e-8) with the biases "
+                            "out of every denominator, CP-LRP in transformer aggregators")
+def xmil(epsilon: float = 1e-8, bias: bool = False, stabilizer: float = 1e-6) -> Composite:
+    """xMIL-LRP (Hense et al., NeurIPS 2024) for slide-level MIL heads, with the authors'
+    defaults (their code: ``gamma=0``, ``eps=1e-8``, ``no_bias=True``).
 
     The attention weights of attention-MIL pooling (``softmax(...) @ h``) are constants (the
     AH rule of Ali et al. 2022), so the bag's logit is redistributed over the tile embeddings
-    as signed evidence; a transformer aggregator (TransMIL-like) gets the CP-LRP rules.
-    The same rules as ``cp_lrp``, named for the task.
+    as signed evidence; a transformer aggregator (TransMIL-like) gets the CP-LRP rules. Linear
+    and convolutional layers take LRP-ε with their bias left out of the denominator
+    (``R_j = Σ_k x_j w_jk / (Σ_j x_j w_jk ± ε) R_k``): the slide logit, bias included, is
+    shared out among the tiles, and on an attention-MIL head the tile evidence sums to the
+    logit up to ε. ``bias=True`` keeps the biases in the denominators (they absorb their share:
+    the registered ``xmil_bias_kept``).
     """
-    composite = _transformer("xmil", EpsilonRule(epsilon), ConstantRule(), None, None, stabilizer)
-    return composite
+    return _transformer("xmil", EpsilonRule(epsilon, bias=bias), ConstantRule(), None, None,
+                        stabilizer)
+
+
+@register_composite("xmil_bias_kept", "xMIL-LRP with the biases in the denominators (the "
+                                      "authors' no_bias=False variant): biases absorb relevance")
+def xmil_bias_kept(epsilon: float = 1e-8, stabilizer: float = 1e-6) -> Composite:
+    """:func:`xmil` with ``bias=True``: ``R_j = Σ_k x_j w_jk / (z_k ± ε) R_k``, the biases'
+    shares stay with them, so the tile evidence sums to less than the logit."""
+    return _transformer("xmil_bias_kept", EpsilonRule(epsilon), ConstantRule(), None, None,
+                        stabilizer)

@@ -40,13 +40,16 @@ import torch
 from captum.attr._utils.lrp_rules import PropagationRule
 from torch import Tensor, nn
 
+from lrp_captum.core.linear_ops import UnsupportedLayerError, is_linear_layer
+
 __all__ = [
     "LRPRule", "TermRule", "Input", "Mix", "Ones", "Square", "Term", "Group", "Terms", "Pass",
     "ZeroRule", "EpsilonRule", "GammaRule", "GeneralizedGammaRule", "AlphaBetaRule",
     "ZPlusRule", "ZBoxRule", "FlatRule", "WSquareRule", "PassRule", "ProportionalRule",
     "GradientRule", "ConstantRule", "UniformRule", "ConstantScaleRule", "FunctionsRule",
     "Gradient", "Constant", "Uniform", "ConstantScale", "Functions", "zbox_bounds",
-    "from_captum_rule",
+    "from_captum_rule", "effective_declaration", "check_rule", "CaptumPath",
+    "register_captum_path",
 ]
 
 BoundType = Union[float, Sequence[float], Tensor]
@@ -254,8 +257,9 @@ class Functions:
     activations, ...: the composite's :class:`~lrp_captum.core.composites.Op` rules)."""
 
 
-#: every kind of declaration the engine compiles
-Declaration = Union["Terms", Pass, Gradient, Constant, Uniform, ConstantScale, Functions]
+#: the kinds of declaration of this package; what each means on every path of the engine is one
+#: entry of its table (:mod:`lrp_captum.core.engine.declaration_kinds`), where new kinds register
+Declaration = Union[Terms, Pass, Gradient, Constant, Uniform, ConstantScale, Functions]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,21 +314,19 @@ class LRPRule(PropagationRule):
         tuple of Tensor
             One relevance tensor per input, each the shape of that input.
         """
-        from lrp_captum.core.engine.reference import declared_relevance
         decl = self.declaration()
         if decl is None:
             raise NotImplementedError(
                 f"{type(self).__name__} declares nothing: return a declaration from "
                 "declaration() or override relevance()")
-        return declared_relevance(decl, module, inputs, output, relevance_out)
+        return _captum_path().relevance(decl, module, inputs, output, relevance_out)
 
     def _manipulate_weights(self, module, inputs, outputs) -> None:
         """Never change the weights: rules compute modified parameters on the fly."""
 
     def forward_hook(self, module, inputs, outputs):
         """Captum's second forward pass: route the backward pass through :meth:`relevance`."""
-        from lrp_captum.core.engine.autograd import captum_relevance_output
-        return captum_relevance_output(self, module, inputs, outputs)
+        return _captum_path().relevance_output(self, module, inputs, outputs)
 
 
 def _fmt(value) -> str:
@@ -334,6 +336,63 @@ def _fmt(value) -> str:
         return "[" + ", ".join(f"{v:.4g}" for v in value.flatten().tolist()) + "]" \
             if value.dim() else f"{value.item():.4g}"
     return repr(value)
+
+
+def effective_declaration(rule: LRPRule) -> Optional[Declaration]:
+    """What the engine compiles for ``rule``: its declaration, or None for an imperative rule
+    (one that overrides :meth:`LRPRule.relevance`: its own code must run, so a declaration it
+    may also return is not used)."""
+    if type(rule).relevance is not LRPRule.relevance:
+        return None
+    return rule.declaration()
+
+
+def check_rule(rule: LRPRule, module: nn.Module) -> None:
+    """Raise :class:`~lrp_captum.core.linear_ops.UnsupportedLayerError` if ``rule`` cannot
+    apply to ``module``: a rule with modified terms needs a linear layer."""
+    decl = effective_declaration(rule)
+    if isinstance(decl, Terms) and not decl.proportional and not is_linear_layer(module):
+        raise UnsupportedLayerError(
+            f"{rule!r} needs a linear layer (Linear, Conv, ConvTranspose, BatchNorm, "
+            f"AvgPool) but got {type(module).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Captum's path, supplied by the engine
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CaptumPath:
+    """How Captum's engine runs a declaration: supplied by the engine
+    (:mod:`lrp_captum.core.engine.declaration_kinds`) when it is imported, which
+    :mod:`lrp_captum.core` does. The declarations import no engine code.
+
+    Attributes
+    ----------
+    relevance : callable
+        ``(declaration, module, inputs, output, relevance_out) -> tuple of Tensor``: input
+        relevances from the relevance of the output (:meth:`LRPRule.relevance`).
+    relevance_output : callable
+        ``(rule, module, inputs, output) -> Tensor``: the layer's output in Captum's second
+        forward pass, whose backward pass applies ``rule.relevance``
+        (:meth:`LRPRule.forward_hook`).
+    """
+    relevance: Callable
+    relevance_output: Callable
+
+
+_CAPTUM_PATH: list[CaptumPath] = []
+
+
+def register_captum_path(path: CaptumPath) -> None:
+    """Set the engine's implementation of Captum's path (the engine calls this)."""
+    _CAPTUM_PATH[:] = [path]
+
+
+def _captum_path() -> CaptumPath:
+    if not _CAPTUM_PATH:
+        raise RuntimeError("the LRP engine is not loaded: import lrp_captum (or "
+                           "lrp_captum.core.engine.declaration_kinds) first")
+    return _CAPTUM_PATH[0]
 
 
 class TermRule(LRPRule):
@@ -380,23 +439,30 @@ class EpsilonRule(TermRule):
         Stabiliser added to the denominator with the sign of ``z`` (``sign(0) = +1``).
     relative : bool
         If True, ``ε`` is ``epsilon × RMS(z)`` per example (the tutorial's ``0.25·std``).
+    bias : bool
+        False leaves the bias out of the denominator, ``R_j = Σ_k x_j w_jk / (z'_k ± ε) R_k``
+        with ``z'_k = Σ_j x_j w_jk``: the output's relevance, the bias's share included, goes
+        to the inputs (``Σ_j R_j = Σ_k R_k`` up to ε). xMIL-LRP's default (Hense et al. 2024).
     """
 
-    def __init__(self, epsilon: float = 1e-6, relative: bool = False) -> None:
+    def __init__(self, epsilon: float = 1e-6, relative: bool = False, bias: bool = True) -> None:
         if epsilon < 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
         super().__init__(epsilon)
         self.epsilon = float(epsilon)
         self.relative = relative
+        self.bias = bool(bias)
 
     def _params(self) -> dict:
         out = {"epsilon": self.epsilon}
         if self.relative:
             out["relative"] = True
+        if not self.bias:
+            out["bias"] = False
         return out
 
     def groups(self):
-        return (Group((Term(),)),)
+        return (Group((Term(),)),) if self.bias else (Group((Term(bias=None),)),)
 
     def declaration(self) -> Terms:
         return Terms(self.groups(), self.epsilon, self.relative)

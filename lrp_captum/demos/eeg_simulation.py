@@ -15,20 +15,24 @@ brain signal and :func:`mne.simulation.add_noise` for coloured sensor noise, the
 The ground truth (which channels carry the class-discriminative sources and in which time
 window) is derived from the forward model: a channel is "true" if the discriminative source's
 scalp amplitude there is at least ``truth_threshold`` of its peak (after average reference). It is
-stored in ``epochs.info["description"]`` as JSON, in a ``<stem>.truth.json`` sidecar when saved,
-and per-epoch class labels in ``epochs.metadata``.
+stored with the epochs as :mod:`lrp_captum.eeg.ground_truth` describes (JSON in
+``epochs.info["description"]``, a ``<stem>.truth.json`` sidecar when saved), and per-epoch class
+labels in ``epochs.metadata``.
 """
 from __future__ import annotations
 
-import json
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import mne
 import numpy as np
 import pandas as pd
 from scipy import signal
+
+from lrp_captum.eeg.ground_truth import GroundTruth, attach_ground_truth, read_ground_truth, sidecar_path
+
+__all__ = ["DEFAULT_CHANNELS", "TASKS", "GroundTruth", "make_montage", "make_info", "simulate_epochs",
+           "read_ground_truth", "save_simulated"]
 
 # A 28-channel 10-20 subset: dense enough over sensorimotor and parietal cortex for both tasks.
 DEFAULT_CHANNELS = (
@@ -37,45 +41,6 @@ DEFAULT_CHANNELS = (
 ).split()
 
 TASKS = ("motor_imagery", "erp")
-
-_TRUTH_KEY = "lrp_captum_ground_truth"
-
-
-@dataclass
-class GroundTruth:
-    """Where the class-discriminative signal of a simulated data set lives.
-
-    Attributes
-    ----------
-    task : str
-        ``"motor_imagery"`` or ``"erp"``.
-    channels : list of str
-        Channels whose discriminative-source amplitude is >= ``threshold`` x its peak.
-    tmin, tmax : float
-        Time window (s, epoch time axis) in which the classes differ.
-    class_names : list of str
-        Class names; the label of class ``class_names[k]`` is ``k`` and its event code ``k + 1``.
-    threshold : float
-        The relative amplitude used to pick ``channels``.
-    sources : dict
-        Name -> electrode below which a dipole was placed (for the record).
-    """
-
-    task: str
-    channels: list
-    tmin: float
-    tmax: float
-    class_names: list
-    threshold: float = 0.5
-    sources: dict = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "GroundTruth":
-        return cls(**json.loads(text))
-
 
 def make_montage() -> mne.channels.DigMontage:
     """Standard 10-20 montage. mne >= 1.13 names it ``colin27_1020`` (``standard_1020`` warns)."""
@@ -293,37 +258,7 @@ def simulate_epochs(
                              "class_name": [class_names[k] for k in labels]})
     epochs = mne.Epochs(raw, events, event_id, tmin=tmin, tmax=tmin + (n_trial - 1) / sfreq,
                         baseline=None, preload=True, metadata=metadata, verbose=False)
-    epochs.info["description"] = json.dumps({_TRUTH_KEY: json.loads(truth.to_json())})
-    return epochs
-
-
-def read_ground_truth(epochs_or_path) -> GroundTruth:
-    """Ground truth of a simulated data set, from ``Epochs``, a ``-epo.fif`` or its sidecar.
-
-    Raises
-    ------
-    ValueError
-        If the epochs were not made by :func:`simulate_epochs`.
-    """
-    if isinstance(epochs_or_path, (str, Path)):
-        path = Path(epochs_or_path)
-        sidecar = _sidecar_path(path)
-        if sidecar.exists():
-            return GroundTruth.from_json(sidecar.read_text())
-        epochs_or_path = mne.read_epochs(path, preload=False, verbose=False)
-    description = epochs_or_path.info.get("description") or ""
-    try:
-        payload = json.loads(description)[_TRUTH_KEY]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError("These epochs carry no lrp_captum ground truth; only data made by "
-                         "lrp_captum.demos.eeg_simulation.simulate_epochs do.") from None
-    return GroundTruth(**payload)
-
-
-def _sidecar_path(fif_path: Path) -> Path:
-    name = fif_path.name
-    stem = name[: -len("-epo.fif")] if name.endswith("-epo.fif") else fif_path.stem
-    return fif_path.with_name(stem + ".truth.json")
+    return attach_ground_truth(epochs, truth)
 
 
 def save_simulated(epochs: mne.Epochs, path) -> tuple[Path, Path]:
@@ -338,6 +273,6 @@ def save_simulated(epochs: mne.Epochs, path) -> tuple[Path, Path]:
         raise ValueError(f"{path}: MNE epochs files must end in '-epo.fif'.")
     path.parent.mkdir(parents=True, exist_ok=True)
     epochs.save(path, overwrite=True, verbose=False)
-    sidecar = _sidecar_path(path)
+    sidecar = sidecar_path(path)
     sidecar.write_text(read_ground_truth(epochs).to_json())
     return path, sidecar

@@ -30,10 +30,10 @@ import torch
 
 from lrp_captum.demos.text_sentences import CLASS_NAMES
 from lrp_captum.text.embeddings import minilm_model_dir
-from lrp_captum.text.explain import predict_proba
 from lrp_captum.demos.text_reviews import make_review_dataset
-
-TRAINING_FILE = "training.json"
+from lrp_captum.text.explain import predict_proba
+from lrp_captum.text.model_folders import TRAINING_FILE
+from lrp_captum.text.transformer import quiet_transformers
 FORMAT = "lrp-captum minilm demo v1"
 
 
@@ -201,10 +201,14 @@ def _train(settings: dict, log) -> tuple:
     torch.manual_seed(settings["seed"])
     generator = torch.Generator().manual_seed(settings["seed"])
     source = str(minilm_model_dir())
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        source, local_files_only=True, num_labels=len(CLASS_NAMES),
-        id2label=dict(enumerate(CLASS_NAMES)), label2id={c: i for i, c in enumerate(CLASS_NAMES)})
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, local_files_only=True, num_labels=len(CLASS_NAMES),
+            id2label=dict(enumerate(CLASS_NAMES)), label2id={c: i for i, c in enumerate(CLASS_NAMES)})
+    if log:
+        log("pretrained MiniLM loaded with a new 2-class head (classifier.weight/bias start random, as "
+            "expected before fine-tuning)")
     trainable = freeze_below(model, settings["train_layers"])
     train, test = demo_split(settings)
     enc = tokenizer([r.text for r in train], truncation=True,
@@ -279,8 +283,9 @@ def _save(model, tokenizer, report: dict, out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         (tmp / TRAINING_FILE).write_text(json.dumps(report, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)

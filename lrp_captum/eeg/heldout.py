@@ -6,7 +6,9 @@ therefore holds out a stratified test split and records, in the model's config, 
 it used for training (fitting and early stopping) and which it held out, each by the index in
 the training file and by a fingerprint of its data. :func:`epoch_splits` recognises those
 epochs later in any file -- the training file itself, a subset, a reordered copy -- so that
-accuracy and relevance maps can be reported per split. :func:`chance_test` says whether an
+accuracy and relevance maps can be reported per split. An epoch it does not recognise is of
+unknown split, never held-out: changed training data (rescaled by 1 + 1e-6 is enough) look new
+to a fingerprint but not to the model. :func:`chance_test` says whether an
 accuracy is significantly above chance.
 """
 from __future__ import annotations
@@ -94,13 +96,16 @@ def epoch_splits(volts: np.ndarray, record: dict) -> np.ndarray:
     -------
     np.ndarray of str, shape (N,)
         ``"training"`` for an epoch the model was fitted or early-stopped on, ``"held-out"``
-        for any other, and ``"unknown"`` for all when the model records no training data
-        (a config written before the split was recorded, or made by hand).
+        for one it recorded as held out of training, and ``"unknown"`` for any other: another
+        recording, or training data changed since (filtered, re-referenced, rescaled -- the model
+        may well have been trained on them), and every epoch when the model records no training
+        data (a config written before the split was recorded, or made by hand). An epoch is
+        never held-out because its fingerprint is new.
     """
     if not record:
         return np.full(len(volts), UNKNOWN, dtype=object)
-    training = set(record.get("training", ()))
-    return np.array([TRAINING if p in training else HELD_OUT
+    training, held_out = set(record.get("training", ())), set(record.get("held_out", ()))
+    return np.array([TRAINING if p in training else HELD_OUT if p in held_out else UNKNOWN
                      for p in epoch_fingerprints(volts)], dtype=object)
 
 
@@ -141,7 +146,7 @@ def chance_test(labels: np.ndarray, predicted: np.ndarray) -> ChanceTest:
 
 _SPLIT_PHRASE = {HELD_OUT: "{n} held-out epochs",
                  TRAINING: "{n} epochs it was trained on",
-                 UNKNOWN: "{n} epochs of unknown split (the model records no training epochs)"}
+                 UNKNOWN: "{n} epochs of unknown split (not recorded as held out of its training)"}
 
 
 def chance_warning(test: ChanceTest, split: str) -> str:

@@ -1,85 +1,25 @@
-"""Training EEG classifiers with early stopping, and saving/loading them with their data contract.
+"""Training EEG classifiers on the user's epochs, with early stopping and a held-out split.
 
-A saved model is a folder with ``model.pt`` (a ``state_dict``, loadable with
-``torch.load(..., weights_only=True)``) and ``config.json`` (an :class:`EEGModelConfig`): the
-architecture and its arguments, and what the model expects of its input -- channel names and
-order, sampling rate, epoch start and length, units -- so that :func:`lrp_captum.eeg.explain`
-can refuse epochs that do not match -- and which epochs it was trained on, so that accuracy
-and relevance maps can be reported on held-out epochs (:mod:`lrp_captum.eeg.heldout`).
+:func:`fit_epochs` returns the model with its :class:`~lrp_captum.eeg.model_folder.EEGModelConfig`
+(the data contract and which epochs it was trained on); saving and loading the model folder is
+:mod:`lrp_captum.eeg.model_folder`'s.
 """
 from __future__ import annotations
 
 import copy
-import json
 import warnings
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import mne
 import numpy as np
 import torch
 from torch import nn
 
-from lrp_captum.model_files import load_weights
+from lrp_captum.devices import resolve_device
 from lrp_captum.eeg.amplitude import warn_outside_physiological_range
 from lrp_captum.eeg.heldout import (ChanceLevelWarning, chance_test, chance_warning, split_record,
                                     stratified_holdout)
+from lrp_captum.eeg.model_folder import UNIT_SCALE, EEGModelConfig
 from lrp_captum.eeg.models import build_model
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.pt"
-
-# MNE stores EEG in volts; the networks are trained on microvolts (values of order 1-100).
-UNIT_SCALE = {"V": 1.0, "mV": 1e3, "uV": 1e6}
-
-
-@dataclass
-class EEGModelConfig:
-    """What a trained EEG model is and what input it expects.
-
-    Attributes
-    ----------
-    architecture : str
-        ``"shallow"`` or ``"eegnet"`` (see :func:`lrp_captum.eeg.models.build_model`).
-    model_kwargs : dict
-        Extra keyword arguments of the architecture.
-    ch_names : list of str
-        Channel names in input order.
-    sfreq : float
-        Sampling rate (Hz).
-    n_times : int
-        Samples per epoch.
-    tmin : float
-        Epoch start (s) relative to the event.
-    units : str
-        Units the network input is expressed in (``"uV"``: MNE's volts x 1e6).
-    class_names : list of str
-        Output index ``k`` is class ``class_names[k]``; matched to ``epochs.event_id``.
-    metrics : dict
-        Training record: epochs trained, best epoch, ``training_accuracy`` (epochs fitted on),
-        ``validation_accuracy`` (early-stopping epochs) and, with a test split,
-        ``held_out_accuracy``, ``n_held_out``, ``held_out_chance`` and ``held_out_p_value``.
-    split : dict
-        Which epochs of the training file were used for training and which were held out
-        (:func:`lrp_captum.eeg.heldout.split_record`); empty in configs written before it
-        was recorded.
-    """
-
-    architecture: str
-    ch_names: list
-    sfreq: float
-    n_times: int
-    tmin: float
-    class_names: list
-    units: str = "uV"
-    model_kwargs: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    split: dict = field(default_factory=dict)
-
-    @property
-    def scale(self) -> float:
-        """Factor from MNE's volts to the network's input units."""
-        return UNIT_SCALE[self.units]
 
 
 def epochs_to_arrays(epochs: mne.BaseEpochs, class_names=None, units: str = "uV"):
@@ -126,13 +66,6 @@ def _predict(model, X, device, batch_size=256) -> np.ndarray:
 
 def _accuracy(model, X, y, device, batch_size=256) -> float:
     return float((_predict(model, X, device, batch_size) == y).mean()) if len(X) else 0.0
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def train_model(model: nn.Module, X: np.ndarray, y: np.ndarray, val_fraction: float = 0.2,
@@ -268,30 +201,8 @@ def fit_epochs(epochs: mne.BaseEpochs, architecture: str = "shallow", model_kwar
     return model, config
 
 
-def save_model(model: nn.Module, config: EEGModelConfig, folder) -> Path:
-    """Write ``model.pt`` (state_dict) and ``config.json`` into ``folder``; returns the folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, folder / WEIGHTS_NAME)
-    (folder / CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2))
-    return folder
+def __getattr__(name: str):
+    # saving and loading moved to lrp_captum.eeg.model_folder
+    from lrp_captum.deprecated_paths import moved_name
 
-
-def load_config(folder) -> EEGModelConfig:
-    """Read ``config.json`` of a saved model folder."""
-    path = Path(folder) / CONFIG_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: a saved EEG model folder holds "
-                                f"{CONFIG_NAME} and {WEIGHTS_NAME} (see save_model).")
-    return EEGModelConfig(**json.loads(path.read_text()))
-
-
-def load_model(folder, device: str = "cpu") -> nn.Module:
-    """Rebuild a saved model; its :class:`EEGModelConfig` is attached as ``model.eeg_config``."""
-    config = load_config(folder)
-    model = build_model(config.architecture, len(config.ch_names), config.n_times,
-                        len(config.class_names), **config.model_kwargs)
-    load_weights(model, Path(folder) / WEIGHTS_NAME, what="EEG model weights", architecture=config.architecture)
-    model.eeg_config = config
-    return model.to(resolve_device(device)).eval()
+    return moved_name(__name__, name)

@@ -122,48 +122,60 @@ class TokenAttributor:
 
     def __call__(self, ids: torch.Tensor, targets) -> torch.Tensor:
         """Token relevance ``(N, L)`` (float32) for class ``targets[i]`` of text ``i``."""
+        return self.attribute(ids, targets)[0]
+
+    def attribute(self, ids: torch.Tensor, targets) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token relevance ``(N, L)`` (float32) and, for LRP, the relevance ``(N,)`` of what is
+        added to the token embeddings (a transformer's position and token-type embeddings; 0 for
+        models without them); ``None`` for the other methods, which split no output."""
         target = torch.as_tensor(targets, device=ids.device)
         if self.method == "random":
-            return torch.rand(ids.shape, generator=self.generator).to(ids.device)
+            return torch.rand(ids.shape, generator=self.generator).to(ids.device), None
         if self.method in ATTENTION_METHODS:
             maps = attention_maps(self.model, input_ids=ids)
             scores = attention_rollout(maps) if self.method == "attention_rollout" else \
                 raw_attention(maps)
-            return scores[:, 0, :].float()  # what [CLS], the token the head reads, takes in
-        rel = self._embedding_relevance(ids, target)
+            return scores[:, 0, :].float(), None  # what [CLS], the token the head reads, takes in
+        rel, added = self._embedding_relevance(ids, target)
         if isinstance(rel, (list, tuple)):
             rel = rel[0]
         if rel.dim() != 3 or rel.shape[:2] != ids.shape:
             raise ValueError(f"relevance at the embedding layer has shape {tuple(rel.shape)}; "
                              f"expected (N, L, E) with (N, L) = {tuple(ids.shape)}. Pass "
                              "layer= the module that maps token ids to vectors")
-        return rel.detach().float().sum(dim=2)
+        if added is None and self.method == "lrp":
+            added = torch.zeros(len(ids))
+        elif added is not None:
+            added = added.detach().double().flatten(1).sum(1).cpu()
+        return rel.detach().float().sum(dim=2), added
 
     def _embedding_relevance(self, ids: torch.Tensor, target: torch.Tensor):
+        """Relevance ``(N, L, E)`` at the token embeddings, and that of the embeddings added to
+        them (LRP on a transformer) or ``None``."""
         if self.method == "lrp":
             return self._lrp(ids, target)
         if self.method == "input_x_gradient":
             from captum.attr import LayerGradientXActivation
 
             return LayerGradientXActivation(self.forward_ids, self.layer).attribute(
-                ids, target=target)
+                ids, target=target), None
         from captum.attr import LayerIntegratedGradients
 
         return LayerIntegratedGradients(self.forward_ids, self.layer).attribute(
             ids, baselines=torch.full_like(ids, self.pad_id), target=target,
-            n_steps=self.ig_steps, internal_batch_size=max(1, len(ids)) * 8)
+            n_steps=self.ig_steps, internal_batch_size=max(1, len(ids)) * 8), None
 
     def _lrp(self, ids: torch.Tensor, target: torch.Tensor):
         from lrp_captum import CanonizationError, LayerLRP
         from lrp_captum.core.composites import get_composite, leaf_layers
 
         try:
-            if self.transformer:
+            if self.transformer and self.layer is self.model.get_input_embeddings():
                 return transformer_lrp(self.model, ids, target, self.composite,
-                                       self.output_mode, self.canonizers)
-            engine = LayerLRP(self.model, layer=self.layer, composite=self.composite,
+                                       self.output_mode, self.canonizers, parts=True)
+            engine = LayerLRP(self.forward_ids, layer=self.layer, composite=self.composite,
                               canonizers=self.canonizers)
-            return engine.attribute(ids, target=target, output_mode=self.output_mode)
+            return engine.attribute(ids, target=target, output_mode=self.output_mode), None
         except CanonizationError as exc:
             if "could not trace" not in str(exc):
                 raise

@@ -29,12 +29,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lrp_captum.evaluation.metrics import perturbation_order
 from lrp_captum.core.model_mode import evaluation_mode
-
+from lrp_captum.devices import model_device
+from lrp_captum.evaluation.metrics import perturbation_order
 from lrp_captum.text.attribute import ids_to_logits
 from lrp_captum.text.encoding import encode_texts
-from lrp_captum.text.explain import TextExplanation, _model_device, input_settings, window_logits
+from lrp_captum.text.explain import TextExplanation, input_settings, window_logits
 from lrp_captum.text.windows import plan_windows, special_ends
 
 ORDERS = ("morf", "lerf")
@@ -153,7 +153,7 @@ def deletion_curves(model: nn.Module, tokenizer, explanations: Sequence[TextExpl
         for order in ORDERS:
             logits = window_logits(ids_to_logits(model), perturbed[order], plans,
                                    min_length=min_length, pad_id=pad_id,
-                                   batch_size=batch_size, device=_model_device(model))
+                                   batch_size=batch_size, device=model_device(model))
             probs = torch.softmax(logits, dim=1).gather(1, targets[:, None])[:, 0]
             curves[order] = probs.view(len(explanations), n_steps + 1)
     return DeletionResult(fractions, curves["morf"], curves["lerf"])

@@ -49,6 +49,17 @@ class EncodedText:
     warnings: list[str] = field(default_factory=list)
 
 
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode (a lone surrogate, which no UTF-8 text can hold, with its
+    position), or ``None`` when it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start + 1} "
+                "(not a character; usually half of an emoji split in two)")
+    return None
+
+
 def backend_tokenizer(tokenizer):
     """The ``tokenizers.Tokenizer`` behind ``tokenizer`` (itself, or a Hugging Face fast
     tokenizer's ``backend_tokenizer``), copied so that its settings can be changed safely."""
@@ -133,6 +144,9 @@ def encode_texts(tokenizer, texts: list[str], max_length: int | None = None
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"text {i} is {type(text).__name__}, expected str")
+        problem = unicode_problem(text)
+        if problem:
+            raise ValueError(f"text {i} is not valid Unicode: {problem}")
     if max_length is not None and max_length < 3:
         raise ValueError(f"max_length must be >= 3 (room for special tokens), got {max_length}")
     backend = backend_tokenizer(tokenizer)

@@ -101,3 +101,38 @@ def format_table(rows: list[dict], columns: Sequence[str] = (
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def labelled_accuracy(model, tokenizer, path) -> dict:
+    """Accuracy of ``model`` on a labelled JSONL file (``text`` and ``label``, a class name).
+
+    Returns
+    -------
+    dict
+        ``file`` (its name), ``n`` (texts scored), ``accuracy``, ``sha256`` of the file (so a
+        record says which version was scored) and ``skipped`` (lines that are not valid text).
+
+    Raises
+    ------
+    ValueError
+        A line without a ``label`` that names one of the model's classes (``FILE:LINE``), or no
+        text to score.
+    """
+    import hashlib
+    from pathlib import Path
+
+    from lrp_captum.text.explain import class_names_of, predict_proba
+    from lrp_captum.text.texts_file import read_texts_file
+
+    items, skipped = read_texts_file(path)
+    names = class_names_of(model)
+    for it in items:
+        if it.label not in names:
+            raise ValueError(f"{path}:{it.line}: label {it.label!r} is not a class of the model "
+                             f"({', '.join(names)})")
+    if not items:
+        raise ValueError(f"{path}: no labelled text to score")
+    predicted = predict_proba(model, tokenizer, [it.text for it in items]).argmax(1).tolist()
+    correct = sum(names[p] == it.label for p, it in zip(predicted, items))
+    return {"file": Path(path).name, "n": len(items), "accuracy": correct / len(items),
+            "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(), "skipped": len(skipped)}

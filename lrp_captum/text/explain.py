@@ -21,7 +21,9 @@ and the result says so.
 """
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 
 from lrp_captum.core.model_mode import evaluation_mode
+from lrp_captum.devices import model_device
 
 from lrp_captum.text.attribute import METHODS, TokenAttributor, find_embedding_layer, ids_to_logits  # noqa: F401
 from lrp_captum.text.encoding import EncodedText, encode_texts, length_batches
@@ -69,6 +72,12 @@ class TextExplanation:
     relevance_sum : float
         Sum of all token relevance; equals ``output_relevance`` up to what biases and
         stabilisers absorb (for LRP and a conservative composite).
+    logit_split : dict
+        LRP only: where the explained output went (:func:`logit_split`): ``output``, ``words``,
+        ``special_tokens``, ``position_type_embeddings`` (a transformer's position and
+        token-type embeddings, added to the words) and ``biases`` (the rest: biases, stabilisers
+        and what a non-conservative rule such as AttnLRP's softmax does not conserve). For a long
+        text, the mean over its windows. Empty for other methods and the contrastive output.
     method, composite : str
         ``"lrp"`` with its composite, or another method of
         :data:`lrp_captum.text.attribute.METHODS`.
@@ -101,6 +110,7 @@ class TextExplanation:
     unknown_words: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
+    logit_split: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-serialisable dictionary of every field."""
@@ -228,11 +238,6 @@ def input_settings(model: nn.Module, tokenizer, max_length: int | None = None,
     return max_length, pad_id, min_length
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @dataclass
 class _Window:
     """One model input: window ``index`` of text ``text``, its ids padded to ``min_length``."""
@@ -295,19 +300,22 @@ def predict_proba(model: nn.Module, tokenizer, texts: Sequence[str],
     with evaluation_mode(model):
         logits = window_logits(ids_to_logits(model), [e.ids for e in encoded], plans,
                                min_length=min_length, pad_id=pad_id, batch_size=batch_size,
-                               device=_model_device(model))
+                               device=model_device(model))
     return torch.softmax(logits, dim=1)
 
 
 def _window_relevance(attributor: TokenAttributor, items: list[_Window], targets: list[int],
                       batch_size: int, device, output_mode: str):
-    """Token relevance and explained output of every window, for its text's target."""
+    """Token relevance, explained output and relevance of the added embeddings (LRP; else None)
+    of every window, for its text's target."""
     relevance: list[torch.Tensor | None] = [None] * len(items)
     outputs = [float("nan")] * len(items)
+    added: list[float | None] = [None] * len(items)
     for idx in length_batches([len(it.ids) for it in items], batch_size):
         ids = torch.tensor([items[i].ids for i in idx], device=device)
         wanted = [targets[items[i].text] for i in idx]
-        rel = attributor(ids, wanted).cpu()
+        rel, extra = attributor.attribute(ids, wanted)
+        rel = rel.cpu()
         if output_mode in ("logit", "probability"):
             logits = attributor.logits(ids).float().cpu()
             values = logits if output_mode == "logit" else torch.softmax(logits, dim=1)
@@ -315,7 +323,8 @@ def _window_relevance(attributor: TokenAttributor, items: list[_Window], targets
                 outputs[i] = float(values[row, wanted[row]])
         for row, i in enumerate(idx):
             relevance[i] = rel[row]
-    return relevance, outputs
+            added[i] = None if extra is None else float(extra[row])
+    return relevance, outputs, added
 
 
 def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target: Any = None,
@@ -398,8 +407,9 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
         return []
     plans = [plan_windows(len(e.ids), *special_ends(e.token_word), max_length, stride)
              for e in encoded]
-    device = _model_device(model)
-    with evaluation_mode(model):
+    device = model_device(model)
+    with warnings.catch_warnings(record=True) as caught, evaluation_mode(model):
+        warnings.simplefilter("always")
         attributor = TokenAttributor(model, method, composite, layer, canonizers, output_mode,
                                      ig_steps, pad_id, seed)
         logits = window_logits(attributor.logits, [e.ids for e in encoded], plans,
@@ -410,8 +420,9 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
         predicted = logits.argmax(dim=1).tolist()
         targets = [w if w is not None else p for w, p in zip(wanted, predicted)]
         items = _window_items([e.ids for e in encoded], plans, min_length, pad_id)
-        relevance, outputs = _window_relevance(attributor, items, targets, batch_size, device,
-                                               output_mode)
+        relevance, outputs, added = _window_relevance(attributor, items, targets, batch_size, device,
+                                                      output_mode)
+    call_warnings = _user_warnings(caught)
     probs = torch.softmax(logits, dim=1)
     results = []
     for t, (enc, plan) in enumerate(zip(encoded, plans)):
@@ -421,15 +432,59 @@ def explain_text(model: nn.Module, tokenizer, texts: str | Sequence[str], target
         token_rel = plan.combine_relevance(window_rel).tolist()
         token_rel += relevance[mine[0]][len(relevance[mine[0]]) - n_pad:].tolist()
         output = sum(outputs[i] for i in mine) / len(mine)
+        extra = None if added[mine[0]] is None else sum(added[i] for i in mine) / len(mine)
         results.append(_explanation(enc, plan, token_rel, n_pad, targets[t], predicted[t],
                                     probs[t].tolist(), names, output, method,
-                                    attributor.composite, pad_id))
+                                    attributor.composite, pad_id, extra))
+        results[-1].warnings += [w for w in call_warnings if w not in results[-1].warnings]
+    for w in caught:  # given again, now that they are recorded, to the caller's filters
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return results[0] if single else results
+
+
+def _user_warnings(caught) -> list[str]:
+    """Distinct messages of recorded warnings meant for the user (a page shows them with each
+    explanation, not only a server log)."""
+    shown = [w for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))]
+    return list(dict.fromkeys(" ".join(str(w.message).split()) for w in shown))
+
+
+#: relevance of the tokens and embeddings this many times the explained output: the rules amplify it
+AMPLIFIED = 100.0
+
+
+def logit_split(word_relevance: Sequence[float], special_relevance: Sequence[float], output: float,
+                added: float | None) -> dict:
+    """Where the explained output went: ``words``, ``special_tokens``, ``position_type_embeddings``
+    (relevance of the embeddings added to the tokens) and ``biases`` (the rest: what biases and
+    stabilisers absorb, and what a non-conservative rule such as AttnLRP's softmax loses or adds),
+    with the ``output`` itself. Empty when there is no output to split (a method other than LRP,
+    or ``output_mode="contrastive"``)."""
+    if added is None or output != output:
+        return {}
+    words, special = float(sum(word_relevance)), float(sum(special_relevance))
+    return {"output": float(output), "words": words, "special_tokens": special,
+            "position_type_embeddings": float(added), "biases": float(output) - words - special - float(added)}
+
+
+def _split_warnings(split: dict) -> list[str]:
+    """What is really wrong with a split: relevance that is not finite, or far larger than the output."""
+    if not split:
+        return []
+    parts = split["words"] + split["special_tokens"] + split["position_type_embeddings"]
+    if not all(math.isfinite(v) for v in split.values()):
+        return ["relevance is not finite (NaN or inf): a rule divided by a near-zero denominator; try "
+                "composite cp_lrp or epsilon"]
+    if abs(parts) > AMPLIFIED * max(abs(split["output"]), 1e-6):
+        return [f"the tokens and embeddings get {abs(parts) / max(abs(split['output']), 1e-6):.0f} times the "
+                "explained output: the rules amplify relevance; try composite cp_lrp or epsilon"]
+    return []
 
 
 def _explanation(enc: EncodedText, plan: WindowPlan, token_rel: list[float], n_pad: int,
                  target: int, predicted: int, probs: list[float], names: list[str],
-                 output: float, method: str, composite, pad_id: int) -> TextExplanation:
+                 output: float, method: str, composite, pad_id: int, added: float | None = None
+                 ) -> TextExplanation:
     tokens = enc.tokens + ["[PAD]"] * n_pad
     token_word = enc.token_word + [None] * n_pad
     specials = [{"token": t, "position": p, "relevance": r}
@@ -437,7 +492,8 @@ def _explanation(enc: EncodedText, plan: WindowPlan, token_rel: list[float], n_p
     word_rel = merge_token_relevance(token_rel, token_word, len(enc.words))
     comp = composite if isinstance(composite, str) or composite is None else \
         getattr(composite, "name", type(composite).__name__)
-    notes = list(enc.warnings) + ([plan.describe()] if plan.n_windows > 1 else [])
+    split = logit_split(word_rel, [s["relevance"] for s in specials], output, added) if method == "lrp" else {}
+    notes = list(enc.warnings) + ([plan.describe()] if plan.n_windows > 1 else []) + _split_warnings(split)
     return TextExplanation(
         text=enc.text, words=enc.words, word_spans=enc.word_spans, word_relevance=word_rel,
         tokens=tokens, token_ids=list(enc.ids) + [pad_id] * n_pad,
@@ -448,4 +504,4 @@ def _explanation(enc: EncodedText, plan: WindowPlan, token_rel: list[float], n_p
         relevance_sum=float(sum(token_rel)), method=method,
         composite=comp if method == "lrp" else None,
         windows=[[a, b] for a, b in plan.spans], unknown_words=list(enc.unknown_words),
-        warnings=notes, class_names=list(names))
+        warnings=notes, class_names=list(names), logit_split=split)

@@ -89,6 +89,21 @@ def _probabilities_text(e: TextExplanation) -> str:
     return ", ".join(f"{name} {p:.2f}" for name, p in zip(names, e.probabilities))
 
 
+#: the parts of :attr:`TextExplanation.logit_split`, as they are named on the page
+SPLIT_PARTS = (("words", "words"), ("special_tokens", "special tokens"),
+               ("position_type_embeddings", "position/type embeddings"), ("biases", "biases"))
+
+
+def split_text(explanation: TextExplanation) -> str:
+    """``"output 0.92 = words 0.21 + special tokens -0.21 + position/type embeddings 0.03 + biases
+    0.89"``: where LRP put the explained output; ``""`` when there is no split."""
+    split = explanation.logit_split
+    if not split:
+        return ""
+    parts = " + ".join(f"{name} {split[key]:.3g}" for key, name in SPLIT_PARTS)
+    return f"output {split['output']:.3g} = {parts}"
+
+
 def explanation_html(explanation: TextExplanation, show_meta: bool = True,
                      shared_scale: float | None = None, n_shared: int | None = None) -> str:
     """One text as an HTML fragment: the original text with each word highlighted.
@@ -128,11 +143,13 @@ def explanation_html(explanation: TextExplanation, show_meta: bool = True,
                           "(not comparable between texts)")
         else:
             scale_note = f"colour scale ±{scale:.3g} shared by all {n_shared} texts"
+        split = split_text(e)
         meta = (f'<div class="lrp-meta">explained class: <b>{html.escape(e.target_name)}</b> '
                 f'(predicted {html.escape(e.predicted_name)}; probabilities '
                 f'{html.escape(_probabilities_text(e))}); {html.escape(how)}; '
                 f'{html.escape(scale_note)}; special tokens: '
-                f'{html.escape(special) or "none"}</div>')
+                f'{html.escape(special) or "none"}</div>'
+                + (f'<div class="lrp-meta">where the output went: {html.escape(split)}</div>' if split else ""))
     warns = "".join(f'<div class="lrp-warn" role="note">⚠ {html.escape(w)}</div>'
                     for w in e.warnings)
     return f'<div class="lrp-item"><div>{body}</div>{meta}{warns}</div>'
@@ -181,3 +198,12 @@ def explanations_json(explanations: Sequence[TextExplanation] | TextExplanation,
     if isinstance(explanations, TextExplanation):
         return json.dumps(explanations.to_dict(), indent=indent, ensure_ascii=False)
     return json.dumps([e.to_dict() for e in explanations], indent=indent, ensure_ascii=False)
+
+
+def write_json(explanation: TextExplanation, path: str | Path) -> Path:
+    """Write one explanation as :func:`explanations_json` to ``path`` (UTF-8; its folder is
+    created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(explanations_json(explanation), encoding="utf-8")
+    return path

@@ -8,12 +8,13 @@ embedding dimension. Nothing here downloads: folders are read with ``local_files
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lrp_captum.core.engine.session import scores
+from lrp_captum.core.engine.scores import scores
 
 #: composites written for transformers (attention and LayerNorm rules)
 TRANSFORMER_COMPOSITES = ("attnlrp", "cp_lrp")
@@ -38,6 +39,24 @@ def is_hugging_face_folder(path: str | Path) -> bool:
         return "model_type" in json.loads(config.read_text())
     except (OSError, ValueError):
         return False
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Hugging Face's progress bars and reports off while the context is open (loading a few
+    files takes a fraction of a second; a new classification head is expected when fine-tuning
+    starts and is said once by the caller), restored after."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_sequence_classifier(path: str | Path, device: str | torch.device = "cpu"):
@@ -68,8 +87,9 @@ def load_sequence_classifier(path: str | Path, device: str | torch.device = "cpu
                          "'model_type')")
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    with quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{path}: the tokenizer is not a fast (Rust) tokenizer; word offsets "
                          "are needed to merge sub-tokens into words (save tokenizer.json)")
@@ -135,14 +155,47 @@ def require_composite(composite) -> None:
         get_composite(composite)
 
 
+def added_embeddings(model: nn.Module) -> list[nn.Module]:
+    """The embedding tables added to the word embeddings (BERT's position and token-type
+    embeddings): the other ``nn.Embedding`` children of the module that holds
+    ``model.get_input_embeddings()``. Empty for models without them."""
+    word = model.get_input_embeddings()
+    for module in model.modules():
+        children = list(module.children())
+        if any(child is word for child in children):
+            return [c for c in children if isinstance(c, nn.Embedding) and c is not word]
+    return []
+
+
+@contextlib.contextmanager
+def _per_example(tables: list[nn.Module], batch: int):
+    """Outputs of ``tables`` expanded to ``batch`` examples while the context is open: a position
+    table looked up once per batch ``(1, L, E)`` gets one row per example, so that each example's
+    relevance of its position embeddings is its own (the sum is the same)."""
+    def expand(module, args, output):
+        return output.expand(batch, *output.shape[1:]) if output.shape[0] == 1 and batch > 1 else output
+
+    handles = [t.register_forward_hook(expand) for t in tables]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+#: the start of the core's warning that Σ relevance differs from the output; for a transformer the
+#: split of the output (:func:`transformer_lrp` with ``parts=True``) says where it went
+_NOT_ADDING_UP = "relevance does not add up to the explained output"
+
+
 def transformer_lrp(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, composite,
-                    output_mode: str = "logit", canonizers="default") -> torch.Tensor:
+                    output_mode: str = "logit", canonizers="default", parts: bool = False):
     """LRP relevance of a Hugging Face classifier at its word embeddings.
 
     The only function the text adapter calls for LRP on a transformer: the core's
-    :class:`lrp_captum.LRP` on ``inputs_embeds`` with a composite by name (``attnlrp``,
-    ``cp_lrp``: rules on the attention's functions, no torch.fx trace needed). Relevance that
-    the position and token-type embeddings take is not part of the words' relevance.
+    :class:`lrp_captum.LayerLRP` at the word embeddings (and the embeddings added to them) with a
+    composite by name (``attnlrp``, ``cp_lrp``: rules on the attention's functions, no torch.fx
+    trace needed), in one pass.
 
     Parameters
     ----------
@@ -156,20 +209,36 @@ def transformer_lrp(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, c
     output_mode : str
         See :meth:`lrp_captum.LRP.attribute`.
     canonizers : "default", "auto" or None
+    parts : bool
+        Also return the relevance of the embeddings added to the words.
 
     Returns
     -------
-    torch.Tensor
-        ``(N, L, E)`` relevance of the word embeddings.
+    torch.Tensor or (torch.Tensor, torch.Tensor)
+        ``(N, L, E)`` relevance of the word embeddings; with ``parts``, also ``(N, L, E)`` of the
+        position and token-type embeddings (:func:`added_embeddings`) summed. The rest of the
+        output (what the biases absorb, and what AttnLRP's softmax rule does not conserve) is
+        neither's: the core's warning that relevance "does not add up" is therefore not given
+        here, the caller reports the split.
 
     Raises
     ------
     lrp_captum.UnknownCompositeError
         If the composite is not registered.
     """
-    from lrp_captum import LRP
+    import warnings
+
+    from lrp_captum import LayerLRP
 
     require_composite(composite)
-    embeds = model.get_input_embeddings()(ids).detach()
-    engine = LRP(LogitsFromEmbeddings(model), composite=composite, canonizers=canonizers)
-    return engine.attribute(embeds, target=target, output_mode=output_mode)
+    added = added_embeddings(model)
+    engine = LayerLRP(LogitsFromIds(model), layer=[model.get_input_embeddings(), *added],
+                      composite=composite, canonizers=canonizers)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NOT_ADDING_UP)
+        with _per_example(added, len(ids)):
+            relevances = engine.attribute(ids, target=target, output_mode=output_mode)
+    words = relevances[0]
+    if not parts:
+        return words
+    return words, (sum(relevances[1:]) if added else torch.zeros_like(words))

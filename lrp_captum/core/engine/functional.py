@@ -5,17 +5,22 @@ Transformers compute most of what matters for relevance in functions called from
 ``F.layer_norm``, ``F.gelu``), not in leaf modules, and most of them cannot be traced by
 torch.fx. :class:`OpRules` is a ``TorchFunctionMode`` active during the forward pass of one
 attribution call: it sees every such call and applies the composite's rule for its *family*
-(:data:`FAMILIES`), without changing the model. Calls inside a leaf module that carries a
-rule are left alone (the module's rule applies), as are calls without gradient.
+(:data:`lrp_captum.core.op_families.FAMILIES`), without changing the model. Calls inside a leaf
+module that carries a rule are left alone (the module's rule applies), as are calls through
+which no relevance flows.
 
-In the engine's convention (the gradient is the relevance per unit of value, ``c = R / a``):
+What a rule does to the functions of a family is the ``functions`` column of the table of kinds
+(:mod:`lrp_captum.core.engine.declaration_kinds`); the behaviours are defined here, each with
+the signature ``(compiled, func, args, kwargs) -> output``. In the engine's convention
+(the gradient is the relevance per unit of value, ``c = R / a``):
 
-* ``Gradient`` is the plain gradient (AttnLRP's softmax rule is gradient × input);
-* ``Constant`` detaches the output (CP-LRP's attention probabilities);
-* ``Uniform`` divides the gradient into each of ``n`` non-constant factors by ``n``;
-* ``Pass`` returns ``f(x)`` with gradient ``f(x) / x`` (the identity rule);
-* ``ConstantScale`` recomputes the normalisation with its scale detached;
-* a :class:`~lrp_captum.core.rules.Terms` rule on ``F.linear`` runs the fused kernel of a dense layer.
+* :func:`plain_call`: the plain gradient (AttnLRP's softmax rule is gradient × input);
+* :func:`constant_call`: the output detached (CP-LRP's attention probabilities);
+* :func:`split_product`: the gradient into each of ``n`` non-constant factors scaled by the
+  rule's share (``1/n`` for the uniform rule);
+* :func:`identity_call`: ``f(x)`` with gradient ``f(x) / x`` (the identity rule);
+* :func:`constant_scale_call`: the normalisation recomputed with its scale detached;
+* :func:`dense_call`: a term rule on ``F.linear`` runs the fused kernel of a dense layer.
 
 ``F.scaled_dot_product_attention`` is covered by scaling the gradients of ``q``, ``k`` and ``v``
 before the fused kernel (the shares the softmax and product rules give them), and
@@ -24,7 +29,6 @@ before the fused kernel (the shares the softmax and product rules give them), an
 from __future__ import annotations
 
 import math
-import operator
 from typing import Callable, Optional
 
 import torch
@@ -32,95 +36,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from lrp_captum.core.rules import Constant, ConstantScale, Gradient, Pass, Terms, Uniform
 from lrp_captum.core.engine.autograd import ReplaceValue, ScaleGradient
+from lrp_captum.core.engine.constant_scale import CONSTANT_SCALE
+from lrp_captum.core.op_families import DIVISION, FAMILIES, function_name, neutral
 
-__all__ = ["FAMILIES", "NEUTRAL", "neutral", "OpRules", "UncoveredOpError",
-           "constant_scale_output", "scale_gradient", "identity_rule"]
-
-T = torch.Tensor
-
-#: function → family; a composite gives a family a rule with the selector ``Op(family)``
-FAMILIES: dict = {}
-for _family, _functions in {
-    "softmax": (F.softmax, torch.softmax, T.softmax),
-    # (operator.* as torch.fx records `a @ b`, `a * b` in a traced graph)
-    "matmul": (torch.matmul, T.matmul, T.__matmul__, T.__rmatmul__, torch.bmm, T.bmm,
-               torch.mm, T.mm, torch.einsum, operator.matmul),
-    "mul": (torch.mul, T.mul, T.__mul__, T.__rmul__, operator.mul),
-    "norm": (F.layer_norm, F.rms_norm, F.group_norm),
-    "activation": (F.gelu, F.silu, F.mish, F.elu, F.selu, F.celu, F.softplus, F.hardswish,
-                   F.hardsigmoid, F.logsigmoid, F.softsign, F.tanhshrink, torch.tanh, T.tanh,
-                   F.tanh, torch.sigmoid, T.sigmoid, F.sigmoid),
-    "linear": (F.linear, torch.addmm, T.addmm),
-    "attention": (F.scaled_dot_product_attention, F.multi_head_attention_forward),
-}.items():
-    for _fn in _functions:
-        FAMILIES[_fn] = _family
-
-#: functions through which the plain gradient propagates relevance correctly whatever their
-#: inputs (routing, reshaping, sums, piecewise-linear maps through the origin); torch.fx
-#: canonization uses the same set
-NEUTRAL = {
-    T.view, T.reshape, torch.reshape, T.permute, torch.permute, T.transpose, torch.transpose,
-    T.contiguous, T.expand, T.expand_as, T.view_as, T.reshape_as, T.flatten, torch.flatten,
-    T.unflatten, T.squeeze, torch.squeeze, T.unsqueeze, torch.unsqueeze, T.__getitem__, T.split,
-    torch.split, T.chunk, torch.chunk, T.unbind, torch.unbind, torch.cat, torch.concat,
-    torch.stack, T.narrow, torch.narrow, T.select, T.index_select, torch.index_select, T.gather,
-    torch.gather, T.repeat, T.repeat_interleave, T.roll, T.movedim, torch.movedim, T.t, T.clone,
-    torch.clone, T.to, T.type, T.type_as, T.float, T.double, T.half, T.bfloat16, T.detach,
-    T.__add__, T.__radd__, T.add, torch.add, T.__iadd__, T.__sub__, T.__rsub__, T.sub,
-    torch.sub, T.__neg__, T.neg, torch.neg, T.sum, torch.sum, T.mean, torch.mean, F.dropout,
-    F.dropout1d, F.dropout2d, F.dropout3d, F.pad, F.relu, torch.relu, T.relu, F.leaky_relu,
-    F.hardtanh, T.abs, torch.abs, T.max, torch.max, T.amax, torch.amax, F.max_pool1d,
-    F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d,
-    F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d,
-    F.adaptive_max_pool3d, F.interpolate, T.masked_fill, torch.masked_fill, torch.where,
-    T.where, F.embedding, T.__setitem__, T.masked_select, T.flip, torch.flip, T.tile,
-    F.pixel_shuffle, F.pixel_unshuffle, T.mT.__get__, T.T.__get__, F.conv1d, F.conv2d, F.conv3d,
-    T.__truediv__, T.div, torch.div, T.__itruediv__, T.unfold, T.new_zeros, T.floor_divide,
-    torch.floor_divide, operator.getitem, operator.neg, operator.truediv, operator.floordiv,
-    T.requires_grad_, T.size, T.dim, F.prelu, F.relu6, F.threshold, T.min, torch.min, T.amin,
-    torch.amin, T.long, T.int, T.bool, T.new_ones, T.new_empty, T.split_with_sizes, operator.eq,
-    operator.ne, operator.lt, operator.le, operator.gt, operator.ge, T.__eq__, T.__ne__,
-    T.__lt__, T.__le__, T.__gt__, T.__ge__,
-    # more routing (Swin's shifted windows, MaxViT's partitions) and linear maps
-    torch.roll, T.swapaxes, torch.swapaxes, T.swapdims, torch.swapdims, torch.broadcast_to,
-    T.broadcast_to, torch.tile, torch.repeat_interleave, torch.hstack, torch.vstack,
-    torch.dstack, torch.column_stack, torch.t, torch.adjoint, T.adjoint, F.unfold, F.fold,
-    T.cumsum, torch.cumsum, torch.fliplr, torch.flipud, T.rot90, torch.rot90, T.diagonal,
-    torch.diagonal, T.triu, torch.triu, T.tril, torch.tril, T.masked_scatter, T.index_add,
-    T.index_copy, T.scatter, T.scatter_add, torch.scatter, torch.scatter_add, T.index_put,
-    T.nan_to_num, F.channel_shuffle, torch.channel_shuffle,
-    # an eval-mode BatchNorm is a per-channel affine map: LRP-0 is its gradient
-    F.batch_norm,
-}
-#: division is linear in the numerator only
-_DIVISION = {T.__truediv__, T.div, torch.div, T.__itruediv__}
-
-
-def neutral(func) -> bool:
-    """Functions whose gradient is already the right propagation: routing and linear maps,
-    and autograd functions (their backward is defined by the engine or the user)."""
-    if func is None:
-        return False
-    if func in NEUTRAL:
-        return True
-    owner = getattr(func, "__self__", None)
-    return isinstance(owner, type) and issubclass(owner, torch.autograd.Function)
-
-
-def function_name(func) -> str:
-    """``torch.exp``, ``Tensor.sigmoid``, ``torch.nn.functional.gelu``: how users write it."""
-    qualname = getattr(func, "__qualname__", "") or ""
-    name = getattr(func, "__name__", None) or repr(func)
-    if qualname.startswith("_VariableFunctionsClass."):
-        return f"torch.{name}"
-    if qualname.startswith(("TensorBase.", "Tensor.")):
-        return f"Tensor.{name}"
-    module = getattr(func, "__module__", None)
-    return f"{module}.{name}" if module else name
-
+__all__ = ["OpRules", "UncoveredOpError", "scale_gradient", "identity_rule", "plain_call",
+           "constant_call", "split_product", "identity_call", "constant_scale_call",
+           "dense_call"]
 
 #: names of the positional arguments after ``x`` of the activation functions that take any
 _ACTIVATION_ARGS = {F.gelu: ("approximate",), F.elu: ("alpha", "inplace"),
@@ -167,63 +89,55 @@ def identity_rule(fn: Callable, x: Tensor, **kwargs) -> Tensor:
     return _Identity.apply(fn, x, kwargs)
 
 
-def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    dims = tuple(range(-len(normalized_shape), 0))
-    mean = x.mean(dims, keepdim=True)
-    centred = x - mean
-    scale = torch.rsqrt(centred.pow(2).mean(dims, keepdim=True) + eps).detach()
-    y = centred * scale
-    if weight is not None:
-        y = y * weight
-    return y + bias if bias is not None else y
+# ---------------------------------------------------------------------------------------------
+# what a rule does to the functions of a family
+# ---------------------------------------------------------------------------------------------
+def plain_call(compiled, func, args, kwargs):
+    """The function as it is: its gradient is the rule."""
+    return func(*args, **kwargs)
 
 
-def _rms_norm(x, normalized_shape, weight=None, eps=None):
-    dims = tuple(range(-len(normalized_shape), 0))
-    eps = torch.finfo(x.dtype).eps if eps is None else eps
-    y = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps).detach()
-    return y * weight if weight is not None else y
+def constant_call(compiled, func, args, kwargs):
+    """The function's output as a constant: no relevance flows through it."""
+    return func(*args, **kwargs).detach()
 
 
-def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
-    n, c = x.shape[:2]
-    g = x.reshape(n, num_groups, -1)
-    centred = g - g.mean(-1, keepdim=True)
-    y = (centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps).detach())
-    y = y.reshape(x.shape)
-    shape = (1, c) + (1,) * (x.dim() - 2)
-    if weight is not None:
-        y = y * weight.reshape(shape)
-    return y + bias.reshape(shape) if bias is not None else y
+def split_product(compiled, func, args, kwargs):
+    """A product of ``n`` relevance-carrying factors, each factor's gradient scaled by the
+    rule's share (``compiled.kind.share(n)``)."""
+    factors = _grad_tensors(args)
+    share = compiled.kind.share(len(factors))
+    ids = {id(t) for t in factors}
+    args = tuple(scale_gradient(a, share) if id(a) in ids else
+                 [scale_gradient(t, share) if id(t) in ids else t for t in a]
+                 if isinstance(a, (list, tuple)) else a for a in args)
+    return func(*args, **kwargs)
 
 
-_CONSTANT_SCALE = {F.layer_norm: _layer_norm, F.rms_norm: _rms_norm, F.group_norm: _group_norm}
-#: scale statistics a hand-written normalisation computes; detached under ConstantScale
-_SCALE_STATISTICS = {torch.rsqrt, T.rsqrt, torch.sqrt, T.sqrt, T.std, torch.std, T.var,
-                     torch.var, T.norm, torch.norm, torch.linalg.vector_norm}
+def identity_call(compiled, func, args, kwargs):
+    """An elementwise activation through the identity rule ``R_in = R_out``."""
+    return identity_rule(func, args[0], **dict(zip(_ACTIVATION_ARGS.get(func, ()), args[1:])),
+                         **kwargs)
 
 
-class _DetachScale(TorchFunctionMode):
-    """Inside a normalisation module's forward: its scale statistics are constants."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _CONSTANT_SCALE:
-            return _CONSTANT_SCALE[func](*args, **kwargs)
-        out = func(*args, **kwargs)
-        if func in _SCALE_STATISTICS and torch.is_tensor(out):
-            return out.detach()
-        return out
+def constant_scale_call(compiled, func, args, kwargs):
+    """A normalisation function with its scale held constant."""
+    return ReplaceValue.apply(func(*args, **kwargs).detach(),
+                              CONSTANT_SCALE[func](*args, **kwargs))
 
 
-def constant_scale_output(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
-    """``output`` of a normalisation module, with a gradient that treats its scale as a
-    constant: the module's forward is run again with ``F.layer_norm`` / ``rms_norm`` /
-    ``group_norm`` decomposed and ``rsqrt`` / ``sqrt`` / ``std`` / ``var`` / ``norm`` detached,
-    so hand-written RMSNorm modules are covered too."""
-    with torch.enable_grad(), _DetachScale():
-        recomputed = module.forward(*inputs)
-    return ReplaceValue.apply(output.detach(), recomputed)
+def dense_call(compiled, func, args, kwargs):
+    """``F.linear(x, weight, bias)`` as a dense layer under a term rule: its fused kernel, or
+    its hook path where the kernel does not apply to the input."""
+    x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    shell = _linear_shell(weight, bias)
+    out = compiled.fused_forward(shell, (x,), False) if compiled.fusable(shell) else None
+    if out is None:
+        plain = F.linear(x, weight, bias)
+        out = compiled.hook_output(shell, (x,), plain)
+        out = plain if out is None else out
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,6 +151,18 @@ def _grad_tensors(args) -> list:
         elif isinstance(a, (list, tuple)):
             found.extend(_grad_tensors(a))
     return found
+
+
+#: families of products: relevance flows through a call with two or more factors that carry
+#: it (a product with constants is linear in the one factor that does)
+_PRODUCTS = ("matmul", "mul")
+
+
+def _relevance_flows(family: str, args: tuple, kwargs: dict) -> bool:
+    if family in _PRODUCTS:
+        return len(_grad_tensors(args)) >= 2
+    x = args[0] if args else kwargs.get("input")
+    return torch.is_tensor(x) and x.requires_grad
 
 
 def _linear_shell(weight: Tensor, bias: Optional[Tensor]) -> nn.Linear:
@@ -255,7 +181,7 @@ class OpRules(TorchFunctionMode):
     Parameters
     ----------
     rules : dict
-        ``{family: CompiledRule}`` (see :data:`FAMILIES`).
+        ``{family: CompiledRule}`` (see :data:`lrp_captum.core.op_families.FAMILIES`).
     depth : list of int
         ``depth[0] > 0`` while a leaf module with a rule is running (its rule applies).
     where : callable
@@ -266,10 +192,6 @@ class OpRules(TorchFunctionMode):
         super().__init__()
         self.rules, self.depth, self.where = rules, depth, where
 
-    def _declaration(self, family: str):
-        compiled = self.rules.get(family)
-        return None if compiled is None else compiled.declaration
-
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.depth[0] > 0 or not torch.is_grad_enabled():
@@ -278,12 +200,32 @@ class OpRules(TorchFunctionMode):
         if family is None:
             out = func(*args, **kwargs)
             if torch.is_tensor(out) and out.requires_grad and (not neutral(func) or (
-                    func in _DIVISION and len(args) > 1 and torch.is_tensor(args[1])
+                    func in DIVISION and len(args) > 1 and torch.is_tensor(args[1])
                     and args[1].requires_grad)) and \
                     _grad_tensors(args) + _grad_tensors(kwargs.values()):
                 self._uncovered(func)
             return out
-        return getattr(self, "_" + family)(func, args, kwargs)
+        if family == "attention":
+            return self._attention(func, args, kwargs)
+        if family == "linear" and func is not F.linear:
+            return self._addmm(args, kwargs)
+        return self._family_call(family, func, args, kwargs)
+
+    def _family_call(self, family: str, func, args, kwargs):
+        """``func`` under the rule of its family, where relevance flows through the call."""
+        if not _relevance_flows(family, args, kwargs):
+            return func(*args, **kwargs)
+        compiled = self.rules.get(family)
+        if compiled is None:
+            self._uncovered(func, family)
+        behaviour = compiled.kind.functions.get(family)
+        if behaviour is None:
+            raise UncoveredOpError(
+                f"the composite's rule for the '{family}' family, {compiled.rule!r}, does not "
+                f"apply to functions of that family ({function_name(func)}, called on "
+                f"relevance-carrying tensors in {self.where()}). Give the family a rule that "
+                f"does: get_composite(..., layer_map={{Op('{family}'): rule}}).")
+        return behaviour(compiled, func, args, kwargs)
 
     def _uncovered(self, func, family: Optional[str] = None) -> None:
         name = function_name(func)
@@ -293,57 +235,6 @@ class OpRules(TorchFunctionMode):
             f"{self.where()}. Add a rule for it to the composite (for a family: "
             f"get_composite(..., layer_map={{Op('{family or 'family'}'): rule}})), or wrap the "
             "computation in an nn.Module and give that module a rule.")
-
-    # -- families -----------------------------------------------------------------------------
-    def _softmax(self, func, args, kwargs):
-        out = func(*args, **kwargs)
-        decl = self._declaration("softmax")
-        if not out.requires_grad or isinstance(decl, Gradient):
-            return out
-        if isinstance(decl, Constant):
-            return out.detach()
-        self._uncovered(func, "softmax")
-
-    def _product(self, family, func, args, kwargs):
-        factors = _grad_tensors(args)
-        if len(factors) < 2:  # linear in the one factor that carries relevance
-            return func(*args, **kwargs)
-        decl = self._declaration(family)
-        if isinstance(decl, Uniform):
-            share = 1.0 / len(factors)
-            ids = {id(t) for t in factors}
-            args = tuple(scale_gradient(a, share) if id(a) in ids else
-                         [scale_gradient(t, share) if id(t) in ids else t for t in a]
-                         if isinstance(a, (list, tuple)) else a for a in args)
-            return func(*args, **kwargs)
-        if isinstance(decl, Gradient):
-            return func(*args, **kwargs)
-        self._uncovered(func, family)
-
-    def _matmul(self, func, args, kwargs):
-        return self._product("matmul", func, args, kwargs)
-
-    def _mul(self, func, args, kwargs):
-        return self._product("mul", func, args, kwargs)
-
-    def _norm(self, func, args, kwargs):
-        decl = self._declaration("norm")
-        if isinstance(decl, ConstantScale):
-            return ReplaceValue.apply(func(*args, **kwargs).detach(),
-                                      _CONSTANT_SCALE[func](*args, **kwargs))
-        if isinstance(decl, Gradient):
-            return func(*args, **kwargs)
-        self._uncovered(func, "norm")
-
-    def _activation(self, func, args, kwargs):
-        decl = self._declaration("activation")
-        if not (torch.is_tensor(args[0]) and args[0].requires_grad) or \
-                isinstance(decl, Gradient):
-            return func(*args, **kwargs)
-        if isinstance(decl, Pass):
-            return identity_rule(func, args[0], **dict(zip(_ACTIVATION_ARGS.get(func, ()),
-                                                           args[1:])), **kwargs)
-        self._uncovered(func, "activation")
 
     def _addmm(self, args, kwargs):
         """``torch.addmm(input, x, w)`` = ``input + x @ w`` (Hugging Face's ``Conv1D`` in GPT-2):
@@ -361,30 +252,8 @@ class OpRules(TorchFunctionMode):
         if beta != 1:
             bias = bias * beta
         if torch.is_tensor(bias) and bias.dim() == 1 and bias.shape[0] == w.shape[1]:
-            return self._linear(F.linear, (x, w.t(), bias), {})
-        return self._linear(F.linear, (x, w.t(), None), {}) + bias
-
-    def _linear(self, func, args, kwargs):
-        if func is not F.linear:
-            return self._addmm(args, kwargs)
-        x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
-        bias = args[2] if len(args) > 2 else kwargs.get("bias")
-        compiled = self.rules.get("linear")
-        if compiled is None:
-            self._uncovered(func, "linear")
-        if not x.requires_grad:
-            return func(x, weight, bias)
-        shell = _linear_shell(weight, bias)
-        if isinstance(compiled.declaration, Terms):
-            out = compiled.fused_forward(shell, (x,), False) if compiled.fusable(shell) \
-                else None
-            if out is None:
-                plain = F.linear(x, weight, bias)
-                out = compiled.hook_output(shell, (x,), plain)
-                out = plain if out is None else out
-            return out
-        raise UncoveredOpError(f"the rule for F.linear must be a term rule (ε, γ, ...), got "
-                               f"{compiled.rule!r}")
+            return self._family_call("linear", F.linear, (x, w.t(), bias), {})
+        return self._family_call("linear", F.linear, (x, w.t(), None), {}) + bias
 
     # -- attention ----------------------------------------------------------------------------
     def _attention_shares(self) -> tuple[float, float]:
@@ -392,14 +261,14 @@ class OpRules(TorchFunctionMode):
         ``A V`` gives ``A`` and ``V`` their share (all of it to ``V`` when the softmax makes
         ``A`` a constant), the softmax passes ``A``'s on, and ``q kᵀ`` splits it between
         ``q`` and ``k``."""
-        product, softmax = self._declaration("matmul"), self._declaration("softmax")
-        if not isinstance(product, (Uniform, Gradient)) or \
-                not isinstance(softmax, (Gradient, Constant)):
+        product, softmax = self.rules.get("matmul"), self.rules.get("softmax")
+        if not (_shares(product, "matmul") and _shares(softmax, "softmax")):
             self._uncovered(F.scaled_dot_product_attention, "attention")
-        if isinstance(softmax, Constant):
-            return 0.0, 1.0
-        share = 0.5 if isinstance(product, Uniform) else 1.0
-        return share * share, share
+        through_softmax = softmax.kind.share(1)
+        if through_softmax == 0:
+            return 0.0, product.kind.share(1)
+        share = product.kind.share(2)
+        return share * through_softmax * share, share
 
     def _attention(self, func, args, kwargs):
         if func is F.multi_head_attention_forward:
@@ -433,7 +302,7 @@ class OpRules(TorchFunctionMode):
         else:
             weights = in_proj_weight.chunk(3)
         biases = in_proj_bias.chunk(3) if in_proj_bias is not None else (None,) * 3
-        q, k, v = (self._linear(F.linear, (t, w, b), {})
+        q, k, v = (self._family_call("linear", F.linear, (t, w, b), {})
                    for t, w, b in zip((query, key, value), weights, biases))
         head = embed // num_heads
 
@@ -455,7 +324,7 @@ class OpRules(TorchFunctionMode):
             out = self._sdpa(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None)
             weights_ = None
         out = out.permute(2, 0, 1, 3).reshape(length, batch, embed)
-        out = self._linear(F.linear, (out, out_proj_weight, out_proj_bias), {})
+        out = self._family_call("linear", F.linear, (out, out_proj_weight, out_proj_bias), {})
         if weights_ is not None and average_attn_weights:
             weights_ = weights_.mean(1)
         return out, weights_
@@ -477,3 +346,9 @@ def _merge_masks(attn_mask, key_padding_mask, batch, heads, length, source, dtyp
         pad = pad.reshape(batch, 1, 1, source)
         mask = pad if mask is None else mask + pad
     return mask
+
+
+def _shares(compiled, family: str) -> bool:
+    """The rule covers ``family`` and says how a product's gradient is shared."""
+    return compiled is not None and family in compiled.kind.functions and \
+        compiled.kind.share is not None

@@ -399,10 +399,8 @@ def _x_gradient(kernel: TermKernel, factors, g: Tensor, module, w: Tensor, shape
 # ---------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------
-def fusable(decl, module: nn.Module) -> bool:
-    """True if a layer with this declaration runs fused (for some inputs)."""
-    if not isinstance(decl, Terms):
-        return False
+def fusable(decl: Terms, module: nn.Module) -> bool:
+    """True if a layer with the term rule ``decl`` runs fused (for some inputs)."""
     if decl.proportional:
         if decl.stabilizer == 0 and not decl.relative:
             return False  # LRP-0: the plain gradient is the rule already
@@ -481,7 +479,6 @@ def has_hooks(module: nn.Module) -> bool:
 
 
 def _is_plain_relu(node: fx.Node, gm: fx.GraphModule, compiled: dict) -> bool:
-    from lrp_captum.core.rules import Pass
     if len(node.args) != 1 or node.kwargs.get("inplace"):
         return False
     if node.op == "call_function":
@@ -492,7 +489,7 @@ def _is_plain_relu(node: fx.Node, gm: fx.GraphModule, compiled: dict) -> bool:
         mod = gm.get_submodule(node.target)
         c = compiled.get(mod)
         return type(mod) is nn.ReLU and not has_hooks(mod) and (
-            c is None or isinstance(c.declaration, Pass))
+            c is None or c.kind.passes_unchanged)
     return False
 
 

@@ -1,10 +1,13 @@
-"""A layer's input relevance computed from its rule's declaration, term by term.
+"""A layer's input relevance computed from its rule's declaration: relevance in, relevance out.
 
-This is the general, readable evaluation of a declaration: every term is one evaluation of the
-layer (:func:`lrp_captum.core.linear_ops.evaluate_linear`, which works on every linear layer
-type) and the redistribution is an autograd gradient through it. Captum's engine calls it
-through :meth:`lrp_captum.core.rules.LRPRule.relevance`, the hook path in the backward pass of the
-layer's output. The fused layers (:mod:`lrp_captum.core.engine.fused`) compute the same quantities
+This is the general, readable evaluation of each kind of declaration: every term of a term
+rule is one evaluation of the layer (:func:`lrp_captum.core.linear_ops.evaluate_linear`, which
+works on every linear layer type) and the redistribution is an autograd gradient through it.
+Every function here has the signature ``(declaration, module, inputs, output, relevance_out)
+-> input relevances``; the table of kinds (:mod:`lrp_captum.core.engine.declaration_kinds`)
+says which one a declaration uses. Captum's engine calls them through
+:meth:`lrp_captum.core.rules.LRPRule.relevance`, the hook path in the backward pass of a layer's
+output. The fused layers (:mod:`lrp_captum.core.engine.fused`) compute the same quantities
 faster and are checked against this path.
 """
 from __future__ import annotations
@@ -14,13 +17,14 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from lrp_captum.core.rules import (DIRECT_INPUTS, Constant, ConstantScale, Functions, Gradient, Input,
-                                   Pass, Term, Terms, Uniform)
+from lrp_captum.core.engine.constant_scale import constant_scale_output
+from lrp_captum.core.engine.numerics import safe_divide, stabilize
 from lrp_captum.core.linear_ops import (UnsupportedLayerError, evaluate_linear, layer_parameters,
                                         linear_forward, underlying_layer)
-from lrp_captum.core.engine.numerics import safe_divide, stabilize
+from lrp_captum.core.rules import DIRECT_INPUTS, Input, Term, Terms
 
-__all__ = ["declared_relevance", "stabilizer_for", "selection", "pass_relevance",
+__all__ = ["terms_relevance", "pass_relevance", "no_relevance", "gradient_relevance",
+           "uniform_relevance", "constant_scale_relevance", "stabilizer_for", "selection",
            "broadcast_bound"]
 
 
@@ -86,7 +90,8 @@ def _term_output(module: nn.Module, term: Term, x: Tensor, leaves: dict,
 # ---------------------------------------------------------------------------------------------
 # relevance in -> relevance out
 # ---------------------------------------------------------------------------------------------
-def pass_relevance(module: nn.Module, inputs: tuple, relevance_out: Tensor) -> tuple:
+def pass_relevance(decl, module: nn.Module, inputs: tuple, output: Tensor,
+                   relevance_out: Tensor) -> tuple:
     """``R_in = R_out`` for the first input (an elementwise or reshaping layer)."""
     (x,) = inputs[:1]
     if relevance_out.numel() != x.numel():
@@ -96,17 +101,47 @@ def pass_relevance(module: nn.Module, inputs: tuple, relevance_out: Tensor) -> t
     return (relevance_out.reshape(x.shape),) + tuple(torch.zeros_like(t) for t in inputs[1:])
 
 
+def no_relevance(decl, module: nn.Module, inputs: tuple, output: Tensor,
+                 relevance_out: Tensor) -> tuple:
+    """Nothing flows through the layer: its output is a constant."""
+    return tuple(torch.zeros_like(x) for x in inputs)
+
+
+def gradient_relevance(decl, module: nn.Module, inputs: tuple, output: Tensor,
+                       relevance_out: Tensor) -> tuple:
+    """Gradient × input of the layer with ``s = R / z``: the first-order Taylor decomposition
+    at the input."""
+    return _proportional_relevance(_PLAIN, module, inputs, relevance_out)
+
+
+def uniform_relevance(decl, module: nn.Module, inputs: tuple, output: Tensor,
+                      relevance_out: Tensor) -> tuple:
+    """Gradient × input, each of ``n`` inputs taking ``1/n`` of it (a product of factors)."""
+    relevance = gradient_relevance(decl, module, inputs, output, relevance_out)
+    if len(inputs) > 1:
+        relevance = tuple(r / len(inputs) for r in relevance)
+    return relevance
+
+
+def constant_scale_relevance(decl, module: nn.Module, inputs: tuple, output: Tensor,
+                             relevance_out: Tensor) -> tuple:
+    """Gradient × input of a normalisation with its scale held constant."""
+    return _proportional_relevance(_PLAIN, module, inputs, relevance_out, constant_scale=True)
+
+
+#: the proportional declaration without a stabiliser (``s = R / z``, 0 where ``z = 0``)
+_PLAIN = Terms((), 0.0)
+
+
 def _proportional_relevance(decl: Terms, module, inputs, relevance_out,
                             constant_scale: bool = False) -> tuple:
     """Gradient × input of the layer with ``s = R / (z ± ε)`` (LRP-0/ε, and gradient ×
     input for the rules that are the plain gradient of some version of the layer)."""
     xs = tuple(x.detach().requires_grad_() for x in inputs)
     with torch.enable_grad():
+        z = module.forward(*xs)
         if constant_scale:
-            from lrp_captum.core.engine.functional import constant_scale_output
-            z = constant_scale_output(module, xs, module.forward(*xs))
-        else:
-            z = module.forward(*xs)
+            z = constant_scale_output(module, xs, z)
     # safe division: with s = 0 (LRP-0) an output of exactly 0 carries no relevance
     s = safe_divide(relevance_out, stabilize(z.detach(), stabilizer_for(decl, z)))
     grads = torch.autograd.grad(z, xs, s, allow_unused=True)
@@ -164,13 +199,13 @@ def _term_relevance(decl: Terms, module, inputs, output, relevance_out) -> tuple
     return (sum(parts[1:], parts[0]) if parts else torch.zeros_like(x),)
 
 
-def declared_relevance(decl: Union[Terms, Pass], module: nn.Module, inputs: tuple,
-                       output: Tensor, relevance_out: Tensor) -> tuple:
-    """Input relevances of ``module`` under the rule declared by ``decl``.
+def terms_relevance(decl: Terms, module: nn.Module, inputs: tuple, output: Tensor,
+                    relevance_out: Tensor) -> tuple:
+    """Input relevances of ``module`` under the term rule ``decl``.
 
     Parameters
     ----------
-    decl : Terms or Pass
+    decl : Terms
     module : nn.Module
     inputs : tuple of Tensor
         The layer's inputs, e.g. ``(N, C_in, H, W)``.
@@ -184,18 +219,6 @@ def declared_relevance(decl: Union[Terms, Pass], module: nn.Module, inputs: tupl
     tuple of Tensor
         One relevance tensor per input, shaped like it.
     """
-    inputs = tuple(x for x in inputs if torch.is_tensor(x))
-    if isinstance(decl, Pass):
-        return pass_relevance(module, inputs, relevance_out)
-    if isinstance(decl, Constant):
-        return tuple(torch.zeros_like(x) for x in inputs)
-    if isinstance(decl, (Gradient, Functions, Uniform, ConstantScale)):
-        relevance = _proportional_relevance(Terms((), 0.0), module, inputs, relevance_out,
-                                            constant_scale=isinstance(decl, ConstantScale))
-        if isinstance(decl, Uniform) and len(inputs) > 1:
-            relevance = tuple(r / len(inputs) for r in relevance)
-        return relevance
     if decl.proportional:
         return _proportional_relevance(decl, module, inputs, relevance_out)
     return _term_relevance(decl, module, inputs, output, relevance_out)
-

@@ -7,8 +7,12 @@ embeddings of one slide and ``target`` a class index. :data:`METHODS` names the 
 ==================== =========================================================================
 ``xmil_lrp``         xMIL-LRP (Hense et al. 2024): LRP of the target logit through the head
                      with the core engine's ``xmil`` composite (attention weights held
-                     constant in the pooling, ε on the linear layers; transformer rules for a
-                     transformer head); signed, per embedding dimension.
+                     constant in the pooling, ε = 1e-8 on the linear layers with their biases
+                     out of the denominators, so the logit, bias included, is shared among
+                     the tiles; transformer rules for a transformer head); signed, per
+                     embedding dimension.
+``xmil_lrp_bias_kept``  xMIL-LRP with the biases in the denominators (``xmil_bias_kept``):
+                     the biases keep their share, the evidence sums to less than the logit.
 ``attention``        the attention weights over the tiles (mean over heads); unsigned.
 ``attention_norm``   attention × norm of the pooled vector (Kobayashi et al. 2020); unsigned.
 ``gradient``         gradient × embedding, summed over the embedding; signed, per dimension.
@@ -34,6 +38,7 @@ from torch import Tensor, nn
 from lrp_captum.core.model_mode import evaluation_mode
 
 XMIL_COMPOSITE = "xmil"
+XMIL_BIAS_KEPT_COMPOSITE = "xmil_bias_kept"
 
 
 class MethodUnavailableError(ValueError):
@@ -70,6 +75,11 @@ def xmil_lrp(head: nn.Module, bag: Tensor, target: int, *, composite: str = XMIL
     rel = _explainer(head, composite, tuple(sorted(lrp_kwargs.items()))).attribute(
         bag.unsqueeze(0), target=target)[0]
     return TileEvidence(rel.sum(-1), rel)
+
+
+def xmil_lrp_bias_kept(head: nn.Module, bag: Tensor, target: int, **lrp_kwargs) -> TileEvidence:
+    """xMIL-LRP with the biases in the denominators (the authors' ``no_bias=False``)."""
+    return xmil_lrp(head, bag, target, composite=XMIL_BIAS_KEPT_COMPOSITE, **lrp_kwargs)
 
 
 #: the LRP objects of the last few (head, composite, options): a plan (rules, trace) is made
@@ -167,7 +177,7 @@ def leave_one_out(head: nn.Module, bag: Tensor, target: int, *, max_numbers: int
 
 
 METHODS: dict[str, Callable[..., TileEvidence]] = {
-    "xmil_lrp": xmil_lrp, "attention": attention, "attention_norm": attention_norm, "gradient": gradient,
+    "xmil_lrp": xmil_lrp, "xmil_lrp_bias_kept": xmil_lrp_bias_kept, "attention": attention, "attention_norm": attention_norm, "gradient": gradient,
     "integrated_gradients": integrated_gradients, "single": single, "leave_one_out": leave_one_out,
 }
 
@@ -180,6 +190,8 @@ def check_method(method: Union[str, Callable[..., TileEvidence]], **options) -> 
         raise ValueError(f"unknown evidence method {method!r}; choose from {sorted(METHODS)}")
     if method == "xmil_lrp":
         _require_composite(options.get("composite", XMIL_COMPOSITE))
+    if method == "xmil_lrp_bias_kept":
+        _require_composite(XMIL_BIAS_KEPT_COMPOSITE)
 
 
 def tile_evidence(method: Union[str, Callable[..., TileEvidence]], head: nn.Module, bag: Tensor, target: int,

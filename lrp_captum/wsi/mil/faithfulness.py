@@ -126,8 +126,8 @@ def compare_methods(head: nn.Module, bags: Sequence[Tensor], methods: Sequence[U
     return pd.DataFrame(rows)
 
 
-DEFAULT_METHODS = ("xmil_lrp", "attention", "attention_norm", "gradient", "integrated_gradients", "single",
-                   "leave_one_out")
+DEFAULT_METHODS = ("xmil_lrp", "xmil_lrp_bias_kept", "attention", "attention_norm", "gradient",
+                   "integrated_gradients", "single", "leave_one_out")
 
 
 def compare_on_cohort(head, cohort, *, split: str = "test", methods=DEFAULT_METHODS, embeddings_dir=None,

@@ -1,0 +1,78 @@
+"""Normalisations whose scale is a constant for relevance (AttnLRP, CP-LRP).
+
+``y = (x − μ(x)) · s(x) · w + b`` with the scale ``s(x)`` (``1/σ``, ``1/RMS``) held constant is
+linear in ``x``: relevance follows its gradient × input. Used by the hook path on normalisation
+modules, by Captum's path, and by the rule of the "norm" family of functions.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from lrp_captum.core.engine.autograd import ReplaceValue
+
+__all__ = ["CONSTANT_SCALE", "constant_scale_output"]
+
+T = torch.Tensor
+
+
+def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    dims = tuple(range(-len(normalized_shape), 0))
+    mean = x.mean(dims, keepdim=True)
+    centred = x - mean
+    scale = torch.rsqrt(centred.pow(2).mean(dims, keepdim=True) + eps).detach()
+    y = centred * scale
+    if weight is not None:
+        y = y * weight
+    return y + bias if bias is not None else y
+
+
+def _rms_norm(x, normalized_shape, weight=None, eps=None):
+    dims = tuple(range(-len(normalized_shape), 0))
+    eps = torch.finfo(x.dtype).eps if eps is None else eps
+    y = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps).detach()
+    return y * weight if weight is not None else y
+
+
+def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    n, c = x.shape[:2]
+    g = x.reshape(n, num_groups, -1)
+    centred = g - g.mean(-1, keepdim=True)
+    y = (centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps).detach())
+    y = y.reshape(x.shape)
+    shape = (1, c) + (1,) * (x.dim() - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    return y + bias.reshape(shape) if bias is not None else y
+
+
+#: the normalisation functions, recomputed with their scale detached
+CONSTANT_SCALE = {F.layer_norm: _layer_norm, F.rms_norm: _rms_norm, F.group_norm: _group_norm}
+#: scale statistics a hand-written normalisation computes; detached under ConstantScale
+_SCALE_STATISTICS = {torch.rsqrt, T.rsqrt, torch.sqrt, T.sqrt, T.std, torch.std, T.var,
+                     torch.var, T.norm, torch.norm, torch.linalg.vector_norm}
+
+
+class _DetachScale(TorchFunctionMode):
+    """Inside a normalisation module's forward: its scale statistics are constants."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in CONSTANT_SCALE:
+            return CONSTANT_SCALE[func](*args, **kwargs)
+        out = func(*args, **kwargs)
+        if func in _SCALE_STATISTICS and torch.is_tensor(out):
+            return out.detach()
+        return out
+
+
+def constant_scale_output(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
+    """``output`` of a normalisation module, with a gradient that treats its scale as a
+    constant: the module's forward is run again with ``F.layer_norm`` / ``rms_norm`` /
+    ``group_norm`` decomposed and ``rsqrt`` / ``sqrt`` / ``std`` / ``var`` / ``norm`` detached,
+    so hand-written RMSNorm modules are covered too."""
+    with torch.enable_grad(), _DetachScale():
+        recomputed = module.forward(*inputs)
+    return ReplaceValue.apply(output.detach(), recomputed)
