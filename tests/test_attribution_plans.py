@@ -49,3 +49,24 @@ def test_a_new_input_shape_gets_its_own_plan(monkeypatch):
     lrp.attribute(torch.randn(2, 1, 8), target=0)
     lrp.attribute(torch.randn(2, 1, 9), target=0)
     assert len(made) == 2
+
+
+
+def test_a_plan_keeps_the_composite_it_was_made_for():
+    """A composite built for one call and dropped after it stays referenced by its plan's
+    key: were the key the object's id, a later composite at the same address would find
+    this plan."""
+    import gc
+    import weakref
+
+    from lrp_captum import get_composite
+    lrp, x = LRP(_model()), torch.rand(3, 4)
+    composite = get_composite("epsilon_plus")
+    lrp.attribute(x, target=0, composite=composite)
+    alive = weakref.ref(composite)
+    del composite
+    gc.collect()
+    assert alive() is not None
+    lrp.reset()
+    gc.collect()
+    assert alive() is None

@@ -140,3 +140,27 @@ def test_a_declaration_of_an_unknown_kind_is_refused_naming_register_kind():
 def test_every_kind_of_declaration_of_the_package_has_a_row():
     declared = set(typing.get_args(rules.Declaration))
     assert len(declared) == 7 and declared <= set(KINDS)
+
+
+def test_the_constant_rule_on_products_passes_no_relevance_through_them():
+    """docs/transformers.md: ``layer_map={Op("mul"): ConstantRule()}`` covers a product."""
+    from lrp_captum.core.rules import ConstantRule
+
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b, self.head = nn.Linear(4, 6), nn.Linear(4, 6), nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.head(self.a(x) * self.b(x) + self.a(x))
+
+    model, x = Gated().eval(), torch.randn(3, 4)
+    constant = LRP(model, get_composite("attnlrp", layer_map={Op("mul"): ConstantRule()}))
+
+    class Residual(nn.Module):  # the same model without the product's relevance
+        def forward(self, x):
+            return model.head((model.a(x) * model.b(x)).detach() + model.a(x))
+
+    torch.testing.assert_close(constant.attribute(x, target=0),
+                               LRP(Residual().eval(), "attnlrp").attribute(x, target=0))

@@ -244,6 +244,24 @@ def test_an_op_without_a_rule_is_named_in_the_error():
                                                                    target=0)
 
 
+class SquaredScores(nn.Module):
+    """An operator no rule covers (``**`` on relevance-carrying tensors)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.head = nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(self.a(x) ** 2)
+
+
+def test_an_operator_without_a_rule_is_named_in_the_error():
+    """torch turns a TypeError raised inside ``Tensor.__pow__`` (or ``*``, ``@``) into
+    NotImplemented, which would leave "unsupported operand type(s)" in place of the message."""
+    with pytest.raises(UncoveredOpError, match=r"no LRP rule covers 'Tensor\.pow'.*SquaredScores"):
+        LRP(SquaredScores().eval(), composite="attnlrp").attribute(torch.randn(2, 4), target=0)
+
+
 def test_following_the_old_advice_on_a_bert_now_warns(tokens):
     """PassRule on LayerNorm/GELU without canonizers and without the transformer rules: the
     relevance is far off, and the user is told."""

@@ -15,7 +15,7 @@ def model_folders(model_dir) -> list[Path]:
     from lrp_captum.text.model_folders import find_text_models
     from lrp_captum.viewer.paths import is_inside
 
-    return [p for p in find_text_models(model_dir) if is_inside(p, model_dir)]
+    return [p for p in find_text_models(model_dir) if is_inside(p, Path(model_dir))]
 
 
 def text_composites() -> list[str]:
@@ -88,8 +88,10 @@ def render_text_page(st, model_dir) -> None:
         st.error(f"Cannot explain with {method} ({composite if method == 'lrp' else ''}): "
                  f"{page_message(exc, roots)}")
         return
+    from lrp_captum.viewer.escaping import markdown_literal
+
     for warning in dict.fromkeys(w for e in explanations for w in e.warnings):  # on the page, not in a log
-        st.warning(page_message(warning, roots))
+        st.warning(markdown_literal(warning))
     page = explanations_html(explanations, title="Word relevance", scale=scale)
     if hasattr(st, "html"):
         st.html(page)

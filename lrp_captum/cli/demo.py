@@ -68,14 +68,6 @@ def run(out: Path, size: int, open_app: bool, port: int | None) -> int:
     return cli(app_arguments(out, demo_model_config(), port))
 
 
-def app_arguments(out: Path, model: Path, port: int | None) -> list[str]:
-    """``lrp-captum app`` on the demo's folders, with the demo model (so slides and tiles can be
-    explained again from the page); ``port`` None: 8501 or the next free one."""
-    return (["app", "--slides", str(out / "slides"), "--results", str(out / "results"), "--model", str(model),
-             "--eeg-results", str(out / "eeg"), "--text-model", str(text_model_folder(out))]
-            + (["--port", str(port)] if port is not None else []))
-
-
 #: labelled reviews never used in training, in a source checkout (not in an installed package)
 INDEPENDENT_REVIEWS = Path(__file__).resolve().parents[2] / "tests" / "data"
 
@@ -94,6 +86,14 @@ def text_steps(out: Path) -> list[list[str]]:
 def text_model_folder(out: Path) -> Path:
     """What the app's text page gets: the folder holding both models (it shows the transformer first)."""
     return out
+
+
+def app_arguments(out: Path, model: Path, port: int | None) -> list[str]:
+    """``lrp-captum app`` on the demo's folders, with the demo model (so slides and tiles can be
+    explained again from the page); ``port`` None: 8501 or the next free one."""
+    return (["app", "--slides", str(out / "slides"), "--results", str(out / "results"), "--model", str(model),
+             "--eeg-results", str(out / "eeg"), "--text-model", str(text_model_folder(out))]
+            + (["--port", str(port)] if port is not None else []))
 
 
 def main(argv: list[str] | None = None) -> int:

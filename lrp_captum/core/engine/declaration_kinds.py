@@ -11,7 +11,7 @@ kind          Captum path           hook path          functions (families)     
 Terms         term by term          ε scaling / terms  linear: dense kernel     yes   yes (1)
 Pass          R_in = R_out          R_in = R_out       activation: identity     no    yes
 Gradient      gradient × input      plain gradient     every family but linear  no    no
-Constant      nothing               detached output    softmax: detached        no    yes (2)
+Constant      nothing               detached output    softmax, products: none  no    yes (2)
 Uniform       gradient × input / n  gradient / n       matmul, mul: split       no    yes
 ConstantScale scale held constant   scale constant     norm: scale constant     no    yes (1)
 Functions     gradient × input      the functions'     (none)                   no    yes
@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from lrp_captum.core.engine import fused, functional, hook_path, reference
 from lrp_captum.core.engine.autograd import captum_relevance_output
+from lrp_captum.core.op_families import OP_FAMILIES
 from lrp_captum.core.rules import (CaptumPath, Constant, ConstantScale, Functions, Gradient, Pass,
                                    Terms, Uniform, register_captum_path)
 
@@ -102,7 +103,8 @@ class DeclarationKind:
     direct: Callable = _never
 
 
-_OP_FAMILIES_WITH_GRADIENT = ("softmax", "matmul", "mul", "norm", "activation")
+#: the families the plain gradient can be the rule of (on F.linear it is LRP-0, a term rule)
+_GRADIENT_FAMILIES = tuple(family for family in OP_FAMILIES if family != "linear")
 
 #: ``{declaration class: DeclarationKind}``
 KINDS: dict = {
@@ -116,13 +118,14 @@ KINDS: dict = {
         functions={"activation": functional.identity_call}, passes_unchanged=True),
     Gradient: DeclarationKind(
         relevance=reference.gradient_relevance, hook_output=hook_path.plain_gradient,
-        functions={family: functional.plain_call for family in _OP_FAMILIES_WITH_GRADIENT},
+        functions={family: functional.plain_call for family in _GRADIENT_FAMILIES},
         share=lambda n: 1.0,
         nonconservative="gradient × input (AttnLRP's Taylor rule for the softmax) leaves out "
                         "the Taylor remainder; CP-LRP's constant attention conserves relevance"),
     Constant: DeclarationKind(
         relevance=reference.no_relevance, hook_output=hook_path.constant_output,
-        functions={"softmax": functional.constant_call}, share=lambda n: 0.0),
+        functions={"softmax": functional.constant_call, "matmul": functional.split_product,
+                   "mul": functional.split_product}, share=lambda n: 0.0),
     Uniform: DeclarationKind(
         relevance=reference.uniform_relevance, hook_output=hook_path.uniform_output,
         functions={"matmul": functional.split_product, "mul": functional.split_product},

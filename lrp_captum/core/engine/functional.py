@@ -51,8 +51,12 @@ _ACTIVATION_ARGS = {F.gelu: ("approximate",), F.elu: ("alpha", "inplace"),
                     F.hardswish: ("inplace",), F.hardsigmoid: ("inplace",)}
 
 
-class UncoveredOpError(TypeError):
-    """A function on relevance-carrying tensors that no rule of the composite covers."""
+class UncoveredOpError(NotImplementedError):
+    """A function on relevance-carrying tensors that no rule of the composite covers.
+
+    Not a ``TypeError``: torch turns a ``TypeError`` raised inside an operator (``a * b``,
+    ``a @ b``, ``a ** 2``) into ``NotImplemented``, and the message would be lost.
+    """
 
 
 # ---------------------------------------------------------------------------------------------

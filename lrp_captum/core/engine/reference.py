@@ -90,6 +90,10 @@ def _term_output(module: nn.Module, term: Term, x: Tensor, leaves: dict,
 # ---------------------------------------------------------------------------------------------
 # relevance in -> relevance out
 # ---------------------------------------------------------------------------------------------
+#: the proportional declaration without a stabiliser (``s = R / z``, 0 where ``z = 0``)
+_PLAIN = Terms((), 0.0)
+
+
 def pass_relevance(decl, module: nn.Module, inputs: tuple, output: Tensor,
                    relevance_out: Tensor) -> tuple:
     """``R_in = R_out`` for the first input (an elementwise or reshaping layer)."""
@@ -127,10 +131,6 @@ def constant_scale_relevance(decl, module: nn.Module, inputs: tuple, output: Ten
                              relevance_out: Tensor) -> tuple:
     """Gradient × input of a normalisation with its scale held constant."""
     return _proportional_relevance(_PLAIN, module, inputs, relevance_out, constant_scale=True)
-
-
-#: the proportional declaration without a stabiliser (``s = R / z``, 0 where ``z = 0``)
-_PLAIN = Terms((), 0.0)
 
 
 def _proportional_relevance(decl: Terms, module, inputs, relevance_out,

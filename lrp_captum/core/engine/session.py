@@ -61,18 +61,12 @@ def call_session(plan: AttributionPlan, probes: Sequence[tuple[nn.Module, bool]]
     Session
     """
     session = Session()
-    handles, frozen, inplace, sinks = [], [], [], []
-    try:
-        source = [] if plan.source is None else list(plan.source.parameters())
-        for p in list(plan.model.parameters()) + source:
-            if p.requires_grad:
-                frozen.append(p)
-                p.requires_grad_(False)
+    with contextlib.ExitStack() as undo:  # undoes everything below, also after an error
+        _freeze_parameters(plan, undo)
         if plan.canonized is None:
-            for m in plan.model.modules():
-                if getattr(m, "inplace", False) is True:
-                    m.inplace = False
-                    inplace.append(m)
+            _switch_off_inplace(plan.model, undo)
+        handles: list = []
+        undo.callback(_remove_hooks, handles)
         # with rules on functions, calls inside a module that has a rule are left to it
         depth = [0] if plan.op_rules else None
         for module, compiled in plan.rules:
@@ -80,26 +74,47 @@ def call_session(plan: AttributionPlan, probes: Sequence[tuple[nn.Module, bool]]
                 continue
             if compiled.direct:
                 compiled.sink = lambda xs, rs: session.stash.append((xs, rs))
-                sinks.append(compiled)
+                undo.callback(setattr, compiled, "sink", None)
             if module not in fused:
                 if depth is not None:
                     handles.append(module.register_forward_pre_hook(_enter(depth)))
                 handles.append(module.register_forward_hook(_rule_hook(compiled, depth)))
         if depth is not None:
-            session.op_mode, more = _op_mode(plan, depth, fused)
-            handles.extend(more)
+            session.op_mode = _op_mode(plan, depth, fused, handles)
         for k, (module, to_input) in enumerate(probes):
             handles.extend(_register_probe(module, to_input, k, session.captured))
         yield session
-    finally:
-        for h in handles:
-            h.remove()
-        for p in frozen:
-            p.requires_grad_(True)
-        for m in inplace:
-            m.inplace = True
-        for compiled in sinks:
-            compiled.sink = None
+
+
+def _freeze_parameters(plan: AttributionPlan, undo: contextlib.ExitStack) -> None:
+    """The parameters of the model that runs and of the user's model stop requiring grad."""
+    frozen: list = []
+    undo.callback(_set_each, frozen, "requires_grad", True)
+    source = [] if plan.source is None else list(plan.source.parameters())
+    for p in list(plan.model.parameters()) + source:
+        if p.requires_grad:
+            p.requires_grad_(False)
+            frozen.append(p)
+
+
+def _switch_off_inplace(model: nn.Module, undo: contextlib.ExitStack) -> None:
+    """In-place activations would overwrite the outputs the rules' hooks replace."""
+    switched: list = []
+    undo.callback(_set_each, switched, "inplace", True)
+    for m in model.modules():
+        if getattr(m, "inplace", False) is True:
+            m.inplace = False
+            switched.append(m)
+
+
+def _set_each(objects: list, attribute: str, value) -> None:
+    for obj in objects:
+        setattr(obj, attribute, value)
+
+
+def _remove_hooks(handles: list) -> None:
+    for h in handles:
+        h.remove()
 
 
 def _rule_hook(compiled: CompiledRule, depth: Optional[list] = None) -> Callable:
@@ -121,10 +136,11 @@ def _enter(depth: list) -> Callable:
     return pre_hook
 
 
-def _op_mode(plan: AttributionPlan, depth: list, fused: frozenset) -> tuple:
-    """The mode applying the plan's rules on functions, and the hooks it needs: fused layers
-    count as modules with a rule; containers say where a function was called from."""
-    handles, stack = [], []
+def _op_mode(plan: AttributionPlan, depth: list, fused: frozenset, handles: list) -> OpRules:
+    """The mode applying the plan's rules on functions; the hooks it needs go to ``handles``:
+    fused layers count as modules with a rule, containers say where a function was called
+    from."""
+    stack: list = []
 
     def leave(module, args, output) -> None:  # (a forward hook's return would replace output)
         depth[0] -= 1
@@ -148,7 +164,7 @@ def _op_mode(plan: AttributionPlan, depth: list, fused: frozenset) -> tuple:
         label = stack[-1] if stack else ""
         return f"module '{label}'" if label else f"the forward of {type(plan.model).__name__}"
 
-    return OpRules(plan.op_rules, depth, where), handles
+    return OpRules(plan.op_rules, depth, where)
 
 
 class _Probe(torch.autograd.Function):
