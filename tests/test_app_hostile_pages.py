@@ -82,12 +82,12 @@ def app(tmp_path_factory, mil_results, eeg_results):  # noqa: F811
     import torch
 
     from lrp_captum.text.embeddings import load_word_embeddings
+    from lrp_captum.text.model_folders import save_word_cnn
     from lrp_captum.text.models import WordCNN
-    from lrp_captum.demos.text_wordcnn import save_text_model  # after lrp_captum.text (import order)
 
     torch.manual_seed(0)
-    save_text_model(WordCNN(n_filters=4, embedding_weights=load_word_embeddings()), root / "text",
-                    {"class_names": ["negative", hostile("text class")]})
+    save_word_cnn(WordCNN(n_filters=4, embedding_weights=load_word_embeddings()), root / "text",
+                  {"class_names": ["negative", hostile("text class")]})
 
     port = free_port()
     cmd = [sys.executable, "-m", "lrp_captum.cli", "app", "--slides", str(slides), "--results", str(results),
