@@ -25,7 +25,10 @@ from test_mil_support import TINY, mil_cohort, tiny_spec  # noqa: F401 -- fixtur
 def _run(*argv):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(["slide", *argv])
+        try:
+            rc = cli.main(["slide", *argv])
+        except SystemExit as exc:  # refused while parsing (argparse), as on the command line
+            rc = exc.code
     return rc, out.getvalue(), err.getvalue()
 
 
