@@ -87,4 +87,6 @@ def _cohort(args) -> int:
     counts = result.counts
     print(f"{prog}: {counts['done']} done, {counts['failed']} failed of {len(result.table)} slides; "
           f"table {result.out_dir / 'cohort.csv'}", file=sys.stderr)
+    for row in result.table[result.table["status"] == "failed"].itertuples():
+        print(f"  {row.slide_id}: {row.error}", file=sys.stderr)  # the table's reason, one line each
     return 1 if counts["failed"] or counts["pending"] else 0

@@ -133,7 +133,7 @@ def _torch_threads(threads: int | None):
 def _run_steps(plan: SlidePlan, progress_callback) -> dict:
     """The steps of :func:`explain_slide` after planning: resume or skip, explain, write, clean up."""
     options = plan.options
-    done = finished_run(plan.out, plan.params_hash, options.overwrite, options.quiet)
+    done = finished_run(plan.out, plan.params_hash, options.overwrite, options.quiet, plan.parameters)
     if done is not None:
         return done
     start_work_folder(plan)

@@ -188,7 +188,7 @@ def explain_mil_slide(slide_path, head, out_dir, options: MILOptions | dict | No
     load_s = time.perf_counter() - t_start
     with holding_result_folder(Path(out_dir), Path(slide_path)):
         plan = plan_mil_run(slide_path, out_dir, head, enc, opts, load_s)
-        done = finished_run(plan.out, plan.params_hash, opts.overwrite, opts.quiet)
+        done = finished_run(plan.out, plan.params_hash, opts.overwrite, opts.quiet, plan.parameters)
         if done is not None:
             return done
         evidence = slide_evidence(plan)
