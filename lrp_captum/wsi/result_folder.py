@@ -28,6 +28,7 @@ from lrp_captum.wsi.relevance_map import RelevanceMap
 from lrp_captum.wsi.run_plan import WORK, SlidePlan
 from lrp_captum.wsi.tissue import thumbnail_rgb
 from lrp_captum.wsi.work import TileResults
+from lrp_captum.wording import counted
 
 OUTPUT_FILES = ("relevance.zarr", "overlay.tif", "tiles.csv", "tiles.parquet", "tiles.geojson", "overview.png")
 
@@ -259,7 +260,7 @@ def write_images(plan: SlidePlan, relevance: RelevanceMap, stage: Path) -> float
     d_out = plan.output_downsample
     write_overlay_tiff(stage / "overlay.tif", zr, mpp=plan.slide_mpp * d_out, vmax=relevance.vmax, cmap=plan.cmap)
     title = (f"{plan.slide_path.name}: {plan.composite} / {plan.options.output_mode}, target {plan.options.target}, "
-             f"{plan.n_tiles} tiles at {plan.grid.target_mpp:g} µm/px")
+             f"{counted(plan.n_tiles, 'tile')} at {plan.grid.target_mpp:g} µm/px")
     write_overview(stage / "overview.png", plan.slide, relevance.heat, d_out * relevance.heat_downsample,
                    relevance.vmax, title, cmap=plan.cmap)
     return time.perf_counter() - t0

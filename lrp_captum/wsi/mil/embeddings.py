@@ -31,6 +31,7 @@ from lrp_captum.wsi.grid import TileGrid
 from lrp_captum.wsi.run_plan import tissue_tiling
 from lrp_captum.wsi.reader import SlideTileDataset, open_slide, slide_mpp
 from lrp_captum.wsi.mil.encoders import TileEncoder
+from lrp_captum.wording import counted
 
 FORMAT = "lrp_captum.wsi.mil.embeddings/1"
 TILE_FIELDS = ("row", "col", "x0", "y0", "w0", "h0", "tissue")
@@ -202,7 +203,8 @@ def embed_slide(slide_path, encoder: TileEncoder, cache_dir, *, min_tissue: floa
                 embedded += len(idx)
                 bar.update(len(idx))
         if not quiet:
-            print(f"{slide_path.name}: embedded {embedded} tiles in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            print(f"{slide_path.name}: embedded {counted(embedded, 'tile')} in {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr)
     features = group["features"][:]
     return SlideBag(features=features, tiles=tiles, grid=grid, encoder_identity=encoder.identity, store=path,
                     embedded_now=embedded)

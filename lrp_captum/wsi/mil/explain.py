@@ -47,6 +47,7 @@ from lrp_captum.wsi.mil.encoders import TileEncoder, build_encoder
 from lrp_captum.wsi.mil.evidence import check_method, tile_evidence
 from lrp_captum.wsi.mil.head_files import MILHead, load_head
 from lrp_captum.wsi.mil.pixel_maps import DEFAULT_PIXEL_COMPOSITE, encoder_pixel_maps
+from lrp_captum.wording import counted
 
 FORMAT = "lrp_captum.wsi.mil.explain/1"
 DEFAULT_METHOD = "xmil_lrp"
@@ -199,7 +200,7 @@ def explain_mil_slide(slide_path, head, out_dir, options: MILOptions | dict | No
         manifest = _write_result(plan, evidence, maps, t_start)
     if not opts.quiet:
         t = manifest["timings"]
-        print(f"wrote {plan.out} ({len(plan.bag)} tiles; embedding {t['embedding_s']:.1f} s, head "
+        print(f"wrote {plan.out} ({counted(len(plan.bag), 'tile')}; embedding {t['embedding_s']:.1f} s, head "
               f"{t['head_s']:.2f} s, pixel maps {t['pixel_maps_s']:.1f} s)", file=sys.stderr)
     return manifest
 
@@ -221,7 +222,8 @@ def plan_mil_run(slide_path, out_dir, head: MILHead, encoder: TileEncoder, optio
     if not options.quiet and bag.embedded_now == 0:
         trained = head.embeddings_dir and Path(head.embeddings_dir) in Path(bag.store).parents
         where = f"the cache train-mil filled for this head ({head.embeddings_dir})" if trained else str(bag.store)
-        print(f"{slide_path.name}: {len(bag)} tile embeddings read from {where}; no tile embedded", file=sys.stderr)
+        print(f"{slide_path.name}: {counted(len(bag), 'tile embedding')} read from {where}; no tile embedded",
+              file=sys.stderr)
     used = options.replace(tissue_options=options.tissue_options or {}, output_downsample=(
         options.output_downsample or default_output_downsample(encoder.tile_size * bag.grid.scale)))
     method = options.method
