@@ -89,7 +89,7 @@ def _settings(parameters: dict, keys) -> str:
 
 def _what_differs(recorded: dict | None, parameters: dict | None) -> str:
     """``"made with composite epsilon; this run has composite epsilon_gamma_box"``: the options
-    that differ between a recorded run's ``parameters`` and this run's (``""`` when unknown)."""
+    that differ between a recorded run's ``parameters`` and this run's."""
     if not isinstance(recorded, dict) or parameters is None:
         return "made with other parameters"
     parameters = json.loads(json.dumps(parameters, default=str))  # as the manifest records them
@@ -116,9 +116,13 @@ def check_out_dir(out: Path, params_hash: str, overwrite: bool, parameters: dict
                 raise FileExistsError(f"{manifest} is damaged ({exc}); rerun with --overwrite to redo the run, "
                                       f"or use another output folder") from None
             m = {}
-        if m.get("params_hash") == params_hash and not overwrite and all(
-                (out / f).exists() for f in m.get("outputs", {}).values()):
+        missing = [f for f in m.get("outputs", {}).values() if not (out / f).exists()]
+        if m.get("params_hash") == params_hash and not overwrite and not missing:
             return m
+        if m.get("params_hash") == params_hash and not overwrite:
+            raise FileExistsError(f"{out} holds an explanation of {_slide_name(m)} made with these options, but "
+                                  f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; rerun "
+                                  f"with --overwrite to make it again")
         if not overwrite:
             raise FileExistsError(f"{out} already holds a finished explanation of {_slide_name(m)} "
                                   f"{_what_differs(m.get('parameters'), parameters)}. Use another output folder, "
