@@ -21,7 +21,7 @@ from app_config import ConfigError, load_config  # noqa: E402
 from views.optional_pages import render_optional_page  # noqa: E402
 
 from lrp_captum.viewer.access_token import REFUSAL_TEXT  # noqa: E402
-from lrp_captum.viewer.page_messages import page_message  # noqa: E402
+from lrp_captum.viewer.page_messages import failure_message, page_message  # noqa: E402
 
 
 def _guarded(render):
@@ -30,8 +30,8 @@ def _guarded(render):
         render()
     except Exception as exc:  # the page must never show a traceback to the user
         traceback.print_exc()
-        st.error(f"This page hit an error it did not expect: {type(exc).__name__}: "
-                 f"{page_message(exc, CONFIG.roots)}. Details are in the terminal running the app.")
+        st.error(failure_message("This page hit an error it did not expect", exc, CONFIG.roots,
+                                 todo="Details are in the terminal running the app"))
 
 
 def slides_page():
@@ -65,7 +65,7 @@ st.set_page_config(page_title="lrp-captum viewer", page_icon=":microscope:", lay
 try:
     CONFIG = load_config()
 except ConfigError as exc:
-    st.error(str(exc))
+    st.error(page_message(exc))
     st.stop()
 # the server (apps/app_server.py) already refused requests without the token; the pages check
 # it as well, so a script started some other way with a token set is not open either

@@ -42,6 +42,15 @@ def test_missing_model_config_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "model config" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [[], ["--slides", "{tmp}/nope", "--results", "{tmp}/r"],
+                                  ["--text-model", "{tmp}/file.txt"]])
+def test_app_errors_speak_the_cli_dialect(argv, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    assert main(["app", *[a.format(tmp=tmp_path) for a in argv]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrp-captum app: error: ") and err.count("\n") == 1, err
+
+
 # the cookie of the running app's token: the checks below are about the Host header, so their
 # requests carry the token as the user's browser does
 LOGIN: dict = {}

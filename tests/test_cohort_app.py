@@ -99,7 +99,7 @@ def test_page_lists_the_cohort_with_counts_and_viewer_links(dirs):
                                                  "./?slide=new_0.tif"]
     assert shown["viewer"].isna().iloc[3]
     assert "EmptyTissueError" in shown.set_index("slide_id").loc["new_0", "error"]
-    assert any("1 slide(s) cannot be opened in the viewer" in c.value for c in at.caption)
+    assert any("1 slide cannot be opened in the viewer: its file" in c.value for c in at.caption)
 
 
 def test_page_opens_a_chosen_slide_in_the_viewer(dirs):

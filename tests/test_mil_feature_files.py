@@ -262,7 +262,7 @@ def test_tiles_hanging_over_the_edge_by_half_their_side_are_warned_about(tmp_pat
     coords = COORDS.copy()
     coords[3] = (W - 100, 0)  # 412 of its 512 px beyond the right edge
     rec = read_feature_file(write_trident(tmp_path / "S.h5", coords=coords))
-    with pytest.warns(UserWarning, match=r"1 tiles hang over the slide edge by half their side or more"):
+    with pytest.warns(UserWarning, match=r"1 tile hangs over the slide edge by half its side or more"):
         check_against_slide(rec, level0_size=(W, H))
 
 

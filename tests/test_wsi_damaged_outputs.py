@@ -26,3 +26,37 @@ def test_matching_finished_run_is_returned(tmp_path):
     manifest = {"params_hash": "abc", "outputs": {"overview": "overview.png"}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert check_out_dir(tmp_path, "abc", overwrite=False) == manifest
+
+
+def _finished(folder, parameters):
+    manifest = {"params_hash": "abc", "outputs": {"overview": "overview.png"}, "parameters": parameters,
+                "slide": {"path": "/slides/case_1.svs"}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_finished_run_with_other_options_is_named_with_what_differs_and_the_flag(tmp_path):
+    (tmp_path / "overview.png").write_bytes(b"png")
+    _finished(tmp_path, {"composite": "epsilon", "overlap": 0.0, "tile_size": 224})
+    with pytest.raises(FileExistsError) as refused:
+        check_out_dir(tmp_path, "def", overwrite=False,
+                      parameters={"composite": "epsilon", "overlap": 0.25, "tile_size": 224})
+    message = str(refused.value)
+    assert f"{tmp_path} already holds a finished explanation of case_1.svs made with overlap 0.0; this run " \
+           f"has overlap 0.25." in message
+    assert "--overwrite" in message and "overwrite=True" not in message
+
+
+def test_an_unfinished_run_with_other_options_says_how_to_finish_or_discard_it(tmp_path):
+    (tmp_path / WORK).mkdir()
+    (tmp_path / WORK / "state.json").write_text(json.dumps(
+        {"params_hash": "abc", "slide": "/slides/case_1.svs", "parameters": {"threads": 2}}))
+    with pytest.raises(FileExistsError, match=r"unfinished explanation of case_1\.svs made with threads 2; this run "
+                                              r"has threads 1\. Rerun it with the options it was started with"):
+        check_out_dir(tmp_path, "def", overwrite=False, parameters={"threads": 1})
+
+
+def test_a_finished_run_missing_an_output_file_names_it(tmp_path):
+    _finished(tmp_path, {"composite": "epsilon"})
+    with pytest.raises(FileExistsError, match=r"made with these options, but overview\.png is missing; rerun with "
+                                              r"--overwrite"):
+        check_out_dir(tmp_path, "abc", overwrite=False, parameters={"composite": "epsilon"})

@@ -94,7 +94,7 @@ def test_an_option_added_once_enters_the_manifest_and_the_run_hash(files, tmp_pa
     with SLIDE_OPTIONS.extended(SHARPEN):
         manifest = explain_slide(slide, model, tmp_path / "out", sharpen=2.5, batch_size=64, threads=1, quiet=True)
         assert manifest["parameters"]["sharpen"] == 2.5
-        with pytest.raises(FileExistsError, match="other parameters"):  # another value: another run
+        with pytest.raises(FileExistsError, match="made with sharpen 2.5; this run has sharpen 1.0"):  # another run
             explain_slide(slide, model, tmp_path / "out", sharpen=1.0, batch_size=64, threads=1, quiet=True)
         again = explain_slide(slide, model, tmp_path / "out", sharpen=2.5, batch_size=64, threads=1, quiet=True)
         assert again["params_hash"] == manifest["params_hash"]

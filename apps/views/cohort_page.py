@@ -13,6 +13,7 @@ from lrp_captum.viewer.cohort_results import filter_cohort, find_cohorts, load_c
 from lrp_captum.viewer.escaping import streamlit_literal as md
 from lrp_captum.viewer.page_messages import page_message
 from lrp_captum.viewer.paths import UnsafePathError
+from lrp_captum.wording import counted
 
 # the slide viewer is the app's default page, served at the app's root ("./" from this page);
 # its own url_path ("slides") is not a path Streamlit serves on a fresh load
@@ -69,10 +70,11 @@ def render_cohort_page(st, cfg) -> None:
         pick, go = st.columns([3, 1], vertical_alignment="bottom")
         slide_id = pick.selectbox("Open a slide in the viewer", list(linked["slide_id"]), key="cohort_open")
         go.link_button("Open in viewer", linked.set_index("slide_id").loc[slide_id, "viewer"])
-    st.caption(f"{len(view):,} of {len(table):,} slides shown · table: {md(cohort_dir.name)}/cohort.csv · "
+    st.caption(f"{len(view):,} of {counted(len(table), 'slide')} shown · table: {md(cohort_dir.name)}/cohort.csv · "
                "fractions are shares of tissue tiles predicted as each class; research/demo output, not a diagnosis.")
     unlinked = int(table["viewer"].isna().sum())
     if unlinked:
-        st.caption(f"{unlinked} slide(s) cannot be opened in the viewer: their file is outside the app's --slides "
-                   "folder, or their outputs are not where the viewer looks (--results/<slide name>). Run the "
-                   "cohort on the slides folder with --out set to the results folder to link them.")
+        its = "its" if unlinked == 1 else "their"
+        st.caption(f"{counted(unlinked, 'slide')} cannot be opened in the viewer: {its} file is outside the app's "
+                   f"--slides folder, or {its} outputs are not where the viewer looks (--results/<slide name>). "
+                   "Run the cohort on the slides folder with --out set to the results folder to link them.")

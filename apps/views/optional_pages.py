@@ -11,7 +11,7 @@ import importlib.util
 import traceback
 from pathlib import Path
 
-from lrp_captum.viewer.page_messages import page_message
+from lrp_captum.viewer.page_messages import failure_message
 
 PAGES_DIR = Path(__file__).resolve().parent
 
@@ -35,7 +35,7 @@ def render_optional_page(st, module_name: str, func_name: str, title: str, arg, 
         module = load_page_module(module_name, pages_dir)
     except Exception as exc:
         traceback.print_exc()
-        st.error(f"The {title} page failed to load ({type(exc).__name__}: {page_message(exc)}).")
+        st.error(failure_message(f"The {title} page failed to load", exc))
         return
     if module is None or not hasattr(module, func_name):
         st.info(f"The {title} page is not part of this installation (apps/views/{module_name}.py with "
@@ -49,4 +49,4 @@ def render_optional_page(st, module_name: str, func_name: str, title: str, arg, 
     except Exception as exc:  # never show a traceback in the page
         traceback.print_exc()
         roots = {arg: f"the {title} page's folder"} if isinstance(arg, (str, Path)) else getattr(arg, "roots", {})
-        st.error(f"The {title} page failed: {type(exc).__name__}: {page_message(exc, roots)}")
+        st.error(failure_message(f"The {title} page failed", exc, roots))

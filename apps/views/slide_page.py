@@ -2,7 +2,7 @@
 
 Names of slides, classes and run parameters come from files anyone with write access to the
 folders may have chosen: they go into markdown through ``md`` (shown literally), and messages
-pass through ``_plain`` (:func:`lrp_captum.viewer.page_messages.page_message`: no absolute path).
+are made by :mod:`lrp_captum.viewer.page_messages` (no absolute path, one line, shown literally).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from lrp_captum.viewer.colormaps import SLIDE_CMAP, legend_words, relevance_heat
 from lrp_captum.viewer.escaping import streamlit_literal as md
 from lrp_captum.viewer.jobs import ExplainJobs
 from lrp_captum.viewer.loopback import browser_host
-from lrp_captum.viewer.page_messages import page_message
+from lrp_captum.viewer.page_messages import failure_message, failure_text, page_message
 from lrp_captum.viewer.paths import UnsafePathError, resolve_under
 from lrp_captum.viewer.results import ResultError, list_slides, load_result, top_tiles
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
@@ -31,11 +31,6 @@ from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE
 GALLERY_K = 6
 OUTPUT_MODES = SLIDE_OPTIONS["output_mode"].kind.choices
 STATUSES = ("explained", "not explained", "incomplete", "corrupt", "refused")
-
-
-def _plain(cfg, message) -> str:
-    """A message for the page: configured folders named, not spelled out; markdown shown literally."""
-    return page_message(message, cfg.roots)
 
 
 # --- shared resources (one per app process, shared by all sessions) ------------------------------
@@ -98,12 +93,12 @@ def _select_slide(st, cfg, entries):
         try:
             resolve_under(cfg.slides_dir, requested)
         except UnsafePathError as exc:
-            st.error("Refused slide path from the URL: " + _plain(cfg, exc))
+            st.error(failure_message("Refused slide path from the URL", exc, cfg.roots))
         else:
             if requested in labels:
                 st.session_state["slide"] = requested
             else:
-                st.error(f"No slide {md(repr(requested))} under the slides folder.")
+                st.error(page_message(f"No slide {requested!r} under the slides folder.", cfg.roots))
     if st.session_state.get("slide") not in labels:
         st.session_state["slide"] = labels[0]
     status = {e.rel_path: e.status for e in entries}
@@ -127,7 +122,7 @@ def render_slide_page(st, cfg) -> None:
     try:
         entries = list_slides(cfg.slides_dir, cfg.results_dir)
     except ResultError as exc:
-        st.error(_plain(cfg, exc))
+        st.error(page_message(exc, cfg.roots))
         return
     if not entries:
         st.info("No slides in the slides folder (`--slides`). Put OpenSlide-readable files there "
@@ -137,28 +132,28 @@ def render_slide_page(st, cfg) -> None:
 
     if entry.status == "refused":  # neither shown nor written into: the folder leads elsewhere
         st.caption(f"{md(entry.rel_path)} · status: refused")
-        st.error(_plain(cfg, entry.detail))
+        st.error(page_message(entry.detail, cfg.roots))
         return
     result, error, warning = None, None, None
     if entry.status == "explained":
         try:
             result = _load_result_cached(st, entry.result_dir, cfg.results_dir, _open_slide(st, entry.path).dimensions)
         except (ResultError, UnsafePathError) as exc:
-            error = _plain(cfg, exc)
+            error = str(exc)
     elif entry.status == "corrupt":
-        error = _plain(cfg, f"The result for {entry.rel_path} is damaged: {entry.detail}.")
+        error = f"The result for {entry.rel_path} is damaged: {entry.detail}."
     if result is not None:
         check = check_result_slide(result.manifest, entry.path, _open_slide(st, entry.path))
         if not check.overlay_allowed:
-            result, error = None, _plain(cfg, check.message)
+            result, error = None, check.message
         elif check.message:
-            warning = _plain(cfg, check.message)
+            warning = check.message
 
     st.caption(f"{md(entry.rel_path)} · result folder: {md(entry.result_dir.name)}/ · status: {entry.status}")
     if error:
-        st.error(f"{error} Re-run the explanation below to replace it.")
+        st.error(page_message(f"{error.rstrip('.')}. Re-run the explanation below to replace it.", cfg.roots))
     if warning:
-        st.warning(warning)
+        st.warning(page_message(warning, cfg.roots))
 
     _viewer(st, cfg, entry)
     if result is not None:
@@ -272,7 +267,7 @@ def _model_source(cfg, result):
     """``(key, config)`` of the model for tile re-explanation, or ``(None, reason)``
     (:func:`lrp_captum.viewer.tile_model.model_source`)."""
     key, config = model_source(cfg.model_config, result.manifest)
-    return (key, config) if key is not None else (None, _plain(cfg, config))
+    return (key, config) if key is not None else (None, config)
 
 
 def _tile_view(st, cfg, entry, result):
@@ -293,7 +288,7 @@ def _tile_view(st, cfg, entry, result):
         try:
             bundle = _load_model(st, model_key, model_config, cfg.device)
         except Exception as exc:
-            model_error = f"The model could not be loaded: {type(exc).__name__}: {_plain(cfg, exc)}"
+            model_error = failure_text("The model could not be loaded", exc)
 
     classes = _class_names(result, bundle)
     composites = _composites()
@@ -318,7 +313,7 @@ def _tile_view(st, cfg, entry, result):
         try:
             heat, info = _explain_tile(st, model_key, bundle, entry, tile, rgb, classes.index(target), composite, mode)
         except Exception as exc:
-            model_error = f"Re-explaining this tile failed: {type(exc).__name__}: {_plain(cfg, exc)}"
+            model_error = failure_text("Re-explaining this tile failed", exc)
     if heat is None:
         heat = stored_tile_relevance(result.relevance, result.downsample, tile["x0"], tile["y0"], tile["w0"], tile["h0"])
 
@@ -340,7 +335,7 @@ def _tile_view(st, cfg, entry, result):
             st.markdown(f"**Prediction (stored):** {md(row.get('prediction', '?'))}  \n"
                         f"**Probability:** {float(row.get('probability', float('nan'))):.3f}")
         if model_error:
-            st.warning(model_error)
+            st.warning(page_message(model_error, cfg.roots))
     if st.button("Close tile view", key="close_tile"):
         st.session_state.pop("tile", None)
         st.rerun()
@@ -403,7 +398,7 @@ def _explain_section(st, cfg, entry, replace: bool = False):
     if not replace:
         st.subheader("Explain this slide")
     if job is not None and job.state == "failed":
-        st.error(f"The last run failed: {_plain(cfg, job.message)}")
+        st.error(failure_message("The last run failed", job.message, cfg.roots))
     model_path = cfg.model_config
     if model_path is None:
         st.warning("No model configured: start the app with `--model CONFIG` "
@@ -415,7 +410,7 @@ def _explain_section(st, cfg, entry, replace: bool = False):
         try:
             options = SlideOptions(_read_form(values), device=cfg.device, quiet=True, num_workers=0)
         except ValueError as exc:
-            st.error(_plain(cfg, exc))
+            st.error(page_message(exc, cfg.roots))
             return
         overwrite = entry.status in ("explained", "corrupt")
         manifest = entry.result_dir / "manifest.json"

@@ -41,7 +41,7 @@ def render_text_page(st, model_dir) -> None:
     from lrp_captum.text.render import explanations_html, explanations_json
     from lrp_captum.text.transformer import is_hugging_face_model
     from lrp_captum.viewer.escaping import streamlit_literal as md
-    from lrp_captum.viewer.page_messages import page_message
+    from lrp_captum.viewer.page_messages import failure_message, page_message
     from lrp_captum.viewer.paths import UnsafePathError, check_inside
 
     roots = {Path(model_dir): "the text model folder"}
@@ -85,13 +85,11 @@ def render_text_page(st, model_dir) -> None:
         explanations = explain_text(model, tokenizer, texts, composite=composite, method=method,
                                     target=None if target == "predicted" else target)
     except (KeyError, ValueError, TypeError) as exc:
-        st.error(f"Cannot explain with {method} ({composite if method == 'lrp' else ''}): "
-                 f"{page_message(exc, roots)}")
+        st.error(failure_message(f"Cannot explain with {method}" + (f" ({composite})" if method == "lrp" else ""),
+                                 exc, roots))
         return
-    from lrp_captum.viewer.escaping import markdown_literal
-
     for warning in dict.fromkeys(w for e in explanations for w in e.warnings):  # on the page, not in a log
-        st.warning(markdown_literal(warning))
+        st.warning(page_message(warning, roots))
     page = explanations_html(explanations, title="Word relevance", scale=scale)
     if hasattr(st, "html"):
         st.html(page)

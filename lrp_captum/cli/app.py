@@ -21,10 +21,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from lrp_captum.cli.arguments import fail
 from lrp_captum.viewer import openseadragon
 from lrp_captum.viewer.access_token import NO_TOKEN_ENV, TOKEN_ENV, AppAccess, new_token, url_with_token
 from lrp_captum.viewer.app_files import SERVED_APP, AppFilesMissing, app_dir
 
+PROG = "lrp-captum app"
 DEFAULT_PORT = 8501
 PORTS_TRIED = 50  # as Jupyter: 8501, 8502, ... when the default port is taken
 START_TIMEOUT_S = 120
@@ -136,19 +138,16 @@ def _wait_until_serving(url: str, access: AppAccess, child: subprocess.Popen) ->
 def run_app(args) -> int:
     problem = _check_folders(args)
     if problem:
-        print(f"lrp-captum app: {problem}", file=sys.stderr)
-        return 2
+        return fail(PROG, problem)
     try:
         folder = app_dir()
     except AppFilesMissing as exc:
-        print(f"lrp-captum app: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, exc)
     port = choose_port(args.port)
     if port is None:
         taken = (f"port {args.port} is in use (another app?); choose another with --port, or leave --port out "
                  "to take the next free one") if args.port else f"no free port in {DEFAULT_PORT}-{DEFAULT_PORT + PORTS_TRIED - 1}"
-        print(f"lrp-captum app: {taken}", file=sys.stderr)
-        return 2
+        return fail(PROG, taken)
     if args.port is None and port != DEFAULT_PORT:
         print(f"lrp-captum app: port {DEFAULT_PORT} is in use (another app?); using port {port}", flush=True)
     for value in (args.results,):

@@ -13,6 +13,7 @@ from lrp_captum.cli.arguments import (CommandError, non_negative_float, non_nega
                                       positive_int)
 from lrp_captum.cli.slide_options import add_explain_options, model_from_args, options_from_args
 from lrp_captum.wsi.slide_options import COHORT
+from lrp_captum.wording import counted
 
 
 def register_cohort(sub) -> None:
@@ -85,6 +86,8 @@ def _cohort(args) -> int:
               f"to continue", file=sys.stderr)
         return 130
     counts = result.counts
-    print(f"{prog}: {counts['done']} done, {counts['failed']} failed of {len(result.table)} slides; "
+    print(f"{prog}: {counts['done']} done, {counts['failed']} failed of {counted(len(result.table), 'slide')}; "
           f"table {result.out_dir / 'cohort.csv'}", file=sys.stderr)
+    for row in result.table[result.table["status"] == "failed"].itertuples():
+        print(f"  {row.slide_id}: {row.error}", file=sys.stderr)  # the table's reason, one line each
     return 1 if counts["failed"] or counts["pending"] else 0

@@ -16,6 +16,7 @@ from lrp_captum.cli import add_group
 from lrp_captum.cli.arguments import (CommandError, add_option, bound_free_composite, existing_file, fail,
                                       fraction, int_range, non_negative_int, number_in, output_folder,
                                       positive_int)
+from lrp_captum.wording import counted
 
 COMMANDS = ("simulate", "train", "explain")
 
@@ -114,7 +115,7 @@ def _simulate(args) -> int:
     epochs = simulate_epochs(args.task, n_epochs=args.n_epochs, sfreq=args.sfreq, seed=args.seed,
                              effect_scale=args.effect_scale)
     fif, sidecar = save_simulated(epochs, args.out / f"sim_{args.task}-epo.fif")
-    print(f"wrote {fif} ({len(epochs)} epochs, {len(epochs.ch_names)} channels, "
+    print(f"wrote {fif} ({counted(len(epochs), 'epoch')}, {counted(len(epochs.ch_names), 'channel')}, "
           f"{epochs.info['sfreq']:g} Hz) and {sidecar}")
     return 0
 
@@ -146,7 +147,7 @@ def _train(args) -> int:
             bar.close()
     folder = save_model(model, config, args.out)
     m = config.metrics
-    held_out = (f"held-out accuracy {m['held_out_accuracy']:.3f} on {m['n_held_out']} epochs "
+    held_out = (f"held-out accuracy {m['held_out_accuracy']:.3f} on {counted(m['n_held_out'], 'epoch')} "
                 f"never used in training (chance {m['held_out_chance']:.3f})"
                 if "held_out_accuracy" in m else
                 "no held-out epochs (--test-fraction 0): explain another file to measure "

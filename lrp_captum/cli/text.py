@@ -13,6 +13,7 @@ from pathlib import Path
 from lrp_captum.cli import add_group
 from lrp_captum.cli.arguments import (CommandError, add_option, bound_free_composite, existing_file, fail,
                                       int_range, output_file, output_folder, positive_int)
+from lrp_captum.wording import counted
 
 DEFAULT_MODEL_DIR = "demo_output/text_model"
 ARCHES = ("wordcnn", "minilm")
@@ -252,8 +253,8 @@ def _explain(args) -> int:
     if args.input:
         if args.out:
             write_explanations_jsonl(args.out, items, explanations, skipped)
-            print(f"wrote {len(explanations)} explanations to {args.out}"
-                  + (f"; skipped {len(skipped)} line(s)" if skipped else ""), file=sys.stderr)
+            print(f"wrote {counted(len(explanations), 'explanation')} to {args.out}"
+                  + (f"; skipped {counted(len(skipped), 'line')}" if skipped else ""), file=sys.stderr)
         else:
             sys.stdout.write(explanations_jsonl(items, explanations, skipped))
         return 1 if skipped else 0

@@ -58,9 +58,14 @@ class CohortResult:
 
 
 def _one_line(exc: BaseException, limit: int = 1000) -> str:
-    """``Type: message`` on one line, cut to ``limit`` characters (Ray's errors carry tracebacks)."""
+    """``Type: message`` on one line, cut to ``limit`` characters (Ray's errors carry tracebacks).
+
+    A folder that is already taken (``FileExistsError``) is said in plain words: its message says
+    what is there and what to do, the exception's name adds nothing for the user.
+    """
     text = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if not (text and isinstance(exc, FileExistsError)):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

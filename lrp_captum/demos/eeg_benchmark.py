@@ -18,6 +18,7 @@ from lrp_captum.eeg.explain import explain_epochs, ground_truth_mask
 from lrp_captum.eeg.heldout import UNKNOWN
 from lrp_captum.demos.eeg_simulation import read_ground_truth, simulate_epochs
 from lrp_captum.eeg.train import fit_epochs
+from lrp_captum.wording import counted
 
 COMPOSITES = ("epsilon_plus", "epsilon", "zero", "epsilon_alpha2_beta1", "epsilon_plus_flat")
 SETTINGS = (("motor_imagery", "shallow"), ("motor_imagery", "eegnet"),
@@ -86,7 +87,7 @@ def make_figures(folder, seed: int = 0) -> list[Path]:
         result = explain_epochs(model, test, composite="epsilon", target="true",
                                 device="cpu")
         window = (truth.tmin, truth.tmax)
-        held_out = f"{len(result.epochs)} held-out epochs"
+        held_out = counted(len(result.epochs), "held-out epoch")
         written.append(save_figure(plot_class_averages(result.evokeds, window, truth.channels,
                                                        title=f"class averages of {held_out}"),
                                    folder / f"eeg_{task}_class_averages.png"))

@@ -31,6 +31,7 @@ import numpy as np
 from lrp_captum.demos.sample_slide import (SOURCE_PATCH, TILE, SlideLayout, SlideRenderer, dihedral_transforms,
                                            downscale_mean, ihc_image, level_downsamples)
 from lrp_captum.wsi.mil.labelled_cohort import CohortEntry, read_cohort, tile_lesion_fraction, write_cohort_csv
+from lrp_captum.wording import counted
 
 __all__ = ["CLASSES", "CohortSlide", "CohortRenderer", "write_cohort_slide", "write_cohort", "dab_rich",
            "shrunk_texture", "CohortEntry", "read_cohort", "tile_lesion_fraction"]
@@ -301,7 +302,7 @@ def write_cohort(out_dir, n: int, *, size: int | tuple[int, int] = 2048, mpp: fl
         else:
             counts = write_cohort_slide(sp, mp, slide, width, height, mpp=mpp)
         if not quiet:
-            print(f"{sp} ({CLASSES[slide.label]}, {len(slide.foci)} foci)", flush=True)
+            print(f"{sp} ({CLASSES[slide.label]}, {counted(len(slide.foci), 'focus')})", flush=True)
         rows.append(dict(slide=f"slides/{name}.tif", mask=f"masks/{name}_lesion.tif", label=slide.label,
                          **{"class": CLASSES[slide.label]}, split="test" if i in test_ids else "train",
                          seed=s_seed, lesion_px=counts["lesion_px"], n_decoys=n_decoys))

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from lrp_captum.wording import counted
+
 #: split names, as written into ``epochs.metadata["split"]`` and ``summary.json``
 HELD_OUT, TRAINING, UNKNOWN = "held-out", "training", "unknown"
 
@@ -144,14 +146,15 @@ def chance_test(labels: np.ndarray, predicted: np.ndarray) -> ChanceTest:
     return ChanceTest(accuracy=correct / n, n=n, chance=chance, p_value=p_value)
 
 
-_SPLIT_PHRASE = {HELD_OUT: "{n} held-out epochs",
-                 TRAINING: "{n} epochs it was trained on",
-                 UNKNOWN: "{n} epochs of unknown split (not recorded as held out of its training)"}
+_SPLIT_PHRASE = {HELD_OUT: ("held-out epoch", "{}"),
+                 TRAINING: ("epoch", "{} it was trained on"),
+                 UNKNOWN: ("epoch", "{} of unknown split (not recorded as held out of its training)")}
 
 
 def chance_warning(test: ChanceTest, split: str) -> str:
     """The text of a :class:`ChanceLevelWarning` for ``test`` on epochs of ``split``."""
-    epochs = _SPLIT_PHRASE[split].format(n=test.n)
+    noun, phrase = _SPLIT_PHRASE[split]
+    epochs = phrase.format(counted(test.n, noun))
     return (f"the model is at chance level on the {epochs}: accuracy "
             f"{test.accuracy:.3f} against a chance level of {test.chance:.3f} (binomial test "
             f"p = {test.p_value:.2g}, needs p < {CHANCE_ALPHA}). Its relevance maps do not show "

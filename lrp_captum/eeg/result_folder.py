@@ -22,6 +22,7 @@ import numpy as np
 from lrp_captum.eeg.explain import EEGRelevance, relevance_concentration
 from lrp_captum.eeg.ground_truth import GroundTruth, read_ground_truth
 from lrp_captum.eeg.heldout import HELD_OUT, TRAINING, UNKNOWN
+from lrp_captum.wording import counted
 
 SUMMARY_NAME = "summary.json"
 
@@ -33,8 +34,10 @@ _SPLITS = ((HELD_OUT, "held_out", "held-out"), (TRAINING, "training", "training"
 def describe_split(split: np.ndarray) -> str:
     """The epochs of ``split`` in words: ``"20 held-out epochs"``, ``"20 held-out and 80 training
     epochs"``."""
-    parts = [f"{int((split == s).sum())} {name}" for s, _, name in _SPLITS if (split == s).any()]
-    return " and ".join(parts) + " epochs"
+    counts = [(int((split == s).sum()), name) for s, _, name in _SPLITS if (split == s).any()]
+    if len(counts) == 1:
+        return counted(counts[0][0], f"{counts[0][1]} epoch")
+    return " and ".join(f"{n} {name}" for n, name in counts) + " epochs"
 
 
 def accuracy_summary(result: EEGRelevance) -> dict:
@@ -58,7 +61,8 @@ def accuracy_summary(result: EEGRelevance) -> dict:
 
 def accuracy_text(result: EEGRelevance) -> str:
     """``"held-out accuracy 0.950 on 20 epochs; ..."``: every accuracy named by its split."""
-    printed = [f"{name} accuracy {result.accuracy_of(split):.3f} on {int((result.split == split).sum())} epochs"
+    printed = [f"{name} accuracy {result.accuracy_of(split):.3f} on "
+               f"{counted(int((result.split == split).sum()), 'epoch')}"
                for split, _, name in _SPLITS if result.accuracy_of(split) is not None]
     return "; ".join(printed) or "events do not name the model's classes: not scored"
 

@@ -37,6 +37,7 @@ from lrp_captum.text.attribute import METHODS, TokenAttributor, find_embedding_l
 from lrp_captum.text.encoding import EncodedText, encode_texts, length_batches
 from lrp_captum.text.transformer import model_max_length
 from lrp_captum.text.windows import WindowPlan, plan_windows, special_ends
+from lrp_captum.wording import counted
 
 
 @dataclass
@@ -197,7 +198,7 @@ def resolve_targets(target, n: int, class_names: list[str]) -> list[int | None]:
         target = target.tolist()
     if isinstance(target, (list, tuple)):
         if len(target) != n:
-            raise ValueError(f"{len(target)} targets for {n} texts")
+            raise ValueError(f"{counted(len(target), 'target')} for {counted(n, 'text')}")
         return [one(t) for t in target]
     return [one(target)] * n
 

@@ -36,3 +36,28 @@ def page_message(message, roots: dict | None = None) -> str:
     """``message`` (text or exception) ready for ``st.error``/``st.info``/a caption: no absolute
     path, shown literally."""
     return streamlit_literal(without_absolute_paths(str(message), roots))
+
+
+def failure_text(what: str, error, *, todo: str = "") -> str:
+    """How a page says that something failed, in the CLI's dialect: one line,
+    ``"<what>: <reason>. <todo>."``, not yet made safe for the page (:func:`failure_message` is).
+
+    Parameters
+    ----------
+    what : what failed, e.g. ``"Re-explaining this tile failed"``.
+    error : the exception (or the reason as text). The package's errors for bad input
+        (``ValueError``, ``OSError``, ``RuntimeError`` and theirs) are sentences naming the file or
+        option and are shown as they are; any other exception (``KeyError: 'x'``) or one without a
+        message is named by its type too.
+    todo : what the user can do about it, if anything.
+    """
+    reason = " ".join(str(error).split())
+    if isinstance(error, BaseException) and not (reason and isinstance(error, (ValueError, OSError, RuntimeError))):
+        reason = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+    return f"{what}: {reason.rstrip('.')}" + (f". {todo.rstrip('.')}." if todo else "")
+
+
+def failure_message(what: str, error, roots: dict | None = None, *, todo: str = "") -> str:
+    """:func:`failure_text` ready for ``st.error``/``st.warning``: no absolute path, shown
+    literally (:func:`page_message`); ``roots`` as for :func:`without_absolute_paths`."""
+    return page_message(failure_text(what, error, todo=todo), roots)

@@ -45,6 +45,7 @@ from lrp_captum.wsi.run_plan import WORK, SlidePlan, default_output_downsample, 
 from lrp_captum.wsi.slide_options import DEFAULT_OVERLAP, SLIDE_OPTIONS, SlideOptions, check_options, \
     keyword_parameters
 from lrp_captum.wsi.work import TileResults, explain_tiles, start_work_folder
+from lrp_captum.wording import counted
 
 __all__ = ["explain_slide", "SlideOptions", "SlidePlan", "plan_slide_run", "check_options", "explain_tiles",
            "TileResults", "stitch_relevance", "RelevanceMap", "write_tile_tables", "TileTables", "write_images",
@@ -133,7 +134,7 @@ def _torch_threads(threads: int | None):
 def _run_steps(plan: SlidePlan, progress_callback) -> dict:
     """The steps of :func:`explain_slide` after planning: resume or skip, explain, write, clean up."""
     options = plan.options
-    done = finished_run(plan.out, plan.params_hash, options.overwrite, options.quiet)
+    done = finished_run(plan.out, plan.params_hash, options.overwrite, options.quiet, plan.parameters)
     if done is not None:
         return done
     start_work_folder(plan)
@@ -153,5 +154,6 @@ def _run_steps(plan: SlidePlan, progress_callback) -> dict:
     if not options.keep_work:
         shutil.rmtree(plan.work, ignore_errors=True)
     if not options.quiet:
-        print(f"wrote {plan.out} ({plan.n_tiles} tiles, {manifest['timings']['total_s']:.1f} s)", file=sys.stderr)
+        print(f"wrote {plan.out} ({counted(plan.n_tiles, 'tile')}, {manifest['timings']['total_s']:.1f} s)",
+              file=sys.stderr)
     return manifest

@@ -28,6 +28,7 @@ from lrp_captum.wsi.relevance_map import RelevanceMap
 from lrp_captum.wsi.run_plan import WORK, SlidePlan
 from lrp_captum.wsi.tissue import thumbnail_rgb
 from lrp_captum.wsi.work import TileResults
+from lrp_captum.wording import counted
 
 OUTPUT_FILES = ("relevance.zarr", "overlay.tif", "tiles.csv", "tiles.parquet", "tiles.geojson", "overview.png")
 
@@ -82,12 +83,29 @@ def holding_result_folder(out: Path, slide_path: Path, *, lock: bool = True):
         raise
 
 
-def check_out_dir(out: Path, params_hash: str, overwrite: bool):
+def _settings(parameters: dict, keys) -> str:
+    return ", ".join(f"{k} {parameters.get(k, 'unset')}" for k in keys)
+
+
+def _what_differs(recorded: dict | None, parameters: dict | None) -> str:
+    """``"made with composite epsilon; this run has composite epsilon_gamma_box"``: the options
+    that differ between a recorded run's ``parameters`` and this run's."""
+    if not isinstance(recorded, dict) or parameters is None:
+        return "made with other parameters"
+    parameters = json.loads(json.dumps(parameters, default=str))  # as the manifest records them
+    keys = sorted(k for k in set(recorded) | set(parameters) if recorded.get(k) != parameters.get(k))
+    if not keys:  # the same options: the slide file, the model or the tiles changed
+        return "made from another version of the slide file or the model"
+    return f"made with {_settings(recorded, keys)}; this run has {_settings(parameters, keys)}"
+
+
+def check_out_dir(out: Path, params_hash: str, overwrite: bool, parameters: dict | None = None):
     """Returns the finished manifest if ``out`` already holds this exact run, else None.
 
     Raises ``FileExistsError`` when ``out`` holds a finished or unfinished run with other
     parameters (or a damaged manifest) and ``overwrite`` is False; with ``overwrite`` an
-    unfinished run's work folder is discarded.
+    unfinished run's work folder is discarded. The message says what is there, which of
+    ``parameters`` (this run's options, as recorded in the manifest) differ, and what to do.
     """
     manifest = out / "manifest.json"
     if manifest.is_file():
@@ -95,31 +113,46 @@ def check_out_dir(out: Path, params_hash: str, overwrite: bool):
             m = json.loads(manifest.read_text())
         except (ValueError, OSError) as exc:
             if not overwrite:
-                raise FileExistsError(f"{manifest} is damaged ({exc}); pass overwrite=True "
-                                      f"(CLI: --overwrite) to redo the run") from None
+                raise FileExistsError(f"{manifest} is damaged ({exc}); rerun with --overwrite to redo the run, "
+                                      f"or use another output folder") from None
             m = {}
-        if m.get("params_hash") == params_hash and not overwrite and all(
-                (out / f).exists() for f in m.get("outputs", {}).values()):
+        missing = [f for f in m.get("outputs", {}).values() if not (out / f).exists()]
+        if m.get("params_hash") == params_hash and not overwrite and not missing:
             return m
+        if m.get("params_hash") == params_hash and not overwrite:
+            raise FileExistsError(f"{out} holds an explanation of {_slide_name(m)} made with these options, but "
+                                  f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; rerun "
+                                  f"with --overwrite to make it again")
         if not overwrite:
-            raise FileExistsError(f"{out} already holds a finished run with other parameters; "
-                                  f"choose another folder or pass overwrite=True (CLI: --overwrite)")
+            raise FileExistsError(f"{out} already holds a finished explanation of {_slide_name(m)} "
+                                  f"{_what_differs(m.get('parameters'), parameters)}. Use another output folder, "
+                                  f"or rerun with --overwrite to replace it")
     state = out / WORK / "state.json"
     try:
-        state_hash = json.loads(state.read_text()).get("params_hash") if state.is_file() else None
-    except (ValueError, OSError):
-        state_hash = "damaged"
+        recorded = json.loads(state.read_text()) if state.is_file() else {}
+        state_hash = recorded.get("params_hash")
+    except (ValueError, OSError, AttributeError):
+        recorded, state_hash = {}, "damaged"
     if state.is_file() and state_hash != params_hash:
         if not overwrite:
-            raise FileExistsError(f"{out} holds an unfinished run with other parameters; rerun it with "
-                                  f"its own arguments, or pass overwrite=True (CLI: --overwrite) to discard it")
+            raise FileExistsError(f"{out} already holds an unfinished explanation of {_slide_name(recorded)} "
+                                  f"{_what_differs(recorded.get('parameters'), parameters)}. Rerun it with the "
+                                  f"options it was started with to finish it, use another output folder, or "
+                                  f"rerun with --overwrite to discard it")
         shutil.rmtree(out / WORK)
     return None
 
 
-def finished_run(out: Path, params_hash: str, overwrite: bool, quiet: bool) -> dict | None:
+def _slide_name(record: dict) -> str:
+    """The slide file a manifest or work state records, by name ("a slide" when it says none)."""
+    slide = record.get("slide") if isinstance(record, dict) else None
+    path = slide.get("path") if isinstance(slide, dict) else slide
+    return Path(path).name if isinstance(path, str) else "a slide"
+
+
+def finished_run(out: Path, params_hash: str, overwrite: bool, quiet: bool, parameters: dict | None = None) -> dict | None:
     """:func:`check_out_dir`, saying so on stderr (unless ``quiet``) when the run is finished."""
-    done = check_out_dir(out, params_hash, overwrite)
+    done = check_out_dir(out, params_hash, overwrite, parameters)
     if done is not None and not quiet:
         print(f"{out}: already complete (manifest.json matches these arguments)", file=sys.stderr)
     return done
@@ -231,7 +264,7 @@ def write_images(plan: SlidePlan, relevance: RelevanceMap, stage: Path) -> float
     d_out = plan.output_downsample
     write_overlay_tiff(stage / "overlay.tif", zr, mpp=plan.slide_mpp * d_out, vmax=relevance.vmax, cmap=plan.cmap)
     title = (f"{plan.slide_path.name}: {plan.composite} / {plan.options.output_mode}, target {plan.options.target}, "
-             f"{plan.n_tiles} tiles at {plan.grid.target_mpp:g} µm/px")
+             f"{counted(plan.n_tiles, 'tile')} at {plan.grid.target_mpp:g} µm/px")
     write_overview(stage / "overview.png", plan.slide, relevance.heat, d_out * relevance.heat_downsample,
                    relevance.vmax, title, cmap=plan.cmap)
     return time.perf_counter() - t0

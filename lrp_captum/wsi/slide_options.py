@@ -439,7 +439,8 @@ SLIDE_OPTIONS = OptionTable([
     Option("overwrite", False, Flag(), "discard a different run already in --out", hashed=False,
            commands=(EXPLAIN, COHORT, EXPLAIN_MIL),
            help_for=((COHORT, "discard a run with other parameters already in a slide's folder"),)),
-    Option("keep_work", False, Flag(), "keep per-batch files in OUT/.lrp_work", hashed=False),
+    Option("keep_work", False, Flag(), "keep per-batch files in OUT/.lrp_work", hashed=False,
+           help_for=((COHORT, "keep per-batch files in OUT/<slide_id>/.lrp_work"),)),
     Option("quiet", False, Flag(), "no progress bar or messages", hashed=False,
            commands=(EXPLAIN, COHORT, EXPLAIN_MIL, TRAIN_MIL), help_for=((COHORT, "no progress bars"),)),
 ])

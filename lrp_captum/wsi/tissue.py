@@ -12,6 +12,10 @@ and after the closing step, which would otherwise join a stroke to the edge of a
 Green, cyan and blue inks absorb red more than green (HSV hue 70-240°); the stains do not:
 haematoxylin is blue-*purple* (red above green, hue about 245°), eosin pink (about 305°), DAB
 brown (about 20°). Black ink is darker than any stained tissue at thumbnail resolution.
+A stroke's edge, where the ink thins out over glass, is paler than its core but still as
+saturated as faint tissue: it is ink too when it has an ink hue, is nearly as bright as glass and
+touches a stroke's core (a hysteresis from the core outwards). Left as tissue, such a halo beside a
+stroke gave tiles with no tissue at all a tissue fraction above ``min_tissue``.
 """
 from __future__ import annotations
 
@@ -27,6 +31,12 @@ MAX_SATURATION_THRESHOLD = 0.15
 #: this saturation; the stains' pale blues at thumbnail resolution stay below 0.2
 PEN_HUES = (70.0, 240.0)
 PEN_MIN_SATURATION = 0.25
+#: a stroke's thinning edge: ink hue, at least this saturation and at least this brightness
+#: (brightest channel, fraction of full scale: ink thinned out over glass), joined to a core of
+#: the stroke at least 5 px across (scattered bluish pixels of stained tissue are no core)
+PEN_EDGE_SATURATION = 0.08
+PEN_EDGE_MIN_VALUE = 0.8
+PEN_CORE_RADIUS_PX = 2
 #: black ink: brightest channel below this fraction of full scale (stained tissue at 8 µm/px
 #: stays above 0.35)
 PEN_MAX_VALUE = 0.25
@@ -108,20 +118,28 @@ def _hue_degrees(rgb: np.ndarray, mx: np.ndarray, mn: np.ndarray) -> np.ndarray:
 def pen_mask(rgb: np.ndarray, dilate_px: int = 1) -> np.ndarray:
     """(h, w) bool: pixels of green, blue or black marker ink in an RGB thumbnail ``(h, w, 3)``.
 
-    Coloured ink is a hue in :data:`PEN_HUES` with saturation >= :data:`PEN_MIN_SATURATION`;
-    black ink is darker than :data:`PEN_MAX_VALUE`. The result is dilated by ``dilate_px``
+    Coloured ink is a hue in :data:`PEN_HUES` with saturation >= :data:`PEN_MIN_SATURATION`,
+    and the pale, bright edge of such a stroke (:data:`PEN_EDGE_SATURATION`,
+    :data:`PEN_EDGE_MIN_VALUE`) where it touches the stroke's core; black ink is darker than
+    :data:`PEN_MAX_VALUE`. The result is dilated by ``dilate_px``
     pixels to take in the stroke's blurred edge.
     """
     f = np.asarray(rgb, dtype=np.float32)[..., :3]
     mx, mn = f.max(-1), f.min(-1)
     sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
     hue = _hue_degrees(f, mx, mn)
-    ink = (hue >= PEN_HUES[0]) & (hue < PEN_HUES[1]) & (sat >= PEN_MIN_SATURATION)
-    ink |= mx < PEN_MAX_VALUE * 255
-    if dilate_px > 0 and ink.any():
-        from scipy import ndimage
-        from skimage import morphology
+    ink_hue = (hue >= PEN_HUES[0]) & (hue < PEN_HUES[1])
+    ink = ink_hue & (sat >= PEN_MIN_SATURATION)
+    if not ink.any() and not (mx < PEN_MAX_VALUE * 255).any():
+        return ink
+    from scipy import ndimage
+    from skimage import morphology
 
+    core = ndimage.binary_opening(ink, morphology.disk(PEN_CORE_RADIUS_PX))
+    edge = ink_hue & (sat >= PEN_EDGE_SATURATION) & (mx >= PEN_EDGE_MIN_VALUE * 255)
+    ink |= ndimage.binary_propagation(core, mask=core | edge)
+    ink |= mx < PEN_MAX_VALUE * 255
+    if dilate_px > 0:
         ink = ndimage.binary_dilation(ink, morphology.disk(dilate_px))
     return ink
 

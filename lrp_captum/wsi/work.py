@@ -123,7 +123,8 @@ def start_work_folder(plan: SlidePlan) -> None:
     """
     plan.work.mkdir(parents=True, exist_ok=True)
     write_json(plan.work / "state.json", dict(params_hash=plan.params_hash, n_tiles=plan.n_tiles,
-                                              batch_size=plan.options.batch_size, slide=str(plan.slide_path.resolve())))
+                                              batch_size=plan.options.batch_size, slide=str(plan.slide_path.resolve()),
+                                              parameters=plan.parameters))
     for leftover in plan.work.glob(".*.tmp-*"):
         leftover.unlink()
     shutil.rmtree(plan.stage, ignore_errors=True)

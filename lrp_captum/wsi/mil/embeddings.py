@@ -31,6 +31,7 @@ from lrp_captum.wsi.grid import TileGrid
 from lrp_captum.wsi.run_plan import tissue_tiling
 from lrp_captum.wsi.reader import SlideTileDataset, open_slide, slide_mpp
 from lrp_captum.wsi.mil.encoders import TileEncoder
+from lrp_captum.wording import counted
 
 FORMAT = "lrp_captum.wsi.mil.embeddings/1"
 TILE_FIELDS = ("row", "col", "x0", "y0", "w0", "h0", "tissue")
@@ -126,9 +127,24 @@ def _open_store(path: Path, fingerprint: dict, tiles: np.ndarray, dim: int, chun
     return zarr.open_group(str(path), mode="a")
 
 
+def _complete_features(path: Path, fingerprint: dict) -> np.ndarray | None:
+    """(N, D) features of the cache group at ``path`` when it was made for ``fingerprint`` and
+    every chunk is done, else None; the group is only read."""
+    import zarr
+
+    if not path.is_dir():
+        return None
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        same = json.dumps(group.attrs.get("fingerprint"), sort_keys=True) == json.dumps(fingerprint, sort_keys=True)
+        return group["features"][:] if same and bool(group["done"][:].all()) else None
+    except Exception:  # noqa: BLE001 -- a damaged or foreign folder is simply not reused
+        return None
+
+
 def embed_slide(slide_path, encoder: TileEncoder, cache_dir, *, min_tissue: float = 0.1,
                 tissue_options: dict | None = None, slide_mpp_override: float | None = None,
-                batch_size: int = 64, num_workers: int = 0, quiet: bool = True) -> SlideBag:
+                batch_size: int = 64, num_workers: int = 0, quiet: bool = True, reuse_from=()) -> SlideBag:
     """Embed every tissue tile of a slide, or read the embeddings from the cache.
 
     Parameters
@@ -141,6 +157,9 @@ def embed_slide(slide_path, encoder: TileEncoder, cache_dir, *, min_tissue: floa
         it started with).
     num_workers : DataLoader reader processes (0 reads in this process).
     quiet : no progress messages.
+    reuse_from : more cache folders, looked in first and never written: when one holds this
+        slide's complete embeddings by ``encoder`` with the same tiling (e.g. the cache
+        ``train-mil`` filled for a head's cohort), they are read from there and nothing is embedded.
 
     Returns
     -------
@@ -156,6 +175,12 @@ def embed_slide(slide_path, encoder: TileEncoder, cache_dir, *, min_tissue: floa
     grid, tiles = slide_tiling(slide_path, encoder, min_tissue=min_tissue, tissue_options=tissue_options,
                                slide_mpp_override=slide_mpp_override)
     fp = _fingerprint(slide_path, encoder, grid, tiles, min_tissue, tissue_options)
+    for folder in reuse_from:
+        found = store_path(folder, slide_path, encoder)
+        features = _complete_features(found, fp)
+        if features is not None:
+            return SlideBag(features=features, tiles=tiles, grid=grid, encoder_identity=encoder.identity, store=found,
+                            embedded_now=0)
     path = store_path(cache_dir, slide_path, encoder)
     group = _open_store(path, fp, tiles, encoder.dim, int(batch_size), quiet)
     chunk = int(group.attrs["chunk"])
@@ -178,7 +203,8 @@ def embed_slide(slide_path, encoder: TileEncoder, cache_dir, *, min_tissue: floa
                 embedded += len(idx)
                 bar.update(len(idx))
         if not quiet:
-            print(f"{slide_path.name}: embedded {embedded} tiles in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            print(f"{slide_path.name}: embedded {counted(embedded, 'tile')} in {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr)
     features = group["features"][:]
     return SlideBag(features=features, tiles=tiles, grid=grid, encoder_identity=encoder.identity, store=path,
                     embedded_now=embedded)

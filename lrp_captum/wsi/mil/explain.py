@@ -47,6 +47,7 @@ from lrp_captum.wsi.mil.encoders import TileEncoder, build_encoder
 from lrp_captum.wsi.mil.evidence import check_method, tile_evidence
 from lrp_captum.wsi.mil.head_files import MILHead, load_head
 from lrp_captum.wsi.mil.pixel_maps import DEFAULT_PIXEL_COMPOSITE, encoder_pixel_maps
+from lrp_captum.wording import counted
 
 FORMAT = "lrp_captum.wsi.mil.explain/1"
 DEFAULT_METHOD = "xmil_lrp"
@@ -67,7 +68,8 @@ MIL_OPTIONS = OptionTable([
     Option("encoder", None, Value(lambda v: isinstance(v, (TileEncoder, dict, str)), "an encoder or its spec"),
            "the tile encoder; default: rebuilt from the head's own spec", hashed=False, flag=None),
     Option("embeddings_dir", None, Value(lambda v: isinstance(v, (str, Path)), "a folder"),
-           "embedding cache folder (default the lrp-captum cache)", hashed=False, commands=(EXPLAIN_MIL,),
+           "embedding cache folder (default the lrp-captum cache); a slide's embeddings in the cache "
+           "train-mil filled for the head are read from there", hashed=False, commands=(EXPLAIN_MIL,),
            flag="--embeddings"),
     Option("batch_size", 64, POSITIVE_INT, "tiles per embedding batch", hashed=False, flag=None),
     Option("num_workers", 0, NON_NEGATIVE_INT, "DataLoader reader processes while embedding", hashed=False,
@@ -159,7 +161,9 @@ def explain_mil_slide(slide_path, head, out_dir, options: MILOptions | dict | No
           Pixel maps need a method with per-dimension relevance;
         - ``encoder`` : the tile encoder; default: rebuilt from the head's own spec. Any other
           encoder is refused (:class:`~lrp_captum.wsi.mil.encoders.EncoderMismatchError`);
-        - ``embeddings_dir`` : embedding cache (default :func:`default_embeddings_cache`);
+        - ``embeddings_dir`` : embedding cache (default :func:`default_embeddings_cache`); a slide
+          whose embeddings are in the cache ``train-mil`` filled for the head (same encoder and
+          tiling) is read from there and embeds nothing;
         - ``pixel_composite`` : LRP composite for the encoder's pixel maps;
         - ``output_downsample`` : level-0 px per pixel of the maps (default about 16 px per tile);
         - ``min_tissue``, ``tissue_options``, ``slide_mpp_override`` : tiling, as for ``explain_slide``;
@@ -188,7 +192,7 @@ def explain_mil_slide(slide_path, head, out_dir, options: MILOptions | dict | No
     load_s = time.perf_counter() - t_start
     with holding_result_folder(Path(out_dir), Path(slide_path)):
         plan = plan_mil_run(slide_path, out_dir, head, enc, opts, load_s)
-        done = finished_run(plan.out, plan.params_hash, opts.overwrite, opts.quiet)
+        done = finished_run(plan.out, plan.params_hash, opts.overwrite, opts.quiet, plan.parameters)
         if done is not None:
             return done
         evidence = slide_evidence(plan)
@@ -196,7 +200,7 @@ def explain_mil_slide(slide_path, head, out_dir, options: MILOptions | dict | No
         manifest = _write_result(plan, evidence, maps, t_start)
     if not opts.quiet:
         t = manifest["timings"]
-        print(f"wrote {plan.out} ({len(plan.bag)} tiles; embedding {t['embedding_s']:.1f} s, head "
+        print(f"wrote {plan.out} ({counted(len(plan.bag), 'tile')}; embedding {t['embedding_s']:.1f} s, head "
               f"{t['head_s']:.2f} s, pixel maps {t['pixel_maps_s']:.1f} s)", file=sys.stderr)
     return manifest
 
@@ -213,7 +217,13 @@ def plan_mil_run(slide_path, out_dir, head: MILHead, encoder: TileEncoder, optio
     bag = embed_slide(slide_path, encoder, options.embeddings_dir or default_embeddings_cache(),
                       min_tissue=options.min_tissue, tissue_options=options.tissue_options,
                       slide_mpp_override=options.slide_mpp_override, batch_size=options.batch_size,
-                      num_workers=options.num_workers, quiet=options.quiet)
+                      num_workers=options.num_workers, quiet=options.quiet,
+                      reuse_from=[head.embeddings_dir] if head.embeddings_dir else [])
+    if not options.quiet and bag.embedded_now == 0:
+        trained = head.embeddings_dir and Path(head.embeddings_dir) in Path(bag.store).parents
+        where = f"the cache train-mil filled for this head ({head.embeddings_dir})" if trained else str(bag.store)
+        print(f"{slide_path.name}: {counted(len(bag), 'tile embedding')} read from {where}; no tile embedded",
+              file=sys.stderr)
     used = options.replace(tissue_options=options.tissue_options or {}, output_downsample=(
         options.output_downsample or default_output_downsample(encoder.tile_size * bag.grid.scale)))
     method = options.method

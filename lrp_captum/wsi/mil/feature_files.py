@@ -30,6 +30,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from lrp_captum.wording import counted
+
 __all__ = ["SlideFeatures", "read_feature_file", "check_against_slide", "trident_feature_files",
            "TRIDENT_ENCODER_DIMS"]
 
@@ -307,9 +309,10 @@ def check_against_slide(features: SlideFeatures, slide=None, *, level0_size=None
                          f"slide's {W}×{H} level-0 px (first: {first}); these coordinates belong to another "
                          f"slide or are not at level 0")
     overhang = np.maximum(xy + features.tile_side0 - np.array([W, H]), 0).max(axis=1)
-    if (overhang >= features.tile_side0 / 2).any():
-        warnings.warn(f"{features.coords_path}: {int((overhang >= features.tile_side0 / 2).sum())} tiles hang over "
-                      f"the slide edge by half their side or more", stacklevel=2)
+    over = int((overhang >= features.tile_side0 / 2).sum())
+    if over:
+        warnings.warn(f"{features.coords_path}: {counted(over, 'tile')} {'hangs' if over == 1 else 'hang'} over the "
+                      f"slide edge by half {'its' if over == 1 else 'their'} side or more", stacklevel=2)
     if slide is None:
         return
     if features.level is not None:

@@ -6,7 +6,8 @@ A head is two files side by side: ``NAME.pt`` (the state_dict, loaded with
     {"format": "lrp_captum.wsi.mil.head/1", "head": "abmil", "kwargs": {...}, "in_dim": 32,
      "classes": ["negative", "lesion"], "weights": "NAME.pt",
      "encoder": {...spec...}, "encoder_identity": "<sha256>", "training": {...},
-     "input_standardisation": {"mean": [...], "std": [...]}}   # optional, per embedding number
+     "input_standardisation": {"mean": [...], "std": [...]},   # optional, per embedding number
+     "embeddings": "/abs/cohort/embeddings"}                   # optional, the training cache
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class MILHead:
     weights_sha256 : hash of the weights file ("" for a head not loaded from disk).
     path : the JSON file it was loaded from ("" for a head not loaded from disk).
     mean, std : (D,) standardisation of the embeddings the head reads, or None.
+    embeddings_dir : the embedding cache of its training cohort ("" when not recorded).
     """
 
     model: nn.Module
@@ -57,6 +59,7 @@ class MILHead:
     path: str = ""
     mean: Optional[torch.Tensor] = None
     std: Optional[torch.Tensor] = None
+    embeddings_dir: str = ""
 
     def bag_input(self, features) -> torch.Tensor:
         """(N, D) embeddings (array or tensor) -> the (N, D) float32 tensor the head reads.
@@ -86,11 +89,13 @@ class MILHead:
 
 
 def save_head(model: nn.Module, path, *, name: str, classes: list, encoder: TileEncoder,
-              kwargs: dict | None = None, training: dict | None = None, standardisation=None) -> Path:
+              kwargs: dict | None = None, training: dict | None = None, standardisation=None,
+              embeddings=None) -> Path:
     """Write ``<path>.pt`` and ``<path>.json`` (``path`` without suffix, or ending in .json); returns the JSON path.
 
     ``standardisation`` is ``(mean, std)`` of the embeddings (each (D,)) that the head was
-    trained on, or None for a head on raw embeddings.
+    trained on, or None for a head on raw embeddings. ``embeddings`` is the folder of the
+    embedding cache it was trained from (recorded absolute), or None.
     """
     path = Path(path)
     if path.suffix == ".json":
@@ -106,6 +111,8 @@ def save_head(model: nn.Module, path, *, name: str, classes: list, encoder: Tile
                   input_standardisation=None if standardisation is None else dict(
                       mean=[float(v) for v in standardisation[0]], std=[float(v) for v in standardisation[1]]),
                   intended_use="research and demonstration of MIL explanations; not for diagnosis")
+    if embeddings is not None:
+        config["embeddings"] = str(Path(embeddings).resolve())
     tmp = jpath.with_name(f".{jpath.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(config, indent=2, default=str))
     os.replace(tmp, jpath)
@@ -144,7 +151,8 @@ def load_head(path) -> MILHead:
     mean, std = (None, None) if not stand else (torch.tensor(stand["mean"]), torch.tensor(stand["std"]))
     return MILHead(model=model, name=config["head"], classes=list(config["classes"]), in_dim=int(config["in_dim"]),
                    encoder_spec=dict(config["encoder"]), encoder_identity=config["encoder_identity"],
-                   config=config, weights_sha256=file_sha256(wpath), path=str(path.resolve()), mean=mean, std=std)
+                   config=config, weights_sha256=file_sha256(wpath), path=str(path.resolve()), mean=mean, std=std,
+                   embeddings_dir=str(config.get("embeddings") or ""))
 
 
 def _is_head_config(path: Path) -> bool:

@@ -47,10 +47,17 @@ def cohort_bags(cohort, encoder: TileEncoder, cache_dir=None, *, splits=("train"
     :func:`default_embeddings_dir`.
     """
     entries = [e for e in read_cohort(cohort) if e.split in splits]
-    root = Path(cohort).parent if Path(cohort).is_file() else Path(cohort)
-    cache = Path(cache_dir) if cache_dir is not None else default_embeddings_dir(root)
+    cache = cohort_embeddings_dir(cohort, cache_dir)
     bags = [embed_slide(e.slide, encoder, cache, batch_size=batch_size, quiet=quiet) for e in entries]
     return entries, bags
+
+
+def cohort_embeddings_dir(cohort, cache_dir=None) -> Path:
+    """The embedding cache of a cohort (folder or its ``cohort.csv``): ``cache_dir`` when given,
+    else :func:`default_embeddings_dir` of the cohort's folder."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return default_embeddings_dir(Path(cohort).parent if Path(cohort).is_file() else Path(cohort))
 
 
 def _balanced_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -131,7 +138,8 @@ def train_mil(cohort, out, *, encoder: TileEncoder | dict | str, head: str = "ab
     encoder : a :class:`TileEncoder` or an encoder spec (the demo CNN trunk:
         ``lrp_captum.demos.slide_model.demo_encoder_spec()``).
     head : ``"abmil"`` or ``"transmil"``; head_kwargs : passed to its constructor.
-    cache_dir : embedding cache (default ``<cohort>/embeddings``).
+    cache_dir : embedding cache (default ``<cohort>/embeddings``); the head records it, so that
+        ``explain_mil_slide`` reads a cohort slide's embeddings from there.
     epochs, lr, weight_decay, subsample, seed : training (see :func:`fit_head`); ``epochs`` and
         ``lr`` default to :data:`HEAD_DEFAULTS` / :data:`DEFAULTS` for the head.
     threads : torch CPU threads while training (default: leave torch's setting).
@@ -176,7 +184,7 @@ def train_mil(cohort, out, *, encoder: TileEncoder | dict | str, head: str = "ab
                        load_average=list(os.getloadavg()),
                        params=dict(epochs=epochs, lr=lr, weight_decay=weight_decay, subsample=subsample, seed=seed))
         path = save_head(model, out, name=head, classes=classes, encoder=enc, kwargs=head_kwargs, training=metrics,
-                         standardisation=(mean, std))
+                         standardisation=(mean, std), embeddings=cohort_embeddings_dir(cohort, cache_dir))
         metrics["head"] = str(path)
         return metrics
     finally:
