@@ -550,6 +550,30 @@ def zero_only() -> Composite:
     ], name="zero")
 
 
+@register_composite("xmil_cnn", "xMIL-LRP carried into a convolutional tile encoder: flat on the "
+                                "first layer, z⁺ on convs, ε on dense layers, every bias out of the "
+                                "denominators (a tile's pixel map sums to its evidence)")
+def xmil_cnn(epsilon: float = 1e-8, stabilizer: float = 1e-6) -> Composite:
+    """:func:`epsilon_plus_flat` with the biases out of every denominator, as :func:`xmil` has
+    them in the head: ``R_j = Σ_k x_j w⁺_jk / (Σ_j x_j w⁺_jk ± s) R_k`` on convolutions (and
+    on a BatchNorm merged into its convolution), LRP-ε without the bias on dense layers, the
+    flat rule (which has no bias term) on the first layer. The relevance of a tile's embedding
+    reaches its pixels whole, except where an output unit is active through its bias alone
+    (``Σ_j x_j w⁺_jk = 0``): that unit's relevance stops there. The default composite of MIL
+    pixel maps through a CNN encoder (docs/mil.md, "Maps that add up")."""
+    return Composite([
+        (First(), FlatRule(stabilizer)),
+        *_norms(),
+        (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
+        ((Sum,) + types.AvgPool, ProportionalRule(stabilizer)),
+        (types.BatchNorm, PassRule()),
+        (types.MaxPool, ZeroRule()),
+        ((GatedProduct,), ZeroRule()),
+        (types.Convolution, ZPlusRule(stabilizer, bias=False)),
+        (types.Dense, EpsilonRule(epsilon, bias=False)),
+    ], name="xmil_cnn")
+
+
 # ---------------------------------------------------------------------------------------------
 # transformers: rules on the functions of attention, normalisation and activations
 # ---------------------------------------------------------------------------------------------

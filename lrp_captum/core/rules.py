@@ -592,14 +592,20 @@ class ZPlusRule(AlphaBetaRule):
     """z⁺ rule (Deep Taylor, seed 002): only positive contributions, ``= AlphaBetaRule(1, 0)``.
 
     For ReLU inputs (x ≥ 0): ``R_j = Σ_k x_j w⁺_jk / Σ_j x_j w⁺_jk R_k`` (plus ``b⁺_k`` in
-    the denominator).
+    the denominator; ``bias=False`` leaves it out, so that the output's relevance, the bias's
+    share included, goes to the inputs, as :class:`EpsilonRule` ``bias=False`` does).
     """
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
+    def __init__(self, stabilizer: float = 1e-6, bias: bool = True) -> None:
         super().__init__(alpha=1.0, beta=0.0, stabilizer=stabilizer)
+        self.bias = bool(bias)
 
     def _params(self) -> dict:
-        return {}
+        return {} if self.bias else {"bias": False}
+
+    def groups(self):
+        return (Group((Term(Input.POSITIVE, POSITIVE_PART, POSITIVE_PART if self.bias else None),
+                       Term(Input.NEGATIVE, NEGATIVE_PART, None))),)
 
 
 class _WeightOnlyRule(TermRule):
