@@ -149,14 +149,14 @@ def test_an_encoder_s_identity_does_not_depend_on_where_its_folder_lies(tmp_path
 
 @pytest.mark.parametrize("name", sorted(FOLDERS))
 def test_lrp_through_a_foundation_encoder_conserves_relevance_up_to_its_additive_parameters(name, tmp_path):
-    """The default pixel composite of a transformer encoder (xmil: CP-LRP with the biases out of
+    """The default pixel composite of a transformer encoder (xmil_vit: CP-LRP with the biases and LayerNorm shifts out of
     the denominators) on every block type: layer scale, SwiGLU (a product of two branches),
     register tokens. With what is added rather than computed from the pixels zeroed (biases,
     position embeddings, class and register tokens), the pixels receive all the relevance."""
     folder, _ = FOLDERS[name](tmp_path)
     encoder = build_encoder(str(folder))
     composite = default_pixel_composite(encoder)
-    assert composite == "xmil"
+    assert composite == "xmil_vit"
     model = encoder.model.double()
     with torch.no_grad():
         for pname, p in model.named_parameters():

@@ -148,3 +148,37 @@ def test_z_plus_without_the_bias_is_its_formula_and_passes_the_bias_s_share_to_t
     expected = (contributions / contributions.sum(1, keepdim=True) * initial.flatten(1)[:, None]).sum(2)
     torch.testing.assert_close(relevance.flatten(1), expected)
     torch.testing.assert_close(relevance.flatten(1).sum(1), initial.flatten(1).sum(1))
+
+
+class HandLayerNorm(torch.nn.Module):
+    """A LayerNorm written by hand, as libraries do (found by its class name)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.weight, self.bias = torch.nn.Parameter(torch.ones(n)), torch.nn.Parameter(torch.zeros(n))
+
+    def forward(self, x):
+        centred = x - x.mean(-1, keepdim=True)
+        return centred / torch.sqrt(centred.pow(2).mean(-1, keepdim=True) + 1e-5) * self.weight + self.bias
+
+
+@pytest.mark.parametrize("norm", [torch.nn.LayerNorm, HandLayerNorm])
+def test_layernorm_with_its_shift_out_of_the_denominator_is_its_formula(norm):
+    """ConstantScaleRule(bias=False) in xmil_vit: R_i = Σ_j x_i ∂y_j/∂x_i · R_j / (y_j − b_j ± ε), the
+    scale 1/σ held constant, written out in float64; the input receives all the relevance."""
+    torch.manual_seed(0)
+    layer = norm(5).double()
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 1.5)
+        layer.bias.normal_(0.0, 1.0)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    y = layer(x).detach()
+    initial = torch.rand_like(y)
+    relevance = LRP(torch.nn.Sequential(layer), composite="xmil_vit").attribute(x, output_mode=initial)
+    sigma = torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    jacobian = (torch.eye(5, dtype=torch.float64) - 1 / 5)[None] * (layer.weight.detach() / sigma)[:, None, :]  # (N, i, j)
+    shifted = y - layer.bias.detach()
+    shifted = shifted + 1e-8 * torch.where(shifted >= 0, 1.0, -1.0)  # the rule's ε, with the sign of y − b
+    expected = x * (jacobian * (initial / shifted)[:, None, :]).sum(-1)
+    torch.testing.assert_close(relevance, expected)
+    torch.testing.assert_close(relevance.sum(1), initial.sum(1))

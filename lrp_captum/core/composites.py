@@ -621,20 +621,21 @@ class AnyLayer:
 
 
 def _transformer(name: str, dense: LRPRule, softmax: LRPRule, low=None, high=None,
-                 stabilizer: float = 1e-6) -> Composite:
+                 stabilizer: float = 1e-6, norm: LRPRule | None = None) -> Composite:
     first = [(First(types.Convolution), ZBoxRule(low, high, stabilizer))] \
         if low is not None and high is not None else []
+    norm = norm or ConstantScaleRule()
     return Composite(first + [
         (Op("softmax"), softmax),
         (Op("matmul"), UniformRule()),
         (Op("mul"), UniformRule()),
-        (Op("norm"), ConstantScaleRule()),
+        (Op("norm"), norm),
         (Op("activation"), PassRule()),
         (Op("linear"), dense),
         # modules that call one function (F.layer_norm, F.gelu, torch.softmax): the
         # function's rule applies, with no second evaluation of the module
         (FUNCTIONAL_NORMS + types.Activation + (nn.Softmax,), FunctionsRule()),
-        (Normalization(), ConstantScaleRule()),
+        (Normalization(), norm),
         (NamedActivation(), PassRule()),
         (types.Identity + (FunctionalActivation,), PassRule()),
         # residual sums conserve relevance with the plain gradient (c = R / a is shared)
@@ -705,3 +706,17 @@ def xmil_bias_kept(epsilon: float = 1e-8, stabilizer: float = 1e-6) -> Composite
     shares stay with them, so the tile evidence sums to less than the logit."""
     return _transformer("xmil_bias_kept", EpsilonRule(epsilon), ConstantRule(), None, None,
                         stabilizer)
+
+
+@register_composite("xmil_vit", "xMIL-LRP carried into a transformer tile encoder: CP-LRP with the "
+                                "biases of linear layers and the shifts of LayerNorms out of the "
+                                "denominators")
+def xmil_vit(epsilon: float = 1e-8, stabilizer: float = 1e-6) -> Composite:
+    """:func:`xmil` with the LayerNorm shifts out of the denominators as well
+    (``ConstantScaleRule(bias=False)``): a Vision Transformer's relevance reaches its pixels
+    except for the share of what is added to the tokens rather than computed from the pixels
+    (the class and register tokens' own embeddings, the position embeddings). The default
+    composite of MIL pixel maps through a transformer encoder (docs/mil.md, "Maps that add
+    up")."""
+    return _transformer("xmil_vit", EpsilonRule(epsilon, bias=False), ConstantRule(), None, None,
+                        stabilizer, norm=ConstantScaleRule(bias=False))

@@ -248,7 +248,10 @@ class Uniform:
 @dataclass(frozen=True)
 class ConstantScale:
     """A normalisation ``y = (x − μ(x)) · s(x) · w + b`` whose scale ``s(x)`` (``1/σ``,
-    ``1/RMS``) is a constant for relevance: the rest is linear in ``x`` (AttnLRP, CP-LRP)."""
+    ``1/RMS``) is a constant for relevance: the rest is linear in ``x`` (AttnLRP, CP-LRP).
+    ``bias=False``: the shift ``b`` is out of the denominator, ``R_in = x ∂y/∂x · R / (y − b ± ε)``,
+    so the output's relevance goes to the input whole."""
+    bias: bool = True
 
 
 @dataclass(frozen=True)
@@ -758,11 +761,20 @@ class ConstantScaleRule(LRPRule):
     """LayerNorm / RMSNorm with the normalisation's scale (``1/σ``) treated as a constant.
 
     ``y = (x − μ) / σ · w + b`` is then linear in ``x``; relevance follows its gradient × input
-    (AttnLRP and CP-LRP both use this; with ``b = 0`` it conserves relevance).
+    (AttnLRP and CP-LRP both use this; with ``b = 0`` it conserves relevance). ``bias=False``
+    leaves the shift ``b`` out of the denominator (``R_in = x ∂y/∂x · R / (y − b ± 1e-8)``): the
+    relevance, the shift's share included, goes to the input, as :class:`EpsilonRule`
+    ``bias=False`` does on a linear layer.
     """
 
+    def __init__(self, bias: bool = True) -> None:
+        self.bias = bool(bias)
+
+    def _params(self) -> dict:
+        return {} if self.bias else {"bias": False}
+
     def declaration(self) -> ConstantScale:
-        return ConstantScale()
+        return ConstantScale(self.bias)
 
 
 class FunctionsRule(LRPRule):

@@ -65,8 +65,15 @@ def uniform_output(compiled, module: nn.Module, inputs: tuple,
 
 def normalization_output(compiled, module: nn.Module, inputs: tuple,
                                output: Tensor) -> Tensor:
-    """The normalisation recomputed with its scale detached."""
-    return constant_scale_output(module, inputs, output)
+    """The normalisation recomputed with its scale detached (its shift out of the denominator
+    where the rule says ``bias=False``)."""
+    out = constant_scale_output(module, inputs, output)
+    if getattr(compiled.declaration, "bias", True):
+        return out
+    from lrp_captum.core.engine.functional import without_shift
+
+    shift = getattr(module, "bias", None)
+    return without_shift(out, output.detach(), shift if torch.is_tensor(shift) else None)
 
 
 def terms_output(compiled, module: nn.Module, inputs: tuple, output: Tensor) -> Optional[Tensor]:

@@ -63,7 +63,7 @@ MIL_OPTIONS = OptionTable([
            "keyword arguments of the method (CLI: --composite of xmil_lrp)", flag=None),
     Option("top_tiles", 8, NON_NEGATIVE_INT, "tiles that get pixel maps (default 8)", commands=(EXPLAIN_MIL,)),
     Option("pixel_composite", DEFAULT_PIXEL_COMPOSITE, CompositeName(),
-           "LRP composite in the encoder (default: xmil_cnn for a CNN, xmil for a transformer: biases out of "
+           "LRP composite in the encoder (default: xmil_cnn for a CNN, xmil_vit for a transformer: biases out of "
            "the denominators, so a pixel map sums to its tile's evidence)",
            commands=(EXPLAIN_MIL,)),
     Option("encoder", None, Value(lambda v: isinstance(v, (TileEncoder, dict, str)), "an encoder or its spec"),

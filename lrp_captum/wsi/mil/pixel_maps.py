@@ -16,12 +16,12 @@ from lrp_captum.wsi.mil.encoders import TileEncoder
 #: None: :func:`default_pixel_composite` chooses by the encoder
 DEFAULT_PIXEL_COMPOSITE = None
 #: the default for an encoder without attention (CNNs) and for one with attention (ViTs)
-CNN_PIXEL_COMPOSITE, TRANSFORMER_PIXEL_COMPOSITE = "xmil_cnn", "xmil"
+CNN_PIXEL_COMPOSITE, TRANSFORMER_PIXEL_COMPOSITE = "xmil_cnn", "xmil_vit"
 
 
 def default_pixel_composite(encoder: TileEncoder) -> str:
-    """:data:`TRANSFORMER_PIXEL_COMPOSITE` (``xmil``: CP-LRP with the biases out of the
-    denominators) for an encoder that computes attention, else :data:`CNN_PIXEL_COMPOSITE`
+    """:data:`TRANSFORMER_PIXEL_COMPOSITE` (``xmil_vit``: CP-LRP with the biases and LayerNorm
+    shifts out of the denominators) for an encoder that computes attention, else :data:`CNN_PIXEL_COMPOSITE`
     (``xmil_cnn``: flat, z⁺ and ε with the biases out of the denominators)."""
     from lrp_captum.evaluation.attention_maps import computes_attention
 
