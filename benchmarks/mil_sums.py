@@ -29,7 +29,7 @@ from lrp_captum.wsi.mil.labelled_cohort import read_cohort  # noqa: E402
 from lrp_captum.wsi.mil.training import train_mil  # noqa: E402
 
 ENCODERS = {"demo CNN": ("demo_cnn", ("xmil_cnn", "epsilon_plus_flat")),
-            "demo ViT": ("demo_vit", ("xmil", "cp_lrp", "attnlrp_gamma"))}
+            "demo ViT": ("demo_vit", ("xmil_vit", "xmil", "cp_lrp", "attnlrp_gamma"))}
 
 
 def measure(work: Path, n: int, size: int, top_tiles: int) -> list[dict]:

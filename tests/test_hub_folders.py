@@ -28,7 +28,7 @@ UNI_ARGS = dict(img_size=32, patch_size=8, init_values=1e-5, dynamic_img_size=Tr
 VIRCHOW2_ARGS = dict(img_size=28, patch_size=7, init_values=1e-5, reg_tokens=4, mlp_ratio=5.3375, global_pool="",
                      dynamic_img_size=True, **SMALL)
 HOPTIMUS_ARGS = dict(img_size=28, patch_size=7, init_values=1e-5, **SMALL)
-#: what is added to the tokens rather than computed from the pixels
+#: what is added rather than computed from the pixels
 ADDITIVE = ("bias", "pos_embed", "cls_token", "reg_token", "position_embeddings")
 
 
@@ -149,10 +149,12 @@ def test_an_encoder_s_identity_does_not_depend_on_where_its_folder_lies(tmp_path
 
 @pytest.mark.parametrize("name", sorted(FOLDERS))
 def test_lrp_through_a_foundation_encoder_conserves_relevance_up_to_its_additive_parameters(name, tmp_path):
-    """The default pixel composite of a transformer encoder (xmil_vit: CP-LRP with the biases and LayerNorm shifts out of
-    the denominators) on every block type: layer scale, SwiGLU (a product of two branches),
-    register tokens. With what is added rather than computed from the pixels zeroed (biases,
-    position embeddings, class and register tokens), the pixels receive all the relevance."""
+    """The default pixel composite of a transformer encoder (xmil_vit) on every block type:
+    layer scale, SwiGLU (a product of two branches), register tokens. With what is added rather
+    than computed from the pixels zeroed (biases, position embeddings, class and register
+    tokens), the pixels receive all the relevance. (With the class token's embedding non-zero,
+    or zero but the biases not, the class token's row holds constants in the first block and
+    keeps the relevance it gets there: tests/test_mil_sums.py and docs/mil.md.)"""
     folder, _ = FOLDERS[name](tmp_path)
     encoder = build_encoder(str(folder))
     composite = default_pixel_composite(encoder)

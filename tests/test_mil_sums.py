@@ -182,3 +182,29 @@ def test_layernorm_with_its_shift_out_of_the_denominator_is_its_formula(norm):
     expected = x * (jacobian * (initial / shifted)[:, None, :]).sum(-1)
     torch.testing.assert_close(relevance, expected)
     torch.testing.assert_close(relevance.sum(1), initial.sum(1))
+
+
+def _vit_without_token_constants(seed=0):
+    """A timm ViT whose tokens are all computed from the pixels (no class token, no position
+    embedding, average pooling), with layer scale and every bias, LayerNorm shift and layer
+    scale moved off its initial value."""
+    import timm
+
+    torch.manual_seed(seed)
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_classes=0, class_token=False,
+        global_pool="avg", pos_embed="none", init_values=1e-1).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_xmil_vit_passes_the_shares_of_biases_and_layernorm_shifts_to_the_pixels():
+    model = _vit_without_token_constants()
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    initial = model(x) * torch.rand(3, 32, dtype=torch.float64)
+    relevance = LRP(model, composite="xmil_vit").attribute(x, output_mode=initial)
+    torch.testing.assert_close(relevance.flatten(1).sum(1), initial.sum(1), rtol=1e-5, atol=1e-8)
+    kept = LRP(model, composite="cp_lrp").attribute(x, output_mode=initial)  # biases and shifts keep their shares
+    assert not torch.allclose(kept.flatten(1).sum(1), initial.sum(1), rtol=1e-2)
