@@ -61,6 +61,48 @@ def measure(work: Path, n: int, size: int, top_tiles: int) -> list[dict]:
     return rows
 
 
+def vit_token_shares(work: Path, composite: str = "xmil_vit", top_tiles: int = 8) -> dict:
+    """Where the evidence of the demo ViT's top tiles goes (torchvision's VisionTransformer):
+    shares of the tile evidence that stay inside the blocks, on the class token's row, on the
+    position embeddings of the patch rows, and that reach the pixels (median and mean |share|)."""
+    import copy
+
+    import torch
+
+    from lrp_captum import LRP, LayerLRP, get_composite
+    from lrp_captum.wsi.mil.encoders import build_encoder
+    from lrp_captum.wsi.mil.explain import MILOptions, plan_mil_run, slide_evidence
+    from lrp_captum.wsi.mil.head_files import load_head
+    from lrp_captum.wsi.reader import SlideTileDataset
+
+    encoder = build_encoder({"arch": "model-config", "config": str(demo_model_config(work / "models", arch="demo_vit"))})
+    head = load_head(work / "abmil_demo_vit.json")
+    shares = []
+    for entry in [e for e in read_cohort(work / "cohort") if e.split == "test"]:
+        plan = plan_mil_run(entry.slide, work / "unused", head, encoder,
+                            MILOptions(embeddings_dir=work / "embeddings", quiet=True))
+        evidence = slide_evidence(plan)
+        top = evidence.order[:top_tiles]
+        tiles = SlideTileDataset(plan.slide_path, plan.bag.grid, plan.bag.tiles)
+        x = encoder.normalise(torch.stack([tiles[int(i)][1] for i in top])).double()
+        initial = evidence.per_dimension[torch.from_numpy(top.copy())].double()
+        model = copy.deepcopy(encoder.model).double()
+        rules = get_composite(composite)
+        pixels = LRP(model, composite=rules).attribute(x, output_mode=initial).flatten(1).sum(1)
+        tokens = LayerLRP(model, model.encoder.dropout, composite=rules).attribute(x, output_mode=initial)
+        with torch.no_grad():  # the tokens as the encoder adds them up: class token row, patches, positions
+            patches = model._process_input(x)
+            value = torch.cat([model.class_token.expand(len(x), -1, -1), patches], 1) + model.encoder.pos_embedding
+        positions = (model.encoder.pos_embedding * tokens / value)[:, 1:].flatten(1).sum(1)
+        total = initial.sum(1)
+        shares.append(torch.stack([total - tokens.flatten(1).sum(1), tokens[:, 0].sum(1), positions, pixels], 1)
+                      / total[:, None])
+    table = torch.cat(shares).numpy()
+    names = ("inside the blocks", "class token row", "position embeddings", "pixels")
+    return {n: dict(median=float(np.median(table[:, i])), mean_abs=float(np.mean(np.abs(table[:, i]))))
+            for i, n in enumerate(names)}
+
+
 def markdown(rows) -> str:
     lines = ["| encoder | pixel composite | slides | pixel maps | max \\|Σ evidence / logit − 1\\| | median pixel sum / "
              "evidence | median \\|ratio − 1\\| | max \\|ratio − 1\\| | maps within 1 % |",
@@ -80,6 +122,9 @@ def main(argv=None) -> int:
     p.add_argument("--top-tiles", type=int, default=8, help="pixel maps per slide (default 8)")
     args = p.parse_args(argv)
     print(markdown(measure(args.work, args.n, args.size, args.top_tiles)))
+    print("\n| where the demo ViT's tile evidence goes (xmil_vit) | median share | mean \\|share\\| |\n|---|---:|---:|")
+    for name, share in vit_token_shares(args.work, top_tiles=args.top_tiles).items():
+        print(f"| {name} | {share['median']:.3f} | {share['mean_abs']:.3f} |")
     return 0
 
 
