@@ -19,6 +19,7 @@ from lrp_captum.wsi.hub_folders import load_hub_folder
 from lrp_captum.wsi.mil.encoders import build_encoder
 from lrp_captum.wsi.mil.pixel_maps import default_pixel_composite
 from lrp_captum.wsi.model import load_model
+from test_mil_support import mil_cohort  # noqa: F401 -- fixture
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 HOPTIMUS = ([0.707223, 0.578729, 0.703617], [0.211883, 0.230117, 0.177517])
@@ -253,3 +254,61 @@ def test_a_transformers_vit_folder_without_its_preprocessor_config_is_refused(tm
     (folder / "preprocessor_config.json").unlink()
     with pytest.raises(FileNotFoundError, match="no preprocessor_config.json"):
         load_hub_folder(folder)
+
+
+# --- on the command line --------------------------------------------------------------------------
+def _cli(*argv):
+    import contextlib
+    import io
+
+    from lrp_captum import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main(["slide", *argv])
+        except SystemExit as exc:
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_train_and_explain_mil_with_an_encoder_folder(mil_cohort, tmp_path):
+    from lrp_captum.demos.mil_cohort import read_cohort
+
+    folder, _ = uni(tmp_path)
+    rc, out, err = _cli("train-mil", "--cohort", str(mil_cohort), "--out", str(tmp_path / "head"), "--encoder",
+                        str(folder), "--encoder-mpp", "4", "--embeddings", str(tmp_path / "emb"), "--epochs", "2",
+                        "--quiet")
+    assert rc == 0, err
+    head = json.loads(out)["head"]
+    assert json.loads((tmp_path / "head.json").read_text())["encoder"]["arch"] == "hub-folder"
+    slide = next(e for e in read_cohort(mil_cohort) if e.label == 1).slide
+    rc, _, err = _cli("explain-mil", str(slide), "--mil", head, "--out", str(tmp_path / "out"), "--top-tiles", "2",
+                      "--embeddings", str(tmp_path / "emb"), "--quiet")
+    assert rc == 0, err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["pixel_composite"] == "xmil_vit" and manifest["embeddings"]["embedded_now"] == 0
+    assert manifest["sums"]["evidence_to_logit"] == pytest.approx(1.0, abs=1e-4)
+    assert len(manifest["top_tiles"]) == 2 and all(t["pixel_to_evidence"] is not None for t in manifest["top_tiles"])
+
+
+def test_slide_explain_with_a_classifier_folder(tmp_path):
+    from lrp_captum.demos.sample_slide import write_sample_slide
+
+    folder, _ = _write_timm(tmp_path / "clf", "vit_large_patch16_224", UNI_ARGS, num_classes=2,
+                            label_names=["negative", "positive"])
+    slide = write_sample_slide(tmp_path / "s.tif", 512, seed=1)
+    rc, _, err = _cli("explain", str(slide), "--arch", str(folder), "--out", str(tmp_path / "out"), "--model-mpp", "2",
+                      "--target", "positive", "--threads", "1", "--quiet")
+    assert rc == 0, err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["model"]["classes"] == ["negative", "positive"] and manifest["model"]["tile_size"] == 32
+
+
+def test_a_folder_that_is_no_model_is_one_line_on_the_command_line(mil_cohort, tmp_path):
+    folder, _ = uni(tmp_path)
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not a pickle of tensors")
+    rc, _, err = _cli("train-mil", "--cohort", str(mil_cohort), "--out", str(tmp_path / "head"), "--encoder",
+                      str(folder), "--embeddings", str(tmp_path / "emb"), "--quiet")
+    assert rc == 2 and err.count("\n") == 1 and "pytorch_model.bin" in err
+    assert not (tmp_path / "head.json").exists()

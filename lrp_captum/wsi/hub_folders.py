@@ -205,6 +205,11 @@ def _timm_model(folder: Path, config: dict, num_classes: int | None) -> HubModel
     pretrained = _pretrained_cfg(config)
     mean, std = _norm_of(pretrained, config_path)
     args = dict(config.get("model_args") or {})
+    # tiles are fed at the config's input size: other sizes (dynamic_img_size, as UNI's and
+    # Virchow2's configs allow) only add control flow that torch.fx cannot trace for the
+    # canonizers; the weights and the outputs at the input size are the same
+    args.pop("dynamic_img_size", None)
+    args.pop("dynamic_img_pad", None)
     for key in LAYER_ARGS:
         if key in args:
             args[key] = _layer_class(args[key], key, config_path)
