@@ -71,7 +71,8 @@ class HubModel:
     input_size : tile side in px the model takes.
     mean, std : per-channel normalisation of RGB in [0, 1].
     interpolation : resampling the config names (``"bicubic"``), for the record.
-    num_features : embedding size.
+    num_features : output size: the embedding size of an encoder (num_classes 0), else the
+        number of classes.
     label_names : class names of a classifier (``[]`` for an encoder).
     weights : the weights file read.
     """
@@ -286,6 +287,10 @@ class ClassToken(nn.Module):
         return self.vit(pixel_values=x).last_hidden_state[:, 0]
 
 
+#: PIL's resampling codes, as transformers' preprocessor_config.json stores them
+_PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
+
+
 def _transformers_vit(folder: Path, config: dict) -> HubModel:
     import transformers
 
@@ -311,5 +316,5 @@ def _transformers_vit(folder: Path, config: dict) -> HubModel:
     side = size.get("height", size.get("shortest_edge")) if isinstance(size, dict) else size
     return HubModel(model=ClassToken(model).eval(), kind="transformers-vit", architecture="ViTModel",
                     input_size=int(side or vit_config.image_size), mean=mean, std=std,
-                    interpolation="bilinear" if processor.get("resample", 2) == 2 else str(processor.get("resample")),
+                    interpolation=_PIL_RESAMPLE.get(processor.get("resample", 2), str(processor.get("resample"))),
                     num_features=int(vit_config.hidden_size), label_names=[], weights=path)
