@@ -37,13 +37,12 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from lrp_captum.core.engine.autograd import ReplaceValue, ScaleGradient
-from lrp_captum.core.engine.constant_scale import CONSTANT_SCALE
-from lrp_captum.core.engine.numerics import stabilize
+from lrp_captum.core.engine.constant_scale import CONSTANT_SCALE, without_shift
 from lrp_captum.core.op_families import DIVISION, FAMILIES, function_name, neutral
 
 __all__ = ["OpRules", "UncoveredOpError", "scale_gradient", "identity_rule", "plain_call",
            "constant_call", "split_product", "identity_call", "constant_scale_call",
-           "dense_call", "without_shift"]
+           "dense_call"]
 
 #: names of the positional arguments after ``x`` of the activation functions that take any
 _ACTIVATION_ARGS = {F.gelu: ("approximate",), F.elu: ("alpha", "inplace"),
@@ -140,17 +139,6 @@ def constant_scale_call(compiled, func, args, kwargs):
 _NORM_BIAS = {F.layer_norm: lambda a, k: a[3] if len(a) > 3 else k.get("bias"),
               F.group_norm: lambda a, k: a[3] if len(a) > 3 else k.get("bias")}
 
-
-def without_shift(out: Tensor, value: Tensor, shift: Optional[Tensor], epsilon: float = 1e-8) -> Tensor:
-    """``out`` with its gradient scaled by ``y / (y − b ± ε)``: the shift ``b`` of a
-    normalisation out of the denominator (``shift`` broadcasts over ``value``'s last dimension,
-    or over the channels of a group norm)."""
-    if shift is None or not out.requires_grad:
-        return out
-    b = shift.detach().to(value.dtype)
-    if value.dim() > 2 and b.numel() == value.shape[1] and b.numel() != value.shape[-1]:
-        b = b.view(1, -1, *([1] * (value.dim() - 2)))  # group norm: one shift per channel
-    return ScaleGradient.apply(out, value / stabilize(value - b, epsilon))
 
 
 def dense_call(compiled, func, args, kwargs):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lrp_captum.core.engine.autograd import ScaleGradient, relevance_output
-from lrp_captum.core.engine.constant_scale import constant_scale_output
+from lrp_captum.core.engine.constant_scale import constant_scale_output, without_shift
 from lrp_captum.core.engine.numerics import stabilize
 from lrp_captum.core.engine.reference import pass_relevance, stabilizer_for, terms_relevance
 
@@ -70,8 +70,6 @@ def normalization_output(compiled, module: nn.Module, inputs: tuple,
     out = constant_scale_output(module, inputs, output)
     if getattr(compiled.declaration, "bias", True):
         return out
-    from lrp_captum.core.engine.functional import without_shift
-
     shift = getattr(module, "bias", None)
     return without_shift(out, output.detach(), shift if torch.is_tensor(shift) else None)
 

@@ -17,7 +17,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from lrp_captum.core.engine.constant_scale import constant_scale_output
+from lrp_captum.core.engine.constant_scale import constant_scale_output, without_shift
 from lrp_captum.core.engine.numerics import safe_divide, stabilize
 from lrp_captum.core.linear_ops import (UnsupportedLayerError, evaluate_linear, layer_parameters,
                                         linear_forward, underlying_layer)
@@ -134,8 +134,6 @@ def constant_scale_relevance(decl, module: nn.Module, inputs: tuple, output: Ten
     shift = getattr(module, "bias", None)
     if getattr(decl, "bias", True) or not torch.is_tensor(shift):
         return _proportional_relevance(_PLAIN, module, inputs, relevance_out, constant_scale=True)
-    from lrp_captum.core.engine.functional import without_shift
-
     xs = tuple(x.detach().requires_grad_() for x in inputs)
     with torch.enable_grad():
         z = module.forward(*xs)
