@@ -21,7 +21,8 @@ __all__ = ["read_state_dict", "read_checkpoint", "load_weights", "import_factory
 
 
 def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="cpu") -> dict:
-    """The state_dict in ``path`` (also one saved as ``{"state_dict": ...}``).
+    """The state_dict in ``path`` (also one saved as ``{"state_dict": ...}``, or a
+    ``.safetensors`` file).
 
     Raises ``FileNotFoundError`` when ``path`` is missing and ``ValueError`` naming ``what`` and
     the file when it is not a plain weights file (pickled objects are refused by
@@ -32,6 +33,8 @@ def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="
     named = f"{what} {path}" + (f" {of}" if of else "")
     if not path.is_file():
         raise FileNotFoundError(f"{named} do not exist")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, named, map_location)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
@@ -43,6 +46,22 @@ def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"{named} hold a {type(state).__name__}, not a state_dict (a dict of tensors)")
     return state
+
+
+def _read_safetensors(path: Path, named: str, map_location) -> dict:
+    """The tensors of a ``.safetensors`` file (a format that holds tensors only: nothing in it
+    can run); ``ValueError`` naming the file when it is not one."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ValueError(f"{named}: reading .safetensors needs the safetensors package "
+                         f"(pip install safetensors)") from None
+    device = map_location if isinstance(map_location, str) else "cpu"
+    try:
+        return load_file(str(path), device=device)
+    except Exception as exc:  # noqa: BLE001 -- safetensors raises its own error types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{named} are not a readable .safetensors file: {first}") from None
 
 
 def _numpy_scalar_globals() -> list:

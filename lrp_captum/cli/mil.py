@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from lrp_captum.cli.arguments import add_option, composite_name
 from lrp_captum.cli.slide_options import add_options, options_from_args
@@ -56,14 +57,16 @@ def register_mil(sub) -> None:
 
 def _encoder_args(p, default: str | None = "demo") -> None:
     p.add_argument("--encoder", default=default,
-                   help="tile encoder: 'demo' (demo CNN trunk), a tile-model config JSON, or with --arch"
+                   help="tile encoder: 'demo' (demo CNN trunk), a tile-model config JSON, a model folder as the "
+                        "hub stores it (config.json + model.safetensors or pytorch_model.bin: UNI, Virchow2, "
+                        "H-optimus-0, Phikon), or with --arch"
                         + (" (default demo)" if default else " (default: the head's own)"))
     p.add_argument("--arch", default=None, help="encoder architecture instead of --encoder: torchvision name "
                                                 "(resnet18), timm:NAME or package.module:factory; random init")
     p.add_argument("--encoder-weights", default=None, help="state_dict for --arch (loaded with weights_only=True)")
     p.add_argument("--encoder-seed", type=int, default=0, help="seed of the random init of --arch")
     p.add_argument("--encoder-tile-size", type=int, default=None, help="tile side in px for --arch (default: 128, the size torchvision/timm encoders are built for)")
-    p.add_argument("--encoder-mpp", type=float, default=None, help="µm/px for --arch (default: 0.5 µm/px, i.e. 20x)")
+    p.add_argument("--encoder-mpp", type=float, default=None, help="µm/px for --arch or an encoder folder (default: 0.5 µm/px, i.e. 20x)")
 
 
 def _encoder_spec(args, head_spec: dict | None = None):
@@ -79,6 +82,8 @@ def _encoder_spec(args, head_spec: dict | None = None):
         spec = head_spec
     elif args.encoder == "demo":
         spec = {"arch": "demo"}
+    elif Path(args.encoder).is_dir():  # a hub folder (timm or transformers ViT): build_encoder reads it
+        return {"arch": args.encoder, **({"mpp": args.encoder_mpp} if args.encoder_mpp is not None else {})}
     else:
         return dict(arch="model-config", config=args.encoder)
     if spec is not None and spec.get("arch") == "demo":

@@ -70,7 +70,9 @@ def add_explain_options(parser, command: str) -> None:
                        help="instead of --model: a torchvision name (resnet18, vit_b_16), timm:NAME "
                             "(timm:vit_small_patch16_224), demo_vit, or package.module:factory; needs "
                             "--weights and --classes (and --model-tile-size, --model-mpp if not 224, "
-                            "0.5); Vision Transformers are built for --model-tile-size")
+                            "0.5); Vision Transformers are built for --model-tile-size. Or a model folder as "
+                            "the hub stores a timm classifier (config.json + model.safetensors or "
+                            "pytorch_model.bin): weights, input size, normalisation and classes from it")
     model.add_argument("--weights", type=existing_file, default=None,
                        help="state_dict file for --arch (loaded with weights_only=True)")
     model.add_argument("--classes", default=None, help="comma-separated class names for --arch")
@@ -102,6 +104,14 @@ def model_from_args(args):
         return args.model
     if args.model != "demo":
         raise CommandError("give either --model CONFIG or --arch, not both")
+    from lrp_captum.wsi.hub_folders import hub_folder_classes, is_hub_folder
+
+    if is_hub_folder(args.arch):  # the folder holds its weights, input size, normalisation and classes
+        classes = [c.strip() for c in args.classes.split(",")] if args.classes else hub_folder_classes(args.arch)
+        if not classes:
+            raise CommandError(f"model folder {args.arch} names no classes (label_names): give --classes a,b,...")
+        config = dict(architecture=args.arch, classes=classes, tile_size=args.model_tile_size, mpp=args.model_mpp)
+        return dict(config, weights=str(args.weights)) if args.weights else config
     if not (args.weights and args.classes):
         raise CommandError("--arch needs --weights FILE and --classes a,b,...")
     classes = [c.strip() for c in args.classes.split(",")]

@@ -550,6 +550,30 @@ def zero_only() -> Composite:
     ], name="zero")
 
 
+@register_composite("xmil_cnn", "xMIL-LRP carried into a convolutional tile encoder: flat on the "
+                                "first layer, z⁺ on convs, ε on dense layers, every bias out of the "
+                                "denominators (a tile's pixel map sums to its evidence)")
+def xmil_cnn(epsilon: float = 1e-8, stabilizer: float = 1e-6) -> Composite:
+    """:func:`epsilon_plus_flat` with the biases out of every denominator, as :func:`xmil` has
+    them in the head: ``R_j = Σ_k x_j w⁺_jk / (Σ_j x_j w⁺_jk ± s) R_k`` on convolutions (and
+    on a BatchNorm merged into its convolution), LRP-ε without the bias on dense layers, the
+    flat rule (which has no bias term) on the first layer. The relevance of a tile's embedding
+    reaches its pixels whole, except where an output unit is active through its bias alone
+    (``Σ_j x_j w⁺_jk = 0``): that unit's relevance stops there. The default composite of MIL
+    pixel maps through a CNN encoder (docs/mil.md, "Maps that add up")."""
+    return Composite([
+        (First(), FlatRule(stabilizer)),
+        *_norms(),
+        (types.Activation + types.Identity + (FunctionalActivation,), PassRule()),
+        ((Sum,) + types.AvgPool, ProportionalRule(stabilizer)),
+        (types.BatchNorm, PassRule()),
+        (types.MaxPool, ZeroRule()),
+        ((GatedProduct,), ZeroRule()),
+        (types.Convolution, ZPlusRule(stabilizer, bias=False)),
+        (types.Dense, EpsilonRule(epsilon, bias=False)),
+    ], name="xmil_cnn")
+
+
 # ---------------------------------------------------------------------------------------------
 # transformers: rules on the functions of attention, normalisation and activations
 # ---------------------------------------------------------------------------------------------
@@ -597,20 +621,21 @@ class AnyLayer:
 
 
 def _transformer(name: str, dense: LRPRule, softmax: LRPRule, low=None, high=None,
-                 stabilizer: float = 1e-6) -> Composite:
+                 stabilizer: float = 1e-6, norm: LRPRule | None = None) -> Composite:
     first = [(First(types.Convolution), ZBoxRule(low, high, stabilizer))] \
         if low is not None and high is not None else []
+    norm = norm or ConstantScaleRule()
     return Composite(first + [
         (Op("softmax"), softmax),
         (Op("matmul"), UniformRule()),
         (Op("mul"), UniformRule()),
-        (Op("norm"), ConstantScaleRule()),
+        (Op("norm"), norm),
         (Op("activation"), PassRule()),
         (Op("linear"), dense),
         # modules that call one function (F.layer_norm, F.gelu, torch.softmax): the
         # function's rule applies, with no second evaluation of the module
         (FUNCTIONAL_NORMS + types.Activation + (nn.Softmax,), FunctionsRule()),
-        (Normalization(), ConstantScaleRule()),
+        (Normalization(), norm),
         (NamedActivation(), PassRule()),
         (types.Identity + (FunctionalActivation,), PassRule()),
         # residual sums conserve relevance with the plain gradient (c = R / a is shared)
@@ -681,3 +706,17 @@ def xmil_bias_kept(epsilon: float = 1e-8, stabilizer: float = 1e-6) -> Composite
     shares stay with them, so the tile evidence sums to less than the logit."""
     return _transformer("xmil_bias_kept", EpsilonRule(epsilon), ConstantRule(), None, None,
                         stabilizer)
+
+
+@register_composite("xmil_vit", "xMIL-LRP carried into a transformer tile encoder: CP-LRP with the "
+                                "biases of linear layers and the shifts of LayerNorms out of the "
+                                "denominators")
+def xmil_vit(epsilon: float = 1e-8, stabilizer: float = 1e-6) -> Composite:
+    """:func:`xmil` with the LayerNorm shifts out of the denominators as well
+    (``ConstantScaleRule(bias=False)``): a Vision Transformer's relevance reaches its pixels
+    except for the share of what is added to the tokens rather than computed from the pixels
+    (the class and register tokens' own embeddings, the position embeddings). The default
+    composite of MIL pixel maps through a transformer encoder (docs/mil.md, "Maps that add
+    up")."""
+    return _transformer("xmil_vit", EpsilonRule(epsilon, bias=False), ConstantRule(), None, None,
+                        stabilizer, norm=ConstantScaleRule(bias=False))

@@ -248,7 +248,10 @@ class Uniform:
 @dataclass(frozen=True)
 class ConstantScale:
     """A normalisation ``y = (x − μ(x)) · s(x) · w + b`` whose scale ``s(x)`` (``1/σ``,
-    ``1/RMS``) is a constant for relevance: the rest is linear in ``x`` (AttnLRP, CP-LRP)."""
+    ``1/RMS``) is a constant for relevance: the rest is linear in ``x`` (AttnLRP, CP-LRP).
+    ``bias=False``: the shift ``b`` is out of the denominator, ``R_in = x ∂y/∂x · R / (y − b ± ε)``,
+    so the output's relevance goes to the input whole."""
+    bias: bool = True
 
 
 @dataclass(frozen=True)
@@ -592,14 +595,20 @@ class ZPlusRule(AlphaBetaRule):
     """z⁺ rule (Deep Taylor, seed 002): only positive contributions, ``= AlphaBetaRule(1, 0)``.
 
     For ReLU inputs (x ≥ 0): ``R_j = Σ_k x_j w⁺_jk / Σ_j x_j w⁺_jk R_k`` (plus ``b⁺_k`` in
-    the denominator).
+    the denominator; ``bias=False`` leaves it out, so that the output's relevance, the bias's
+    share included, goes to the inputs, as :class:`EpsilonRule` ``bias=False`` does).
     """
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
+    def __init__(self, stabilizer: float = 1e-6, bias: bool = True) -> None:
         super().__init__(alpha=1.0, beta=0.0, stabilizer=stabilizer)
+        self.bias = bool(bias)
 
     def _params(self) -> dict:
-        return {}
+        return {} if self.bias else {"bias": False}
+
+    def groups(self):
+        return (Group((Term(Input.POSITIVE, POSITIVE_PART, POSITIVE_PART if self.bias else None),
+                       Term(Input.NEGATIVE, NEGATIVE_PART, None))),)
 
 
 class _WeightOnlyRule(TermRule):
@@ -752,11 +761,20 @@ class ConstantScaleRule(LRPRule):
     """LayerNorm / RMSNorm with the normalisation's scale (``1/σ``) treated as a constant.
 
     ``y = (x − μ) / σ · w + b`` is then linear in ``x``; relevance follows its gradient × input
-    (AttnLRP and CP-LRP both use this; with ``b = 0`` it conserves relevance).
+    (AttnLRP and CP-LRP both use this; with ``b = 0`` it conserves relevance). ``bias=False``
+    leaves the shift ``b`` out of the denominator (``R_in = x ∂y/∂x · R / (y − b ± 1e-8)``): the
+    relevance, the shift's share included, goes to the input, as :class:`EpsilonRule`
+    ``bias=False`` does on a linear layer.
     """
 
+    def __init__(self, bias: bool = True) -> None:
+        self.bias = bool(bias)
+
+    def _params(self) -> dict:
+        return {} if self.bias else {"bias": False}
+
     def declaration(self) -> ConstantScale:
-        return ConstantScale()
+        return ConstantScale(self.bias)
 
 
 class FunctionsRule(LRPRule):

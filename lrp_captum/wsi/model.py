@@ -5,7 +5,11 @@ A model is described by a JSON config (a dict works too)::
     {"architecture": "demo_cnn",                 # or "demo_vit", a torchvision name
                                                  # ("resnet18", "vit_b_16"), "timm:NAME"
                                                  # ("timm:vit_small_patch16_224"),
-                                                 # or "package.module:factory"
+                                                 # "package.module:factory", or a model
+                                                 # folder as the hub stores it (timm's
+                                                 # config.json + weights: its classifier,
+                                                 # input size and normalisation; see
+                                                 # lrp_captum.wsi.hub_folders)
      "kwargs": {"num_classes": 2},               # passed to the constructor/factory
      "weights": "demo_cnn.pt",                   # state_dict, relative to the config file
      "classes": ["negative", "positive"],
@@ -28,6 +32,7 @@ import torch
 from torch import nn
 
 from lrp_captum.model_files import class_index, import_factory, load_weights
+from lrp_captum.wsi.hub_folders import is_hub_folder, load_hub_folder
 from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 DEMO_MEAN = (0.80, 0.72, 0.65)
@@ -115,7 +120,8 @@ class ModelBundle:
 
 
 ARCHITECTURE_FORMS = ("'demo_cnn', 'demo_vit', a torchvision model name (e.g. 'resnet18', 'vit_b_16'), "
-                      "'timm:NAME' (e.g. 'timm:vit_small_patch16_224'), or 'package.module:factory'")
+                      "'timm:NAME' (e.g. 'timm:vit_small_patch16_224'), 'package.module:factory', or a model "
+                      "folder as the hub stores it (config.json + model.safetensors or pytorch_model.bin)")
 
 
 def _build_architecture(arch: str, kwargs: dict, tile_size: int) -> nn.Module:
@@ -151,6 +157,19 @@ def _timm_model(name: str, kwargs: dict, tile_size: int) -> nn.Module:
         return timm.create_model(name, img_size=tile_size, **kwargs)
     except TypeError:
         return timm.create_model(name, **kwargs)
+
+
+def _check_classifier(model: nn.Module, config: dict, hub) -> None:
+    """A hub folder used as a tile classifier must hold one with as many outputs as classes."""
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, 3, hub.input_size, hub.input_size)).shape[-1]
+    if not hub.label_names and outputs == hub.num_features and getattr(model, "num_classes", 0) == 0:
+        raise ValueError(f"model folder {config['architecture']} holds an encoder without a classifier "
+                         f"(num_classes 0): use it as a MIL encoder (--encoder), or give a folder whose config has "
+                         f"num_classes and label_names")
+    if outputs != len(config["classes"]):
+        raise ValueError(f"model folder {config['architecture']} has {outputs} outputs but {len(config['classes'])} "
+                         f"classes were given ({config['classes']})")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -191,12 +210,21 @@ def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:
             raise ValueError(f"model config lacks {key!r}; required keys: architecture, classes, "
                              f"tile_size, mpp (optional: kwargs, weights, normalisation)")
     kwargs = dict(config.get("kwargs", {}))
+    if is_hub_folder(config["architecture"]):
+        hub = load_hub_folder(config["architecture"])
+        model = hub.model
+        config.update(tile_size=hub.input_size, normalisation=dict(mean=list(hub.mean), std=list(hub.std)),
+                      architecture=str(Path(config["architecture"]).resolve()))
+        _check_classifier(model, config, hub)
+    else:
+        model = hub = None
     try:
-        model = _build_architecture(config["architecture"], kwargs, int(config["tile_size"]))
+        model = model if model is not None else _build_architecture(config["architecture"], kwargs,
+                                                                    int(config["tile_size"]))
     except TypeError as exc:  # a keyword the constructor does not take
         raise ValueError(f"architecture {config['architecture']!r} cannot be built with kwargs "
                          f"{kwargs}: {exc}") from exc
-    sha = ""
+    sha = file_sha256(hub.weights) if hub is not None else ""
     if config.get("weights"):
         wpath = Path(config["weights"])
         if not wpath.is_absolute():

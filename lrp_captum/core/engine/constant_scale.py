@@ -6,14 +6,17 @@ modules, by Captum's path, and by the rule of the "norm" family of functions.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from lrp_captum.core.engine.autograd import ReplaceValue
+from lrp_captum.core.engine.autograd import ReplaceValue, ScaleGradient
+from lrp_captum.core.engine.numerics import stabilize
 
-__all__ = ["CONSTANT_SCALE", "constant_scale_output"]
+__all__ = ["CONSTANT_SCALE", "constant_scale_output", "without_shift"]
 
 T = torch.Tensor
 
@@ -76,3 +79,15 @@ def constant_scale_output(module: nn.Module, inputs: tuple, output: Tensor) -> T
     with torch.enable_grad(), _DetachScale():
         recomputed = module.forward(*inputs)
     return ReplaceValue.apply(output.detach(), recomputed)
+
+
+def without_shift(out: Tensor, value: Tensor, shift: Optional[Tensor], epsilon: float = 1e-8) -> Tensor:
+    """``out`` with its gradient scaled by ``y / (y − b ± ε)``: the shift ``b`` of a
+    normalisation out of the denominator (``shift`` broadcasts over ``value``'s last dimension,
+    or over the channels of a group norm)."""
+    if shift is None or not out.requires_grad:
+        return out
+    b = shift.detach().to(value.dtype)
+    if value.dim() > 2 and b.numel() == value.shape[1] and b.numel() != value.shape[-1]:
+        b = b.view(1, -1, *([1] * (value.dim() - 2)))  # group norm: one shift per channel
+    return ScaleGradient.apply(out, value / stabilize(value - b, epsilon))

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from lrp_captum.core.engine.autograd import ReplaceValue, ScaleGradient
-from lrp_captum.core.engine.constant_scale import CONSTANT_SCALE
+from lrp_captum.core.engine.constant_scale import CONSTANT_SCALE, without_shift
 from lrp_captum.core.op_families import DIVISION, FAMILIES, function_name, neutral
 
 __all__ = ["OpRules", "UncoveredOpError", "scale_gradient", "identity_rule", "plain_call",
@@ -125,9 +125,20 @@ def identity_call(compiled, func, args, kwargs):
 
 
 def constant_scale_call(compiled, func, args, kwargs):
-    """A normalisation function with its scale held constant."""
-    return ReplaceValue.apply(func(*args, **kwargs).detach(),
-                              CONSTANT_SCALE[func](*args, **kwargs))
+    """A normalisation function with its scale held constant (and its shift out of the
+    denominator where the rule says ``bias=False``)."""
+    value = func(*args, **kwargs).detach()
+    out = ReplaceValue.apply(value, CONSTANT_SCALE[func](*args, **kwargs))
+    if getattr(compiled.declaration, "bias", True):
+        return out
+    shift = _NORM_BIAS.get(func, lambda a, k: None)(args, kwargs)
+    return without_shift(out, value, shift)
+
+
+#: where the shift ``b`` is among a normalisation function's arguments
+_NORM_BIAS = {F.layer_norm: lambda a, k: a[3] if len(a) > 3 else k.get("bias"),
+              F.group_norm: lambda a, k: a[3] if len(a) > 3 else k.get("bias")}
+
 
 
 def dense_call(compiled, func, args, kwargs):

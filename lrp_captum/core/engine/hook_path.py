@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lrp_captum.core.engine.autograd import ScaleGradient, relevance_output
-from lrp_captum.core.engine.constant_scale import constant_scale_output
+from lrp_captum.core.engine.constant_scale import constant_scale_output, without_shift
 from lrp_captum.core.engine.numerics import stabilize
 from lrp_captum.core.engine.reference import pass_relevance, stabilizer_for, terms_relevance
 
@@ -65,8 +65,13 @@ def uniform_output(compiled, module: nn.Module, inputs: tuple,
 
 def normalization_output(compiled, module: nn.Module, inputs: tuple,
                                output: Tensor) -> Tensor:
-    """The normalisation recomputed with its scale detached."""
-    return constant_scale_output(module, inputs, output)
+    """The normalisation recomputed with its scale detached (its shift out of the denominator
+    where the rule says ``bias=False``)."""
+    out = constant_scale_output(module, inputs, output)
+    if getattr(compiled.declaration, "bias", True):
+        return out
+    shift = getattr(module, "bias", None)
+    return without_shift(out, output.detach(), shift if torch.is_tensor(shift) else None)
 
 
 def terms_output(compiled, module: nn.Module, inputs: tuple, output: Tensor) -> Optional[Tensor]:

@@ -17,7 +17,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from lrp_captum.core.engine.constant_scale import constant_scale_output
+from lrp_captum.core.engine.constant_scale import constant_scale_output, without_shift
 from lrp_captum.core.engine.numerics import safe_divide, stabilize
 from lrp_captum.core.linear_ops import (UnsupportedLayerError, evaluate_linear, layer_parameters,
                                         linear_forward, underlying_layer)
@@ -129,8 +129,18 @@ def uniform_relevance(decl, module: nn.Module, inputs: tuple, output: Tensor,
 
 def constant_scale_relevance(decl, module: nn.Module, inputs: tuple, output: Tensor,
                              relevance_out: Tensor) -> tuple:
-    """Gradient × input of a normalisation with its scale held constant."""
-    return _proportional_relevance(_PLAIN, module, inputs, relevance_out, constant_scale=True)
+    """Gradient × input of a normalisation with its scale held constant (``bias=False``: with
+    its shift out of the denominator)."""
+    shift = getattr(module, "bias", None)
+    if getattr(decl, "bias", True) or not torch.is_tensor(shift):
+        return _proportional_relevance(_PLAIN, module, inputs, relevance_out, constant_scale=True)
+    xs = tuple(x.detach().requires_grad_() for x in inputs)
+    with torch.enable_grad():
+        z = module.forward(*xs)
+        z = without_shift(constant_scale_output(module, xs, z), z.detach(), shift)
+    s = safe_divide(relevance_out, z.detach())
+    grads = torch.autograd.grad(z, xs, s, allow_unused=True)
+    return tuple(x.detach() * (g if g is not None else torch.zeros_like(x)) for x, g in zip(xs, grads))
 
 
 def _proportional_relevance(decl: Terms, module, inputs, relevance_out,

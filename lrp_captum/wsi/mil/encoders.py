@@ -11,6 +11,12 @@ embeddings, so that the same encoder can be rebuilt for explanation::
                                               # its last nn.Linear replaced by nn.Identity
     {"arch": "timm:resnet18", "seed": 0}      # a timm model, pretrained=False, num_classes=0
     {"arch": "package.module:factory"}        # a factory returning an encoder module
+    {"arch": "hub-folder", "config": "UNI/"}  # a foundation model in a local folder as the hub
+                                              # stores it (lrp_captum.wsi.hub_folders): timm's
+                                              # config.json + model.safetensors/pytorch_model.bin,
+                                              # or a transformers ViT (Phikon); input size and
+                                              # normalisation from its config. An "arch" that is
+                                              # such a folder is read as this spec.
     # optional: "kwargs", "weights" (state_dict file, loaded with weights_only=True),
     # "tile_size" (px), "mpp" (µm/px), "normalisation" {"mean", "std"} on RGB in [0, 1]
 
@@ -26,11 +32,13 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from lrp_captum.model_files import import_factory, load_weights
+from lrp_captum.wsi.hub_folders import is_hub_folder, load_hub_folder
 from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_TILE_SIZE = 128
@@ -106,6 +114,12 @@ def _build_module(spec: dict) -> tuple[nn.Module, dict]:
     """(module, defaults for tile_size/mpp/normalisation) for a spec."""
     arch = spec.get("arch")
     kwargs = dict(spec.get("kwargs", {}))
+    if arch == "hub-folder":
+        if not spec.get("config"):
+            raise ValueError("encoder spec 'hub-folder' needs 'config': the model folder (config.json + weights)")
+        hub = load_hub_folder(spec["config"], num_classes=0)
+        return hub.model, dict(tile_size=hub.input_size, mpp=DEFAULT_MPP,
+                               normalisation=dict(mean=list(hub.mean), std=list(hub.std)))
     if arch in ("demo", "model-config"):
         from lrp_captum.wsi.model import load_model
 
@@ -159,6 +173,9 @@ def build_encoder(spec: dict | str, device: str = "cpu") -> TileEncoder:
     Raises ``ValueError`` naming the spec when it cannot be built, and when its weights do not fit.
     """
     spec = {"arch": spec} if isinstance(spec, str) else dict(spec)
+    if isinstance(spec.get("arch"), str) and is_hub_folder(spec["arch"]):
+        spec = dict(spec, config=str(Path(spec["arch"]).resolve()), arch="hub-folder")
+        spec.pop("seed", None)
     model, defaults = _build_module(spec)
     if spec.get("weights"):
         load_weights(model, spec["weights"], what="encoder weights", architecture=f"encoder {spec['arch']}")

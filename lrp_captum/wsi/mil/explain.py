@@ -46,7 +46,7 @@ from lrp_captum.wsi.mil.embeddings import SlideBag, embed_slide
 from lrp_captum.wsi.mil.encoders import TileEncoder, build_encoder
 from lrp_captum.wsi.mil.evidence import check_method, tile_evidence
 from lrp_captum.wsi.mil.head_files import MILHead, load_head
-from lrp_captum.wsi.mil.pixel_maps import DEFAULT_PIXEL_COMPOSITE, encoder_pixel_maps
+from lrp_captum.wsi.mil.pixel_maps import DEFAULT_PIXEL_COMPOSITE, default_pixel_composite, encoder_pixel_maps
 from lrp_captum.wording import counted
 
 FORMAT = "lrp_captum.wsi.mil.explain/1"
@@ -63,7 +63,9 @@ MIL_OPTIONS = OptionTable([
     Option("method_options", None, Value(lambda v: isinstance(v, dict), "a dict"),
            "keyword arguments of the method (CLI: --composite of xmil_lrp)", flag=None),
     Option("top_tiles", 8, NON_NEGATIVE_INT, "tiles that get pixel maps (default 8)", commands=(EXPLAIN_MIL,)),
-    Option("pixel_composite", DEFAULT_PIXEL_COMPOSITE, CompositeName(), "LRP composite in the encoder",
+    Option("pixel_composite", DEFAULT_PIXEL_COMPOSITE, CompositeName(),
+           "LRP composite in the encoder (default: xmil_cnn for a CNN, xmil_vit for a transformer: biases out of "
+           "the denominators, so a pixel map sums to its tile's evidence)",
            commands=(EXPLAIN_MIL,)),
     Option("encoder", None, Value(lambda v: isinstance(v, (TileEncoder, dict, str)), "an encoder or its spec"),
            "the tile encoder; default: rebuilt from the head's own spec", hashed=False, flag=None),
@@ -164,7 +166,8 @@ def explain_mil_slide(slide_path, head, out_dir, options: MILOptions | dict | No
         - ``embeddings_dir`` : embedding cache (default :func:`default_embeddings_cache`); a slide
           whose embeddings are in the cache ``train-mil`` filled for the head (same encoder and
           tiling) is read from there and embeds nothing;
-        - ``pixel_composite`` : LRP composite for the encoder's pixel maps;
+        - ``pixel_composite`` : LRP composite for the encoder's pixel maps (default
+          :func:`~lrp_captum.wsi.mil.pixel_maps.default_pixel_composite`);
         - ``output_downsample`` : level-0 px per pixel of the maps (default about 16 px per tile);
         - ``min_tissue``, ``tissue_options``, ``slide_mpp_override`` : tiling, as for ``explain_slide``;
         - ``batch_size``, ``num_workers`` : embedding batches and DataLoader reader processes;
@@ -225,7 +228,8 @@ def plan_mil_run(slide_path, out_dir, head: MILHead, encoder: TileEncoder, optio
         print(f"{slide_path.name}: {counted(len(bag), 'tile embedding')} read from {where}; no tile embedded",
               file=sys.stderr)
     used = options.replace(tissue_options=options.tissue_options or {}, output_downsample=(
-        options.output_downsample or default_output_downsample(encoder.tile_size * bag.grid.scale)))
+        options.output_downsample or default_output_downsample(encoder.tile_size * bag.grid.scale)),
+        pixel_composite=options.pixel_composite or default_pixel_composite(encoder))
     method = options.method
     parameters = dict(used.hashed(), method=method if isinstance(method, str) else getattr(method, "__name__",
                                                                                            repr(method)))
@@ -296,9 +300,9 @@ def _write_outputs(stage: Path, slide, plan: MILPlan, evidence: SlideEvidence, m
     target_name = classes[evidence.target]
     rank = np.empty(len(bag), np.int64)
     rank[evidence.order] = np.arange(1, len(bag) + 1)
-    table = _tile_table(bag, evidence, rank, maps.top)
-    geo = table.rename(columns={"evidence": "relevance_sum", "evidence_pos": "relevance_pos",
-                                "evidence_neg": "relevance_neg"})
+    table = _tile_table(bag, evidence, rank, maps.top, [float(m.sum()) for m in maps.maps])
+    geo = table.drop(columns=["pixel_map_sum", "pixel_map_to_evidence"]).rename(columns={
+        "evidence": "relevance_sum", "evidence_pos": "relevance_pos", "evidence_neg": "relevance_neg"})
     geo["prediction"] = np.where(evidence.scores >= 0, f"for {target_name}", f"against {target_name}")
     tables = write_tables(stage, table, classes, geo)
     evidence_map = zarr.open_group(str(stage / "evidence.zarr"), mode="r")["evidence"]
@@ -326,13 +330,15 @@ def _manifest(plan: MILPlan, slide, evidence: SlideEvidence, maps: TopTileMaps, 
         evidence_sum=float(scores.sum()), n_tiles=len(bag), grid=bag.grid.to_dict(),
         output_downsample=used.output_downsample, vmax=float(np.abs(scores).max()) or 1.0,
         top_tiles=[dict(tile_index=int(i), row=int(bag.tiles["row"][i]), col=int(bag.tiles["col"][i]),
-                        evidence=float(scores[i]), pixel_relevance_sum=float(m.sum()))
+                        evidence=float(scores[i]), pixel_relevance_sum=float(m.sum()),
+                        pixel_to_evidence=_ratio(float(m.sum()), float(scores[i])))
                    for i, m in zip(maps.top, maps.maps)],
+        sums=_sums(scores, float(evidence.logits[t_idx]), maps),
         embeddings=dict(store=str(bag.store), embedded_now=bag.embedded_now, cache_hit=bag.embedded_now == 0),
         timings=timings)
 
 
-def _tile_table(bag: SlideBag, evidence: SlideEvidence, rank, top):
+def _tile_table(bag: SlideBag, evidence: SlideEvidence, rank, top, pixel_sums):
     import pandas as pd
 
     tiles, grid = bag.tiles, bag.grid
@@ -347,7 +353,28 @@ def _tile_table(bag: SlideBag, evidence: SlideEvidence, rank, top):
     if evidence.attention is not None:
         cols["attention"] = evidence.attention.astype(np.float64)
     cols["pixel_map"] = np.isin(np.arange(len(bag)), top)
+    pixel_sum = np.full(len(bag), np.nan)
+    pixel_sum[np.asarray(top, np.int64)] = pixel_sums
+    cols["pixel_map_sum"] = pixel_sum
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["pixel_map_to_evidence"] = pixel_sum / evidence.scores
     return pd.DataFrame(cols)
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole != 0 else None
+
+
+def _sums(scores: np.ndarray, logit: float, maps: TopTileMaps) -> dict:
+    """How the explanation adds up: the tile evidence against the target logit, and each pixel
+    map's sum against its tile's evidence (docs/mil.md, "Maps that add up")."""
+    pixel = [float(m.sum()) for m in maps.maps]
+    ratios = [r for r in (_ratio(p, float(scores[i])) for p, i in zip(pixel, maps.top)) if r is not None]
+    return dict(evidence_sum=float(scores.sum()), target_logit=logit,
+                evidence_to_logit=_ratio(float(scores.sum()), logit),
+                pixel_map_to_evidence_min=min(ratios) if ratios else None,
+                pixel_map_to_evidence_max=max(ratios) if ratios else None,
+                pixel_maps_off_by_more_than_1_percent=sum(abs(r - 1.0) > 0.01 for r in ratios))
 
 
 def _write_maps(stage: Path, slide, bag: SlideBag, evidence: SlideEvidence, top_maps: TopTileMaps, d_out) -> float:
