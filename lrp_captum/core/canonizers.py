@@ -195,6 +195,7 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
 
     shapes = {}
     if example_inputs is not None:
+        example_inputs = few_examples(example_inputs)
         shapes = _node_shapes(gm, example_inputs)
 
     _check_and_rewrite_ops(result, shapes, set(op_families))
@@ -302,8 +303,30 @@ def _finite(a: Any) -> bool:
     return True
 
 
+#: examples of a batch that canonization runs: the shapes it reads and the check of the
+#: rewritten model do not depend on the batch size (plans are cached without it), so the first
+#: call pays for two examples, not for the whole batch. Two, not one: with one example a
+#: broadcast ``(1, C)`` could not be told from a batch ``(N, C)``.
+CANONIZATION_EXAMPLES = 2
+
+
+def few_examples(arguments: Sequence) -> tuple:
+    """The first :data:`CANONIZATION_EXAMPLES` examples of a batch: every tensor argument whose
+    first dimension is the batch size ``N`` of the first tensor is cut to that many rows; other
+    arguments are left as they are."""
+    tensors = [a for a in arguments if torch.is_tensor(a) and a.dim() > 0]
+    if not tensors or tensors[0].shape[0] <= CANONIZATION_EXAMPLES:
+        return tuple(arguments)
+    n = tensors[0].shape[0]
+    return tuple(a[:CANONIZATION_EXAMPLES] if torch.is_tensor(a) and a.dim() > 0
+                 and a.shape[0] == n else a for a in arguments)
+
+
 def _node_shapes(gm: fx.GraphModule, example_inputs) -> dict:
-    shapes = {}
+    """The output shape of every node of ``gm`` run on ``example_inputs``. (Computed: fake
+    tensors would skip the arithmetic, but their per-op overhead costs more than a forward pass
+    of two examples.)"""
+    shapes: dict = {}
 
     class _Recorder(fx.Interpreter):
         def run_node(self, n):

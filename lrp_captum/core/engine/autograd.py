@@ -16,7 +16,9 @@ from torch import Tensor
 
 from lrp_captum.core.engine.numerics import safe_divide
 
-__all__ = ["ReplaceValue", "ScaleGradient", "RelevanceFunction", "captum_relevance_output"]
+__all__ = ["ReplaceValue", "ScaleGradient", "ScaleGradientOfUse", "scale_output_gradient",
+           "PassRatio",
+           "RelevanceFunction", "captum_relevance_output"]
 
 
 class ReplaceValue(torch.autograd.Function):
@@ -48,6 +50,47 @@ class ScaleGradient(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (scale,) = ctx.saved_tensors
         return grad * scale, None
+
+
+class ScaleGradientOfUse(torch.autograd.Function):
+    """Forward: ``x`` itself (a view). Backward: the gradient times ``scale``. For an argument
+    passed straight to a function that does not modify it in place (the factors of an
+    attention): no copy, where :class:`ScaleGradient` copies."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return grad * ctx.scale, None
+
+
+class PassRatio(torch.autograd.Function):
+    """An elementwise layer under ``R_in = R_out``: forward, a copy of its output; backward,
+    the gradient times ``output / x`` (0 where ``x = 0``), kept from the forward pass."""
+
+    @staticmethod
+    def forward(ctx, output: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(torch.div(output, x).nan_to_num_(0.0, 0.0, 0.0))
+        return output.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (ratio,) = ctx.saved_tensors
+        return None, grad * ratio
+
+
+def scale_output_gradient(out: Tensor, scale: float) -> Tensor:
+    """``out``, a tensor a function has just returned, with the gradient that reaches it
+    multiplied by ``scale`` (a tensor hook: nothing copied, nothing kept)."""
+    if scale == 1.0 or not out.requires_grad:
+        return out
+    if scale == 0.0:
+        return out.detach()
+    out.register_hook(lambda grad: grad * scale)
+    return out
 
 
 class RelevanceFunction(torch.autograd.Function):

@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 from lrp_captum.core.engine.autograd import ReplaceValue, ScaleGradient
 from lrp_captum.core.engine.numerics import stabilize
 
-__all__ = ["CONSTANT_SCALE", "constant_scale_output", "without_shift"]
+__all__ = ["CONSTANT_SCALE", "constant_scale_function", "constant_scale_output", "without_shift"]
 
 T = torch.Tensor
 
@@ -53,6 +53,56 @@ def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
 
 #: the normalisation functions, recomputed with their scale detached
 CONSTANT_SCALE = {F.layer_norm: _layer_norm, F.rms_norm: _rms_norm, F.group_norm: _group_norm}
+
+
+class _ConstantScaleNorm(torch.autograd.Function):
+    """``y = (x − μ) · s · w + b`` by the function's own kernel, with the gradient of a constant
+    scale ``s``: ``g_x = s · (g w − mean(g w))`` (layer norm; without the mean for RMS norm,
+    which does not centre). One pass forward, as the model runs it, and only ``s``
+    (one number per normalised row) kept for the backward pass, where recomputing the
+    normalisation from its pieces would run and keep several activation-sized tensors."""
+
+    @staticmethod
+    def forward(ctx, func, x, normalized_shape, weight, bias, eps):  # type: ignore[override]
+        dims = tuple(range(-len(normalized_shape), 0))
+        if func is F.layer_norm:
+            out, _, scale = torch.native_layer_norm(x, normalized_shape, weight, bias, eps)
+        else:
+            out = F.rms_norm(x, normalized_shape, weight, eps)
+            eps = torch.finfo(x.dtype).eps if eps is None else eps
+            scale = torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps)
+        ctx.dims, ctx.centred = dims, func is F.layer_norm
+        ctx.save_for_backward(scale, weight)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        scale, weight = ctx.saved_tensors
+        gw = g if weight is None else g * weight
+        if ctx.centred:
+            gw = gw - gw.mean(ctx.dims, keepdim=True)
+        return None, gw * scale, None, None, None, None
+
+
+_NORM_ARGS = {F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
+              F.rms_norm: ("input", "normalized_shape", "weight", "eps")}
+_NORM_DEFAULTS = {F.layer_norm: 1e-5, F.rms_norm: None}
+
+
+def constant_scale_function(func, args: tuple, kwargs: dict) -> Tensor:
+    """``func(*args, **kwargs)`` (a normalisation function) with its scale held constant for
+    the gradient."""
+    given = dict(zip(_NORM_ARGS.get(func, ()), args), **kwargs)
+    weight, bias = given.get("weight"), given.get("bias")
+    if func in _NORM_ARGS and not any(torch.is_tensor(t) and t.requires_grad
+                                      for t in (weight, bias)):
+        shape = given["normalized_shape"]
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        return _ConstantScaleNorm.apply(func, given["input"], shape, weight, bias,
+                                        given.get("eps", _NORM_DEFAULTS[func]))
+    # affine parameters that carry relevance (computed ones, e.g. adaptive norms), or group
+    # norm: the normalisation recomputed from its pieces, its value the kernel's
+    return ReplaceValue.apply(func(*args, **kwargs).detach(), CONSTANT_SCALE[func](*args, **kwargs))
 #: scale statistics a hand-written normalisation computes; detached under ConstantScale
 _SCALE_STATISTICS = {torch.rsqrt, T.rsqrt, torch.sqrt, T.sqrt, T.std, torch.std, T.var,
                      torch.var, T.norm, torch.norm, torch.linalg.vector_norm}

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from lrp_captum.core.engine.autograd import ReplaceValue, ScaleGradient
-from lrp_captum.core.engine.constant_scale import CONSTANT_SCALE, without_shift
+from lrp_captum.core.engine.autograd import ScaleGradient, ScaleGradientOfUse, scale_output_gradient
+from lrp_captum.core.engine.constant_scale import constant_scale_function, without_shift
 from lrp_captum.core.op_families import DIVISION, FAMILIES, function_name, neutral
 
 __all__ = ["OpRules", "UncoveredOpError", "scale_gradient", "identity_rule", "plain_call",
@@ -69,6 +69,16 @@ def scale_gradient(t: Tensor, factor: float) -> Tensor:
     if factor == 0.0:
         return t.detach()
     return ScaleGradient.apply(t, torch.tensor(factor, dtype=t.dtype, device=t.device))
+
+
+def _scaled_use(t: Tensor, factor: float) -> Tensor:
+    """``t`` for one use by a function that does not modify it in place (the factors of an
+    attention), its gradient from that use multiplied by ``factor``."""
+    if factor == 1.0 or not t.requires_grad:
+        return t
+    if factor == 0.0:
+        return t.detach()
+    return ScaleGradientOfUse.apply(t, factor)
 
 
 class _Identity(torch.autograd.Function):
@@ -109,13 +119,10 @@ def constant_call(compiled, func, args, kwargs):
 def split_product(compiled, func, args, kwargs):
     """A product of ``n`` relevance-carrying factors, each factor's gradient scaled by the
     rule's share (``compiled.kind.share(n)``)."""
-    factors = _grad_tensors(args)
-    share = compiled.kind.share(len(factors))
-    ids = {id(t) for t in factors}
-    args = tuple(scale_gradient(a, share) if id(a) in ids else
-                 [scale_gradient(t, share) if id(t) in ids else t for t in a]
-                 if isinstance(a, (list, tuple)) else a for a in args)
-    return func(*args, **kwargs)
+    share = compiled.kind.share(len(_grad_tensors(args)))
+    # a product is linear in each factor: scaling the gradient of its output scales every
+    # factor's by the same share, with one multiplication and no copy
+    return scale_output_gradient(func(*args, **kwargs), share)
 
 
 def identity_call(compiled, func, args, kwargs):
@@ -127,18 +134,16 @@ def identity_call(compiled, func, args, kwargs):
 def constant_scale_call(compiled, func, args, kwargs):
     """A normalisation function with its scale held constant (and its shift out of the
     denominator where the rule says ``bias=False``)."""
-    value = func(*args, **kwargs).detach()
-    out = ReplaceValue.apply(value, CONSTANT_SCALE[func](*args, **kwargs))
+    out = constant_scale_function(func, args, kwargs)
     if getattr(compiled.declaration, "bias", True):
         return out
     shift = _NORM_BIAS.get(func, lambda a, k: None)(args, kwargs)
-    return without_shift(out, value, shift)
+    return without_shift(out, out.detach(), shift)
 
 
 #: where the shift ``b`` is among a normalisation function's arguments
 _NORM_BIAS = {F.layer_norm: lambda a, k: a[3] if len(a) > 3 else k.get("bias"),
               F.group_norm: lambda a, k: a[3] if len(a) > 3 else k.get("bias")}
-
 
 
 def dense_call(compiled, func, args, kwargs):
@@ -294,7 +299,7 @@ class OpRules(TorchFunctionMode):
               scale=None, **kwargs):
         qk, v = self._attention_shares()
         return F.scaled_dot_product_attention(
-            scale_gradient(query, qk), scale_gradient(key, qk), scale_gradient(value, v),
+            _scaled_use(query, qk), _scaled_use(key, qk), _scaled_use(value, v),
             attn_mask=attn_mask, dropout_p=0.0, is_causal=is_causal, scale=scale, **kwargs)
 
     def _multi_head_attention(self, query, key, value, embed_dim_to_check, num_heads,
@@ -329,12 +334,12 @@ class OpRules(TorchFunctionMode):
                             q.dtype)
         if need_weights:
             qk, share_v = self._attention_shares()
-            scores = scale_gradient(q, qk) @ scale_gradient(k, qk).transpose(-2, -1) \
+            scores = _scaled_use(q, qk) @ _scaled_use(k, qk).transpose(-2, -1) \
                 / math.sqrt(head)
             if mask is not None:
                 scores = scores + mask
             weights_ = torch.softmax(scores, dim=-1)
-            out = weights_ @ scale_gradient(v, share_v)
+            out = weights_ @ _scaled_use(v, share_v)
         else:
             out = self._sdpa(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None)
             weights_ = None

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from lrp_captum.core.engine.autograd import ScaleGradient, relevance_output
+from lrp_captum.core.engine.autograd import PassRatio, ScaleGradient, relevance_output
 from lrp_captum.core.engine.constant_scale import constant_scale_output, without_shift
 from lrp_captum.core.engine.numerics import stabilize
 from lrp_captum.core.engine.reference import pass_relevance, stabilizer_for, terms_relevance
@@ -46,6 +46,9 @@ def pass_output(compiled, module: nn.Module, inputs: tuple,
     """``R_in = R_out``; nothing to do where the layer's gradient already passes it."""
     if isinstance(module, GRADIENT_IS_PASS):
         return None
+    carriers = [t for t in inputs if torch.is_tensor(t) and t.requires_grad]
+    if len(carriers) == 1 and carriers[0] is inputs[0] and inputs[0].shape == output.shape:
+        return PassRatio.apply(output.detach(), inputs[0])  # elementwise: one factor kept
     return relevance_output(_declared(pass_relevance, compiled.declaration), module, inputs,
                             output)
 
