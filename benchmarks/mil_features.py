@@ -6,7 +6,7 @@ Usage::
     python benchmarks/mil_features.py --work /tmp/bench    # keep (and reuse) the slide and files
 
 Writes once (not timed): a pyramidal TIFF slide of 142 × 141 tiles of 256 level-0 px at
-0.5 µm/px (36,352 × 36,096 px), a TRIDENT job folder with the slide's ``features`` (``--tiles``
+0.5 µm/px (36,352 × 36,096 px; a few textures of the demo slide repeated), a TRIDENT job folder with the slide's ``features`` (``--tiles``
 × ``--dim`` float32) and ``coords`` (the first ``--tiles`` tiles of that grid), and a CLAM-SB
 checkpoint of the usual size (1024 → 512, gated attention 256, 2 classes; random weights, saved
 as ``{"model_state_dict", "epoch", "auc_val": numpy.float64}``). Then runs the command as a user
@@ -36,19 +36,54 @@ sys.path.insert(0, str(ROOT))
 SIDE0, MPP = 256, 0.5  # tile side in level-0 px, µm per level-0 px (20x: TRIDENT's 256 px at 20x)
 
 
+def write_tiled_slide(path: Path, width: int, height: int, tile: int = 256) -> Path:
+    """A generic pyramidal TIFF (levels 1, 4, 16, 64; JPEG tiles) that OpenSlide opens with its mpp.
+
+    Its tiles are a few textures of the demo slide repeated: what is timed is the run, not the
+    slide's content, and rendering 1.3 gigapixels would take longer than everything else.
+    """
+    import tifffile
+
+    from lrp_captum.demos.sample_slide import write_sample_slide
+
+    small = path.with_name("texture.tif")
+    if not small.is_file():
+        write_sample_slide(small, 1024, kind="tiff", mpp=MPP)
+    import openslide
+
+    with openslide.OpenSlide(str(small)) as s:
+        texture = np.asarray(s.read_region((0, 0), 0, (1024, 1024)).convert("RGB"))
+    textures = [texture[y:y + tile, x:x + tile] for y in range(0, 1024, tile) for x in range(0, 1024, tile)]
+    res_cm = 1e4 / MPP
+    tmp = path.with_name(path.name + ".tmp")
+    with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
+        for i, d in enumerate((1, 4, 16, 64)):
+            lw, lh = -(-width // d), -(-height // d)
+
+            def tiles(lw=lw, lh=lh):
+                for ty in range(0, lh, tile):
+                    for tx in range(0, lw, tile):
+                        yield textures[(tx // tile * 7 + ty // tile * 3) % len(textures)]
+
+            tif.write(tiles(), shape=(lh, lw, 3), dtype=np.uint8, tile=(tile, tile), photometric="rgb",
+                      compression="jpeg", resolution=(res_cm / d, res_cm / d), resolutionunit="CENTIMETER",
+                      subfiletype=1 if i else 0, metadata=None)
+    tmp.rename(path)
+    return path
+
+
 def write_inputs(work: Path, tiles: int, dim: int) -> tuple[Path, Path, Path]:
     """(slide, TRIDENT job folder, CLAM-SB checkpoint) under ``work``, written when missing."""
     import h5py
     import torch
 
-    from lrp_captum.demos.sample_slide import write_sample_slide
     from lrp_captum.wsi.mil.published_heads import CLAM
 
     cols = int(np.ceil(np.sqrt(tiles)))
     rows = -(-tiles // cols)
     slide = work / "slide_20k.tif"
     if not slide.is_file():
-        write_sample_slide(slide, (cols * SIDE0, rows * SIDE0), kind="tiff", mpp=MPP)
+        write_tiled_slide(slide, cols * SIDE0, rows * SIDE0)
     feats = work / "job" / "20x_256px_0px_overlap" / "features_uni_v1" / f"{slide.stem}.h5"
     if not feats.is_file():
         feats.parent.mkdir(parents=True, exist_ok=True)
