@@ -23,6 +23,16 @@ W, H, SIDE, D = 1536, 1024, 256, 16
 COORDS = np.array([(x, y) for y in range(0, H, SIDE) for x in range(0, W, SIDE)], dtype=np.int64)
 
 
+def features_app_folders(root, name="from_features"):
+    """``(slides, results)`` under ``root``: a slide and its MIL explanation from TRIDENT-layout
+    features (no encoder: no pixel maps), where the app looks for it."""
+    slides, results = root / "slides", root / "results"
+    slides.mkdir()
+    results.mkdir()
+    write_features_run(slides, results, name)
+    return slides, results
+
+
 def write_features_run(slides, results, name="from_features"):
     """A slide and its MIL explanation from TRIDENT-layout features (no encoder: no pixel maps)."""
     slide = write_fixture_slide(slides / f"{name}.tif", W, H)
@@ -39,10 +49,7 @@ def write_features_run(slides, results, name="from_features"):
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("mil_viewer")
-    slides, results = root / "slides", root / "results"
-    slides.mkdir()
-    results.mkdir()
-    write_features_run(slides, results)
+    slides, results = features_app_folders(root)
     # a run with an encoder: the top tiles get pixel maps
     slide = write_fixture_slide(slides / "embedded.tif", 1024, 1024)
     enc = build_encoder(tiny_spec())

@@ -15,7 +15,7 @@ from PIL import Image
 from lrp_captum.cli.app import streamlit_command
 from lrp_captum.viewer.access_token import new_token
 from test_app_fixtures import free_port, serving, viewer_frame
-from test_mil_viewer import write_features_run
+from test_mil_viewer import features_app_folders
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -28,10 +28,7 @@ SLIDE = "from_features.tif"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("mil_browser")
-    slides, results = root / "slides", root / "results"
-    slides.mkdir()
-    results.mkdir()
-    write_features_run(slides, results)
+    slides, results = features_app_folders(root)
     port = free_port()
     env = dict(os.environ, LRP_CAPTUM_APP_SLIDES=str(slides), LRP_CAPTUM_APP_RESULTS=str(results),
                LRP_CAPTUM_APP_TOKEN=TOKEN)

@@ -8,7 +8,6 @@ The options ``train-mil`` and ``explain-mil`` share with the slide commands (``-
 from __future__ import annotations
 
 import json
-import sys
 
 from lrp_captum.cli.arguments import CommandError, add_option, composite_name, fail
 from lrp_captum.cli.slide_options import add_options, options_from_args
