@@ -111,6 +111,21 @@ def test_a_trident_job_folder_and_a_clam_checkpoint_give_the_result_folder_with_
         assert (tmp_path / "out" / name).exists()
 
 
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_the_qupath_tiles_of_a_features_run_are_strict_json_without_the_unknown_tissue_fraction(tmp_path, slide):
+    clam_checkpoint(tmp_path / "clam.pt")
+    write_trident(tmp_path / "job")
+    rc, _, err = _run("explain-mil", str(slide), "--features", str(tmp_path / "job"), "--head",
+                      str(tmp_path / "clam.pt"), "--head-arch", "clam-sb", "--out", str(tmp_path / "out"), "--quiet")
+    assert rc == 0, err
+    geo = json.loads((tmp_path / "out" / "tiles.geojson").read_text(), parse_constant=_no_constants)
+    measurements = geo["features"][0]["properties"]["measurements"]
+    assert "tissue_fraction" not in measurements and "relevance_sum" in measurements  # the file records no tissue
+
+
 @pytest.mark.parametrize("layout", ["h5_files", "pt_files", "feat_dir", "one file"])
 def test_clams_feature_folders_and_files_are_read_with_the_tile_side_of_its_patch_file(tmp_path, slide, layout):
     clam_checkpoint(tmp_path / "clam.pt")
