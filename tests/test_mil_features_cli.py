@@ -180,14 +180,14 @@ def test_an_xmil_run_folder_explains_features(tmp_path, slide):
 
 
 def test_a_users_own_head_loads_through_its_factory(tmp_path, slide, monkeypatch):
-    (tmp_path / "my_heads.py").write_text(
+    (tmp_path / "features_cli_heads.py").write_text(
         "from lrp_captum.wsi.mil.heads import GatedAttentionMIL\n"
         f"def build():\n    return GatedAttentionMIL({D}, 2, hidden=8, attention_dim=4)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     torch.save(_randomised(GatedAttentionMIL(D, 2, hidden=8, attention_dim=4)).state_dict(), tmp_path / "w.pt")
     write_trident(tmp_path / "job")
     rc, _, err = _run("explain-mil", str(slide), "--features", str(tmp_path / "job"), "--head", str(tmp_path / "w.pt"),
-                      "--head-arch", "my_heads:build", "--out", str(tmp_path / "out"), "--quiet")
+                      "--head-arch", "features_cli_heads:build", "--out", str(tmp_path / "out"), "--quiet")
     assert rc == 0, err
 
 
