@@ -191,6 +191,18 @@ def test_a_users_own_head_loads_through_its_factory(tmp_path, slide, monkeypatch
     assert rc == 0, err
 
 
+def test_a_doubtful_file_is_explained_with_one_warning_line_naming_it(tmp_path, slide):
+    clam_checkpoint(tmp_path / "clam.pt")
+    coords = COORDS.copy()
+    coords[1] = coords[0]  # a tile listed twice, as a file appended to twice
+    path = write_trident(tmp_path / "job", coords=coords)
+    rc, _, err = _run("explain-mil", str(slide), "--features", str(tmp_path / "job"), "--head",
+                      str(tmp_path / "clam.pt"), "--head-arch", "clam-sb", "--out", str(tmp_path / "out"), "--quiet")
+    assert rc == 0, err
+    assert err.splitlines() == [f"lrp-captum slide explain-mil: warning: {path}: 1 duplicate coordinates "
+                                f"(a file appended to twice?)"]
+
+
 # --- refusals: one line naming the file and the numbers, exit code 2, nothing written -----------
 
 def _refused(tmp_path, slide, *extra, features=None, head=None, arch="clam-sb"):
@@ -198,7 +210,7 @@ def _refused(tmp_path, slide, *extra, features=None, head=None, arch="clam-sb"):
             str(head or tmp_path / "clam.pt"), "--head-arch", arch, "--out", str(tmp_path / "out"), *extra]
     rc, _, err = _run(*argv)
     assert rc == 2, err
-    lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line]
+    lines = [line for line in err.splitlines() if line.startswith("lrp-captum")]  # not torch's own warnings
     assert len(lines) == 1 and lines[0].startswith("lrp-captum slide explain-mil: error: "), err
     assert not (tmp_path / "out").exists()
     return lines[0]

@@ -8,6 +8,8 @@ The options ``train-mil`` and ``explain-mil`` share with the slide commands (``-
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 
 from lrp_captum.cli.arguments import CommandError, add_option, composite_name, fail
 from lrp_captum.cli.slide_options import add_options, options_from_args
@@ -96,6 +98,17 @@ def _fail(command: str, exc: Exception) -> int:
     return fail(f"lrp-captum slide {command}", exc)
 
 
+def _report_warnings(prog: str, caught) -> None:
+    """The library's warnings about the user's files (a doubtful feature file, ...) as one line
+    each, ``prog: warning: message``; others as Python shows them (call it outside the
+    ``catch_warnings`` block that caught them: inside, showing one records it again)."""
+    for w in caught:
+        if "lrp_captum" in str(w.filename).replace("\\", "/"):
+            print(f"{prog}: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def head_from_args(args):
     """The MIL head of ``explain-mil``/``cohort``: a train-mil JSON (``--mil``) or a checkpoint
     trained elsewhere (:data:`~lrp_captum.wsi.slide_options.HEAD_OPTIONS`), loaded once here so a
@@ -159,14 +172,19 @@ def _explain(args) -> int:
         if options["method"] != "xmil_lrp":
             return _fail("explain-mil", ValueError("--composite applies to --method xmil_lrp only"))
         options["method_options"] = {"composite": args.composite}
+    caught = []
     try:
-        head = head_from_args(args)
-        encoder = None if args.features else _encoder_spec(args, head.encoder_spec)
-        if args.features and (args.encoder or args.arch):
-            raise CommandError("--features are the tile embeddings already: leave out --encoder/--arch")
-        manifest = explain_mil_slide(args.slide, head, args.out, options, encoder=encoder)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            head = head_from_args(args)
+            encoder = None if args.features else _encoder_spec(args, head.encoder_spec)
+            if args.features and (args.encoder or args.arch):
+                raise CommandError("--features are the tile embeddings already: leave out --encoder/--arch")
+            manifest = explain_mil_slide(args.slide, head, args.out, options, encoder=encoder)
     except (CommandError, SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        _report_warnings("lrp-captum slide explain-mil", caught)
         return _fail("explain-mil", exc)
+    _report_warnings("lrp-captum slide explain-mil", caught)
     if not args.quiet:
         print(json.dumps({"prediction": manifest["prediction"]["class_name"], "n_tiles": manifest["n_tiles"],
                           "timings": {k: round(v, 3) for k, v in manifest["timings"].items()}}))
