@@ -110,3 +110,13 @@ def test_mil_page_messages_carry_no_absolute_path(linked, tmp_path):
     empty.mkdir()
     shown += [i.value for i in AppTest.from_function(_page, args=(str(PAGES), str(empty))).run().info]
     assert len(shown) == 2 and not [s for s in shown if str(tmp_path) in s]
+
+
+def test_page_says_a_run_from_features_has_no_pixel_maps_and_where_it_is_shown_over_the_slide(tmp_path):
+    from test_mil_viewer import features_app_folders
+
+    _, results = features_app_folders(tmp_path)
+    at = AppTest.from_function(_page, args=(str(PAGES), str(results)), default_timeout=120).run()
+    assert not at.exception
+    assert any("TRIDENT/CLAM features" in i.value and "no tile encoder" in i.value for i in at.info)
+    assert any("slide viewer" in c.value for c in at.caption)

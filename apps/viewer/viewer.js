@@ -50,6 +50,9 @@
 
     const cm = $("cmap");
     const result = info.result;
+    // a MIL run: the relevance layer is each tile's evidence; attention is the second map (no probability)
+    const mil = !!(result && result.kind === "mil");
+    const maps = mil ? (result.has_attention ? ["relevance", "attention"] : ["relevance"]) : ["relevance", "probability"];
     if (!result) {
       for (const id of ["opacity", "map", "cmap", "tissue", "grid"]) $(id).disabled = true;
       for (const el of document.querySelectorAll("input[name=sign]")) el.disabled = true;
@@ -58,6 +61,15 @@
     }
 
     if (result && result.slide_warning) message(result.slide_warning);
+    if (mil) {
+      const labels = { relevance: "Evidence", attention: "Attention" };
+      $("map").replaceChildren(...maps.map((m) => {
+        const o = document.createElement("option");
+        o.value = m;
+        o.textContent = labels[m];
+        return o;
+      }));
+    }
 
     // options are built as nodes, never as HTML text: class names come from result files
     function fillOptions(select, labels, values) {
@@ -88,6 +100,7 @@
       $("legend-lo").textContent = fmt(lo);
       $("legend-hi").textContent = fmt(hi);
       $("legend-title").textContent = rel ? (result.relevance_unit || "relevance") + " (0 = transparent)"
+        : state.map === "attention" ? "attention, relative to the tile with the most"
         : "probability of " + ((result.classes || [])[state.pclass] ?? "class");
       // zoomed in past the stored map, the layer is each analysed tile's own map (model resolution)
       $("legend").title = rel && result.fine_from_level !== null
@@ -115,6 +128,7 @@
     }
 
     function overlaySource() {
+      if (state.map === "attention") return tileSource(info, "attention", { cmap: state.seqCmap });
       return state.map === "relevance"
         ? tileSource(info, "relevance", { mode: state.sign, cmap: state.cmap })
         : tileSource(info, "probability", { cmap: state.seqCmap, cls: state.pclass });
@@ -127,7 +141,7 @@
     $("map").addEventListener("change", (e) => {
       state.map = e.target.value;
       $("sign-group").hidden = state.map !== "relevance";
-      $("class-group").hidden = state.map === "relevance" || !(result.classes || []).length;
+      $("class-group").hidden = state.map !== "probability" || !(result.classes || []).length;
       fillCmaps(); legend(); api.refreshOverlay();
     });
     for (const el of document.querySelectorAll("input[name=sign]")) {
@@ -196,18 +210,50 @@
       const pick = (v, allowed, fallback) => (allowed.includes(v) ? v : fallback);
       state.opacity = Math.min(1, Math.max(0, Number(saved.opacity ?? state.opacity)));
       state.sign = pick(saved.sign, ["both", "positive", "negative"], state.sign);
-      state.map = pick(saved.map, ["relevance", "probability"], state.map);
+      state.map = pick(saved.map, maps, state.map);
       state.cmap = pick(saved.cmap, Object.keys(info.legend.diverging), info.default_cmap || state.cmap);
       state.seqCmap = pick(saved.seqCmap, Object.keys(info.legend.sequential), state.seqCmap);
       $("opacity").value = Math.round(state.opacity * 100);
       $("map").value = state.map;
       document.querySelector(`input[name=sign][value=${state.sign}]`).checked = true;
       $("sign-group").hidden = state.map !== "relevance";
-      $("class-group").hidden = state.map === "relevance" || !(result.classes || []).length;
+      $("class-group").hidden = state.map !== "probability" || !(result.classes || []).length;
     }
     for (const id of ["opacity", "map", "cmap", "pclass", "tissue", "grid"]) $(id).addEventListener("change", saveControls);
     $("opacity").addEventListener("input", saveControls);
     for (const el of document.querySelectorAll("input[name=sign]")) el.addEventListener("change", saveControls);
+    // a click on a tile of a MIL run: its evidence, attention and, where the run made one, its pixel map
+    function showTile(t) {
+      api.lastTile = t;
+      if (!t.tile && t.tile !== 0) { $("tile-panel").hidden = true; return; }
+      const fmt = (x) => (x >= 0 ? "+" : "") + x.toPrecision(3);
+      $("tile-text").textContent = "Tile " + t.tile + " (rank " + t.rank + "): evidence " + fmt(t.evidence)
+        + (t.attention === null ? "" : ", attention " + t.attention.toPrecision(3));
+      const img = $("tile-img");
+      if (t.pixel_map) {
+        img.src = "/pixel-map?" + new URLSearchParams({ slide: slide, tile: t.tile, cmap: state.cmap }).toString();
+        img.hidden = false;
+        $("tile-note").textContent = "Pixel map: where in the tile its evidence lies (own colour scale).";
+      } else {
+        img.hidden = true;
+        img.removeAttribute("src");
+        $("tile-note").textContent = result.pixel_maps === 0
+          ? "No pixel maps in this run: it explained features computed elsewhere (TRIDENT/CLAM) or a method "
+            + "with one number per tile, so there is no tile encoder to trace the evidence into pixels."
+          : "No pixel map for this tile: only the tiles of largest evidence have one (--top-tiles).";
+      }
+      $("tile-panel").hidden = false;
+    }
+    $("tile-close").addEventListener("click", () => { $("tile-panel").hidden = true; });
+    viewer.addHandler("canvas-click", (ev) => {
+      if (!ev.quick || !mil) return;
+      const item = viewer.world.getItemAt(0);
+      const p = item.viewerElementToImageCoordinates(ev.position);
+      fetch("/tile-at?" + new URLSearchParams({ slide: slide, x: p.x, y: p.y }).toString())
+        .then((r) => (r.ok ? r.json() : r.text().then((t) => { throw new Error(t); })))
+        .then(showTile).catch((e) => message("Cannot look up the tile: " + e.message));
+    });
+
     viewer.addHandler("animation", scalebar);
     viewer.addHandler("animation-finish", () => {
       const c = viewer.viewport.getCenter(true);

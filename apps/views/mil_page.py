@@ -71,6 +71,9 @@ def render_mil_page(st, results_dir) -> None:
     st.caption(f"{md(Path(str(m['slide']['path'])).name)} · method {md(m['method'])} · evidence for {md(target)} "
                f"(one colour per tile; {colours}, in units of the head's logit)")
 
+    st.caption(f"Over the slide itself: the slide viewer (Slides page) shows this evidence as an overlay, with "
+               f"attention as a second map, when the explanation is written to the results folder under the "
+               f"slide's name (here: {md(Path(str(m['slide']['path'])).stem)}/).")
     left, right = st.columns(2)
     left.image(colorize(ex.evidence_map, m["vmax"]), caption=f"evidence for {md(target)}", width="stretch")
     tiles = ex.tiles.sort_values("evidence_rank")
@@ -79,8 +82,12 @@ def render_mil_page(st, results_dir) -> None:
     st.subheader("Tile pixel map")
     with_maps = [int(i) for i in tiles.loc[tiles["pixel_map"], "tile_index"]]
     if not with_maps:
-        st.info(f"{md(m['method'])} gives one number per tile, so this explanation has no pixel maps; "
-                "explain with xmil_lrp, gradient or integrated_gradients for them.")
+        if m.get("features"):
+            st.info("This explanation read TRIDENT/CLAM features: there is no tile encoder to trace the evidence "
+                    "into the tiles' pixels, so it has no pixel maps.")
+        else:
+            st.info(f"{md(m['method'])} gives one number per tile, so this explanation has no pixel maps; "
+                    "explain with xmil_lrp, gradient or integrated_gradients for them.")
         return
     tile = st.selectbox("tile", with_maps, format_func=lambda i: f"tile {i} (evidence "
                         f"{float(ex.tiles.loc[ex.tiles['tile_index'] == i, 'evidence'].iloc[0]):+.3g})", key="mil_tile")

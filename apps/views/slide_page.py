@@ -156,6 +156,9 @@ def render_slide_page(st, cfg) -> None:
         st.warning(page_message(warning, cfg.roots))
 
     _viewer(st, cfg, entry)
+    if result is not None and result.kind == "mil":  # a slide-level MIL run: evidence per tile, no tile model
+        _mil_summary(st, result)
+        return
     if result is not None:
         _summary(st, result)
         _gallery(st, cfg, entry, result)
@@ -186,6 +189,25 @@ def _viewer(st, cfg, entry):
     st.iframe(src, height=620, alt=f"Deep-zoom viewer of {entry.rel_path}")
     st.caption("Drag to pan, scroll to zoom. Opacity, sign, colour map, tissue outline and tile grid are set "
                "in the viewer's toolbar and keep the current view.")
+
+
+def _mil_summary(st, result):
+    """What a MIL explanation in the viewer is: the head's slide prediction and what a click shows."""
+    m = result.manifest
+    predicted = m["prediction"]["class_name"]
+    cols = st.columns([1, 1, 3])
+    cols[0].metric("prediction", md(predicted))
+    cols[1].metric("probability", md(probability_label(predicted, max(m["prediction"]["probabilities"]))))
+    source = "TRIDENT/CLAM features" if m.get("features") else "tiles embedded by its encoder"
+    maps = int(result.tiles["pixel_map"].sum()) if "pixel_map" in result.tiles.columns else 0
+    cols[2].markdown(
+        f"**MIL head** {md(m['head']['name'])} on {source} · **method** {md(m['method'])} · **evidence for** "
+        f"{md(m['target']['class_name'])} (logit units per tile; colour limit ±{result.vmax:.3g}) · **map** "
+        "Evidence or Attention in the viewer's toolbar  \n"
+        + (f"Click a tile in the viewer for its evidence; {maps} tiles of largest evidence have a pixel map."
+           if maps else "Click a tile in the viewer for its evidence. No pixel maps: this run explained features "
+                        "computed elsewhere (or one number per tile), so a click shows the tile's numbers only.")
+        + "  \nResearch/demo output of a model explanation, not a diagnosis.")
 
 
 def _summary(st, result):

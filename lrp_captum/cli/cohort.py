@@ -11,9 +11,12 @@ import sys
 
 from lrp_captum.cli.arguments import (CommandError, non_negative_float, non_negative_int, output_folder, positive_float,
                                       positive_int)
-from lrp_captum.cli.slide_options import add_explain_options, model_from_args, options_from_args
-from lrp_captum.wsi.slide_options import COHORT
+from lrp_captum.cli.slide_options import add_explain_options, add_options, model_from_args, options_from_args
+from lrp_captum.wsi.slide_options import COHORT, FEATURE_OPTIONS, HEAD_OPTIONS, SLIDE_OPTIONS
 from lrp_captum.wording import counted
+
+#: the options a cohort from features passes on to each slide's MIL explanation; the others are the tile model's
+MIL_SHARED = ("target", "output_downsample", "slide_mpp_override", "overwrite", "threads")
 
 
 def register_cohort(sub) -> None:
@@ -38,6 +41,8 @@ def register_cohort(sub) -> None:
     run.add_argument("--max-retries", type=non_negative_int, default=3,
                      help="reruns of a slide whose worker process died (default 3)")
     add_explain_options(c, COHORT)  # the options of `slide explain`, from the same declaration
+    add_options(c, COHORT, FEATURE_OPTIONS, title="a MIL head on TRIDENT/CLAM features (instead of a tile model)")
+    add_options(c, COHORT, HEAD_OPTIONS, title="the MIL head (with --features)")
     c.set_defaults(func=_cohort)
 
 
@@ -61,10 +66,36 @@ def explain_params(args) -> dict:
     return params
 
 
+def mil_params(args) -> dict:
+    """Keyword arguments of the cohort's MIL task (:func:`~lrp_captum.cohort.tasks.explain_mil_task`)
+    from the command line; the head is loaded once here, so a bad checkpoint fails at once.
+
+    Raises :class:`CommandError` for a tile model's option given with ``--features``.
+    """
+    from lrp_captum.cli.mil import head_from_args
+
+    if args.model != "demo" or args.arch or args.weights or args.classes:
+        raise CommandError("--features are explained by a MIL head (--head, --head-arch), not by a tile model: "
+                           "leave out --model/--arch/--weights/--classes")
+    tile_only = [o.cli_flag for o in SLIDE_OPTIONS.for_command(COHORT)
+                 if o.name not in MIL_SHARED and o.hashed and getattr(args, o.dest) != o.default]
+    if tile_only:
+        raise CommandError(f"{', '.join(tile_only)} appl{'y' if len(tile_only) > 1 else 'ies'} to tile models, not to "
+                           f"a MIL head on --features")
+    head = head_from_args(args)
+    if args.target != "predicted":
+        head.class_index(args.target)
+    params = dict(head=str(args.head.resolve()), head_arch=args.head_arch, head_classes=head.classes,
+                  **{k: (str(v.resolve()) if hasattr(v, "resolve") else v)
+                     for k, v in options_from_args(args, COHORT, FEATURE_OPTIONS).items()},
+                  **{k: getattr(args, SLIDE_OPTIONS[k].dest) for k in MIL_SHARED})
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def _cohort(args) -> int:
     import importlib.util
 
-    from lrp_captum.cohort import CohortInputError, CohortLockedError, CohortRayError, read_slides, run_cohort
+    from lrp_captum.cohort import EXPLAIN, CohortInputError, CohortLockedError, CohortRayError, read_slides, run_cohort
 
     prog = "lrp-captum slide cohort"
     if importlib.util.find_spec("ray") is None:  # found, not imported: connect_ray sets Ray up first
@@ -72,8 +103,16 @@ def _cohort(args) -> int:
         return 2
     try:
         specs = read_slides(args.slides)
-        params = explain_params(args)
-        result = run_cohort(specs, args.out, params=params, address=args.address, num_cpus=args.num_cpus,
+        if args.features is not None:
+            from lrp_captum.cohort.tasks import EXPLAIN_MIL_FEATURES
+
+            task, params = EXPLAIN_MIL_FEATURES, mil_params(args)
+            _check_feature_files(args.features, specs)
+        else:
+            if args.head or args.head_arch or args.head_classes:
+                raise CommandError("--head explains TRIDENT/CLAM features: add --features FOLDER")
+            task, params = EXPLAIN, explain_params(args)
+        result = run_cohort(specs, args.out, task=task, params=params, address=args.address, num_cpus=args.num_cpus,
                             cpus_per_slide=args.cpus_per_slide, gpus_per_slide=args.gpus_per_slide,
                             max_retries=args.max_retries, quiet=args.quiet,
                             manifest_extra=dict(command=" ".join(["lrp-captum"] + sys.argv[1:])))
@@ -91,3 +130,18 @@ def _cohort(args) -> int:
     for row in result.table[result.table["status"] == "failed"].itertuples():
         print(f"  {row.slide_id}: {row.error}", file=sys.stderr)  # the table's reason, one line each
     return 1 if counts["failed"] or counts["pending"] else 0
+
+
+def _check_feature_files(features, specs) -> None:
+    """Refuse a features folder that holds the features of none of the slides (a wrong folder);
+    a slide without its file fails alone, with the message naming it."""
+    from lrp_captum.wsi.mil.feature_bags import feature_files_in
+
+    if not features.is_dir():
+        raise CommandError(f"--features {features} is a file; a cohort needs the folder holding <slide>.h5 for "
+                           f"every slide (a TRIDENT job folder or CLAM's h5_files/)")
+    files = feature_files_in(features)
+    if not any(s.path.stem in files for s in specs):
+        raise CommandError(f"{features} holds the features of none of the {len(specs)} slides (it has "
+                           f"{', '.join(sorted(files)[:5])}{' ...' if len(files) > 5 else ''}); the file names must be "
+                           f"the slides' names")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from lrp_captum.cli.arguments import add_option, composite_name
+from lrp_captum.cli.arguments import CommandError, add_option, composite_name, fail
 from lrp_captum.cli.slide_options import add_options, options_from_args
-from lrp_captum.wsi.slide_options import EXPLAIN_MIL, TRAIN_MIL
+from lrp_captum.wsi.slide_options import EXPLAIN_MIL, HEAD_OPTIONS, TRAIN_MIL
 
 
 def register_mil(sub) -> None:
@@ -42,9 +43,13 @@ def register_mil(sub) -> None:
     t.set_defaults(func=_train)
 
     e = sub.add_parser("explain-mil", help="signed evidence per tile for a slide-level MIL prediction, "
-                                           "pixel maps of the top tiles")
+                                           "pixel maps of the top tiles",
+                       description="Explain a slide-level MIL prediction: a head of train-mil (--mil) on tiles "
+                                   "embedded here, or a head trained elsewhere (--head, --head-arch) on the "
+                                   "TRIDENT/CLAM features of the slide (--features; no tile is embedded, so "
+                                   "there are no pixel maps).")
     e.add_argument("slide", help="slide file (any format OpenSlide reads)")
-    e.add_argument("--mil", required=True, help="MIL head JSON written by train-mil")
+    e.add_argument("--mil", default=None, help="MIL head JSON written by train-mil (or --head)")
     e.add_argument("--out", required=True, help="output folder (rerun the same command: returns at once)")
     e.add_argument("--composite", type=composite_name, default=None,
                    help="LRP composite of xmil_lrp (default: xmil)")
@@ -52,6 +57,7 @@ def register_mil(sub) -> None:
     from lrp_captum.wsi.mil.explain import MIL_OPTIONS
 
     add_options(e, EXPLAIN_MIL, MIL_OPTIONS)
+    add_options(e, EXPLAIN_MIL, HEAD_OPTIONS, title="a head trained elsewhere (with --features)")
     e.set_defaults(func=_explain)
 
 
@@ -94,8 +100,44 @@ def _encoder_spec(args, head_spec: dict | None = None):
 
 
 def _fail(command: str, exc: Exception) -> int:
-    print(f"lrp-captum slide {command}: error: {exc}", file=sys.stderr)
-    return 2
+    return fail(f"lrp-captum slide {command}", exc)
+
+
+def _report_warnings(prog: str, caught) -> None:
+    """The library's warnings about the user's files (a doubtful feature file, ...) as one line
+    each, ``prog: warning: message``; others as Python shows them (call it outside the
+    ``catch_warnings`` block that caught them: inside, showing one records it again)."""
+    for w in caught:
+        if "lrp_captum" in str(w.filename).replace("\\", "/"):
+            print(f"{prog}: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def head_from_args(args):
+    """The MIL head of ``explain-mil``/``cohort``: a train-mil JSON (``--mil``) or a checkpoint
+    trained elsewhere (:data:`~lrp_captum.wsi.slide_options.HEAD_OPTIONS`), loaded once here so a
+    bad file stops the command before any slide is read.
+
+    Raises :class:`CommandError` for options that do not fit together, ``ValueError`` /
+    ``FileNotFoundError`` naming a bad file.
+    """
+    from lrp_captum.wsi.mil.head_files import head_from_checkpoint, load_head
+
+    mil = getattr(args, "mil", None)
+    if args.head is None:
+        if args.head_arch or args.head_classes:
+            raise CommandError("--head-arch and --head-classes go with --head CHECKPOINT")
+        if mil is None:
+            raise CommandError("name the MIL head: --mil HEAD.json (train-mil) or --head CHECKPOINT --head-arch ARCH")
+        return load_head(mil)
+    if mil is not None:
+        raise CommandError("give either --mil HEAD.json or --head CHECKPOINT, not both")
+    if args.head_arch is None:
+        raise CommandError("--head needs --head-arch (the architecture it was trained as)")
+    if args.features is None:
+        raise CommandError("--head explains TRIDENT/CLAM features: add --features FILE_OR_FOLDER")
+    return head_from_checkpoint(args.head, args.head_arch, args.head_classes)
 
 
 def _cohort(args) -> int:
@@ -128,7 +170,6 @@ def _train(args) -> int:
 
 def _explain(args) -> int:
     from lrp_captum.wsi.mil.explain import MIL_OPTIONS, explain_mil_slide
-    from lrp_captum.wsi.mil.head_files import load_head
     from lrp_captum.wsi.reader import SlideError
 
     options = options_from_args(args, EXPLAIN_MIL, MIL_OPTIONS)
@@ -136,12 +177,19 @@ def _explain(args) -> int:
         if options["method"] != "xmil_lrp":
             return _fail("explain-mil", ValueError("--composite applies to --method xmil_lrp only"))
         options["method_options"] = {"composite": args.composite}
+    caught = []
     try:
-        head = load_head(args.mil)
-        manifest = explain_mil_slide(args.slide, head, args.out, options,
-                                     encoder=_encoder_spec(args, head.encoder_spec))
-    except (SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            head = head_from_args(args)
+            encoder = None if args.features else _encoder_spec(args, head.encoder_spec)
+            if args.features and (args.encoder or args.arch):
+                raise CommandError("--features are the tile embeddings already: leave out --encoder/--arch")
+            manifest = explain_mil_slide(args.slide, head, args.out, options, encoder=encoder)
+    except (CommandError, SlideError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        _report_warnings("lrp-captum slide explain-mil", caught)
         return _fail("explain-mil", exc)
+    _report_warnings("lrp-captum slide explain-mil", caught)
     if not args.quiet:
         print(json.dumps({"prediction": manifest["prediction"]["class_name"], "n_tiles": manifest["n_tiles"],
                           "timings": {k: round(v, 3) for k, v in manifest["timings"].items()}}))

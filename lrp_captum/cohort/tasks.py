@@ -135,3 +135,74 @@ def explain_resources(cpus_per_slide: float, gpus_per_slide: float) -> dict:
 #: the options that do not change a slide's outputs (``overwrite``, ``keep_work``, ``num_workers``, ``quiet``)
 EXPLAIN = SlideTask("explain", explain_task, explained,
                     run_only=tuple(o.name for o in SLIDE_OPTIONS if not o.hashed), for_resources=explain_resources)
+
+
+# --- MIL heads on TRIDENT/CLAM features --------------------------------------------------------
+@lru_cache(maxsize=2)
+def _load_head_cached(head: str, head_arch: str, head_classes: tuple | None):
+    """A worker process runs many slides: load the head once per process."""
+    from lrp_captum.wsi.mil.head_files import head_from_checkpoint
+
+    return head_from_checkpoint(head, head_arch, list(head_classes) if head_classes else None)
+
+
+def explain_mil_summary(manifest: dict) -> dict:
+    """Cohort-table fields of one slide explained by a MIL head, from its ``manifest.json``.
+
+    Returns
+    -------
+    dict with ``n_tiles``, ``prediction`` (the head's slide class), ``p_<class>`` (its
+    probabilities), ``target`` and ``target_logit``, ``evidence_sum`` (= the target logit for
+    xMIL-LRP on attention heads), ``evidence_per_tile`` and ``device``.
+    """
+    classes = manifest["head"]["classes"]
+    probs = {f"p_{c}": float(p) for c, p in zip(classes, manifest["prediction"]["probabilities"])}
+    return dict(n_tiles=manifest["n_tiles"], prediction=manifest["prediction"]["class_name"], **probs,
+                target=manifest["target"]["class_name"], target_logit=manifest["target"]["logit"],
+                evidence_sum=manifest["evidence_sum"], evidence_per_tile=manifest["evidence_sum"] / manifest["n_tiles"],
+                device="cpu")
+
+
+def explain_mil_task(spec, out_dir: Path, report, *, head: str, head_arch: str, features: str,
+                     head_classes=None, slide_mpp_override=None, threads: int | None = None, **options) -> dict:
+    """Explain one slide from its TRIDENT/CLAM features with a MIL head trained elsewhere.
+
+    Parameters
+    ----------
+    spec, out_dir, report : see the module docstring.
+    head, head_arch, head_classes : the head's checkpoint, architecture and class names
+        (:func:`~lrp_captum.wsi.mil.head_files.head_from_checkpoint`).
+    features : the folder holding ``<slide>.h5`` / ``.pt`` for every slide (a TRIDENT job
+        folder, CLAM's ``h5_files/``), or one slide's file.
+    slide_mpp_override : as for :func:`explain_task`.
+    threads : torch CPU threads of this task.
+    options : the other options of :func:`~lrp_captum.wsi.mil.explain.explain_mil_slide`
+        (``target``, ``patches``, ``patch_size_level0``, ``output_downsample``, ``overwrite``, ...).
+
+    Returns
+    -------
+    The fields of :func:`explain_mil_summary`.
+    """
+    import torch
+
+    from lrp_captum.wsi.mil.explain import explain_mil_slide
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    loaded = _load_head_cached(str(head), head_arch, tuple(head_classes) if head_classes else None)
+    report(0, 1)
+    manifest = explain_mil_slide(spec.path, loaded, out_dir, dict(
+        options, features=features, quiet=True,
+        slide_mpp_override=spec.mpp if spec.mpp is not None else slide_mpp_override))
+    report(1, 1)
+    return explain_mil_summary(manifest)
+
+
+def explain_mil_resources(cpus_per_slide: float, gpus_per_slide: float) -> dict:
+    """One torch thread per reserved core (the heads run on the CPU)."""
+    return dict(threads=max(1, int(cpus_per_slide)))
+
+
+#: a MIL head on each slide's TRIDENT/CLAM features (no tile embedded)
+EXPLAIN_MIL_FEATURES = SlideTask("explain-mil-features", explain_mil_task, explained,
+                                 run_only=("overwrite", "quiet", "threads"), for_resources=explain_mil_resources)

@@ -199,30 +199,53 @@ class OverlayTiles:
         hit = (b[:, 0] < x1) & (b[:, 0] + b[:, 2] > x0) & (b[:, 1] < y1) & (b[:, 1] + b[:, 3] > y0)
         return np.flatnonzero(hit)
 
-    def _tile_probability_rgba(self, box, size, cmap, class_index: int = -1) -> np.ndarray:
-        """Probability map painted from the per-tile table when the result has no probability map.
+    def attention_rgba(self, level: int, col: int, row: int, cmap: str = "viridis") -> np.ndarray:
+        """A MIL head's attention per tile (``tiles.csv`` column ``attention``) over its footprint,
+        relative to the tile with the most (1); transparent where no tile is."""
+        box, size = self._raster_size(level, col, row)
+        if "attention" not in self.result.tiles.columns:
+            raise ValueError("this result has no attention (a head without attention pooling, or no MIL head)")
+        attention = self.result.tiles["attention"].to_numpy(dtype=np.float32)
+        return probability_to_rgba(self._painted(box, size, attention / (attention.max() or 1.0)), cmap)
 
-        Uses the column ``p_<class>`` of the requested class when present, else ``probability``.
-        """
+    def tile_at(self, x: float, y: float) -> int | None:
+        """Row of ``tiles.csv`` whose box holds the level-0 point ``(x, y)`` (the one whose centre is
+        nearest, where tiles overlap), or None."""
+        b = self._boxes
+        hit = np.flatnonzero((b[:, 0] <= x) & (x < b[:, 0] + b[:, 2]) & (b[:, 1] <= y) & (y < b[:, 1] + b[:, 3]))
+        if not len(hit):
+            return None
+        centre = b[hit, :2] + b[hit, 2:] / 2
+        return int(hit[np.argmin(((centre - (x, y)) ** 2).sum(1))])
+
+    def _painted(self, box, size, values: np.ndarray) -> np.ndarray:
+        """(h, w) float32 raster of per-tile ``values`` over the tiles' boxes (mean where they
+        overlap, NaN where no tile is), for the level-0 ``box``."""
         w, h = size
         x0, y0, x1, y1 = box
         sx, sy = w / (x1 - x0), h / (y1 - y0)
         acc = np.zeros((h, w), np.float32)
         cnt = np.zeros((h, w), np.float32)
+        for i in self._tiles_in(box):
+            bx, by, bw, bh = self._boxes[i]
+            c0, r0 = max(0, int((bx - x0) * sx)), max(0, int((by - y0) * sy))
+            c1, r1 = min(w, int(math.ceil((bx + bw - x0) * sx))), min(h, int(math.ceil((by + bh - y0) * sy)))
+            acc[r0:r1, c0:c1] += values[i]
+            cnt[r0:r1, c0:c1] += 1
+        return np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
+
+    def _tile_probability_rgba(self, box, size, cmap, class_index: int = -1) -> np.ndarray:
+        """Probability map painted from the per-tile table when the result has no probability map.
+
+        Uses the column ``p_<class>`` of the requested class when present, else ``probability``.
+        """
         columns = self.result.tiles.columns
         classes = self.result.classes
         column = f"p_{classes[class_index]}" if classes and -len(classes) <= class_index < len(classes) else None
         column = column if column in columns else ("probability" if "probability" in columns else None)
-        if column is not None:
-            probs = self.result.tiles[column].to_numpy(dtype=np.float32)
-            for i in self._tiles_in(box):
-                bx, by, bw, bh = self._boxes[i]
-                c0, r0 = max(0, int((bx - x0) * sx)), max(0, int((by - y0) * sy))
-                c1, r1 = min(w, int(math.ceil((bx + bw - x0) * sx))), min(h, int(math.ceil((by + bh - y0) * sy)))
-                acc[r0:r1, c0:c1] += probs[i]
-                cnt[r0:r1, c0:c1] += 1
-        vals = np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
-        return probability_to_rgba(vals, cmap)
+        if column is None:
+            return probability_to_rgba(np.full(size[::-1], np.nan, np.float32), cmap)
+        return probability_to_rgba(self._painted(box, size, self.result.tiles[column].to_numpy(dtype=np.float32)), cmap)
 
     def grid_rgba(self, level: int, col: int, row: int, colour=(255, 255, 0, 220)) -> np.ndarray:
         """Outlines of the analysed tiles (1 px at any zoom)."""

@@ -3,7 +3,10 @@
 A result folder (written by :func:`lrp_captum.wsi.pipeline.explain_slide`) holds
 ``manifest.json``, ``relevance.zarr`` (float32 map at ``manifest["output_downsample"]`` relative
 to level 0), ``tiles.csv`` (level-0 tile boxes with measurements), ``overlay.tif`` and
-``overview.png``. This module only reads them; it computes nothing but display statistics.
+``overview.png``. A MIL explanation (:func:`lrp_captum.wsi.mil.explain.explain_mil_slide`,
+``kind == "mil"``) holds ``evidence.zarr`` instead, whose ``evidence`` map is shown as the
+relevance, and ``tiles.csv`` with each tile's ``evidence`` and ``attention``. This module only
+reads them; it computes nothing but display statistics.
 """
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ class SlideResult:
     tiles: object
     vmax: float
     classes: list = field(default_factory=list)
+    kind: str = "tiles"  # "tiles" (explain_slide) or "mil" (explain_mil_slide: the relevance is the tile evidence)
 
     @property
     def map_shape(self) -> tuple[int, int]:
@@ -139,10 +143,10 @@ def _result_status(result_dir: Path, results_dir: Path) -> tuple[str, str]:
     if not manifest.is_file():
         return "incomplete", "no manifest.json yet (a run may be in progress or was interrupted)"
     try:
-        json.loads(manifest.read_text())
+        maps = "evidence.zarr" if is_mil_manifest(json.loads(manifest.read_text())) else "relevance.zarr"
     except (OSError, ValueError) as exc:
         return "corrupt", f"manifest.json unreadable: {exc}"
-    missing = [n for n in ("relevance.zarr", "tiles.csv") if not (result_dir / n).exists()]
+    missing = [n for n in (maps, "tiles.csv") if not (result_dir / n).exists()]
     if missing:
         return "corrupt", "missing " + ", ".join(missing)
     return "explained", ""
@@ -190,7 +194,7 @@ def _open_maps(zarr_path: Path, name: str):
     if hasattr(node, "shape"):
         return node, None
     keys = set(node.array_keys())
-    rel_key = next((k for k in ("relevance", "map", "0") if k in keys), None)
+    rel_key = next((k for k in ("relevance", "evidence", "map", "0") if k in keys), None)
     if rel_key is None:
         raise ResultError(f"{name} holds no 'relevance' array (found: {sorted(keys)}); "
                           "re-run the explanation for this slide")
@@ -337,7 +341,8 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None,
     if not downsample > 0:
         raise ResultError(f"{name(mpath)}: output_downsample must be > 0, got {downsample}")
 
-    zpath = rdir / "relevance.zarr"
+    mil = is_mil_manifest(manifest)
+    zpath = rdir / ("evidence.zarr" if mil else "relevance.zarr")
     if not zpath.exists():
         raise ResultError(f"{name(zpath)} is missing; re-run the explanation")
     rel, prob = _open_maps(zpath, name(zpath))
@@ -367,14 +372,23 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None,
     if missing:
         raise ResultError(f"{name(tpath)} lacks column(s) {', '.join(missing)}; re-run the explanation")
     model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
-    classes = manifest.get("classes") or model.get("classes") or []
+    head = manifest.get("head") if isinstance(manifest.get("head"), dict) else {}
+    classes = manifest.get("classes") or model.get("classes") or head.get("classes") or []
     try:
         vmax = float(manifest["vmax"])
     except (KeyError, TypeError, ValueError):
         vmax = 0.0
     if not (np.isfinite(vmax) and vmax > 0):
         vmax = robust_vmax(relevance)
-    return SlideResult(rdir, manifest, relevance, probability, downsample, tiles, vmax, list(classes))
+    return SlideResult(rdir, manifest, relevance, probability, downsample, tiles, vmax, list(classes),
+                       "mil" if mil else "tiles")
+
+
+def is_mil_manifest(manifest) -> bool:
+    """Whether a result's manifest is a MIL explanation's (:func:`~lrp_captum.wsi.mil.explain.explain_mil_slide`)."""
+    from lrp_captum.wsi.mil.explain import FORMAT
+
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
 def top_tiles(tiles, k: int = 8, by: str = "relevance_pos", negative: bool = False):

@@ -46,7 +46,7 @@ from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
 from lrp_captum.viewer.tile_model import model_source
 from lrp_captum.viewer.units import pixel_relevance_unit
 
-LAYERS = ("slide", "relevance", "probability", "grid", "tissue")
+LAYERS = ("slide", "relevance", "probability", "attention", "grid", "tissue")
 
 
 class NotFound(Exception):
@@ -229,8 +229,13 @@ class TileService:
             return out
         r = ov.result
         fine = self.fine_relevance(ov) is not None
+        unit = pixel_relevance_unit(r.parameter("output_mode", "logit"))
+        if r.kind == "mil":
+            unit = f"evidence for {r.manifest['target']['class_name']} (logit units per tile)"
         out["result"] = {"vmax": r.vmax, "downsample": r.downsample, "has_probability_map": r.probability is not None,
-                         "relevance_unit": pixel_relevance_unit(r.parameter("output_mode", "logit")),
+                         "relevance_unit": unit, "kind": r.kind,
+                         "has_attention": "attention" in r.tiles.columns,
+                         "pixel_maps": int(r.tiles["pixel_map"].sum()) if "pixel_map" in r.tiles.columns else 0,
                          "fine_from_level": self.fine_from_level(ov) if fine else None,
                          "n_tiles": int(len(r.tiles)), "classes": r.classes,
                          "composite": r.parameter("composite"), "target": r.parameter("target"),
@@ -246,7 +251,7 @@ class TileService:
 
         r = ov.result
         key, config = model_source(self.model_config, r.manifest)
-        if key is None:
+        if key is None or r.kind == "mil":  # a MIL run's map is one evidence value per tile
             return None
         full = (key, r.parameter("composite"), r.parameter("output_mode", "logit"))
         with self._model_lock:
@@ -295,10 +300,10 @@ class TileService:
             cmap = cmap or SLIDE_CMAP
             if cmap not in DIVERGING_CMAPS or mode not in RELEVANCE_MODES:
                 raise ValueError(f"relevance needs mode in {RELEVANCE_MODES} and cmap in {DIVERGING_CMAPS}")
-        elif layer == "probability":
+        elif layer in ("probability", "attention"):
             cmap = cmap or "viridis"
             if cmap not in SEQUENTIAL_CMAPS:
-                raise ValueError(f"probability needs cmap in {SEQUENTIAL_CMAPS}")
+                raise ValueError(f"{layer} needs cmap in {SEQUENTIAL_CMAPS}")
         _, _, grid, identity = self._open(rel)
         if not 0 <= level < grid.level_count:
             raise NotFound(f"level {level} out of range")
@@ -324,12 +329,50 @@ class TileService:
             hit = (encode_png(self.relevance_rgba(rel, level, col, row, mode, cmap)), "image/png")
         elif layer == "probability":
             hit = (encode_png(ov.probability_rgba(level, col, row, cmap, class_index)), "image/png")
+        elif layer == "attention":
+            hit = (encode_png(ov.attention_rgba(level, col, row, cmap)), "image/png")
         elif layer == "grid":
             hit = (encode_png(ov.grid_rgba(level, col, row)), "image/png")
         else:
             hit = (encode_png(ov.tissue_rgba(level, col, row)), "image/png")
         self._tiles.put(key, hit)
         return hit
+
+
+    # --- a MIL run's tiles ---------------------------------------------------------------------
+    def tile_at(self, rel: str, x: float, y: float) -> dict:
+        """The tile of a MIL result under the level-0 point ``(x, y)``: ``{"tile": None}`` off the
+        tiles, else its index, level-0 box, evidence, attention and whether it has a pixel map."""
+        ov = self.open_result(rel)
+        if ov.result.kind != "mil":
+            raise ValueError("tiles are looked up for MIL explanations only")
+        i = ov.tile_at(float(x), float(y))
+        if i is None:
+            return {"tile": None}
+        row = ov.result.tiles.iloc[i]
+        return {"tile": int(row.get("tile_index", i)), "box": [float(row[k]) for k in ("x0", "y0", "w0", "h0")],
+                "evidence": float(row["evidence"]), "rank": int(row.get("evidence_rank", 0)),
+                "attention": float(row["attention"]) if "attention" in row else None,
+                "pixel_map": bool(row.get("pixel_map", False))}
+
+    def pixel_map_png(self, rel: str, tile: int, cmap: str = SLIDE_CMAP) -> bytes:
+        """The pixel map of tile ``tile`` of a MIL result (its own colour scale, symmetric about 0)."""
+        import zarr
+
+        from lrp_captum.visualization.colormaps import relevance_heatmap_rgb
+
+        if cmap not in DIVERGING_CMAPS:
+            raise ValueError(f"a pixel map needs cmap in {DIVERGING_CMAPS}")
+        ov = self.open_result(rel)
+        if ov.result.kind != "mil":
+            raise ValueError("pixel maps are served for MIL explanations only")
+        group = zarr.open_group(str(ov.result.result_dir / "evidence.zarr"), mode="r")
+        hits = np.flatnonzero(np.asarray(group["tile_maps_index"][:]) == int(tile))
+        if not len(hits):
+            raise NotFound(f"tile {tile} has no pixel map in this explanation")
+        values = np.asarray(group["tile_maps"][int(hits[0])], dtype=np.float32)
+        rgb = relevance_heatmap_rgb(values, float(np.abs(values).max()) or 1.0, cmap)
+        return encode_png(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]))
 
 
 def slide_mpp(properties) -> float | None:
@@ -434,6 +477,12 @@ def _make_handler(service: TileService, assets_dir: Path, vendor_dir: Path, acce
                 if url.path == "/info":
                     info = json.loads(scrub(json_body(service.info(slide)).decode()))
                     return self._send(200, json_body(info), "application/json")
+                if url.path == "/tile-at":
+                    return self._send(200, json_body(service.tile_at(slide, float(q.get("x", "nan")),
+                                                                     float(q.get("y", "nan")))), "application/json")
+                if url.path == "/pixel-map":
+                    return self._send(200, service.pixel_map_png(slide, int(q.get("tile", -1)),
+                                                                 q.get("cmap") or SLIDE_CMAP), "image/png")
                 if url.path == "/tile":
                     body, ctype = service.tile(slide, q.get("layer", "slide"), int(q.get("level", -1)),
                                                int(q.get("col", -1)), int(q.get("row", -1)),

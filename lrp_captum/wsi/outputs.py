@@ -3,6 +3,7 @@ renamed into place, so a file that exists is complete."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from contextlib import contextmanager
@@ -129,7 +130,8 @@ def write_overlay_tiff(path, array, mpp: float, vmax: float, cmap: str = SLIDE_C
 
 def write_geojson(path, table, classes):
     """QuPath-readable GeoJSON FeatureCollection: one square polygon per tile in level-0 pixels,
-    classified by prediction, with the per-tile numbers as ``measurements``."""
+    classified by prediction, with the per-tile numbers as ``measurements`` (a number that is not
+    finite, e.g. the tissue fraction of tiles read from a features file, is left out: NaN is not JSON)."""
     meas_cols = [c for c in table.columns if c in ("probability", "relevance_sum", "relevance_pos",
                                                    "relevance_neg", "tissue_fraction")
                  or c.startswith("p_")]
@@ -143,7 +145,8 @@ def write_geojson(path, table, classes):
                                                                      [x0, y1], [x0, y0]]]},
                     "properties": {"objectType": "tile", "name": f"tile {r['row']},{r['col']}",
                                    "classification": {"name": str(r["prediction"])},
-                                   "measurements": {c: float(r[c]) for c in meas_cols}}}
+                                   "measurements": {c: float(r[c]) for c in meas_cols
+                                                    if math.isfinite(float(r[c]))}}}
             f.write(("" if k == 0 else ",\n") + json.dumps(feat))
         f.write("\n]}\n")
 

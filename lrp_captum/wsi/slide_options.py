@@ -38,7 +38,8 @@ __all__ = ["Kind", "Number", "Choice", "Flag", "Text", "Value", "ClassTarget", "
            "TissueThreshold", "POSITIVE_INT", "NON_NEGATIVE_INT", "POSITIVE_NUMBER", "fraction", "Option",
            "OptionTable", "OptionValues", "SLIDE_OPTIONS", "SlideOptions", "FormField", "form_fields",
            "keyword_parameters", "check_options", "DEFAULT_OVERLAP", "EXPLAIN", "COHORT", "EXPLAIN_MIL",
-           "TRAIN_MIL", "BY_MODEL"]
+           "TRAIN_MIL", "BY_MODEL", "ExistingPath", "HeadArchitecture", "ClassNames", "HEAD_ARCHITECTURES",
+           "FEATURE_OPTIONS", "HEAD_OPTIONS"]
 
 #: the commands that take slide options (``lrp-captum slide <command>``)
 EXPLAIN, COHORT, EXPLAIN_MIL, TRAIN_MIL = "explain", "cohort", "explain-mil", "train-mil"
@@ -241,6 +242,56 @@ class TissueThreshold(Kind):
 
     def parse(self, text: str):
         return {"threshold": self.threshold.parse(text)}
+
+
+class ExistingPath(Kind):
+    """A file or folder that exists (``what`` names it in messages); returned as a ``Path``."""
+
+    name = "existing path"
+
+    def __init__(self, what: str = "path"):
+        self.what = what
+
+    def check(self, value):
+        from pathlib import Path
+
+        if not isinstance(value, (str, Path)) or not str(value).strip():
+            raise ValueError(f"must be a {self.what}, got {value!r}")
+        path = Path(value).expanduser()
+        if not path.exists():
+            raise ValueError(f"{self.what} {value} does not exist")
+        return path
+
+
+#: MIL head architectures read from their own checkpoints (:mod:`lrp_captum.wsi.mil.published_heads`)
+HEAD_ARCHITECTURES = ("abmil", "abmil-gated", "clam-sb", "clam-mb", "transmil", "xmil-attnmil")
+
+
+class HeadArchitecture(Kind):
+    """One of :data:`HEAD_ARCHITECTURES` or ``package.module:factory`` (a user's ``nn.Module``)."""
+
+    name = "head architecture"
+
+    def check(self, value):
+        if isinstance(value, str) and (value in HEAD_ARCHITECTURES or re.fullmatch(r"[\w.]+:\w+", value)):
+            return value
+        raise ValueError(f"unknown head architecture {value!r}; choose from {', '.join(HEAD_ARCHITECTURES)} "
+                         f"or give package.module:factory")
+
+
+class ClassNames(Kind):
+    """Distinct, non-empty class names; as text, comma-separated."""
+
+    name = "class names"
+
+    def check(self, value):
+        names = [str(v).strip() for v in value] if isinstance(value, (list, tuple)) else None
+        if not names or not all(names) or len(set(names)) != len(names):
+            raise ValueError(f"must be distinct, non-empty class names, got {value!r}")
+        return names
+
+    def parse(self, text: str):
+        return self.check(text.split(","))
 
 
 # --- the declaration -----------------------------------------------------------------------------
@@ -461,6 +512,39 @@ def check_options(**options) -> None:
 def keyword_parameters(table: OptionTable) -> list[inspect.Parameter]:
     """The options of ``table`` as keyword-only parameters with their defaults (for a signature)."""
     return [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default) for o in table]
+
+
+#: a MIL run from features that TRIDENT or CLAM computed (no tile is embedded): options of
+#: :func:`~lrp_captum.wsi.mil.explain.explain_mil_slide` (in its ``MIL_OPTIONS``) and of ``slide cohort``
+FEATURE_OPTIONS = OptionTable([
+    Option("features", None, ExistingPath("features file or folder"),
+           "TRIDENT/CLAM tile features instead of embedding tiles: the slide's .h5 (TRIDENT, CLAM h5_files/) or "
+           ".pt (CLAM pt_files/), or a folder holding <slide>.h5 (a TRIDENT job folder, CLAM's h5_files/)",
+           hashed=False, commands=(EXPLAIN_MIL, COHORT),
+           help_for=((COHORT, "TRIDENT job folder or CLAM h5_files/ holding <slide>.h5 for every slide: "
+                              "explains from these features (with --head), no tile is embedded"),)),
+    Option("patches", None, ExistingPath("CLAM patch file or folder"),
+           "CLAM's patches/ folder (or one <slide>.h5 patch file): the tile size of h5_files, the coordinates "
+           "of pt_files (default: patches/ next to the features folder)", hashed=False,
+           commands=(EXPLAIN_MIL, COHORT)),
+    Option("patch_size_level0", None, POSITIVE_NUMBER,
+           "tile side in level-0 px, for feature files that do not record it", commands=(EXPLAIN_MIL, COHORT)),
+])
+
+#: a MIL head from its own checkpoint (:func:`~lrp_captum.wsi.mil.head_files.head_from_checkpoint`):
+#: the command-line options of ``explain-mil`` and ``cohort`` that name it
+HEAD_OPTIONS = OptionTable([
+    Option("head", None, ExistingPath("MIL head checkpoint"),
+           "a MIL head's checkpoint trained on the --features (for xmil-attnmil its run folder with args.json "
+           "and best_model.pt); read with weights_only=True; needs --head-arch",
+           commands=(EXPLAIN_MIL, COHORT)),
+    Option("head_arch", None, HeadArchitecture(),
+           f"architecture of --head: {', '.join(HEAD_ARCHITECTURES)} or package.module:factory",
+           commands=(EXPLAIN_MIL, COHORT)),
+    Option("head_classes", None, ClassNames(),
+           "comma-separated names of --head's classes, logit order (default class_0, class_1, ...)",
+           commands=(EXPLAIN_MIL, COHORT)),
+])
 
 
 # --- the app's form ------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ from lrp_captum.wsi.reader import SlideTileDataset, open_slide
 from lrp_captum.wsi.result_folder import finished_run, holding_result_folder, publish_outputs, slide_record, \
     write_manifest, write_overview, write_tables
 from lrp_captum.wsi.run_plan import WORK, default_output_downsample, file_record, parameters_hash
-from lrp_captum.wsi.slide_options import EXPLAIN_MIL, NON_NEGATIVE_INT, POSITIVE_INT, SLIDE_OPTIONS, \
-    CompositeName, Option, OptionTable, OptionValues, Value, keyword_parameters
+from lrp_captum.wsi.slide_options import EXPLAIN_MIL, FEATURE_OPTIONS, NON_NEGATIVE_INT, POSITIVE_INT, \
+    SLIDE_OPTIONS, CompositeName, Option, OptionTable, OptionValues, Value, keyword_parameters
 from lrp_captum.wsi.stitch import footprints, resample, stitch_bands
 from lrp_captum.wsi.mil.embeddings import SlideBag, embed_slide
 from lrp_captum.wsi.mil.encoders import TileEncoder, build_encoder
@@ -76,6 +76,7 @@ MIL_OPTIONS = OptionTable([
     Option("batch_size", 64, POSITIVE_INT, "tiles per embedding batch", hashed=False, flag=None),
     Option("num_workers", 0, NON_NEGATIVE_INT, "DataLoader reader processes while embedding", hashed=False,
            flag=None),
+    *FEATURE_OPTIONS,  # from TRIDENT/CLAM features: no encoder, no tile embedded
 ], shared=(SLIDE_OPTIONS, EXPLAIN_MIL))
 
 
@@ -97,8 +98,8 @@ class MILPlan:
     Attributes
     ----------
     slide_path, out : the slide and the output folder.
-    head, encoder : the MIL head and its tile encoder.
-    bag : the slide's embedded tissue tiles.
+    head, encoder : the MIL head and its tile encoder (None for a run from features).
+    bag : the slide's embedded tissue tiles, or the tiles of its feature file.
     options : the options as used (``output_downsample``, ``tissue_options`` filled in).
     parameters : what the outputs depend on (the hashed options, the method's name).
     params, params_hash : ``parameters`` with the slide, head and encoder identities and the grid; its SHA-256.
@@ -108,7 +109,7 @@ class MILPlan:
     slide_path: Path
     out: Path
     head: MILHead
-    encoder: TileEncoder
+    encoder: TileEncoder | None
     bag: SlideBag
     options: MILOptions
     parameters: dict
@@ -163,6 +164,11 @@ def explain_mil_slide(slide_path, head, out_dir, options: MILOptions | dict | No
           Pixel maps need a method with per-dimension relevance;
         - ``encoder`` : the tile encoder; default: rebuilt from the head's own spec. Any other
           encoder is refused (:class:`~lrp_captum.wsi.mil.encoders.EncoderMismatchError`);
+        - ``features`` : TRIDENT/CLAM features of the slide instead of embedding its tiles: the
+          feature file or a folder holding ``<slide>.h5`` / ``.pt``
+          (:func:`~lrp_captum.wsi.mil.feature_bags.slide_features`); the tiles are the file's,
+          there is no encoder and so no pixel maps. ``patches``, ``patch_size_level0``: where the
+          tile size comes from when the file does not record it;
         - ``embeddings_dir`` : embedding cache (default :func:`default_embeddings_cache`); a slide
           whose embeddings are in the cache ``train-mil`` filled for the head (same encoder and
           tiling) is read from there and embeds nothing;
@@ -187,8 +193,10 @@ def explain_mil_slide(slide_path, head, out_dir, options: MILOptions | dict | No
     t_start = time.perf_counter()
     opts = MILOptions(options, **kwargs)
     head = head if isinstance(head, MILHead) else load_head(head)
-    enc = opts.encoder if isinstance(opts.encoder, TileEncoder) else build_encoder(opts.encoder or head.encoder_spec)
-    head.check_encoder(enc)
+    enc = None
+    if opts.features is None:
+        enc = opts.encoder if isinstance(opts.encoder, TileEncoder) else build_encoder(opts.encoder or head.encoder_spec)
+        head.check_encoder(enc)
     check_method(opts.method, **(opts.method_options or {}))
     if opts.target != "predicted":
         head.class_index(opts.target)  # an unknown class is refused before any tile is read
@@ -212,31 +220,49 @@ explain_mil_slide.__signature__ = inspect.Signature([
     *list(inspect.signature(explain_mil_slide).parameters.values())[:4], *keyword_parameters(MIL_OPTIONS)])
 
 
-def plan_mil_run(slide_path, out_dir, head: MILHead, encoder: TileEncoder, options: MILOptions,
+def plan_mil_run(slide_path, out_dir, head: MILHead, encoder: TileEncoder | None, options: MILOptions,
                  load_s: float = 0.0) -> MILPlan:
-    """Embed the slide (or read its embeddings from the cache) and fix the run's parameters."""
+    """Embed the slide (or read its embeddings from the cache, or its features from
+    ``options.features``) and fix the run's parameters."""
     t0 = time.perf_counter()
     slide_path = Path(slide_path)
-    bag = embed_slide(slide_path, encoder, options.embeddings_dir or default_embeddings_cache(),
-                      min_tissue=options.min_tissue, tissue_options=options.tissue_options,
-                      slide_mpp_override=options.slide_mpp_override, batch_size=options.batch_size,
-                      num_workers=options.num_workers, quiet=options.quiet,
-                      reuse_from=[head.embeddings_dir] if head.embeddings_dir else [])
-    if not options.quiet and bag.embedded_now == 0:
-        trained = head.embeddings_dir and Path(head.embeddings_dir) in Path(bag.store).parents
-        where = f"the cache train-mil filled for this head ({head.embeddings_dir})" if trained else str(bag.store)
-        print(f"{slide_path.name}: {counted(len(bag), 'tile embedding')} read from {where}; no tile embedded",
-              file=sys.stderr)
+    if options.features is not None:
+        bag = _features_bag(slide_path, head, options)
+        source = dict(features=file_record(Path(bag.store)))
+    else:
+        bag = embed_slide(slide_path, encoder, options.embeddings_dir or default_embeddings_cache(),
+                          min_tissue=options.min_tissue, tissue_options=options.tissue_options,
+                          slide_mpp_override=options.slide_mpp_override, batch_size=options.batch_size,
+                          num_workers=options.num_workers, quiet=options.quiet,
+                          reuse_from=[head.embeddings_dir] if head.embeddings_dir else [])
+        source = dict(encoder=encoder.identity)
+        if not options.quiet and bag.embedded_now == 0:
+            trained = head.embeddings_dir and Path(head.embeddings_dir) in Path(bag.store).parents
+            where = f"the cache train-mil filled for this head ({head.embeddings_dir})" if trained else str(bag.store)
+            print(f"{slide_path.name}: {counted(len(bag), 'tile embedding')} read from {where}; no tile embedded",
+                  file=sys.stderr)
     used = options.replace(tissue_options=options.tissue_options or {}, output_downsample=(
-        options.output_downsample or default_output_downsample(encoder.tile_size * bag.grid.scale)),
-        pixel_composite=options.pixel_composite or default_pixel_composite(encoder))
+        options.output_downsample or default_output_downsample(bag.grid.tile_size * bag.grid.scale)),
+        pixel_composite=options.pixel_composite or (
+            default_pixel_composite(encoder) if encoder is not None else None))
     method = options.method
     parameters = dict(used.hashed(), method=method if isinstance(method, str) else getattr(method, "__name__",
                                                                                            repr(method)))
-    params = dict(slide=file_record(slide_path), head_sha256=head.weights_sha256, encoder=encoder.identity,
+    params = dict(slide=file_record(slide_path), head_sha256=head.weights_sha256, **source,
                   parameters=parameters, grid=bag.grid.to_dict(), n_tiles=len(bag))
     return MILPlan(slide_path, Path(out_dir), head, encoder, bag, used, parameters, params, parameters_hash(params),
                    dict(load_s=load_s, embedding_s=time.perf_counter() - t0))
+
+
+def _features_bag(slide_path: Path, head: MILHead, options: MILOptions) -> SlideBag:
+    """The bag of the slide's TRIDENT/CLAM features, checked against the slide and the head."""
+    from lrp_captum.wsi.mil.feature_bags import features_bag, slide_features
+    from lrp_captum.wsi.reader import slide_mpp
+
+    slide = open_slide(slide_path)
+    record = slide_features(options.features, slide, slide_path, in_dim=head.in_dim, patches=options.patches,
+                            patch_size_level0=options.patch_size_level0)
+    return features_bag(record, slide, slide_mpp(slide, slide_path, options.slide_mpp_override))
 
 
 def slide_evidence(plan: MILPlan) -> SlideEvidence:
@@ -263,9 +289,10 @@ def top_tile_maps(plan: MILPlan, evidence: SlideEvidence) -> TopTileMaps:
     method without per-dimension relevance)."""
     t0 = time.perf_counter()
     enc, bag = plan.encoder, plan.bag
-    k = max(0, min(plan.options.top_tiles, len(bag))) if evidence.per_dimension is not None else 0
+    k = max(0, min(plan.options.top_tiles, len(bag))) if evidence.per_dimension is not None and enc else 0
     top = evidence.order[:k]
-    maps = np.zeros((0, enc.tile_size, enc.tile_size), np.float32)
+    side = enc.tile_size if enc else bag.grid.tile_size
+    maps = np.zeros((0, side, side), np.float32)
     if len(top):
         ds = SlideTileDataset(plan.slide_path, bag.grid, bag.tiles)
         rgb = torch.stack([ds[int(i)][1] for i in top])
@@ -321,7 +348,8 @@ def _manifest(plan: MILPlan, slide, evidence: SlideEvidence, maps: TopTileMaps, 
         format=FORMAT, params_hash=plan.params_hash, outputs=outputs,
         slide=slide_record(plan.slide_path, slide, bag.grid.slide_mpp, plan.params["slide"]),
         head=dict(path=head.path, name=head.name, classes=classes, weights_sha256=head.weights_sha256),
-        encoder=dict(spec=enc.spec, identity=enc.identity, dim=enc.dim),
+        encoder=None if enc is None else dict(spec=enc.spec, identity=enc.identity, dim=enc.dim),
+        features=None if enc is not None else dict(plan.params["features"], dim=int(bag.features.shape[1])),
         method=plan.parameters["method"], method_options=used.method_options or {},
         pixel_composite=used.pixel_composite, parameters=plan.parameters,
         prediction=dict(class_name=classes[int(evidence.probs.argmax())], probabilities=evidence.probs.tolist(),

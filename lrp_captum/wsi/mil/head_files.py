@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -160,3 +161,54 @@ def _is_head_config(path: Path) -> bool:
         return json.loads(path.read_text()).get("format") == HEAD_FORMAT
     except (ValueError, OSError, AttributeError):
         return False
+
+
+#: the command line's head architecture names -> (the name of :func:`load_published_head`, gated attention)
+_PUBLISHED = {"abmil": ("abmil", False), "abmil-gated": ("abmil", True), "clam-sb": ("clam_sb", None),
+              "clam-mb": ("clam_mb", None), "transmil": ("transmil", None), "xmil-attnmil": ("xmil", None)}
+
+
+def head_from_checkpoint(checkpoint, arch: str, classes=None) -> MILHead:
+    """A MIL head trained elsewhere, from its checkpoint, as a :class:`MILHead` that reads features.
+
+    Parameters
+    ----------
+    checkpoint : the weights file (for ``xmil-attnmil`` the xMIL run folder).
+    arch : ``abmil``, ``abmil-gated``, ``clam-sb``, ``clam-mb``, ``transmil``, ``xmil-attnmil``
+        (:data:`~lrp_captum.wsi.slide_options.HEAD_ARCHITECTURES`) or ``package.module:factory``.
+    classes : names of its logits, in order; default ``class_0, class_1, ...``.
+
+    The head has no encoder of its own (``encoder_spec`` empty): it explains features computed
+    elsewhere. Raises ``ValueError`` naming the file as
+    :func:`~lrp_captum.wsi.mil.published_heads.load_published_head`, and when the checkpoint is an
+    ABMIL of the other attention kind or ``classes`` does not match its number of logits.
+    """
+    from lrp_captum.wsi.mil.published_heads import load_published_head
+
+    name, gated = _PUBLISHED.get(arch, (arch, None))
+    try:
+        loaded = load_published_head(checkpoint, name)
+    except ValueError as exc:  # said in the library's names: say it in the ones given here
+        raise ValueError(_in_given_names(str(exc))) from None
+    if gated is not None and loaded.options.get("gated") != gated:
+        other = "abmil-gated" if loaded.options.get("gated") else "abmil"
+        raise ValueError(f"{checkpoint} holds {'a gated' if loaded.options.get('gated') else 'an ungated'} ABMIL "
+                         f"(global_attn.{'attention_a' if loaded.options.get('gated') else 'module'}), not {arch}; "
+                         f"name it {other}")
+    names = [f"class_{i}" for i in range(loaded.num_classes)] if classes is None else list(classes)
+    if len(names) != loaded.num_classes:
+        raise ValueError(f"{len(names)} class names ({', '.join(names)}) for the {loaded.num_classes} logits of "
+                         f"{checkpoint}; give one name per logit")
+    return MILHead(model=loaded.model, name=arch, classes=names, in_dim=int(loaded.in_dim), encoder_spec={},
+                   encoder_identity="", config=dict(arch=arch, options=loaded.options),
+                   weights_sha256=file_sha256(loaded.path), path=str(Path(loaded.path).resolve()))
+
+
+def _in_given_names(message: str) -> str:
+    """``message`` of :mod:`~lrp_captum.wsi.mil.published_heads` with its architecture names as
+    :data:`~lrp_captum.wsi.slide_options.HEAD_ARCHITECTURES` spells them."""
+    from lrp_captum.wsi.mil.published_heads import ARCHITECTURES
+    from lrp_captum.wsi.slide_options import HEAD_ARCHITECTURES
+
+    message = message.replace(", ".join(ARCHITECTURES), ", ".join(HEAD_ARCHITECTURES))
+    return re.sub(r"\b(clam)_(sb|mb)\b", r"\1-\2", message)
