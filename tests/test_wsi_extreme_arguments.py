@@ -1,0 +1,94 @@
+"""Out-of-range slide arguments are refused before any work, with one line and exit code 2, and
+leave nothing behind: the bounds are declared once (lrp_captum.wsi.slide_options), so every
+command that takes an option refuses the same values; a grid whose cell count would explode is
+refused before a cell is visited."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lrp_captum import cli
+from lrp_captum.wsi.slide_options import COHORT, EXPLAIN, EXPLAIN_MIL, SLIDE_OPTIONS, TRAIN_MIL, SlideOptions
+from test_wsi_support import tiny_model_config
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from lrp_captum.demos.sample_slide import write_sample_slide
+
+    d = tmp_path_factory.mktemp("extreme")
+    (d / "slides").mkdir()
+    return write_sample_slide(d / "slides" / "s.tif", 512, kind="tiff", seed=1), tiny_model_config(d / "model")
+
+
+def _argv(command: str, slide: Path, model: Path, out: Path) -> list[str]:
+    return {EXPLAIN: ["slide", "explain", str(slide), "--model", str(model), "--out", str(out)],
+            COHORT: ["slide", "cohort", str(slide.parent), "--model", str(model), "--out", str(out)],
+            EXPLAIN_MIL: ["slide", "explain-mil", str(slide), "--mil", "head.json", "--out", str(out)],
+            TRAIN_MIL: ["slide", "train-mil", "--cohort", "c", "--out", str(out)]}[command]
+
+
+def _refused(argv, capsys) -> str:
+    """The one line of a command that must stop with exit code 2."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+EXTREME = [("threads", "100000"), ("threads", "0"), ("num_workers", "100000"), ("mpp", "1e-9"), ("mpp", "1e9"),
+           ("slide_mpp_override", "1e-300"), ("tile_size", "0"), ("tile_size", "-5"), ("tile_size", "100000000"),
+           ("output_downsample", "100000000000")]
+
+
+@pytest.mark.parametrize("name, text", EXTREME, ids=[f"{n}={t}" for n, t in EXTREME])
+def test_every_command_refuses_an_out_of_range_value_in_one_line(files, tmp_path, capsys, name, text):
+    from lrp_captum.wsi.mil.explain import MIL_OPTIONS
+
+    slide, model = files
+    option = SLIDE_OPTIONS[name]
+    commands = [c for c in (EXPLAIN, COHORT, EXPLAIN_MIL, TRAIN_MIL) if c in option.commands]
+    assert commands
+    for command in commands:
+        table = MIL_OPTIONS if command == EXPLAIN_MIL else SLIDE_OPTIONS
+        flag = table[name].cli_flag
+        err = _refused(_argv(command, slide, model, tmp_path / "o") + [flag, text], capsys)
+        assert flag in err and text in err, (command, err)
+        assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name, text", EXTREME, ids=[f"{n}={t}" for n, t in EXTREME])
+def test_the_python_api_refuses_the_same_values(name, text):
+    value = SLIDE_OPTIONS[name].kind.type(float(text)) if name != "mpp" else float(text)
+    with pytest.raises(ValueError, match=f"option {name}: "):
+        SlideOptions(**{name: value})
+
+
+def test_the_bounds_leave_every_sensible_value_usable():
+    SlideOptions(threads=64, num_workers=32, mpp=0.05, tile_size=2048, slide_mpp_override=0.1,
+                 output_downsample=4096)
+
+
+def test_a_grid_with_too_many_cells_is_refused_before_a_cell_is_visited():
+    import time
+
+    from lrp_captum.wsi.grid import make_grid
+
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=r"--mpp.*--tile-size.*--overlap"):
+        make_grid(200_000, 200_000, 0.25, [1.0], target_mpp=0.02, tile_size=8, overlap=0.5)
+    assert time.perf_counter() - t < 1.0
+    make_grid(200_000, 100_000, 0.25, [1.0], target_mpp=0.5, tile_size=224, overlap=0.125)  # a large real slide
+
+
+def test_slide_explain_refuses_a_grid_explosion_in_one_line_and_writes_nothing(files, tmp_path, capsys):
+    slide, model = files
+    err = _refused(_argv(EXPLAIN, slide, model, tmp_path / "o") + ["--mpp", "0.02", "--tile-size", "8",
+                                                                     "--overlap", "0.9"], capsys)
+    assert "grid" in err and "cells" in err
+    assert not (tmp_path / "o").exists()
