@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from lrp_captum.cli.arguments import CommandError, add_option, existing_file, positive_float, positive_int
+from lrp_captum.model_files import class_names
 from lrp_captum.wsi.slide_options import COHORT, EXPLAIN, SLIDE_OPTIONS, Choice, Flag, Option, OptionTable
 
 __all__ = ["add_options", "options_from_args", "add_explain_options", "explain_options", "model_from_args"]
@@ -104,8 +105,9 @@ def model_from_args(args):
         raise CommandError("give either --model CONFIG or --arch, not both")
     if not (args.weights and args.classes):
         raise CommandError("--arch needs --weights FILE and --classes a,b,...")
-    classes = [c.strip() for c in args.classes.split(",")]
-    if not all(classes) or len(set(classes)) != len(classes):
-        raise CommandError(f"--classes must be distinct, non-empty names, got {args.classes!r}")
+    try:
+        classes = class_names([c.strip() for c in args.classes.split(",")], "--classes")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     return dict(architecture=args.arch, weights=str(args.weights), classes=classes,
                 kwargs=dict(num_classes=len(classes)), tile_size=args.model_tile_size, mpp=args.model_mpp)

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from lrp_captum.model_files import class_names
 from lrp_captum.viewer.paths import UnsafePathError, check_inside, is_inside, resolve_under, shown_path
 from lrp_captum.wsi.slide_files import SLIDE_SUFFIXES, ResultNameClash, result_name
 REQUIRED_TILE_COLUMNS = ("x0", "y0", "w0", "h0")
@@ -368,6 +369,10 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None,
         raise ResultError(f"{name(tpath)} lacks column(s) {', '.join(missing)}; re-run the explanation")
     model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
     classes = manifest.get("classes") or model.get("classes") or []
+    try:
+        classes = class_names(classes, name(rdir / "manifest.json")) if classes else []
+    except ValueError as exc:
+        raise ResultError(f"{exc}; re-run the explanation") from None
     try:
         vmax = float(manifest["vmax"])
     except (KeyError, TypeError, ValueError):
