@@ -1,0 +1,111 @@
+"""A slide region shrunk to a given size with memory bounded whatever the slide.
+
+Reading a region at a pyramid level and resizing it holds the whole region in memory, four times
+over (RGBA, the white background, the composite, RGB). On a slide without a pyramid the level
+for a thumbnail or a zoomed-out view is level 0, so that is gigabytes (16 bytes per level-0 pixel
+of the slide). Here a region larger than :data:`READ_BUDGET_PX` is read block by block
+(:data:`BLOCK` level pixels square) and each block is integrated into the output pixels it covers:
+the result is the exact area average of the level's pixels (glass white where the slide is
+transparent), in bounded memory: one block, one band of output rows in float64, and the output.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: a region of at most this many level pixels is read at once and resized (a 2048 x 2048 region:
+#: 16 MiB as RGBA)
+READ_BUDGET_PX = 2048 * 2048
+#: side of the blocks a larger region is read in, in level pixels (1 MiB each as RGBA, 6 MiB as
+#: float64 RGB)
+BLOCK = 512
+
+
+def _rgb_on_white(img) -> np.ndarray:
+    """RGB float64 ``(h, w, 3)`` of an RGBA PIL image from ``read_region`` composited onto white
+    (transparent pixels, outside the slide's scanned area, are glass)."""
+    a = np.asarray(img, dtype=np.float64)
+    alpha = a[..., 3:4] / 255.0
+    return a[..., :3] * alpha + 255.0 * (1.0 - alpha)
+
+
+def _integrate(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
+    """Integral of piecewise-constant ``values`` along ``axis`` from ``lo[j]`` to ``hi[j]`` (positions
+    in pixels of that axis, ``0 <= lo <= hi <= n``); the result has ``len(lo)`` entries on ``axis``."""
+    v = np.moveaxis(values, axis, 0)
+    n = v.shape[0]
+    cum = np.concatenate([np.zeros((1,) + v.shape[1:]), np.cumsum(v, axis=0)])
+
+    def at(t):
+        k = np.clip(np.floor(t).astype(np.int64), 0, n - 1)
+        frac = (t - k).reshape((-1,) + (1,) * (v.ndim - 1))
+        return cum[k] + frac * v[k]
+
+    return np.moveaxis(at(hi) - at(lo), 0, axis)
+
+
+def _covering(start: float, step: float, count: int, a: int, b: int) -> tuple[int, int]:
+    """Output pixels ``[j0, j1)`` (pixel ``j`` spans ``start + j*step .. start + (j+1)*step``) that
+    overlap the level pixels ``[a, b)``."""
+    j0 = max(0, int(math.floor((a - start) / step)))
+    j1 = min(count, int(math.ceil((b - start) / step)))
+    return j0, max(j0, j1)
+
+
+def read_downsampled(slide, box0: tuple[float, float, float, float], size: tuple[int, int], *,
+                     level: int | None = None, budget_px: int = READ_BUDGET_PX, block: int = BLOCK) -> np.ndarray:
+    """RGB uint8 ``(height, width, 3)`` of a slide region resized to ``size``, glass white.
+
+    Parameters
+    ----------
+    slide : ``openslide.OpenSlide`` (or anything with ``read_region``, ``level_downsamples`` and
+        ``get_best_level_for_downsample``).
+    box0 : ``(x0, y0, w0, h0)`` of the region in level-0 pixels.
+    size : ``(width, height)`` of the result in pixels.
+    level : the pyramid level to read (default: the best one for the downsample).
+    budget_px : a region of at most this many level pixels is read at once and resized
+        (bilinear); a larger one block by block and area-averaged (:func:`_integrate`).
+    block : side of those blocks in level pixels.
+    """
+    from PIL import Image
+
+    x0, y0, w0, h0 = map(float, box0)
+    width, height = (max(1, int(s)) for s in size)
+    if level is None:
+        level = slide.get_best_level_for_downsample(max(w0 / width, h0 / height))
+    d = float(slide.level_downsamples[level])
+    lx, ly, lw, lh = x0 / d, y0 / d, w0 / d, h0 / d  # the region in level pixels
+    xa, ya = int(math.floor(lx)), int(math.floor(ly))
+    xb, yb = max(xa + 1, int(math.ceil(lx + lw))), max(ya + 1, int(math.ceil(ly + lh)))
+    if (xb - xa) * (yb - ya) <= budget_px:
+        img = slide.read_region((int(round(xa * d)), int(round(ya * d))), level, (xb - xa, yb - ya))
+        rgb = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img).convert("RGB")
+        box = (lx - xa, ly - ya, lx - xa + lw, ly - ya + lh)
+        return np.asarray(rgb.resize((width, height), Image.BILINEAR, box=box))
+    fx, fy = lw / width, lh / height  # level pixels per output pixel
+    out = np.empty((height, width, 3), np.uint8)
+    rows = max(1, min(int(block / fy), budget_px // (4 * width)))  # output rows per band
+    for r0 in range(0, height, rows):
+        r1 = min(height, r0 + rows)
+        acc = np.zeros((r1 - r0, width, 3))
+        band_a, band_b = int(math.floor(ly + r0 * fy)), int(math.ceil(ly + r1 * fy))
+        for by in range(band_a, band_b, block):
+            bh = min(block, band_b - by)
+            j0, j1 = _covering(ly, fy, height, by, by + bh)
+            j0, j1 = max(j0, r0), min(j1, r1)
+            if j1 <= j0:
+                continue
+            for bx in range(xa, xb, block):
+                bw = min(block, xb - bx)
+                i0, i1 = _covering(lx, fx, width, bx, bx + bw)
+                if i1 <= i0:
+                    continue
+                pixels = _rgb_on_white(slide.read_region((int(round(bx * d)), int(round(by * d))), level, (bw, bh)))
+                cols = np.arange(i0, i1 + 1) * fx + lx - bx  # output pixel edges, in block pixels
+                part = _integrate(pixels, np.clip(cols[:-1], 0, bw), np.clip(cols[1:], 0, bw), axis=1)
+                edges = np.arange(j0, j1 + 1) * fy + ly - by
+                acc[j0 - r0:j1 - r0, i0:i1] += _integrate(part, np.clip(edges[:-1], 0, bh), np.clip(edges[1:], 0, bh),
+                                                          axis=0)
+        out[r0:r1] = np.clip(np.round(acc / (fx * fy)), 0, 255).astype(np.uint8)
+    return out
