@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from lrp_captum.csv_cells import read_csv_frame
 from lrp_captum.model_files import class_names
 from lrp_captum.viewer.paths import UnsafePathError, check_inside, is_inside, resolve_under, shown_path
 from lrp_captum.wsi.slide_files import SLIDE_SUFFIXES, ResultNameClash, result_name
@@ -310,7 +311,6 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None,
         (:func:`check_map_shape`, before anything is read); without it, the size recorded in
         the manifest is used.
     """
-    import pandas as pd
 
     rdir = Path(result_dir)
     root = Path(results_dir) if results_dir is not None else rdir.parent
@@ -358,7 +358,7 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None,
 
     tpath = rdir / "tiles.csv"
     try:
-        tiles = pd.read_csv(tpath)
+        tiles = read_csv_frame(tpath)
     except FileNotFoundError:
         raise ResultError(f"{name(tpath)} is missing; re-run the explanation") from None
     except Exception as exc:

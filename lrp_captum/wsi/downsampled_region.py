@@ -6,7 +6,7 @@ for a thumbnail or a zoomed-out view is level 0, so that is gigabytes (16 bytes 
 of the slide). Here a region larger than :data:`READ_BUDGET_PX` is read block by block
 (:data:`BLOCK` level pixels square) and each block is integrated into the output pixels it covers:
 the result is the exact area average of the level's pixels (glass white where the slide is
-transparent), in bounded memory: one block, one band of output rows in float64, and the output.
+transparent), in bounded memory: one block, one band of output rows, and the output.
 """
 from __future__ import annotations
 
@@ -17,32 +17,42 @@ import numpy as np
 #: a region of at most this many level pixels is read at once and resized (a 2048 x 2048 region:
 #: 16 MiB as RGBA)
 READ_BUDGET_PX = 2048 * 2048
-#: side of the blocks a larger region is read in, in level pixels (1 MiB each as RGBA, 6 MiB as
-#: float64 RGB)
+#: side of the blocks a larger region is read in, in level pixels (1 MiB each as RGBA)
 BLOCK = 512
 
 
 def _rgb_on_white(img) -> np.ndarray:
-    """RGB float64 ``(h, w, 3)`` of an RGBA PIL image from ``read_region`` composited onto white
+    """RGB uint8 ``(h, w, 3)`` of an RGBA PIL image from ``read_region`` composited onto white
     (transparent pixels, outside the slide's scanned area, are glass)."""
-    a = np.asarray(img, dtype=np.float64)
-    alpha = a[..., 3:4] / 255.0
-    return a[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    a = np.asarray(img)
+    if a[..., 3].min() == 255:  # inside the scanned area: nothing to composite
+        return a[..., :3]
+    from PIL import Image
+
+    return np.asarray(Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img).convert("RGB"))
 
 
 def _integrate(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
     """Integral of piecewise-constant ``values`` along ``axis`` from ``lo[j]`` to ``hi[j]`` (positions
-    in pixels of that axis, ``0 <= lo <= hi <= n``); the result has ``len(lo)`` entries on ``axis``."""
+    in pixels of that axis, ascending, ``0 <= lo <= hi <= n``); the result has ``len(lo)`` entries
+    on ``axis`` (float32: exact for the sums of a block, at most ``BLOCK * 255`` per cell).
+
+    ``S(t) = sum(v[:floor(t)]) + frac(t) * v[floor(t)]``; the prefix sums are needed only at the
+    ends, so they come from one ``np.add.reduceat`` pass over the pixels between them.
+    """
     v = np.moveaxis(values, axis, 0)
     n = v.shape[0]
-    cum = np.concatenate([np.zeros((1,) + v.shape[1:]), np.cumsum(v, axis=0)])
+    k_lo = np.clip(np.floor(lo).astype(np.int64), 0, n - 1)
+    k_hi = np.clip(np.floor(hi).astype(np.int64), 0, n - 1)
+    points = np.unique(np.concatenate([[0], k_lo, k_hi]))  # ascending, in [0, n)
+    segments = np.add.reduceat(v, points, axis=0, dtype=np.float32)  # v[points[i]:points[i+1]]
+    prefix = np.concatenate([np.zeros((1,) + v.shape[1:], np.float32), np.cumsum(segments, axis=0)[:-1]])
 
-    def at(t):
-        k = np.clip(np.floor(t).astype(np.int64), 0, n - 1)
-        frac = (t - k).reshape((-1,) + (1,) * (v.ndim - 1))
-        return cum[k] + frac * v[k]
+    def at(t, k):
+        frac = (t - k).astype(np.float32).reshape((-1,) + (1,) * (v.ndim - 1))
+        return prefix[np.searchsorted(points, k)] + frac * v[k].astype(np.float32)
 
-    return np.moveaxis(at(hi) - at(lo), 0, axis)
+    return np.moveaxis(at(hi, k_hi) - at(lo, k_lo), 0, axis)
 
 
 def _covering(start: float, step: float, count: int, a: int, b: int) -> tuple[int, int]:
