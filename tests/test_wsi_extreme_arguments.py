@@ -92,3 +92,75 @@ def test_slide_explain_refuses_a_grid_explosion_in_one_line_and_writes_nothing(f
                                                                      "--overlap", "0.9"], capsys)
     assert "grid" in err and "cells" in err
     assert not (tmp_path / "o").exists()
+
+
+# --- item 11 of issue 22: one line instead of a traceback -------------------------------------------
+@pytest.mark.parametrize("argv, words", [
+    (["slide", "sample", "OUT/x.tif", "--size", "100000000"], "--size"),
+    (["slide", "sample", "OUT/x.tif", "--size", "1000", "100000000"], "--size"),
+    (["slide", "sample", "OUT/x.tif", "--mpp", "1e-300"], "--mpp"),
+    (["slide", "sample", "OUT/x.tif", "--mpp", "1e300"], "--mpp"),
+    (["slide", "cohort-sample", "--n", "2", "--out", "OUT/c", "--mpp", "1e-300"], "--mpp"),
+    (["slide", "cohort-sample", "--n", "2", "--out", "OUT/c", "--size", "100000000"], "--size"),
+    (["app", "--port", "99999", "--results", "OUT"], "--port"),
+])
+def test_absurd_sample_and_app_arguments_are_refused_in_one_line(tmp_path, capsys, argv, words):
+    out = tmp_path / "out"
+    out.mkdir()
+    err = _refused([a.replace("OUT", str(out)) for a in argv], capsys)
+    assert words in err
+    assert not any(out.iterdir())  # nothing written
+
+
+def test_the_app_refuses_results_that_are_a_file(tmp_path, capsys):
+    results = tmp_path / "results.txt"
+    results.write_text("not a folder")
+    err = _refused(["app", "--results", str(results), "--no-token"], capsys)
+    assert "--results" in err and "is a file" in err
+
+
+def _as_another_user() -> list[str]:
+    """The command prefix that drops root (for whom no folder is read-only) to user ``nobody``."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to run as another user than root"
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_a_read_only_out_is_found_before_the_model_is_loaded(files):
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    slide, model = files
+    top = Path(tempfile.mkdtemp(prefix="lrp-readonly-"))
+    try:
+        top.chmod(0o755)
+        shutil.copy(slide, top / "s.tif")
+        broken = top / "broken.json"  # a model that would fail to load: the --out error must come first
+        broken.write_text(json.dumps(dict(json.loads(model.read_text()), classes=["a", "a"])))
+        home = top / "home"  # the user's own (matplotlib's cache)
+        home.mkdir()
+        home.chmod(0o777)
+        locked = top / "locked"
+        locked.mkdir(mode=0o555)
+        locked.chmod(0o555)
+        for out in (locked, locked / "new"):
+            run = subprocess.run(_as_another_user() + [sys.executable, "-m", "lrp_captum.cli", "slide", "explain",
+                                                       str(top / "s.tif"), "--model", str(broken), "--out", str(out)],
+                                 capture_output=True, text=True, timeout=300, cwd=top,
+                                 env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HOME": str(home),
+                                      "PATH": "/usr/bin:/bin"})
+            err = run.stderr.strip()
+            assert run.returncode == 2 and len(err.splitlines()) == 1, err
+            assert "--out" in err and "not writable" in err and str(locked) in err, err
+        assert not any(locked.iterdir())
+    finally:
+        locked.chmod(0o755)
+        shutil.rmtree(top)

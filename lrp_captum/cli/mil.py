@@ -11,7 +11,7 @@ import json
 import sys
 
 from lrp_captum.cli.arguments import add_option, composite_name
-from lrp_captum.cli.slide_options import add_options, options_from_args
+from lrp_captum.cli.slide_options import add_options, options_from_args, resolution, sample_side
 from lrp_captum.wsi.slide_options import EXPLAIN_MIL, TRAIN_MIL
 
 
@@ -20,8 +20,8 @@ def register_mil(sub) -> None:
     c = sub.add_parser("cohort-sample", help="write a synthetic MIL cohort: slides, lesion masks, labels")
     c.add_argument("--n", type=int, required=True, help="number of slides (classes alternate)")
     c.add_argument("--out", required=True, help="cohort folder (slides/, masks/, cohort.csv, cohort.json)")
-    c.add_argument("--size", type=int, default=2048, help="level-0 side in px, at least 1024 (default 2048)")
-    c.add_argument("--mpp", type=float, default=0.5, help="µm per level-0 pixel (default 0.5)")
+    c.add_argument("--size", type=sample_side(1024), default=2048, help="level-0 side in px, from 1024 to 100000 (default 2048)")
+    c.add_argument("--mpp", type=resolution, default=0.5, help="µm per level-0 pixel (default 0.5)")
     add_option(c, "--seed", help_more="of the slides' layout and lesions (default 0)")
     c.add_argument("--test-fraction", type=float, default=0.4, help="share of held-out slides (default 0.4)")
     c.add_argument("--quiet", action="store_true", help="no progress messages")

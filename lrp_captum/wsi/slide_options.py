@@ -36,7 +36,7 @@ from lrp_captum.wsi.tissue import MAX_SATURATION_THRESHOLD, MIN_SATURATION
 
 __all__ = ["Kind", "Number", "Choice", "Flag", "Text", "Value", "ClassTarget", "CompositeName", "DeviceName",
            "TissueThreshold", "POSITIVE_INT", "NON_NEGATIVE_INT", "POSITIVE_NUMBER", "RESOLUTION", "MPP_RANGE",
-           "MAX_THREADS", "MAX_TILE_SIZE", "MAX_OUTPUT_DOWNSAMPLE", "int_in", "fraction", "Option",
+           "MAX_THREADS", "MAX_TILE_SIZE", "MAX_OUTPUT_DOWNSAMPLE", "MAX_SAMPLE_SIDE", "int_in", "fraction", "Option",
            "OptionTable", "OptionValues", "SLIDE_OPTIONS", "SlideOptions", "FormField", "form_fields",
            "keyword_parameters", "check_options", "DEFAULT_OVERLAP", "EXPLAIN", "COHORT", "EXPLAIN_MIL",
            "TRAIN_MIL", "BY_MODEL"]
@@ -137,6 +137,10 @@ def int_in(low: int, high: int) -> Number:
     expected = {0: "an integer >= 0", 1: "a positive integer"}.get(low, f"an integer >= {low}")
     return Number(int, expected, f"must be an integer from {low} to {high}", low=low, high=high)
 
+
+#: the largest side of a sample slide (``slide sample``, ``slide cohort-sample``): 100000 px is
+#: 30 GB of pixels; beyond it the writer would run for days
+MAX_SAMPLE_SIDE = 100_000
 
 #: a resolution in µm/px within :data:`MPP_RANGE`
 RESOLUTION = Number(float, "a positive number", f"must be a resolution from {MPP_RANGE[0]:g} to {MPP_RANGE[1]:g} "
