@@ -164,3 +164,28 @@ def test_a_read_only_out_is_found_before_the_model_is_loaded(files):
     finally:
         locked.chmod(0o755)
         shutil.rmtree(top)
+
+
+def test_a_slide_recording_an_infinite_resolution_is_refused_in_one_line(files, tmp_path, capsys):
+    from lrp_captum.demos.sample_slide import write_sample_slide
+
+    _, model = files
+    slide = write_sample_slide(tmp_path / "odd.svs", 512, kind="svs", mpp=float("inf"))
+    err = _refused(["slide", "explain", str(slide), "--model", str(model), "--out", str(tmp_path / "o")], capsys)
+    assert "odd.svs" in err and "--slide-mpp" in err, err
+    assert not (tmp_path / "o").exists()
+    # with the resolution given, the same slide is explained
+    assert cli.main(["slide", "explain", str(slide), "--model", str(model), "--out", str(tmp_path / "o"),
+                     "--slide-mpp", "0.5", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("recorded", ["inf", "nan", "1e-300", "1e300", "0", "-0.5"])
+def test_a_recorded_resolution_outside_the_declared_range_needs_slide_mpp(recorded):
+    from types import SimpleNamespace
+
+    from lrp_captum.wsi.reader import MissingMppError, slide_mpp
+
+    properties = {"openslide.mpp-x": recorded, "openslide.mpp-y": recorded}
+    with pytest.raises(MissingMppError, match=r"s\.svs.*--slide-mpp"):
+        slide_mpp(SimpleNamespace(properties=properties), "s.svs")
+    assert slide_mpp(SimpleNamespace(properties=properties), "s.svs", override=0.25) == 0.25

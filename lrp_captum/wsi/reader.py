@@ -78,9 +78,12 @@ def slide_mpp(slide, path="slide", override: float | None = None) -> float:
         raise MissingMppError(f"slide {path} records no resolution (openslide.mpp-x is missing), so tiles "
                               f"cannot be cut at the model's µm/px; pass slide_mpp=... (CLI: --slide-mpp) "
                               f"if you know it") from None
-    if mx <= 0 or my <= 0:
-        raise MissingMppError(f"slide {path} records a non-positive resolution ({mx}, {my} µm/px); "
-                              f"pass slide_mpp=... (CLI: --slide-mpp)")
+    from lrp_captum.wsi.slide_options import MPP_RANGE
+
+    if not all(MPP_RANGE[0] <= m <= MPP_RANGE[1] for m in (mx, my)):  # also inf and NaN
+        raise MissingMppError(f"slide {path} records an unusable resolution ({mx:g}, {my:g} µm/px; usable: "
+                              f"{MPP_RANGE[0]:g} to {MPP_RANGE[1]:g}); pass slide_mpp=... (CLI: --slide-mpp) "
+                              f"if you know it")
     return (mx + my) / 2
 
 
