@@ -86,8 +86,8 @@ def check_out_dir(out: Path, params_hash: str, overwrite: bool):
     """Returns the finished manifest if ``out`` already holds this exact run, else None.
 
     Raises ``FileExistsError`` when ``out`` holds a finished or unfinished run with other
-    parameters (or a damaged manifest) and ``overwrite`` is False; with ``overwrite`` an
-    unfinished run's work folder is discarded.
+    parameters, this run with an output file missing, or a damaged manifest, and ``overwrite`` is
+    False; with ``overwrite`` an unfinished run's work folder is discarded.
     """
     manifest = out / "manifest.json"
     if manifest.is_file():
@@ -98,9 +98,12 @@ def check_out_dir(out: Path, params_hash: str, overwrite: bool):
                 raise FileExistsError(f"{manifest} is damaged ({exc}); pass overwrite=True "
                                       f"(CLI: --overwrite) to redo the run") from None
             m = {}
-        if m.get("params_hash") == params_hash and not overwrite and all(
-                (out / f).exists() for f in m.get("outputs", {}).values()):
-            return m
+        missing = [f for f in m.get("outputs", {}).values() if not (out / f).exists()]
+        if m.get("params_hash") == params_hash and not overwrite:
+            if not missing:
+                return m
+            raise FileExistsError(f"{out} holds this run, but its output {', '.join(missing)} is missing (deleted?); "
+                                  f"pass overwrite=True (CLI: --overwrite) to make the run again")
         if not overwrite:
             raise FileExistsError(f"{out} already holds a finished run with other parameters; "
                                   f"choose another folder or pass overwrite=True (CLI: --overwrite)")
