@@ -189,3 +189,55 @@ def test_a_recorded_resolution_outside_the_declared_range_needs_slide_mpp(record
     with pytest.raises(MissingMppError, match=r"s\.svs.*--slide-mpp"):
         slide_mpp(SimpleNamespace(properties=properties), "s.svs")
     assert slide_mpp(SimpleNamespace(properties=properties), "s.svs", override=0.25) == 0.25
+
+
+def _write_tiff_claiming(path: Path, side: int, tile: int) -> Path:
+    """A classic TIFF whose header claims ``side`` x ``side`` RGB pixels in four uncompressed tiles of
+    ``tile`` px (OpenSlide opens it: nothing is read until a region is asked for)."""
+    import struct
+
+    payload, tiles = b"\xff" * 64, 4
+    bps, offsets = 8 + len(payload), 8 + len(payload) + 6
+    counts = offsets + 4 * tiles
+    ifd = counts + 4 * tiles
+    tags = [(256, 4, 1, side), (257, 4, 1, side), (258, 3, 3, bps), (259, 3, 1, 1), (262, 3, 1, 2), (277, 3, 1, 3),
+            (284, 3, 1, 1), (322, 4, 1, tile), (323, 4, 1, tile), (324, 4, tiles, offsets), (325, 4, tiles, counts)]
+    out = bytearray(b"II*\x00" + struct.pack("<I", ifd)) + payload + struct.pack("<3H", 8, 8, 8)
+    out += struct.pack(f"<{tiles}I", *[8] * tiles) + struct.pack(f"<{tiles}I", *[len(payload)] * tiles)
+    out += struct.pack("<H", len(tags))
+    for tag, kind, count, value in tags:
+        out += struct.pack("<HHIHH" if kind == 3 and count == 1 else "<HHII", tag, kind, count, value,
+                           *((0,) if kind == 3 and count == 1 else ()))
+    path.write_bytes(bytes(out + struct.pack("<I", 0)))
+    return path
+
+
+@pytest.mark.timeout(120)
+def test_a_tiff_claiming_absurd_dimensions_is_refused_in_one_line(files, tmp_path, capsys):
+    import openslide
+
+    _, model = files
+    huge = _write_tiff_claiming(tmp_path / "huge.tif", 2**31 - 1, 2**30)
+    with openslide.OpenSlide(str(huge)) as opened:
+        assert opened.dimensions == (2**31 - 1, 2**31 - 1)  # 4.6e18 pixels, as the header says
+    err = _refused(["slide", "explain", str(huge), "--model", str(model), "--out", str(tmp_path / "o"),
+                    "--slide-mpp", "0.5"], capsys)
+    assert "huge.tif" in err and "2147483647 x 2147483647" in err and "damaged" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.timeout(120)
+def test_the_tile_server_refuses_a_tiff_claiming_absurd_dimensions(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from lrp_captum.viewer.tile_server import TileServer
+
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    _write_tiff_claiming(slides / "huge.tif", 2**31 - 1, 2**30)
+    with TileServer(slides, tmp_path / "results") as server:
+        for path in ("/info?slide=huge.tif", "/tile?slide=huge.tif&layer=slide&level=0&col=0&row=0"):
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(server.url + path, timeout=60)
+            assert answer.value.code == 400 and b"2147483647 x 2147483647" in answer.value.read()

@@ -46,6 +46,7 @@ from lrp_captum.viewer.results import SLIDE_SUFFIXES, ResultError, load_result, 
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
 from lrp_captum.viewer.tile_model import model_source
 from lrp_captum.viewer.units import pixel_relevance_unit
+from lrp_captum.wsi.reader import SlideError, check_slide_size
 
 LAYERS = ("slide", "relevance", "probability", "grid", "tissue")
 
@@ -176,6 +177,11 @@ class TileService:
                         slide = openslide.OpenSlide(str(path))
                     except openslide.OpenSlideError as exc:
                         raise ResultError(f"OpenSlide cannot read {rel}: {exc}") from exc
+                    try:
+                        check_slide_size(slide.dimensions, rel)
+                    except SlideError as exc:
+                        slide.close()
+                        raise ResultError(str(exc)) from None
                     dz = DeepZoomGenerator(slide, tile_size=TILE_SIZE, overlap=OVERLAP, limit_bounds=False)
                     w, h = slide.dimensions
                     hit = (slide, dz, DeepZoomGrid(w, h, TILE_SIZE, OVERLAP), key[1])
