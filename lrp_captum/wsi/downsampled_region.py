@@ -75,7 +75,8 @@ def read_downsampled(slide, box0: tuple[float, float, float, float], size: tuple
     size : ``(width, height)`` of the result in pixels.
     level : the pyramid level to read (default: the best one for the downsample).
     budget_px : a region of at most this many level pixels is read at once and resized
-        (bilinear); a larger one block by block and area-averaged (:func:`_integrate`).
+        (bilinear); a larger one block by block and area-averaged (:func:`_integrate`), holding
+        one block and the output rows it touches.
     block : side of those blocks in level pixels.
     """
     from PIL import Image
@@ -95,27 +96,27 @@ def read_downsampled(slide, box0: tuple[float, float, float, float], size: tuple
         return np.asarray(rgb.resize((width, height), Image.BILINEAR, box=box))
     fx, fy = lw / width, lh / height  # level pixels per output pixel
     out = np.empty((height, width, 3), np.uint8)
-    rows = max(1, min(int(block / fy), budget_px // (4 * width)))  # output rows per band
-    for r0 in range(0, height, rows):
-        r1 = min(height, r0 + rows)
-        acc = np.zeros((r1 - r0, width, 3))
-        band_a, band_b = int(math.floor(ly + r0 * fy)), int(math.ceil(ly + r1 * fy))
-        for by in range(band_a, band_b, block):
-            bh = min(block, band_b - by)
-            j0, j1 = _covering(ly, fy, height, by, by + bh)
-            j0, j1 = max(j0, r0), min(j1, r1)
-            if j1 <= j0:
+    # blocks on a grid of `block` level pixels (the slide's own tiles are 256 or 512 px: each is
+    # decoded once); output rows are summed while their level rows are read, then written out
+    first, acc = 0, np.zeros((0, width, 3), np.float32)  # acc: output rows first, first + 1, ...
+    for by in range(ya - ya % block, yb, block):
+        y0b, y1b = max(by, ya), min(by + block, yb)
+        j0, j1 = _covering(ly, fy, height, y0b, y1b)
+        if j1 > first + len(acc):
+            acc = np.concatenate([acc, np.zeros((j1 - first - len(acc), width, 3), np.float32)])
+        edges = np.arange(j0, j1 + 1) * fy + ly - y0b  # output row edges, in block pixels
+        for bx in range(xa - xa % block, xb, block):
+            x0b, x1b = max(bx, xa), min(bx + block, xb)
+            i0, i1 = _covering(lx, fx, width, x0b, x1b)
+            if i1 <= i0 or j1 <= j0:
                 continue
-            for bx in range(xa, xb, block):
-                bw = min(block, xb - bx)
-                i0, i1 = _covering(lx, fx, width, bx, bx + bw)
-                if i1 <= i0:
-                    continue
-                pixels = _rgb_on_white(slide.read_region((int(round(bx * d)), int(round(by * d))), level, (bw, bh)))
-                cols = np.arange(i0, i1 + 1) * fx + lx - bx  # output pixel edges, in block pixels
-                part = _integrate(pixels, np.clip(cols[:-1], 0, bw), np.clip(cols[1:], 0, bw), axis=1)
-                edges = np.arange(j0, j1 + 1) * fy + ly - by
-                acc[j0 - r0:j1 - r0, i0:i1] += _integrate(part, np.clip(edges[:-1], 0, bh), np.clip(edges[1:], 0, bh),
-                                                          axis=0)
-        out[r0:r1] = np.clip(np.round(acc / (fx * fy)), 0, 255).astype(np.uint8)
+            pixels = _rgb_on_white(slide.read_region((int(round(x0b * d)), int(round(y0b * d))), level,
+                                                     (x1b - x0b, y1b - y0b)))
+            cols = np.arange(i0, i1 + 1) * fx + lx - x0b  # output column edges, in block pixels
+            part = _integrate(pixels, np.clip(cols[:-1], 0, x1b - x0b), np.clip(cols[1:], 0, x1b - x0b), axis=1)
+            acc[j0 - first:j1 - first, i0:i1] += _integrate(part, np.clip(edges[:-1], 0, y1b - y0b),
+                                                            np.clip(edges[1:], 0, y1b - y0b), axis=0)
+        done = height if y1b >= yb else min(first + len(acc), max(first, int(math.floor((y1b - ly) / fy))))
+        out[first:done] = np.clip(np.round(acc[:done - first] / (fx * fy)), 0, 255).astype(np.uint8)
+        first, acc = done, acc[done - first:]
     return out
