@@ -10,23 +10,7 @@ import pytest
 
 from lrp_captum import cli
 from lrp_captum.wsi.slide_options import COHORT, EXPLAIN, EXPLAIN_MIL, SLIDE_OPTIONS, TRAIN_MIL, SlideOptions
-from test_wsi_support import tiny_model_config
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    from lrp_captum.demos.sample_slide import write_sample_slide
-
-    d = tmp_path_factory.mktemp("extreme")
-    (d / "slides").mkdir()
-    return write_sample_slide(d / "slides" / "s.tif", 512, kind="tiff", seed=1), tiny_model_config(d / "model")
-
-
-def _argv(command: str, slide: Path, model: Path, out: Path) -> list[str]:
-    return {EXPLAIN: ["slide", "explain", str(slide), "--model", str(model), "--out", str(out)],
-            COHORT: ["slide", "cohort", str(slide.parent), "--model", str(model), "--out", str(out)],
-            EXPLAIN_MIL: ["slide", "explain-mil", str(slide), "--mil", "head.json", "--out", str(out)],
-            TRAIN_MIL: ["slide", "train-mil", "--cohort", "c", "--out", str(out)]}[command]
+from test_wsi_slide_options import _argv, files  # noqa: F401 (files: the slide and model fixture)
 
 
 def _refused(argv, capsys) -> str:
