@@ -135,9 +135,13 @@ def test_a_read_only_out_is_found_before_the_model_is_loaded(files):
         locked = top / "locked"
         locked.mkdir(mode=0o555)
         locked.chmod(0o555)
-        for out in (locked, locked / "new"):
-            run = subprocess.run(_as_another_user() + [sys.executable, "-m", "lrp_captum.cli", "slide", "explain",
-                                                       str(top / "s.tif"), "--model", str(broken), "--out", str(out)],
+        commands = [["slide", "explain", str(top / "s.tif"), "--model", str(broken), "--out", str(locked)],
+                    ["slide", "explain", str(top / "s.tif"), "--model", str(broken), "--out", str(locked / "new")],
+                    ["slide", "cohort", str(top), "--model", str(broken), "--out", str(locked / "c")],
+                    ["slide", "explain-mil", str(top / "s.tif"), "--mil", str(broken), "--out", str(locked / "m")],
+                    ["slide", "cohort-sample", "--n", "2", "--out", str(locked / "s")]]
+        for argv in commands:
+            run = subprocess.run(_as_another_user() + [sys.executable, "-m", "lrp_captum.cli", *argv],
                                  capture_output=True, text=True, timeout=300, cwd=top,
                                  env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HOME": str(home),
                                       "PATH": "/usr/bin:/bin"})

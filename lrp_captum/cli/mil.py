@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from lrp_captum.cli.arguments import add_option, composite_name
+from lrp_captum.cli.arguments import add_option, composite_name, output_file, output_folder
 from lrp_captum.cli.slide_options import add_options, options_from_args, resolution, sample_side
 from lrp_captum.wsi.slide_options import EXPLAIN_MIL, TRAIN_MIL
 
@@ -19,7 +19,7 @@ def register_mil(sub) -> None:
     """Add the MIL commands to the ``slide`` group's sub-parsers ``sub``."""
     c = sub.add_parser("cohort-sample", help="write a synthetic MIL cohort: slides, lesion masks, labels")
     c.add_argument("--n", type=int, required=True, help="number of slides (classes alternate)")
-    c.add_argument("--out", required=True, help="cohort folder (slides/, masks/, cohort.csv, cohort.json)")
+    c.add_argument("--out", required=True, type=output_folder, help="cohort folder (slides/, masks/, cohort.csv, cohort.json)")
     c.add_argument("--size", type=sample_side(1024), default=2048, help="level-0 side in px, from 1024 to 100000 (default 2048)")
     c.add_argument("--mpp", type=resolution, default=0.5, help="µm per level-0 pixel (default 0.5)")
     add_option(c, "--seed", help_more="of the slides' layout and lesions (default 0)")
@@ -29,7 +29,7 @@ def register_mil(sub) -> None:
 
     t = sub.add_parser("train-mil", help="train a MIL head (ABMIL or transformer) on slide labels only")
     t.add_argument("--cohort", required=True, help="cohort folder or its cohort.csv (slide, label, split)")
-    t.add_argument("--out", required=True, help="head path without suffix (writes OUT.pt and OUT.json)")
+    t.add_argument("--out", required=True, type=output_file, help="head path without suffix (writes OUT.pt and OUT.json)")
     t.add_argument("--head", choices=("abmil", "transmil"), default="abmil",
                    help="head architecture: gated attention-MIL or a transformer aggregator (default abmil)")
     _encoder_args(t)
@@ -44,7 +44,7 @@ def register_mil(sub) -> None:
                                            "pixel maps of the top tiles")
     e.add_argument("slide", help="slide file (any format OpenSlide reads)")
     e.add_argument("--mil", required=True, help="MIL head JSON written by train-mil")
-    e.add_argument("--out", required=True, help="output folder (rerun the same command: returns at once)")
+    e.add_argument("--out", required=True, type=output_folder, help="output folder (rerun the same command: returns at once)")
     e.add_argument("--composite", type=composite_name, default=None,
                    help="LRP composite of xmil_lrp (default: xmil)")
     _encoder_args(e, default=None)
