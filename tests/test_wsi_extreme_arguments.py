@@ -229,3 +229,11 @@ def test_the_tile_server_refuses_a_tiff_claiming_absurd_dimensions(tmp_path):
             with pytest.raises(urllib.error.HTTPError) as answer:
                 urllib.request.urlopen(server.url + path, timeout=60)
             assert answer.value.code == 400 and b"2147483647 x 2147483647" in answer.value.read()
+
+
+@pytest.mark.parametrize("flag", ["--cpus-per-slide", "--num-cpus"])
+def test_the_cohort_refuses_more_cpus_than_any_machine_has(files, tmp_path, capsys, flag):
+    slide, model = files  # --cpus-per-slide is each slide's torch threads too
+    err = _refused(_argv(COHORT, slide, model, tmp_path / "o") + [flag, "100000"], capsys)
+    assert flag in err and "100000" in err
+    assert not (tmp_path / "o").exists()
