@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from lrp_captum.csv_cells import write_csv_rows
 from lrp_captum.demos import planted_patterns as G
 from lrp_captum.evaluation import ranking as S
 
@@ -94,11 +95,8 @@ def summarise(out: Path) -> None:
         return mean, sd
 
     order = sorted(per_seed, key=lambda n: -stat(n, "mass_accuracy")[0])
-    with open(out / "summary.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["method"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")])
-        for name in order:
-            w.writerow([name] + [v for c in COLUMNS for v in stat(name, c)])
+    write_csv_rows(out / "summary.csv", ["method"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")],
+                   ([name] + [v for c in COLUMNS for v in stat(name, c)] for name in order))
     print(f"{len(files)} seed(s): {', '.join(f.parent.name for f in files)}")
     head = ["method", "mass acc ↑", "pointing ↑", "AOPC MoRF ↑", "AOPC LeRF ↓", "ABPC ↑",
             "selectivity ↑", "conserv. err ↓", "continuity ↓", "rand. sim ↓", "s / batch"]

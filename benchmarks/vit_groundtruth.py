@@ -16,7 +16,6 @@ trained weights and a figure to --out.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from lrp_captum.csv_cells import write_csv_rows
 from lrp_captum.demos import planted_patterns as G
 from lrp_captum.demos.vit_planted_patterns import SCORES, VIT_METHODS, score_explainers, vit_explainers
 
@@ -68,10 +68,7 @@ def run_seed(seed: int, args) -> tuple[dict, dict]:
     rows = [dict(seed=seed, method=name, **{k: float(v.float().mean()) for k, v in scores.items()
                                             if k != "seconds"},
                  seconds=scores["seconds"] / len(test)) for name, scores in results.items()]
-    with open(args.out / f"seed{seed}" / "scores.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_rows(args.out / f"seed{seed}" / "scores.csv", list(rows[0]), (list(r.values()) for r in rows))
     if seed == args.seeds[0]:
         heatmap_figure(model, test, args.out / "vit_groundtruth_heatmaps.png")
     return rows, record

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 __all__ = ["read_state_dict", "read_checkpoint", "load_weights", "import_factory", "build_from_factory",
-           "class_index"]
+           "class_index", "class_names"]
 
 
 def read_state_dict(path, *, what: str = "weights", of: str = "", map_location="cpu") -> dict:
@@ -163,3 +163,23 @@ def class_index(classes: Sequence[str], name_or_index, owner: str = "model") -> 
     if not 0 <= i < len(classes):
         raise ValueError(f"class index {i} out of range for {len(classes)} classes {classes}")
     return i
+
+
+def class_names(value, owner: str) -> list[str]:
+    """``value`` as a list of class names: at least one, each a non-empty string, all distinct
+    (two classes of one name would share one ``p_<name>`` column and one target name).
+
+    ``ValueError`` starting with ``owner`` (``"model config m.json"``, ``"--classes"``) otherwise.
+    """
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{owner}: classes must be a list of class names, got {value!r}")
+    if not value:
+        raise ValueError(f"{owner}: classes must name at least one class")
+    bad = [c for c in value if not (isinstance(c, str) and c.strip())]
+    if bad:
+        raise ValueError(f"{owner}: class names must be non-empty strings, got {bad[0]!r}")
+    twice = sorted({c for c in value if value.count(c) > 1})
+    if twice:
+        raise ValueError(f"{owner}: class names must be distinct; {', '.join(map(repr, twice))} appears twice "
+                         f"in {list(value)}")
+    return list(value)

@@ -50,6 +50,7 @@ def test_csv_gives_ids_labels_and_per_slide_mpp_with_paths_relative_to_the_csv(t
     ("path,slide_id\na.tif,../escape\n", "cannot be a folder name"),
     ("path,mpp\na.tif,fast\n", "line 2: mpp 'fast' is not a number"),
     ("path,mpp\na.tif,-1\n", "mpp must be a positive number"),
+    ("path,mpp\na.tif,1e-300\n", "line 2: mpp must be a resolution from 0.01 to 1000"),
     ("file\na.tif\n", "has no 'path' column"),
     ("path\n", "lists no slides"),
 ])

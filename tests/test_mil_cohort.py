@@ -88,6 +88,7 @@ def test_cohort_sample_cli_refuses_a_folder_holding_another_cohort(mil_cohort):
 
 def test_cohort_sample_cli_refuses_too_small_slides_in_one_line(tmp_path):
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        rc = cli.main(["slide", "cohort-sample", "--n", "2", "--out", str(tmp_path / "c"), "--size", "512"])
-    assert rc == 2 and "at least 1024 px" in err.getvalue() and not (tmp_path / "c" / "cohort.csv").exists()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as refused:  # refused while parsing
+        cli.main(["slide", "cohort-sample", "--n", "2", "--out", str(tmp_path / "c"), "--size", "512"])
+    assert refused.value.code == 2 and len(err.getvalue().strip().splitlines()) == 1
+    assert "--size: must be an integer from 1024" in err.getvalue() and not (tmp_path / "c").exists()

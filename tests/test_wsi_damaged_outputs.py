@@ -60,3 +60,22 @@ def test_a_finished_run_missing_an_output_file_names_it(tmp_path):
     with pytest.raises(FileExistsError, match=r"made with these options, but overview\.png is missing; rerun with "
                                               r"--overwrite"):
         check_out_dir(tmp_path, "abc", overwrite=False, parameters={"composite": "epsilon"})
+
+
+def test_a_run_missing_an_output_says_which_file_is_missing_not_other_parameters(tmp_path):
+    from lrp_captum import cli
+    from lrp_captum.demos.sample_slide import write_sample_slide
+    from test_wsi_support import tiny_model_config
+
+    slide = write_sample_slide(tmp_path / "s.tif", 512, kind="tiff", seed=1)
+    argv = ["slide", "explain", str(slide), "--model", str(tiny_model_config(tmp_path / "model")),
+            "--out", str(tmp_path / "o"), "--quiet"]
+    assert cli.main(argv) == 0
+    (tmp_path / "o" / "overlay.tif").unlink()
+    with pytest.raises(FileExistsError) as refused:
+        check_out_dir(tmp_path / "o", json.loads((tmp_path / "o" / "manifest.json").read_text())["params_hash"],
+                      overwrite=False)
+    message = str(refused.value)
+    assert "overlay.tif" in message and "missing" in message and "other parameters" not in message
+    assert "overwrite" in message
+    assert cli.main(argv + ["--overwrite"]) == 0 and (tmp_path / "o" / "overlay.tif").is_file()  # made again

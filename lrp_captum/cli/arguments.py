@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -215,6 +216,11 @@ def _output_path(text: str, folder: bool) -> Path:
     if blocker is not None:
         raise argparse.ArgumentTypeError(f"cannot {'create folder' if folder else 'write'} {text}: "
                                          f"{blocker} is a file, not a folder")
+    # found here, before any model is loaded or slide read, not when the first file is written
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {existing} is not writable (read-only or "
+                                         f"another user's); choose another folder")
     return path
 
 

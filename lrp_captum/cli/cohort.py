@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 
-from lrp_captum.cli.arguments import (CommandError, non_negative_float, non_negative_int, output_folder, positive_float,
-                                      positive_int)
+from lrp_captum.cli.arguments import (CommandError, int_range, non_negative_float, non_negative_int, number_in,
+                                      output_folder, positive_float, positive_int)
 from lrp_captum.cli.slide_options import add_explain_options, add_options, model_from_args, options_from_args
-from lrp_captum.wsi.slide_options import COHORT, FEATURE_OPTIONS, HEAD_OPTIONS, SLIDE_OPTIONS
+from lrp_captum.wsi.slide_options import COHORT, FEATURE_OPTIONS, HEAD_OPTIONS, MAX_THREADS, SLIDE_OPTIONS
 from lrp_captum.wording import counted
 
 #: the options a cohort from features passes on to each slide's MIL explanation; the others are the tile model's
@@ -33,8 +33,8 @@ def register_cohort(sub) -> None:
     run.add_argument("--address", default=None,
                      help="join a running Ray cluster: 'auto' (the one started on this machine) or HOST:PORT; "
                           "default: start a local Ray for this run")
-    run.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of the local Ray (default: all)")
-    run.add_argument("--cpus-per-slide", type=positive_float, default=1.0,
+    run.add_argument("--num-cpus", type=int_range(1, MAX_THREADS), default=None, help="CPUs of the local Ray (default: all)")
+    run.add_argument("--cpus-per-slide", type=number_in(0, MAX_THREADS, lower_open=True), default=1.0,
                      help="CPUs each slide's task reserves; also its torch threads (default 1)")
     run.add_argument("--gpus-per-slide", type=non_negative_float, default=0.0,
                      help="GPUs each slide's task reserves, e.g. 1 or 0.5; > 0 runs slides on CUDA (default 0)")

@@ -12,8 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from lrp_captum.cli.arguments import CommandError, add_option, composite_name, fail
-from lrp_captum.cli.slide_options import add_options, options_from_args
+from lrp_captum.cli.arguments import CommandError, add_option, composite_name, fail, output_file, output_folder
+from lrp_captum.cli.slide_options import add_options, options_from_args, resolution, sample_side
 from lrp_captum.wsi.slide_options import EXPLAIN_MIL, HEAD_OPTIONS, TRAIN_MIL
 
 
@@ -21,9 +21,9 @@ def register_mil(sub) -> None:
     """Add the MIL commands to the ``slide`` group's sub-parsers ``sub``."""
     c = sub.add_parser("cohort-sample", help="write a synthetic MIL cohort: slides, lesion masks, labels")
     c.add_argument("--n", type=int, required=True, help="number of slides (classes alternate)")
-    c.add_argument("--out", required=True, help="cohort folder (slides/, masks/, cohort.csv, cohort.json)")
-    c.add_argument("--size", type=int, default=2048, help="level-0 side in px, at least 1024 (default 2048)")
-    c.add_argument("--mpp", type=float, default=0.5, help="µm per level-0 pixel (default 0.5)")
+    c.add_argument("--out", required=True, type=output_folder, help="cohort folder (slides/, masks/, cohort.csv, cohort.json)")
+    c.add_argument("--size", type=sample_side(1024), default=2048, help="level-0 side in px, from 1024 to 100000 (default 2048)")
+    c.add_argument("--mpp", type=resolution, default=0.5, help="µm per level-0 pixel (default 0.5)")
     add_option(c, "--seed", help_more="of the slides' layout and lesions (default 0)")
     c.add_argument("--test-fraction", type=float, default=0.4, help="share of held-out slides (default 0.4)")
     c.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -31,7 +31,7 @@ def register_mil(sub) -> None:
 
     t = sub.add_parser("train-mil", help="train a MIL head (ABMIL or transformer) on slide labels only")
     t.add_argument("--cohort", required=True, help="cohort folder or its cohort.csv (slide, label, split)")
-    t.add_argument("--out", required=True, help="head path without suffix (writes OUT.pt and OUT.json)")
+    t.add_argument("--out", required=True, type=output_file, help="head path without suffix (writes OUT.pt and OUT.json)")
     t.add_argument("--head", choices=("abmil", "transmil"), default="abmil",
                    help="head architecture: gated attention-MIL or a transformer aggregator (default abmil)")
     _encoder_args(t)
@@ -50,7 +50,7 @@ def register_mil(sub) -> None:
                                    "there are no pixel maps).")
     e.add_argument("slide", help="slide file (any format OpenSlide reads)")
     e.add_argument("--mil", default=None, help="MIL head JSON written by train-mil (or --head)")
-    e.add_argument("--out", required=True, help="output folder (rerun the same command: returns at once)")
+    e.add_argument("--out", required=True, type=output_folder, help="output folder (rerun the same command: returns at once)")
     e.add_argument("--composite", type=composite_name, default=None,
                    help="LRP composite of xmil_lrp (default: xmil)")
     _encoder_args(e, default=None)

@@ -7,14 +7,13 @@ each other), so a bad one ends in one line and exit code 2 and leaves nothing be
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 from lrp_captum.cli import add_group
-from lrp_captum.cli.arguments import (CommandError, existing_file, fail, non_negative_int, output_file, output_folder,
-                                      positive_float, positive_int)
-from lrp_captum.cli.slide_options import add_explain_options, explain_options, model_from_args, options_from_args
-from lrp_captum.wsi.slide_options import EXPLAIN
+from lrp_captum.cli.arguments import CommandError, existing_file, fail, non_negative_int, output_file, output_folder
+from lrp_captum.cli.slide_options import (add_explain_options, explain_options, model_from_args, options_from_args,
+                                         resolution, sample_side)
+from lrp_captum.wsi.slide_options import EXPLAIN, MAX_SAMPLE_SIDE
 
 __all__ = ["register", "add_explain_options", "explain_options", "model_from_args"]
 
@@ -23,14 +22,7 @@ _SAMPLE_SIZE = 4096
 _SAMPLE_MPP = 0.5
 
 
-def _sample_size(text: str) -> int:
-    value = positive_int(text)
-    if value < 256:
-        raise argparse.ArgumentTypeError(f"slide sides must be at least 256 px, got {text!r}")
-    return value
-
-
-_sample_size.__name__ = "slide side"
+_sample_size = sample_side(256)
 
 
 def register(subparsers) -> None:
@@ -45,10 +37,10 @@ def register(subparsers) -> None:
                    help="output file (.tif / .tiff for --kind tiff, .svs for --kind svs)")
     s.add_argument("--size", type=_sample_size, nargs="+", default=[_SAMPLE_SIZE], metavar="PX",
                    help=f"level-0 size: one value for a square, or WIDTH HEIGHT, each at least 256 "
-                        f"(default {_SAMPLE_SIZE}; up to 40000+)")
+                        f"(default {_SAMPLE_SIZE}; at most {MAX_SAMPLE_SIDE})")
     s.add_argument("--kind", choices=("tiff", "svs"), default=None,
                    help="generic tiled TIFF or Aperio SVS-like (default: from the file extension)")
-    s.add_argument("--mpp", type=positive_float, default=_SAMPLE_MPP,
+    s.add_argument("--mpp", type=resolution, default=_SAMPLE_MPP,
                    help=f"µm per level-0 pixel (default {_SAMPLE_MPP}, i.e. 20x)")
     s.add_argument("--seed", type=non_negative_int, default=0, help="tissue layout (default 0)")
     s.set_defaults(func=_sample)

@@ -10,20 +10,35 @@ from __future__ import annotations
 import argparse
 
 from lrp_captum.cli.arguments import CommandError, add_option, existing_file, positive_float, positive_int
-from lrp_captum.wsi.slide_options import COHORT, EXPLAIN, SLIDE_OPTIONS, Choice, Flag, Option, OptionTable
+from lrp_captum.model_files import class_names
+from lrp_captum.wsi.slide_options import (COHORT, EXPLAIN, MAX_SAMPLE_SIDE, RESOLUTION, SLIDE_OPTIONS, Choice, Flag,
+                                          Kind, Option, OptionTable, int_in)
 
-__all__ = ["add_options", "options_from_args", "add_explain_options", "explain_options", "model_from_args"]
+__all__ = ["add_options", "options_from_args", "add_explain_options", "explain_options", "model_from_args",
+           "argument_type", "resolution", "sample_side"]
 
 
-def _argument_type(option: Option):
-    """An argparse ``type`` parsing with the option's kind: ``ArgumentTypeError`` with its message."""
+def argument_type(kind: Kind):
+    """An argparse ``type`` parsing with ``kind`` (an option's, or one of the declared kinds such
+    as :data:`~lrp_captum.wsi.slide_options.RESOLUTION`): ``ArgumentTypeError`` with its message."""
     def convert(text: str):
         try:
-            return option.kind.parse(text)
+            return kind.parse(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
-    convert.__name__ = option.kind.name  # argparse names the type in its own messages
+    convert.__name__ = kind.name  # argparse names the type in its own messages
+    return convert
+
+
+#: ``--mpp`` of the commands that write sample slides: the range of the slide options' resolutions
+resolution = argument_type(RESOLUTION)
+
+
+def sample_side(low: int):
+    """A sample slide's side in px, from ``low`` to :data:`~lrp_captum.wsi.slide_options.MAX_SAMPLE_SIDE`."""
+    convert = argument_type(int_in(low, MAX_SAMPLE_SIDE))
+    convert.__name__ = "slide side"
     return convert
 
 
@@ -41,7 +56,7 @@ def add_options(parser, command: str, table: OptionTable = SLIDE_OPTIONS, title:
             group.add_argument(o.cli_flag, dest=o.dest, default=o.default, choices=o.kind.choices,
                                help=o.help_in(command))
         else:
-            group.add_argument(o.cli_flag, dest=o.dest, type=_argument_type(o), default=o.default,
+            group.add_argument(o.cli_flag, dest=o.dest, type=argument_type(o.kind), default=o.default,
                                help=o.help_in(command))
 
 
@@ -114,8 +129,9 @@ def model_from_args(args):
         return dict(config, weights=str(args.weights)) if args.weights else config
     if not (args.weights and args.classes):
         raise CommandError("--arch needs --weights FILE and --classes a,b,...")
-    classes = [c.strip() for c in args.classes.split(",")]
-    if not all(classes) or len(set(classes)) != len(classes):
-        raise CommandError(f"--classes must be distinct, non-empty names, got {args.classes!r}")
+    try:
+        classes = class_names([c.strip() for c in args.classes.split(",")], "--classes")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     return dict(architecture=args.arch, weights=str(args.weights), classes=classes,
                 kwargs=dict(num_classes=len(classes)), tile_size=args.model_tile_size, mpp=args.model_mpp)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrp_captum.wsi.slide_files import SLIDE_SUFFIXES, ResultNameClash, result_names, slide_files_in
+from lrp_captum.wsi.slide_options import RESOLUTION
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
@@ -114,6 +115,10 @@ def _from_csv(csv: Path) -> list[SlideSpec]:
                 raise CohortInputError(f"{where}: mpp {mpp!r} is not a number (µm per level-0 pixel)") from None
             if not (mpp > 0 and math.isfinite(mpp)):
                 raise CohortInputError(f"{where}: mpp must be a positive number of µm per pixel, got {mpp}")
+            try:  # the range every slide resolution is checked against (--slide-mpp)
+                mpp = RESOLUTION.check(mpp)
+            except ValueError as exc:
+                raise CohortInputError(f"{where}: mpp {exc}") from None
         rows.append((where, _cell(row.get("slide_id")), p, _cell(row.get("label")), mpp))
     if not rows:
         raise CohortInputError(f"{csv} lists no slides")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lrp_captum.csv_cells import read_csv_frame
 from lrp_captum.wsi.outputs import write_json, write_table
 
 RECORDS = ".cohort"
@@ -87,7 +88,7 @@ def read_cohort_table(out_dir: str | Path):
     import pandas as pd
 
     out = Path(out_dir)
-    for name, reader in ((TABLE_PARQUET, pd.read_parquet), (TABLE_CSV, pd.read_csv)):
+    for name, reader in ((TABLE_PARQUET, pd.read_parquet), (TABLE_CSV, read_csv_frame)):
         path = out / name
         if path.is_file():
             try:

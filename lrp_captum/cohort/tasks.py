@@ -71,9 +71,9 @@ def explain_summary(out_dir: Path, manifest: dict) -> dict:
     ``relevance_neg`` (summed over all tiles; units of the explained output, see docs/wsi.md),
     ``relevance_per_tile`` (mean ``relevance_sum`` per tile) and ``device`` (``cpu`` or ``cuda``).
     """
-    import pandas as pd
+    from lrp_captum.csv_cells import read_csv_frame
 
-    tiles = pd.read_csv(out_dir / "tiles.csv", usecols=["prediction", "relevance_sum", "relevance_pos",
+    tiles = read_csv_frame(out_dir / "tiles.csv", usecols=["prediction", "relevance_sum", "relevance_pos",
                                                          "relevance_neg"])
     classes = list(manifest["model"]["classes"])
     n = len(tiles)

@@ -11,7 +11,6 @@ perturbation curves (:meth:`SelectionResult.figure`) and a report folder
 """
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from lrp_captum.csv_cells import write_csv_rows
 from lrp_captum.evaluation import metrics as M
 
 __all__ = ["lrp_explainer", "lrp_explainers", "captum_explainers", "CAPTUM_METHODS", "random_explainer", "lrp_grid",
@@ -269,18 +269,12 @@ class SelectionResult:
         fig = self.figure()
         fig.savefig(d / "curves.png", dpi=110)
         plt.close(fig)
-        with open(d / "results.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(self.rows[0]))
-            w.writeheader()
-            w.writerows(self.rows)
-        with open(d / "curves.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["name", "order", "step", "fraction", "output"])
-            for name, c in self.curves.items():
-                for order in ("morf", "lerf"):
-                    L = c[order].numel() - 1
-                    for k, v in enumerate(c[order].tolist()):
-                        w.writerow([name, order, k, k / max(L, 1), v])
+        header = list(self.rows[0])
+        write_csv_rows(d / "results.csv", header, ([r.get(k, "") for k in header] for r in self.rows))
+        write_csv_rows(d / "curves.csv", ["name", "order", "step", "fraction", "output"],
+                       ([name, order, k, k / max(c[order].numel() - 1, 1), v]
+                        for name, c in self.curves.items() for order in ("morf", "lerf")
+                        for k, v in enumerate(c[order].tolist())))
         s = self.settings
         lines = [
             "# Explanation quality report", "",

@@ -80,6 +80,57 @@ class DeepZoomGrid:
                 f'<Size Width="{self.width}" Height="{self.height}"/></Image>')
 
 
+@dataclass(frozen=True)
+class SlideOverview:
+    """The whole slide at ``downsample`` level-0 px per pixel (RGB uint8 ``(h, w, 3)``): where the
+    slide has no pyramid level that coarse, the zoomed-out Deep Zoom tiles are cut from it, so the
+    slide is read once (block by block) instead of once per tile."""
+
+    rgb: np.ndarray
+    downsample: float
+
+    @classmethod
+    def of(cls, slide, longest_side: int = 2048) -> "SlideOverview":
+        from lrp_captum.wsi.downsampled_region import read_downsampled
+
+        w0, h0 = slide.dimensions
+        d = max(1.0, max(w0, h0) / longest_side)
+        size = (max(1, round(w0 / d)), max(1, round(h0 / d)))
+        return cls(read_downsampled(slide, (0, 0, w0, h0), size), w0 / size[0])
+
+    def region(self, box0: tuple[float, float, float, float], size: tuple[int, int]) -> Image.Image:
+        """RGB image of the level-0 box ``(x0, y0, w0, h0)`` at ``size`` (area average)."""
+        x0, y0, w0, h0 = (v / self.downsample for v in box0)
+        return Image.fromarray(self.rgb).resize(size, Image.BOX, box=(x0, y0, x0 + w0, y0 + h0))
+
+
+def slide_tile(slide, dz, grid: DeepZoomGrid, level: int, col: int, row: int,
+               overview=None) -> Image.Image:
+    """RGB image of the slide layer's Deep Zoom tile ``(level, col, row)``.
+
+    OpenSlide's own tile (``dz.get_tile``) when the slide level it reads is small enough
+    (:data:`~lrp_captum.wsi.downsampled_region.READ_BUDGET_PX`), as on any pyramidal slide;
+    otherwise (a slide without a pyramid, zoomed out) the region is area-averaged block by block,
+    or cut from ``overview()`` (a callable returning the slide's :class:`SlideOverview`) when the
+    tile is at least as coarse as it, so memory stays bounded whatever the slide.
+    """
+    from lrp_captum.wsi.downsampled_region import READ_BUDGET_PX, read_downsampled
+
+    scale = grid.level_scale(level)
+    best = slide.get_best_level_for_downsample(scale)
+    x0, y0, x1, y1 = grid.tile_box_level0(level, col, row)
+    w, h = slide.dimensions
+    box0 = (x0, y0, min(x1, w) - x0, min(y1, h) - y0)  # as OpenSlide's tile: clipped to the image
+    size = grid.tile_box(level, col, row)[1]
+    if box0[2] * box0[3] / slide.level_downsamples[best] ** 2 <= READ_BUDGET_PX:
+        return dz.get_tile(level, (col, row))
+    if overview is not None:
+        view = overview()
+        if scale >= view.downsample:
+            return view.region(box0, size)
+    return Image.fromarray(read_downsampled(slide, box0, size, level=best))
+
+
 def sample_map(values, downsample: float, box_level0: tuple[float, float, float, float],
                size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Resample a map onto an output raster covering a level-0 box.

@@ -16,6 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from lrp_captum.csv_cells import read_csv_frame
+from lrp_captum.model_files import class_names
 from lrp_captum.viewer.paths import UnsafePathError, check_inside, is_inside, resolve_under, shown_path
 from lrp_captum.wsi.slide_files import SLIDE_SUFFIXES, ResultNameClash, result_name
 REQUIRED_TILE_COLUMNS = ("x0", "y0", "w0", "h0")
@@ -313,7 +315,6 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None,
         (:func:`check_map_shape`, before anything is read); without it, the size recorded in
         the manifest is used.
     """
-    import pandas as pd
 
     rdir = Path(result_dir)
     root = Path(results_dir) if results_dir is not None else rdir.parent
@@ -362,7 +363,7 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None,
 
     tpath = rdir / "tiles.csv"
     try:
-        tiles = pd.read_csv(tpath)
+        tiles = read_csv_frame(tpath)
     except FileNotFoundError:
         raise ResultError(f"{name(tpath)} is missing; re-run the explanation") from None
     except Exception as exc:
@@ -374,6 +375,10 @@ def load_result(result_dir: str | Path, results_dir: str | Path | None = None,
     model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
     head = manifest.get("head") if isinstance(manifest.get("head"), dict) else {}
     classes = manifest.get("classes") or model.get("classes") or head.get("classes") or []
+    try:
+        classes = class_names(classes, name(rdir / "manifest.json")) if classes else []
+    except ValueError as exc:
+        raise ResultError(f"{exc}; re-run the explanation") from None
     try:
         vmax = float(manifest["vmax"])
     except (KeyError, TypeError, ValueError):

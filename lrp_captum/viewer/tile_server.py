@@ -37,7 +37,8 @@ from lrp_captum.viewer.access_token import AppAccess
 from lrp_captum.viewer.app_files import viewer_assets_dir
 from lrp_captum.viewer.colormaps import (DIVERGING_CMAPS, RELEVANCE_MODES, SEQUENTIAL_CMAPS, SLIDE_CMAP,
                                          legend_stops, relevance_to_rgba)
-from lrp_captum.viewer.deepzoom import OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, encode_png, sample_map
+from lrp_captum.viewer.deepzoom import (OVERLAP, TILE_SIZE, DeepZoomGrid, OverlayTiles, SlideOverview, encode_png,
+                                        sample_map, slide_tile)
 from lrp_captum.viewer.escaping import json_for_script
 from lrp_captum.viewer.loopback import is_loopback_host
 from lrp_captum.viewer.paths import UnsafePathError, resolve_under, without_roots
@@ -45,6 +46,7 @@ from lrp_captum.viewer.results import SLIDE_SUFFIXES, ResultError, load_result, 
 from lrp_captum.viewer.slide_identity import check_result_slide, file_identity
 from lrp_captum.viewer.tile_model import model_source
 from lrp_captum.viewer.units import pixel_relevance_unit
+from lrp_captum.wsi.reader import SlideError, check_slide_size
 
 LAYERS = ("slide", "relevance", "probability", "attention", "grid", "tissue")
 
@@ -125,6 +127,8 @@ class TileService:
         self._results = _LRU(16)
         self._tiles = _LRU(tile_cache)
         self._models = _LRU(4)
+        self._overviews = _LRU(4)
+        self._overview_lock = threading.Lock()
         self._open_lock = threading.Lock()
         self._model_lock = threading.Lock()
 
@@ -173,10 +177,26 @@ class TileService:
                         slide = openslide.OpenSlide(str(path))
                     except openslide.OpenSlideError as exc:
                         raise ResultError(f"OpenSlide cannot read {rel}: {exc}") from exc
+                    try:
+                        check_slide_size(slide.dimensions, rel)
+                    except SlideError as exc:
+                        slide.close()
+                        raise ResultError(str(exc)) from None
                     dz = DeepZoomGenerator(slide, tile_size=TILE_SIZE, overlap=OVERLAP, limit_bounds=False)
                     w, h = slide.dimensions
                     hit = (slide, dz, DeepZoomGrid(w, h, TILE_SIZE, OVERLAP), key[1])
                     self._slides.put(key, hit)
+        return hit
+
+    def _overview(self, rel: str, slide) -> SlideOverview:
+        """The slide's :class:`SlideOverview`, made once per slide file (a few MiB, read block by
+        block) for the zoomed-out tiles of a slide without a pyramid."""
+        key = (str(self.slide_path(rel)), file_identity(self.slide_path(rel)))
+        with self._overview_lock:
+            hit = self._overviews.get(key)
+            if hit is None:
+                hit = SlideOverview.of(slide)
+                self._overviews.put(key, hit)
         return hit
 
     def open_result(self, rel: str) -> OverlayTiles:
@@ -321,7 +341,8 @@ class TileService:
         if layer == "slide":
             import io
 
-            img = self._reading(rel, lambda slide, dz: dz.get_tile(level, (col, row)))
+            img = self._reading(rel, lambda slide, dz: slide_tile(slide, dz, grid, level, col, row,
+                                                                  lambda: self._overview(rel, slide)))
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=85)
             hit = (buf.getvalue(), "image/jpeg")

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: the most grid cells a run may visit (a 200k x 100k px slide at 0.25 µm/px has about 1.3e5 cells
+#: of 224 px at 0.5 µm/px with 1/8 overlap); beyond it a mistyped --mpp would loop for hours
+MAX_GRID_CELLS = 4_000_000
 
 @dataclass(frozen=True)
 class TileGrid:
@@ -82,9 +85,15 @@ def make_grid(width0: int, height0: int, slide_mpp: float, level_downsamples, *,
     if slide_mpp <= 0 or target_mpp <= 0:
         raise ValueError(f"resolutions must be positive (slide {slide_mpp} µm/px, target {target_mpp} µm/px)")
     scale = target_mpp / slide_mpp
+    stride = max(1, round(tile_size * (1.0 - overlap)))
+    cells = math.prod(1 if e / scale <= tile_size else math.ceil((e / scale - tile_size) / stride) + 1
+                      for e in (width0, height0))
+    if cells > MAX_GRID_CELLS:
+        raise ValueError(f"a tile grid at {target_mpp:g} µm/px with {tile_size}-px tiles every {stride} px would have "
+                         f"{cells:.3g} cells on this {width0} x {height0} px slide (at most {MAX_GRID_CELLS:.0e}); "
+                         f"choose a coarser --mpp, a larger --tile-size or a smaller --overlap")
     usable = [i for i, d in enumerate(level_downsamples) if d <= scale * (1 + tolerance)]
     level = max(usable, key=lambda i: level_downsamples[i]) if usable else 0
-    stride = max(1, round(tile_size * (1.0 - overlap)))
     return TileGrid(int(width0), int(height0), float(slide_mpp), float(target_mpp), int(tile_size),
                     int(stride), int(level), float(level_downsamples[level]))
 

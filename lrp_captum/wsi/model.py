@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lrp_captum.model_files import class_index, import_factory, load_weights
+from lrp_captum.model_files import class_index, class_names, import_factory, load_weights
 from lrp_captum.wsi.hub_folders import is_hub_folder, load_hub_folder
 from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
@@ -194,7 +194,7 @@ def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:
 
     Returns a :class:`ModelBundle` in eval mode on ``device`` (``auto``/``cpu``/``cuda``).
     """
-    base = Path(".")
+    base, owner = Path("."), "model config"
     if not isinstance(config, dict):
         path = Path(config)
         if not path.is_file():
@@ -203,12 +203,13 @@ def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:
             config = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"model config {path} is not valid JSON: {exc}") from exc
-        base = path.parent
+        base, owner = path.parent, f"model config {path}"
     config = dict(config)
     for key in ("architecture", "classes", "tile_size", "mpp"):
         if key not in config:
             raise ValueError(f"model config lacks {key!r}; required keys: architecture, classes, "
                              f"tile_size, mpp (optional: kwargs, weights, normalisation)")
+    classes = class_names(config["classes"], owner)
     kwargs = dict(config.get("kwargs", {}))
     if is_hub_folder(config["architecture"]):
         hub = load_hub_folder(config["architecture"])
@@ -236,9 +237,24 @@ def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:
         config["weights"] = str(wpath.resolve())
     norm = config.get("normalisation", {"mean": IMAGENET_MEAN, "std": IMAGENET_STD})
     model.eval().to(resolve_device(device))
-    return ModelBundle(model=model, classes=list(config["classes"]), tile_size=int(config["tile_size"]),
+    _check_outputs(model, classes, int(config["tile_size"]), owner)
+    return ModelBundle(model=model, classes=classes, tile_size=int(config["tile_size"]),
                        mpp=float(config["mpp"]), mean=tuple(norm["mean"]), std=tuple(norm["std"]),
                        config=config, weights_sha256=sha)
+
+
+def _check_outputs(model: nn.Module, classes: list[str], tile_size: int, owner: str) -> None:
+    """``ValueError`` unless ``model`` gives one output per class on a ``(1, 3, tile_size, tile_size)``
+    tile: found at loading, not as a broadcast error after every tile is explained."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, tile_size, tile_size, device=device))
+    shape = tuple(getattr(out, "shape", ()))
+    if shape != (1, len(classes)):
+        n = len(classes)
+        raise ValueError(f"{owner} names {n} class{'es' if n != 1 else ''} {classes}, but the model gives "
+                         f"{shape[-1] if len(shape) == 2 else shape} outputs per tile (output shape {shape} for "
+                         f"one tile); list one class per output")
 
 
 def save_model(model: nn.Module, directory: str | Path, config: dict, name: str = "model") -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrp_captum.csv_cells import write_csv_frame
 from lrp_captum.visualization.colormaps import SLIDE_CMAP, colorize, matplotlib_colormap
 
 OVERLAY_TILE = 256
@@ -137,8 +138,9 @@ def write_geojson(path, table, classes):
                  or c.startswith("p_")]
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write('{"type": "FeatureCollection", "features": [\n')
-        for k, row in enumerate(table.itertuples(index=False)):
-            r = row._asdict()
+        columns = list(table.columns)  # by name: itertuples renames columns that are no identifiers (p_<class>)
+        for k, row in enumerate(table.itertuples(index=False, name=None)):
+            r = dict(zip(columns, row))
             x0, y0, x1, y1 = r["x0"], r["y0"], r["x0"] + r["w0"], r["y0"] + r["h0"]
             feat = {"type": "Feature", "id": f"tile-{r['tile_index']}",
                     "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1],
@@ -158,7 +160,7 @@ def write_table(path, table):
         if path.suffix == ".parquet":
             table.to_parquet(tmp, index=False)
         else:
-            table.to_csv(tmp, index=False, float_format="%.7g")
+            write_csv_frame(tmp, table, float_format="%.7g")
 
 
 def write_overview_png(path, thumbnail_rgb: np.ndarray, heat: np.ndarray, vmax: float, title: str,

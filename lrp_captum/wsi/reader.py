@@ -7,6 +7,12 @@ import numpy as np
 import torch
 
 
+#: the most pixels a slide may claim: a 75 x 25 mm glass slide at 0.1 µm/px is 750000 x 250000
+#: (1.9e11); a header beyond these is damaged or crafted, and reading it would never end
+MAX_SLIDE_SIDE = 2 ** 21
+MAX_SLIDE_PIXELS = 2 ** 40
+
+
 class SlideError(ValueError):
     """A slide cannot be used; the message names the file and says what to do."""
 
@@ -31,7 +37,7 @@ def open_slide(path: str | Path):
     if not path.is_file():
         raise SlideReadError(f"slide {path} does not exist")
     try:
-        return openslide.OpenSlide(str(path))
+        slide = openslide.OpenSlide(str(path))
     except openslide.OpenSlideUnsupportedFormatError as exc:
         damage = _tiff_damage(path)
         if damage:
@@ -42,6 +48,22 @@ def open_slide(path: str | Path):
     except Exception as exc:  # OpenSlideError and libtiff failures on damaged files
         raise SlideReadError(f"slide {path} cannot be read ({exc}); the file may be truncated or corrupt "
                              f"-- copy it again from its source") from exc
+    try:
+        check_slide_size(slide.dimensions, path)
+    except SlideReadError:
+        slide.close()
+        raise
+    return slide
+
+
+def check_slide_size(dimensions, path) -> None:
+    """:class:`SlideReadError` when a slide claims more pixels than any scanner writes
+    (:data:`MAX_SLIDE_SIDE` per side, :data:`MAX_SLIDE_PIXELS` in all)."""
+    w, h = dimensions
+    if max(w, h) > MAX_SLIDE_SIDE or w * h > MAX_SLIDE_PIXELS:
+        raise SlideReadError(f"slide {path} claims {w} x {h} pixels ({float(w) * h:.2g}), more than any scanner "
+                             f"writes (at most {MAX_SLIDE_SIDE} per side, {float(MAX_SLIDE_PIXELS):.2g} in all); "
+                             f"the file is damaged or not a slide")
 
 
 def _tiff_damage(path: Path) -> str:
@@ -78,9 +100,12 @@ def slide_mpp(slide, path="slide", override: float | None = None) -> float:
         raise MissingMppError(f"slide {path} records no resolution (openslide.mpp-x is missing), so tiles "
                               f"cannot be cut at the model's µm/px; pass slide_mpp=... (CLI: --slide-mpp) "
                               f"if you know it") from None
-    if mx <= 0 or my <= 0:
-        raise MissingMppError(f"slide {path} records a non-positive resolution ({mx}, {my} µm/px); "
-                              f"pass slide_mpp=... (CLI: --slide-mpp)")
+    from lrp_captum.wsi.slide_options import MPP_RANGE
+
+    if not all(MPP_RANGE[0] <= m <= MPP_RANGE[1] for m in (mx, my)):  # also inf and NaN
+        raise MissingMppError(f"slide {path} records an unusable resolution ({mx:g}, {my:g} µm/px; usable: "
+                              f"{MPP_RANGE[0]:g} to {MPP_RANGE[1]:g}); pass slide_mpp=... (CLI: --slide-mpp) "
+                              f"if you know it")
     return (mx + my) / 2
 
 

@@ -121,6 +121,8 @@ def tissue_tiling(slide, slide_path, mpp0: float, *, target_mpp: float, tile_siz
     :class:`~lrp_captum.wsi.reader.EmptyTissueError` when no tile has ``min_tissue`` (``empty``
     follows "no tissue tiles" in that message: what an empty result means for the caller).
     """
+    grid = make_grid(*slide.dimensions, mpp0, slide.level_downsamples, target_mpp=target_mpp,
+                     tile_size=tile_size, overlap=overlap)  # refuses an exploding grid before the tissue step
     try:
         tissue = detect_tissue(slide, slide_mpp=mpp0, **(tissue_options or {}))
     except SlideError:
@@ -128,8 +130,6 @@ def tissue_tiling(slide, slide_path, mpp0: float, *, target_mpp: float, tile_siz
     except Exception as exc:  # noqa: BLE001 -- a damaged file fails here first
         raise SlideReadError(f"slide {slide_path}: reading the thumbnail failed ({exc}); the file may be "
                              f"truncated or corrupt") from exc
-    grid = make_grid(*slide.dimensions, mpp0, slide.level_downsamples, target_mpp=target_mpp,
-                     tile_size=tile_size, overlap=overlap)
     tiles = tissue_tiles(grid, tissue, min_tissue)
     if len(tiles) == 0:
         raise EmptyTissueError(

@@ -35,7 +35,8 @@ from lrp_captum.wsi.tile_relevance import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSI
 from lrp_captum.wsi.tissue import MAX_SATURATION_THRESHOLD, MIN_SATURATION
 
 __all__ = ["Kind", "Number", "Choice", "Flag", "Text", "Value", "ClassTarget", "CompositeName", "DeviceName",
-           "TissueThreshold", "POSITIVE_INT", "NON_NEGATIVE_INT", "POSITIVE_NUMBER", "fraction", "Option",
+           "TissueThreshold", "POSITIVE_INT", "NON_NEGATIVE_INT", "POSITIVE_NUMBER", "RESOLUTION", "MPP_RANGE",
+           "MAX_THREADS", "MAX_TILE_SIZE", "MAX_OUTPUT_DOWNSAMPLE", "MAX_SAMPLE_SIDE", "int_in", "fraction", "Option",
            "OptionTable", "OptionValues", "SLIDE_OPTIONS", "SlideOptions", "FormField", "form_fields",
            "keyword_parameters", "check_options", "DEFAULT_OVERLAP", "EXPLAIN", "COHORT", "EXPLAIN_MIL",
            "TRAIN_MIL", "BY_MODEL", "ExistingPath", "HeadArchitecture", "ClassNames", "HEAD_ARCHITECTURES",
@@ -120,6 +121,31 @@ POSITIVE_INT = Number(int, "a positive integer", "must be a positive integer (1 
 NON_NEGATIVE_INT = Number(int, "an integer >= 0", "must be 0 or more", low=0)
 POSITIVE_NUMBER = Number(float, "a positive number", "must be a positive number (greater than 0)", low=0,
                          low_open=True)
+
+# Bounds of the options whose extreme values would not fail but crash or run forever (a thread or
+# process per unit, a grid cell per tile): each is far beyond any real use, so only mistakes meet it.
+#: torch threads and reader processes: more than any machine's cores (100000 threads segfault)
+MAX_THREADS = 1024
+#: µm per pixel: a light microscope resolves about 0.2 µm, and a 224-px tile at 1000 µm/px is 22 cm
+MPP_RANGE = (0.01, 1000.0)
+#: tile side in px (models take 224-1024) and level-0 px per heatmap px
+MAX_TILE_SIZE = 16384
+MAX_OUTPUT_DOWNSAMPLE = 2 ** 20
+
+
+def int_in(low: int, high: int) -> Number:
+    """An integer in ``[low, high]``."""
+    expected = {0: "an integer >= 0", 1: "a positive integer"}.get(low, f"an integer >= {low}")
+    return Number(int, expected, f"must be an integer from {low} to {high}", low=low, high=high)
+
+
+#: the largest side of a sample slide (``slide sample``, ``slide cohort-sample``): 100000 px is
+#: 30 GB of pixels; beyond it the writer would run for days
+MAX_SAMPLE_SIDE = 100_000
+
+#: a resolution in µm/px within :data:`MPP_RANGE`
+RESOLUTION = Number(float, "a positive number", f"must be a resolution from {MPP_RANGE[0]:g} to {MPP_RANGE[1]:g} "
+                                                f"µm/px", low=MPP_RANGE[0], high=MPP_RANGE[1])
 
 
 def fraction(upper_open: bool = False) -> Number:
@@ -461,11 +487,11 @@ SLIDE_OPTIONS = OptionTable([
            f"see `lrp-captum composites`", form_label="Composite"),
     Option("output_mode", "logit", Choice(("logit", "probability", "contrastive")),
            "what is explained (default logit)", form_label="Output mode"),
-    Option("mpp", None, POSITIVE_NUMBER, "tile resolution in µm/px (default: the model's)"),
-    Option("tile_size", None, POSITIVE_INT, "tile side in px (default: the model's)"),
+    Option("mpp", None, RESOLUTION, "tile resolution in µm/px (default: the model's)"),
+    Option("tile_size", None, int_in(1, MAX_TILE_SIZE), "tile side in px (default: the model's)"),
     Option("overlap", DEFAULT_OVERLAP, fraction(upper_open=True),
            f"tile overlap fraction in [0, 1), blended on stitching (default {DEFAULT_OVERLAP:g})"),
-    Option("output_downsample", None, POSITIVE_INT, "level-0 px per heatmap px (default: about 16 px per tile)",
+    Option("output_downsample", None, int_in(1, MAX_OUTPUT_DOWNSAMPLE), "level-0 px per heatmap px (default: about 16 px per tile)",
            commands=(EXPLAIN, COHORT, EXPLAIN_MIL)),
     Option("min_tissue", 0.1, fraction(), "minimum tissue fraction per tile, 0..1 (default 0.1)",
            commands=(EXPLAIN, COHORT, EXPLAIN_MIL)),
@@ -475,14 +501,14 @@ SLIDE_OPTIONS = OptionTable([
            commands=(EXPLAIN, COHORT, EXPLAIN_MIL), flag="--tissue-threshold"),
     Option("mask_glass", True, Flag(), "colour the relevance on glass too (without it, pixels the tissue mask "
                                        "calls glass get no colour)"),
-    Option("slide_mpp_override", None, POSITIVE_NUMBER, "µm/px of level 0 if the slide lacks it",
+    Option("slide_mpp_override", None, RESOLUTION, "µm/px of level 0 if the slide lacks it",
            commands=(EXPLAIN, COHORT, EXPLAIN_MIL), flag="--slide-mpp"),
     Option("batch_size", 32, POSITIVE_INT, "tiles per batch (default 32)"),
-    Option("threads", None, POSITIVE_INT, "torch CPU threads (default: torch's choice)",
+    Option("threads", None, int_in(1, MAX_THREADS), "torch CPU threads (default: torch's choice)",
            commands=(EXPLAIN, COHORT, TRAIN_MIL),
            help_for=((COHORT, "torch CPU threads per slide (default: --cpus-per-slide, at least 1)"),)),
     Option("device", "auto", DeviceName(), "auto | cpu | cuda (default auto)", commands=(EXPLAIN,)),
-    Option("num_workers", None, NON_NEGATIVE_INT,
+    Option("num_workers", None, int_in(0, MAX_THREADS),
            "DataLoader reader processes, 0 = read in the main process (default: cores-1, max 4)", hashed=False,
            flag="--workers",
            help_for=((COHORT, "DataLoader reader processes inside each slide's task (default: none, the slides "

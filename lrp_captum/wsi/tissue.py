@@ -92,19 +92,14 @@ class TissueMask:
 def thumbnail_rgb(slide, downsample: float) -> np.ndarray:
     """RGB uint8 image of the whole slide at ``downsample`` (level-0 px per pixel), glass white.
 
-    Reads the best pyramid level and resizes it, so memory stays bounded by that level.
+    Reads the best pyramid level; on a slide without a suitable level, block by block, so memory
+    stays bounded whatever the slide (:func:`~lrp_captum.wsi.downsampled_region.read_downsampled`).
     """
-    from PIL import Image
+    from lrp_captum.wsi.downsampled_region import read_downsampled
 
     w0, h0 = slide.dimensions
     size = (max(1, round(w0 / downsample)), max(1, round(h0 / downsample)))
-    level = slide.get_best_level_for_downsample(downsample)
-    img = slide.read_region((0, 0), level, slide.level_dimensions[level])
-    bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-    img = Image.alpha_composite(bg, img).convert("RGB")
-    if img.size != size:
-        img = img.resize(size, Image.BILINEAR)
-    return np.asarray(img)
+    return read_downsampled(slide, (0, 0, w0, h0), size)
 
 
 def _hue_degrees(rgb: np.ndarray, mx: np.ndarray, mn: np.ndarray) -> np.ndarray:

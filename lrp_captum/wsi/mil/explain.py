@@ -39,8 +39,8 @@ from lrp_captum.wsi.reader import SlideTileDataset, open_slide
 from lrp_captum.wsi.result_folder import finished_run, holding_result_folder, publish_outputs, slide_record, \
     write_manifest, write_overview, write_tables
 from lrp_captum.wsi.run_plan import WORK, default_output_downsample, file_record, parameters_hash
-from lrp_captum.wsi.slide_options import EXPLAIN_MIL, FEATURE_OPTIONS, NON_NEGATIVE_INT, POSITIVE_INT, \
-    SLIDE_OPTIONS, CompositeName, Option, OptionTable, OptionValues, Value, keyword_parameters
+from lrp_captum.wsi.slide_options import EXPLAIN_MIL, FEATURE_OPTIONS, MAX_THREADS, NON_NEGATIVE_INT, POSITIVE_INT, \
+    SLIDE_OPTIONS, CompositeName, int_in, Option, OptionTable, OptionValues, Value, keyword_parameters
 from lrp_captum.wsi.stitch import footprints, resample, stitch_bands
 from lrp_captum.wsi.mil.embeddings import SlideBag, embed_slide
 from lrp_captum.wsi.mil.encoders import TileEncoder, build_encoder
@@ -74,7 +74,7 @@ MIL_OPTIONS = OptionTable([
            "train-mil filled for the head are read from there", hashed=False, commands=(EXPLAIN_MIL,),
            flag="--embeddings"),
     Option("batch_size", 64, POSITIVE_INT, "tiles per embedding batch", hashed=False, flag=None),
-    Option("num_workers", 0, NON_NEGATIVE_INT, "DataLoader reader processes while embedding", hashed=False,
+    Option("num_workers", 0, int_in(0, MAX_THREADS), "DataLoader reader processes while embedding", hashed=False,
            flag=None),
     *FEATURE_OPTIONS,  # from TRIDENT/CLAM features: no encoder, no tile embedded
 ], shared=(SLIDE_OPTIONS, EXPLAIN_MIL))

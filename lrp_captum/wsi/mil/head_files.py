@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrp_captum.model_files import class_index, load_weights
+from lrp_captum.model_files import class_index, class_names, load_weights
 from lrp_captum.wsi.model import file_sha256
 from lrp_captum.wsi.mil.encoders import EncoderMismatchError, TileEncoder
 from lrp_captum.wsi.mil.heads import make_head
@@ -145,12 +145,13 @@ def load_head(path) -> MILHead:
     wpath = path.parent / config["weights"]
     if not wpath.is_file():
         raise FileNotFoundError(f"weights {wpath} named in MIL head {path} do not exist")
-    model = make_head(config["head"], int(config["in_dim"]), len(config["classes"]), **config.get("kwargs", {}))
+    classes = class_names(config.get("classes"), f"MIL head {path}")
+    model = make_head(config["head"], int(config["in_dim"]), len(classes), **config.get("kwargs", {}))
     load_weights(model, wpath, of=f"of MIL head {path}", architecture=f"MIL head {config['head']}")
     model.eval().requires_grad_(False)
     stand = config.get("input_standardisation")
     mean, std = (None, None) if not stand else (torch.tensor(stand["mean"]), torch.tensor(stand["std"]))
-    return MILHead(model=model, name=config["head"], classes=list(config["classes"]), in_dim=int(config["in_dim"]),
+    return MILHead(model=model, name=config["head"], classes=classes, in_dim=int(config["in_dim"]),
                    encoder_spec=dict(config["encoder"]), encoder_identity=config["encoder_identity"],
                    config=config, weights_sha256=file_sha256(wpath), path=str(path.resolve()), mean=mean, std=std,
                    embeddings_dir=str(config.get("embeddings") or ""))

@@ -16,11 +16,12 @@ any real cohort in it works the same.
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lrp_captum.csv_cells import original_cell, write_csv_rows
 
 __all__ = ["REQUIRED_COLUMNS", "CohortEntry", "read_cohort", "cohort_classes", "write_cohort_csv",
            "tile_lesion_fraction"]
@@ -48,7 +49,7 @@ def read_cohort(cohort) -> list[CohortEntry]:
         raise FileNotFoundError(f"cohort table {path} does not exist; write a cohort with "
                                 f"`lrp-captum slide cohort-sample --n N --out DIR`")
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        rows = [{original_cell(k): original_cell(v) for k, v in r.items()} for r in csv.DictReader(f)]
     missing = set(REQUIRED_COLUMNS) - set(rows[0] if rows else {})
     if missing:
         raise ValueError(f"cohort table {path} lacks the columns {sorted(missing)} (needs slide, label, split)")
@@ -78,14 +79,8 @@ def write_cohort_csv(out_dir, rows: list[dict]) -> Path:
     missing = set(REQUIRED_COLUMNS) - set(rows[0] if rows else {})
     if missing:
         raise ValueError(f"cohort rows lack the columns {sorted(missing)}")
-    out = Path(out_dir)
-    tmp = out / f".cohort.csv.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out / "cohort.csv")
-    return out / "cohort.csv"
+    header = list(rows[0])
+    return write_csv_rows(Path(out_dir) / "cohort.csv", header, ([r.get(k, "") for k in header] for r in rows))
 
 
 def tile_lesion_fraction(mask_path, tiles: np.ndarray) -> np.ndarray:

@@ -51,7 +51,7 @@ def find_mil_explanations(results_dir) -> list[Path]:
 
 def read_mil_explanation(folder) -> MILExplanation:
     """Read a finished folder; ``ValueError`` naming it when it is not one or is damaged."""
-    import pandas as pd
+    from lrp_captum.csv_cells import read_csv_frame
     import zarr
 
     folder = Path(folder)
@@ -60,7 +60,7 @@ def read_mil_explanation(folder) -> MILExplanation:
         if manifest.get("format") != FORMAT:
             raise ValueError(f"format {manifest.get('format')!r}")
         group = zarr.open_group(str(folder / "evidence.zarr"), mode="r")
-        return MILExplanation(folder=folder, manifest=manifest, tiles=pd.read_csv(folder / "tiles.csv"),
+        return MILExplanation(folder=folder, manifest=manifest, tiles=read_csv_frame(folder / "tiles.csv"),
                               evidence_map=np.asarray(group["evidence"][:]), tile_maps=np.asarray(group["tile_maps"][:]),
                               tile_maps_index=np.asarray(group["tile_maps_index"][:]))
     except (OSError, ValueError, KeyError) as exc:
