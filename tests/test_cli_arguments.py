@@ -222,3 +222,20 @@ def test_a_real_process_exits_with_2_and_one_line_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "unknown composite 'bogus'; choose from" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("factory, message", [("builtins:list", "returned a list, not a torch.nn.Module"),
+                                              ("torch.nn:Linear", "calling model factory 'torch.nn:Linear'")])
+def test_a_slide_model_factory_that_gives_no_model_is_named(factory, message):
+    from lrp_captum.wsi.model import load_model
+
+    config = {"architecture": factory, "classes": ["a", "b"], "tile_size": 32, "mpp": 1.0}
+    with pytest.raises(ValueError, match=message):
+        load_model(config, device="cpu")
+
+
+def test_a_mil_encoder_factory_that_gives_no_model_is_named():
+    from lrp_captum.wsi.mil.encoders import build_encoder
+
+    with pytest.raises(ValueError, match="encoder factory 'builtins:list' returned a list, not a torch.nn.Module"):
+        build_encoder({"arch": "builtins:list", "tile_size": 32, "mpp": 1.0})

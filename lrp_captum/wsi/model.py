@@ -31,9 +31,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lrp_captum.model_files import class_index, class_names, import_factory, load_weights
+from lrp_captum.model_files import class_index, class_names, build_from_factory, load_weights
 from lrp_captum.wsi.hub_folders import is_hub_folder, load_hub_folder
 from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
+from lrp_captum.devices import resolve_device
 
 DEMO_MEAN = (0.80, 0.72, 0.65)
 DEMO_STD = (0.15, 0.17, 0.18)
@@ -132,7 +133,7 @@ def _build_architecture(arch: str, kwargs: dict, tile_size: int) -> nn.Module:
     if arch.startswith("timm:"):
         return _timm_model(arch[len("timm:"):], kwargs, tile_size)
     if ":" in arch:
-        return import_factory(arch)(**kwargs)
+        return build_from_factory(arch, "model factory", **kwargs)
     import torchvision.models as tvm
 
     if arch not in tvm.list_models():
@@ -178,15 +179,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; ``"cuda"`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but no CUDA GPU is available; use --device auto or cpu")
-    return torch.device(device)
 
 
 def load_model(config: str | Path | dict, device: str = "auto") -> ModelBundle:

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lrp_captum.model_files import import_factory, load_weights
+from lrp_captum.model_files import build_from_factory, load_weights
 from lrp_captum.wsi.hub_folders import is_hub_folder, load_hub_folder
 from lrp_captum.core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
@@ -148,7 +148,7 @@ def _build_module(spec: dict) -> tuple[nn.Module, dict]:
         except RuntimeError as exc:  # timm's "Unknown model"
             raise ValueError(f"encoder {arch!r}: {exc}") from None
     if ":" in arch:
-        return import_factory(arch, "encoder factory")(**kwargs), imagenet
+        return build_from_factory(arch, "encoder factory", **kwargs), imagenet
     import torchvision.models as tvm
 
     if arch not in tvm.list_models():

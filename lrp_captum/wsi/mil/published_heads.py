@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrp_captum.model_files import import_factory, read_checkpoint
+from lrp_captum.model_files import build_from_factory, read_checkpoint
 
 __all__ = ["AttentionScores", "ABMIL", "CLAM", "TransMIL", "NystromAttention", "XMILAttentionMIL",
            "PublishedHead", "load_published_head", "load_xmil_head", "checkpoint_state_dict", "ARCHITECTURES"]
@@ -484,9 +484,7 @@ def load_published_head(checkpoint, arch: str, **factory_kwargs) -> PublishedHea
     if arch == "xmil":
         return load_xmil_head(checkpoint)
     if ":" in arch:
-        model = import_factory(arch, what="MIL head factory")(**factory_kwargs)
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"MIL head factory {arch!r} returned a {type(model).__name__}, not a torch nn.Module")
+        model = build_from_factory(arch, "MIL head factory", **factory_kwargs)
         _load_strict(model, checkpoint_state_dict(checkpoint), arch, checkpoint)
         return _finished(model, arch, checkpoint, dict(factory_kwargs))
     if arch not in _BUILDERS:
