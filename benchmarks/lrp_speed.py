@@ -567,10 +567,17 @@ def target_checks(records: list) -> list:
             rec = recs.get(name)
             if rec and grad and grad.median_ms and rec.median_ms:
                 r = rec.median_ms / grad.median_ms
-                check(f"{label}/gradient", r, "<= 1.5", r <= 1.5)
+                check(f"{label}/gradient", r, "<= 1.05", r <= 1.05)
             if rec and grad and grad.peak_mb and rec.peak_mb is not None:
                 r = rec.peak_mb / grad.peak_mb
-                check(f"{label} memory/gradient", r, "<= 1.5", r <= 1.5)
+                check(f"{label} memory/gradient", r, "<= 1.05", r <= 1.05)
+        # the first call (planning included) next to the gradient's first call
+        for name, label in (("lrp_attnlrp", "AttnLRP"), ("lrp_cp_lrp", "CP-LRP"),
+                            ("lrp_epsilon", "ε"), ("lrp_epsilon_gamma_box", "EGB")):
+            rec = recs.get(name)
+            if rec and grad and grad.first_ms and rec.first_ms:
+                r = rec.first_ms / grad.first_ms
+                check(f"{label} first call/gradient's", r, "<= 1.5", r <= 1.5)
         lines.append(f"targets {model_name}: " + "; ".join(checks or ["nothing to check"]))
     return lines
 
