@@ -190,3 +190,22 @@ def test_a_non_finite_example_beyond_the_canonized_ones_is_still_named():
     x[4, 1, 2, 3] = float("nan")
     with pytest.raises(ValueError, match=r"first at \(4, 1, 2, 3\)"):
         LRP(model, composite="epsilon").attribute(x, target=0)
+
+
+class Swap(nn.Module):
+    """Not elementwise: swaps the two halves of the features."""
+
+    def forward(self, x):
+        return torch.cat([x[:, 2:], x[:, :2]], 1)
+
+
+def test_the_conservation_diagnosis_suspects_a_reordering_layer_not_an_activation_module():
+    from lrp_captum.core.engine.conservation import likely_causes
+
+    model = nn.Sequential(nn.Linear(4, 4), SquashActivation(), Swap(), nn.Linear(4, 2)).eval()
+    composite = get_composite("attnlrp", layer_map={SquashActivation: PassRule(), Swap: PassRule()})
+    lrp = LRP(model, composite=composite, canonizers=None)
+    lrp.attribute(torch.randn(2, 4), target=0)
+    (plan,) = lrp._plans._plans.values()
+    suspects = [c for c in likely_causes(plan) if c.startswith("layers that are not elementwise")]
+    assert suspects == ["layers that are not elementwise but pass relevance unchanged: '2'"]

@@ -23,6 +23,12 @@ CONSERVATION_FACTOR = 100.0
 _ELEMENTWISE = types.Activation + types.Identity + types.BatchNorm
 
 
+def _elementwise(module) -> bool:
+    """A layer of an elementwise type, or an activation module written in a library, known by
+    its class name as the composites know it (Hugging Face's ``GELUActivation``)."""
+    return isinstance(module, _ELEMENTWISE) or type(module).__name__.endswith("Activation")
+
+
 def check_conservation(plan: AttributionPlan, summed: Tensor, total: Tensor, out: Tensor) -> None:
     """Warn (once per plan) when ``Σ relevance`` and the explained output ``total`` (both
     ``(N,)``) differ by orders of magnitude or are not finite, naming the likely causes.
@@ -63,7 +69,7 @@ def likely_causes(plan: AttributionPlan) -> list[str]:
     suspects = {
         "layers that are not elementwise but pass relevance unchanged": [
             name for (name, module, *_), (_, compiled) in rows if compiled is not None
-            and compiled.kind.passes_unchanged and not isinstance(module, _ELEMENTWISE)],
+            and compiled.kind.passes_unchanged and not _elementwise(module)],
         "layers whose rule is user code": [
             name for (name, *_), (_, compiled) in rows
             if compiled is not None and compiled.declaration is None],
