@@ -53,6 +53,15 @@ def test_markdown_literal_renders_as_the_text_itself(text):
     assert html.unescape(rendered) == text.replace("\n", " ")
 
 
+@pytest.mark.parametrize("text", ["   ", "   ab", "  case 1", "\t x"])
+def test_markdown_literal_keeps_each_leading_blank_as_one_space(text):
+    """Leading blanks become ``&#32;`` one for one (no indented code block, nothing lost), also
+    for a value that is only blanks."""
+    lead = len(text) - len(text.lstrip(" \t"))
+    out = markdown_literal(text)
+    assert out[:5 * lead] == "&#32;" * lead and not out[5 * lead:].startswith("&#32;")
+
+
 def test_viewer_page_puts_a_hostile_slide_name_into_its_script_as_inert_json():
     from lrp_captum.viewer.app_files import viewer_assets_dir
     from lrp_captum.viewer.tile_server import render_viewer_page
