@@ -209,3 +209,51 @@ def test_the_conservation_diagnosis_suspects_a_reordering_layer_not_an_activatio
     (plan,) = lrp._plans._plans.values()
     suspects = [c for c in likely_causes(plan) if c.startswith("layers that are not elementwise")]
     assert suspects == ["layers that are not elementwise but pass relevance unchanged: '2'"]
+
+
+def test_a_target_outside_the_outputs_is_named():
+    model = nn.Linear(4, 5).eval()
+    with pytest.raises(ValueError, match=r"target 7 is out of range: the model has 5 outputs"):
+        LRP(model, composite="epsilon").attribute(torch.randn(2, 4), target=7)
+
+
+def test_the_diagnosis_suspects_user_code_only_where_a_rule_is_user_code():
+    from lrp_captum.core.engine.conservation import likely_causes
+
+    lrp = LRP(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).eval(), composite="epsilon")
+    lrp.attribute(torch.randn(2, 4), target=0)
+    (plan,) = lrp._plans._plans.values()
+    assert not [c for c in likely_causes(plan) if "user code" in c]
+
+
+class WrappedLayerNorm(nn.Module):
+    """A library's LayerNorm that calls ``F.layer_norm`` itself (found by its class name)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(d, dtype=torch.float64) + 0.5)
+        self.bias = nn.Parameter(torch.randn(d, dtype=torch.float64))
+
+    def forward(self, x):
+        return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, 1e-5)
+
+
+class NormHead(nn.Module):
+    def __init__(self, norm):
+        super().__init__()
+        self.norm, self.head = norm, nn.Linear(D, 2, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.head(self.norm(x))
+
+
+@pytest.mark.parametrize("rule", ["attnlrp", "cp_lrp"])
+def test_a_hand_written_layer_norm_gets_the_rule_of_nn_layernorm(rule):
+    torch.manual_seed(4)
+    wrapped = NormHead(WrappedLayerNorm(D)).eval()
+    native = NormHead(nn.LayerNorm(D, dtype=torch.float64)).eval()
+    native.load_state_dict(wrapped.state_dict())
+    x = torch.randn(3, D, dtype=torch.float64)
+    got = LRP(wrapped, composite=rule, canonizers=None).attribute(x, target=1)
+    expected = LRP(native, composite=rule, canonizers=None).attribute(x, target=1)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)

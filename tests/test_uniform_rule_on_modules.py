@@ -49,3 +49,36 @@ def test_each_factor_of_a_product_module_gets_half_of_its_relevance(canonizers):
     relevance = LRP(model, composite=composite, canonizers=canonizers).attribute(x, target=1)
     np.testing.assert_allclose(relevance.numpy(), _reference(model, x.numpy(), 1), rtol=1e-10,
                                atol=1e-12)
+
+
+class Product3(nn.Module):
+    def forward(self, a, b, c):
+        return a * b * c
+
+
+class Trilinear(nn.Module):
+    """``head(u(x) ⊙ v(x) ⊙ w(x))``: three factors, each to get a third."""
+
+    def __init__(self):
+        super().__init__()
+        self.u, self.v, self.w = (nn.Linear(4, 3, bias=False) for _ in range(3))
+        self.product = Product3()
+        self.head = nn.Linear(3, 2, bias=False)
+
+    def forward(self, x):
+        return self.head(self.product(self.u(x), self.v(x), self.w(x)))
+
+
+@pytest.mark.parametrize("canonizers", [None, "default"])
+def test_each_of_three_factors_gets_a_third_of_the_relevance(canonizers):
+    torch.manual_seed(1)
+    model = Trilinear().double().eval()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    composite = get_composite("zero", layer_map={Product3: UniformRule()})
+    relevance = LRP(model, composite=composite, canonizers=canonizers).attribute(x, target=0)
+    xs = x.numpy()
+    ws = [m.weight.detach().numpy() for m in (model.u, model.v, model.w)]
+    zs = [xs @ w.T for w in ws]
+    r_product = zs[0] * zs[1] * zs[2] * model.head.weight.detach().numpy()[0]
+    expected = sum(xs * ((r_product / 3 / z) @ w) for w, z in zip(ws, zs))
+    np.testing.assert_allclose(relevance.numpy(), expected, rtol=1e-10, atol=1e-12)
