@@ -52,7 +52,7 @@ TARGETS = {
                1200),
     "canonizers": ("lrp_captum/core/canonizers.py",
                    ["tests/test_canonizers.py", "tests/test_conservation.py",
-                    "tests/test_more_architectures.py"], 1200),
+                    "tests/test_more_architectures.py", "tests/test_engine_fast_paths.py"], 1200),
     "layers": ("lrp_captum/core/layers.py",
                ["tests/test_canonizers.py", "tests/test_conservation.py"], 600),
     "paths": ("lrp_captum/viewer/paths.py",

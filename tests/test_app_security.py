@@ -322,3 +322,26 @@ def test_page_messages_carry_no_absolute_path(tmp_path, monkeypatch):
         shown += [visible(e.value) for e in [*at.error, *at.warning, *at.caption]]
     assert any("Refused slide path" in s for s in shown) and any("relevance.zarr" in s for s in shown)
     assert not [s for s in shown if str(tmp_path) in s]
+
+
+def test_files_named_finds_files_at_any_depth_below_the_root_only(tmp_path):
+    from lrp_captum.viewer.paths import files_named
+
+    root, outside = tmp_path / "results", tmp_path / "elsewhere"
+    for folder in (root / "a", root / "b" / "c", root / ".hidden", outside):
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text("{}")
+    (root / "b" / "other.json").write_text("{}")
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    deep = root.joinpath(*"defghijk")
+    deep.mkdir(parents=True)
+    (deep / "manifest.json").write_text("{}")
+    assert files_named(root, "manifest.json") == [root / "a" / "manifest.json",
+                                                  root / "b" / "c" / "manifest.json"]
+    assert files_named(root / "a" / "manifest.json", "manifest.json") == []  # not a folder
+
+
+@pytest.mark.parametrize("name", ["C:results", "c:\\x", "\\\\server\\share"])
+def test_a_windows_drive_or_share_is_refused_as_a_result_path(name, tmp_path):
+    with pytest.raises(UnsafePathError):
+        resolve_under(tmp_path, name)

@@ -144,3 +144,43 @@ def test_a_conv_with_a_bias_merges_into_a_trained_batchnorm_as_the_textbook_affi
     x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(MergedBatchNorm(conv, bn)(x), bn(conv(x)))
+
+
+class _Scaled(nn.Module):
+    """A product with a constant (``x * 0.5``) and a Python number among the outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 5, bias=False), nn.Linear(5, 2, bias=False)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)) * 0.5), x.shape[-1] / 8
+
+
+def test_a_product_with_a_constant_and_a_number_among_the_outputs_canonize_as_they_are():
+    torch.manual_seed(0)
+    model = _Scaled().double().eval()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    canonized = canonize(model, (x,))
+    assert canonized.module(x)[1] == 0.5 and not canonized.changes
+    relevance = LRP(model, composite="zero", canonizers="auto").attribute(x, target=1)
+    xg = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(model(xg)[0][:, 1].sum(), xg)
+    torch.testing.assert_close(relevance, x * grad)  # LRP-0 on a ReLU network: gradient × input
+
+
+class _MethodPow(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x).pow(2))
+
+
+def test_a_tensor_method_no_rule_covers_is_refused_by_name():
+    import pytest
+    from lrp_captum import CanonizationError
+
+    with pytest.raises(CanonizationError, match="call_method 'pow'"):
+        LRP(_MethodPow().eval(), composite="epsilon", canonizers="auto").attribute(torch.randn(2, 4), target=0)

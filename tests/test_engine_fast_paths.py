@@ -257,3 +257,9 @@ def test_a_hand_written_layer_norm_gets_the_rule_of_nn_layernorm(rule):
     got = LRP(wrapped, composite=rule, canonizers=None).attribute(x, target=1)
     expected = LRP(native, composite=rule, canonizers=None).attribute(x, target=1)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_scalar_tensor_argument_is_left_whole_and_does_not_set_the_batch():
+    scale, x = torch.tensor(3.0), torch.randn(10, 3)
+    cut = few_examples((scale, x))
+    assert cut[0] is scale and cut[1].shape[0] == CANONIZATION_EXAMPLES
