@@ -184,14 +184,15 @@ def run_target(name: str, fresh: bool, workers_env: dict, sample: int | None = N
         skip_mutants(session, tree, sample, seed)
         subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "exec", str(config), str(session)],
                        cwd=tree, env=env, check=True)
-    rows = outcomes(session)
+        rows = outcomes(session)
+        # positions are those of the copy that was mutated, not of the checkout as it is now
+        spans = {m: annotation_spans(tree / m) for m in {r["module"] for r in rows}}
     survivors = [r for r in rows if r["outcome"] == "survived"]
     with open(RESULTS / f"{name}.txt", "w") as report:
         for r in survivors:
             report.write(f"--- {r['module']}:{r['line']} {r['operator']}\n{r['diff']}\n")
     counts = {k: sum(r["outcome"] == k for r in rows)
               for k in ("killed", "survived", "incompetent", "skipped")}
-    spans = {m: annotation_spans(ROOT / m) for m in {r["module"] for r in rows}}
     counts["annotation"] = sum(r["outcome"] == "skipped" and inside(spans[r["module"]], r["start"],
                                                                     r["end"]) for r in rows)
     decided = counts["killed"] + counts["survived"]
