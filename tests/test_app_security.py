@@ -333,15 +333,17 @@ def test_files_named_finds_files_at_any_depth_below_the_root_only(tmp_path):
         (folder / "manifest.json").write_text("{}")
     (root / "b" / "other.json").write_text("{}")
     (root / "link").symlink_to(outside, target_is_directory=True)
-    deep = root.joinpath(*"defghijk")
-    deep.mkdir(parents=True)
-    (deep / "manifest.json").write_text("{}")
+    six, seven = root.joinpath(*"defghi"), root.joinpath(*"defghij")  # folders 6 and 7 deep
+    seven.mkdir(parents=True)
+    for folder in (six, seven):
+        (folder / "manifest.json").write_text("{}")
     assert files_named(root, "manifest.json") == [root / "a" / "manifest.json",
-                                                  root / "b" / "c" / "manifest.json"]
+                                                  root / "b" / "c" / "manifest.json",
+                                                  six / "manifest.json"]  # max_depth 6
     assert files_named(root / "a" / "manifest.json", "manifest.json") == []  # not a folder
 
 
-@pytest.mark.parametrize("name", ["C:results", "c:\\x", "\\\\server\\share"])
-def test_a_windows_drive_or_share_is_refused_as_a_result_path(name, tmp_path):
+@pytest.mark.parametrize("name", ["C:results", "c:\\x", "\\\\server\\share", "a/../b"])
+def test_a_windows_drive_a_share_or_a_parent_step_is_refused_as_a_result_path(name, tmp_path):
     with pytest.raises(UnsafePathError):
         resolve_under(tmp_path, name)
