@@ -184,3 +184,16 @@ def test_a_tensor_method_no_rule_covers_is_refused_by_name():
 
     with pytest.raises(CanonizationError, match="call_method 'pow'"):
         LRP(_MethodPow().eval(), composite="epsilon", canonizers="auto").attribute(torch.randn(2, 4), target=0)
+
+
+def test_a_transposed_convolution_merges_its_batchnorm_per_output_channel():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.ConvTranspose2d(3, 4, 3, stride=2), nn.BatchNorm2d(4)).eval()
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+        model[1].weight.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 5, 5)
+    canonized = canonize(model, (x,))
+    assert any("BatchNorm" in c for c in canonized.changes)
+    torch.testing.assert_close(canonized.module(x), model(x), rtol=1e-5, atol=1e-5)

@@ -263,3 +263,12 @@ def test_a_scalar_tensor_argument_is_left_whole_and_does_not_set_the_batch():
     scale, x = torch.tensor(3.0), torch.randn(10, 3)
     cut = few_examples((scale, x))
     assert cut[0] is scale and cut[1].shape[0] == CANONIZATION_EXAMPLES
+
+
+@pytest.mark.parametrize("positive, negative, formula", [(1, 1, "w"), (2, 2, "2w"), (1.25, 1, "w + 0.25w⁺"),
+                                                         (1, 0, "w⁺"), (0, 1, "w⁻"), (1, 1.5, "w + 0.5w⁻"),
+                                                         (2, 3, "2w⁺ + 3w⁻")])
+def test_a_parameter_modifier_writes_its_formula(positive, negative, formula):
+    from lrp_captum.core.rules import Mix
+
+    assert repr(Mix(positive, negative)) == formula
