@@ -42,7 +42,7 @@ RESULTS = ROOT / "mutation-results"
 TARGETS = {
     "rules": ("lrp_captum/core/rules.py",
               ["tests/test_rules_reference.py", "tests/test_transformer_rules_reference.py",
-               "tests/test_uniform_rule_on_modules.py"], 600),
+               "tests/test_uniform_rule_on_modules.py", "tests/test_engine_fast_paths.py"], 600),
     "engine": ("lrp_captum/core/engine",
                ["tests/test_rules_reference.py", "tests/test_engine_equivalence.py",
                 "tests/test_transformer_rules_reference.py", "tests/test_uniform_rule_on_modules.py",

@@ -272,3 +272,25 @@ def test_a_parameter_modifier_writes_its_formula(positive, negative, formula):
     from lrp_captum.core.rules import Mix
 
     assert repr(Mix(positive, negative)) == formula
+
+
+def test_a_modifier_scaling_both_signs_alike_scales_the_parameters():
+    from lrp_captum.core.rules import Mix
+
+    t = torch.tensor([-2.0, 0.0, 3.0])
+    torch.testing.assert_close(Mix(2, 2)(t), 2 * t)
+    torch.testing.assert_close(Mix(1.5, 0.5)(t), torch.tensor([-1.0, 0.0, 4.5]))
+
+
+def test_every_declaration_is_an_immutable_hashable_value():
+    import dataclasses
+    import inspect
+
+    from lrp_captum.core import rules
+
+    declarations = [c for _, c in inspect.getmembers(rules, inspect.isclass)
+                    if dataclasses.is_dataclass(c) and c.__module__ == rules.__name__]
+    assert len(declarations) >= 10
+    for cls in declarations:
+        assert cls.__dataclass_params__.frozen, cls.__name__
+        assert cls.__hash__ is not None, cls.__name__
