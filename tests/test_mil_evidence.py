@@ -134,3 +134,12 @@ def test_on_a_trained_head_single_finds_the_witnesses_far_better_than_chance():
 
 def test_aopc_of_a_curve_is_the_mean_drop_including_the_unperturbed_step():
     assert float(aopc(torch.tensor([[3.0, 2.0, 0.0]]))[0]) == pytest.approx((0 + 1 + 3) / 3)
+
+
+@pytest.mark.parametrize("method", ["attention", "attention_norm"])
+def test_attention_methods_on_a_head_without_attention_weights_say_so(method):
+    from lrp_captum.wsi.mil.evidence import MethodUnavailableError
+
+    head = torch.nn.Sequential(torch.nn.Linear(8, 2))  # a user's head: no attention_and_values
+    with pytest.raises(MethodUnavailableError, match=f"{method}.*attention_and_values.*xmil_lrp"):
+        tile_evidence(method, head, torch.randn(5, 8), 0)

@@ -112,8 +112,17 @@ def _require_composite(composite: str) -> None:
             f"{sorted(list_composites())}); choose another evidence method, e.g. gradient or integrated_gradients")
 
 
+def _require_attention(head: nn.Module, method: str) -> None:
+    if not callable(getattr(head, "attention_and_values", None)):
+        raise MethodUnavailableError(
+            f"{method} reads the head's attention weights over the tiles through attention_and_values(bag), which "
+            f"{type(head).__name__} does not have; choose xmil_lrp, gradient or integrated_gradients, which work on "
+            f"any head")
+
+
 def attention(head: nn.Module, bag: Tensor, target: int) -> TileEvidence:
     """The head's attention weights over the tiles, averaged over attention heads (same for every target)."""
+    _require_attention(head, "attention")
     with torch.no_grad(), evaluation_mode(head):
         weights, _ = head.attention_and_values(bag.unsqueeze(0))
     return TileEvidence(weights[0].mean(0))
@@ -121,6 +130,7 @@ def attention(head: nn.Module, bag: Tensor, target: int) -> TileEvidence:
 
 def attention_norm(head: nn.Module, bag: Tensor, target: int) -> TileEvidence:
     """Attention × the norm of the vector each weight multiplies, averaged over attention heads."""
+    _require_attention(head, "attention_norm")
     with torch.no_grad(), evaluation_mode(head):
         weights, values = head.attention_and_values(bag.unsqueeze(0))
     return TileEvidence((weights * values.norm(dim=-1))[0].mean(0))
