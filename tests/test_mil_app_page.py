@@ -1,6 +1,8 @@
 """The app's MIL page shows a finished explain-mil folder with Streamlit's AppTest (no browser)."""
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -120,3 +122,20 @@ def test_page_says_a_run_from_features_has_no_pixel_maps_and_where_it_is_shown_o
     assert not at.exception
     assert any("TRIDENT/CLAM features" in i.value and "no tile encoder" in i.value for i in at.info)
     assert any("slide viewer" in c.value for c in at.caption)
+
+
+def test_page_shows_how_the_explanation_adds_up_as_the_manifest_says(results):
+    sums = json.loads((results / "gradient" / "manifest.json").read_text())["sums"]
+    at = AppTest.from_function(_page, args=(str(PAGES), str(results)), default_timeout=120).run()
+    assert not at.exception
+    shown = " ".join(c.value for c in at.caption)
+    assert f"Σ tile evidence {sums['evidence_sum']:+.4g}" in shown
+    assert f"target logit {sums['target_logit']:+.4g}" in shown
+    off = sums["pixel_maps_off_by_more_than_1_percent"]
+    assert f"{3 - off} of 3 pixel maps sum to their tile's evidence within 1 %" in shown
+    table = at.dataframe[0].value
+    assert {"pixel_map_sum", "pixel_map_to_evidence"} <= set(table.columns)
+    tiles = pd.read_csv(results / "gradient" / "tiles.csv")
+    first = int(at.selectbox(key="mil_tile").value)
+    ratio = float(tiles.loc[tiles["tile_index"] == first, "pixel_map_to_evidence"].iloc[0])
+    assert f"{ratio:.4f} × its evidence" in shown

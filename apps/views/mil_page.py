@@ -71,13 +71,18 @@ def render_mil_page(st, results_dir) -> None:
     st.caption(f"{md(Path(str(m['slide']['path'])).name)} · method {md(m['method'])} · evidence for {md(target)} "
                f"(one colour per tile; {colours}, in units of the head's logit)")
 
+    sums = m.get("sums")
+    if sums:
+        st.caption(_sums_caption(sums, len(ex.tile_maps)))
     st.caption(f"Over the slide itself: the slide viewer (Slides page) shows this evidence as an overlay, with "
                f"attention as a second map, when the explanation is written to the results folder under the "
                f"slide's name (here: {md(Path(str(m['slide']['path'])).stem)}/).")
     left, right = st.columns(2)
     left.image(colorize(ex.evidence_map, m["vmax"]), caption=f"evidence for {md(target)}", width="stretch")
     tiles = ex.tiles.sort_values("evidence_rank")
-    right.dataframe(tiles[["tile_index", "row", "col", "evidence", "pixel_map"]].head(12), hide_index=True)
+    columns = ["tile_index", "row", "col", "evidence", "pixel_map"] + [
+        c for c in ("pixel_map_sum", "pixel_map_to_evidence") if c in tiles.columns]
+    right.dataframe(tiles[columns].head(12), hide_index=True)
 
     st.subheader("Tile pixel map")
     with_maps = [int(i) for i in tiles.loc[tiles["pixel_map"], "tile_index"]]
@@ -95,3 +100,18 @@ def render_mil_page(st, results_dir) -> None:
     vmax = float(np.abs(pixels).max()) or 1.0
     st.image(colorize(pixels, vmax), caption=f"pixel relevance of tile {tile} (tile sum {pixels.sum():+.3g}; "
              f"{legend_words(SLIDE_CMAP, vmax)})", width=320)
+    row = ex.tiles.loc[ex.tiles["tile_index"] == tile]
+    if "pixel_map_to_evidence" in row and np.isfinite(float(row["pixel_map_to_evidence"].iloc[0])):
+        st.caption(f"The pixel map of tile {tile} sums to {float(row['pixel_map_to_evidence'].iloc[0]):.4f} × its "
+                   f"evidence ({float(row['pixel_map_sum'].iloc[0]):+.4g} of {float(row['evidence'].iloc[0]):+.4g}).")
+
+
+def _sums_caption(sums: dict, n_maps: int) -> str:
+    """How the explanation adds up, from the manifest's ``sums`` (docs/mil.md, "Maps that add up")."""
+    text = (f"Σ tile evidence {sums['evidence_sum']:+.4g} against the target logit {sums['target_logit']:+.4g}"
+            + (f" (ratio {sums['evidence_to_logit']:.4f})" if sums.get("evidence_to_logit") is not None else ""))
+    if n_maps:
+        within = n_maps - int(sums.get("pixel_maps_off_by_more_than_1_percent") or 0)
+        text += (f"; {within} of {n_maps} pixel maps sum to their tile's evidence within 1 % (ratios "
+                 f"{sums['pixel_map_to_evidence_min']:.4f} to {sums['pixel_map_to_evidence_max']:.4f})")
+    return text + "."
