@@ -121,7 +121,7 @@ def visit(browser, app, path: str, ready: str, fields) -> tuple[str, list, list]
     ("/mil", "Tile pixel map", MIL_FIELDS),
     ("/eeg", "Class averages", EEG_FIELDS),
     ("/text", "Word relevance", TEXT_FIELDS),
-    ("/cohort", "slides shown", COHORT_FIELDS),
+    ("/cohort", "shown · table", COHORT_FIELDS),  # "1 of 1 slide shown · table: ..."
 ], ids=["slides", "mil", "eeg", "text", "cohort"])
 def test_each_page_shows_hostile_values_as_typed_and_renders_none_of_them(browser, app, path, ready, fields):
     text, markup, asked = visit(browser, app, path, ready, fields)
