@@ -237,3 +237,21 @@ def test_a_bad_conch_folder_is_one_line_on_the_command_line(mil_cohort, tmp_path
                       str(folder), "--embeddings", str(tmp_path / "emb"), "--quiet")
     assert rc == 2 and err.count("\n") == 1 and "pytorch_model.bin" in err
     assert not (tmp_path / "head.json").exists()
+
+
+def test_train_and_explain_mil_with_a_conch_folder(mil_cohort, tmp_path):
+    from lrp_captum.demos.mil_cohort import read_cohort
+    from test_hub_folders import _cli
+
+    folder, _, _ = conch(tmp_path)
+    rc, out, err = _cli("train-mil", "--cohort", str(mil_cohort), "--out", str(tmp_path / "head"), "--encoder",
+                        str(folder), "--encoder-mpp", "4", "--embeddings", str(tmp_path / "emb"), "--epochs", "2",
+                        "--quiet")
+    assert rc == 0, err
+    slide = next(e for e in read_cohort(mil_cohort) if e.label == 1).slide
+    rc, _, err = _cli("explain-mil", str(slide), "--mil", json.loads(out)["head"], "--out", str(tmp_path / "out"),
+                      "--top-tiles", "2", "--embeddings", str(tmp_path / "emb"), "--quiet")
+    assert rc == 0, err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["pixel_composite"] == "xmil_vit" and manifest["embeddings"]["embedded_now"] == 0
+    assert len(manifest["top_tiles"]) == 2 and all(t["pixel_to_evidence"] is not None for t in manifest["top_tiles"])
