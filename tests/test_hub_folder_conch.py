@@ -223,9 +223,13 @@ def test_a_config_key_conch_does_not_have_is_refused_naming_the_config(tmp_path)
 
 
 def test_conch_is_refused_as_a_tile_classifier(tmp_path):
+    from lrp_captum.wsi.model import load_model
+
     folder, _, _ = conch(tmp_path)
     with pytest.raises(ValueError, match="CONCH, an encoder without a classifier"):
         load_hub_folder(folder, num_classes=2)
+    with pytest.raises(ValueError, match="encoder without a classifier"):
+        load_model(dict(architecture=str(folder), classes=["a", "b"], tile_size=224, mpp=0.5), device="cpu")
 
 
 def test_a_bad_conch_folder_is_one_line_on_the_command_line(mil_cohort, tmp_path):

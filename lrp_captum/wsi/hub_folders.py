@@ -152,10 +152,11 @@ def load_hub_folder(folder, num_classes: int | None = None) -> HubModel:
 
     Raises
     ------
-    FileNotFoundError : no config.json, or no weights file.
+    FileNotFoundError : no config.json (and not CONCH's folder), or no weights file.
     ValueError : a config that names no known layout or architecture, a layer name outside
         :func:`layer_names`, weights that are not a plain state_dict (a pickle in
-        ``pytorch_model.bin``) or do not fit; each names the file.
+        ``pytorch_model.bin``) or do not fit, a CONCH folder whose weights are not CONCH's
+        checkpoint (see :func:`lrp_captum.wsi.conch_folder.conch_parts`); each names the file.
     """
     folder = Path(folder)
     if is_conch_folder(folder):
