@@ -65,7 +65,7 @@ def _encoder_args(p, default: str | None = "demo") -> None:
     p.add_argument("--encoder", default=default,
                    help="tile encoder: 'demo' (demo CNN trunk), a tile-model config JSON, a model folder as the "
                         "hub stores it (config.json + model.safetensors or pytorch_model.bin: UNI, Virchow2, "
-                        "H-optimus-0, Phikon), or with --arch"
+                        "H-optimus-0, Phikon; CONCH's pytorch_model.bin alone), or with --arch"
                         + (" (default demo)" if default else " (default: the head's own)"))
     p.add_argument("--arch", default=None, help="encoder architecture instead of --encoder: torchvision name "
                                                 "(resnet18), timm:NAME or package.module:factory; random init")

@@ -1,6 +1,6 @@
 """Foundation-model tile encoders from a local folder, as the Hugging Face hub stores them.
 
-Two layouts, told apart by their ``config.json``:
+Three layouts, told apart by their ``config.json`` (or its absence):
 
 - **timm** (UNI, Virchow, Virchow2, H-optimus-0, ...): ``config.json`` as timm's
   ``push_to_hf_hub`` writes it, ``{"architecture": "vit_large_patch16_224", "num_classes": 0,
@@ -12,6 +12,8 @@ Two layouts, told apart by their ``config.json``:
 - **transformers ViT** (Phikon): ``config.json`` with ``"model_type": "vit"`` and
   ``preprocessor_config.json`` (``image_mean``, ``image_std``, ``size``), built as a
   ``transformers.ViTModel``; the embedding is the class token of the last hidden state.
+- **CONCH** (an open_clip CoCa checkpoint): no ``config.json``, ``pytorch_model.bin`` with the
+  ``visual.*`` and ``text.*`` towers; its vision tower is read by :mod:`lrp_captum.wsi.conch_folder`.
 
 Weights are read by :mod:`lrp_captum.model_files` (``safetensors``, or ``torch.load`` with
 ``weights_only=True``) and loaded with ``strict=True``. Layer classes named as strings in
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from lrp_captum.model_files import read_state_dict
+from lrp_captum.wsi.conch_folder import conch_parts, is_conch_folder
 
 __all__ = ["HubModel", "is_hub_folder", "load_hub_folder", "hub_folder_classes", "weights_file", "layer_names"]
 
@@ -66,8 +69,8 @@ class HubModel:
     ----------
     model : (N, 3, input_size, input_size) normalised RGB -> (N, num_features) embeddings, or
         (N, num_classes) logits for a timm classifier; eval mode, on CPU.
-    kind : ``"timm"`` or ``"transformers-vit"``.
-    architecture : timm's model name, or ``"ViTModel"``.
+    kind : ``"timm"``, ``"transformers-vit"`` or ``"conch"``.
+    architecture : timm's model name, ``"ViTModel"``, or CONCH's config name (``"conch_ViT-B-16"``).
     input_size : tile side in px the model takes.
     mean, std : per-channel normalisation of RGB in [0, 1].
     interpolation : resampling the config names (``"bicubic"``), for the record.
@@ -90,9 +93,10 @@ class HubModel:
 
 
 def is_hub_folder(path) -> bool:
-    """True for a folder holding a ``config.json`` (see :func:`load_hub_folder` for what it must hold)."""
+    """True for a folder holding a ``config.json``, or CONCH's files (see :func:`load_hub_folder`
+    for what it must hold)."""
     try:
-        return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+        return Path(path).is_dir() and (Path(path) / "config.json").is_file() or is_conch_folder(path)
     except (TypeError, OSError):
         return False
 
@@ -124,7 +128,9 @@ def _read_config(folder: Path) -> dict:
 
 def hub_folder_classes(folder) -> list:
     """The class names a hub folder's config gives (timm's ``label_names``, transformers'
-    ``id2label``), ``[]`` when it names none."""
+    ``id2label``), ``[]`` when it names none (and for CONCH, an encoder)."""
+    if is_conch_folder(folder):
+        return []
     config = _read_config(Path(folder))
     pretrained = config.get("pretrained_cfg", config)
     names = config.get("label_names") or pretrained.get("label_names") or []
@@ -138,19 +144,23 @@ def load_hub_folder(folder, num_classes: int | None = None) -> HubModel:
 
     Parameters
     ----------
-    folder : the folder (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``).
+    folder : the folder (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``; for
+        CONCH ``pytorch_model.bin`` without ``config.json``).
     num_classes : for a timm folder, the classifier size to build instead of the config's
         (0: the embedding without a classifier); None keeps the config's. A classifier that the
         weights do not hold fails to load (the message names the file).
 
     Raises
     ------
-    FileNotFoundError : no config.json, or no weights file.
+    FileNotFoundError : no config.json (and not CONCH's folder), or no weights file.
     ValueError : a config that names no known layout or architecture, a layer name outside
         :func:`layer_names`, weights that are not a plain state_dict (a pickle in
-        ``pytorch_model.bin``) or do not fit; each names the file.
+        ``pytorch_model.bin``) or do not fit, a CONCH folder whose weights are not CONCH's
+        checkpoint (see :func:`lrp_captum.wsi.conch_folder.conch_parts`); each names the file.
     """
     folder = Path(folder)
+    if is_conch_folder(folder):
+        return _conch(folder, num_classes)
     config = _read_config(folder)
     if config.get("model_type") == "vit":
         return _transformers_vit(folder, config)
@@ -161,6 +171,13 @@ def load_hub_folder(folder, num_classes: int | None = None) -> HubModel:
         raise ValueError(f"model config {folder / 'config.json'} names no 'architecture' (timm's hub config) and "
                          f"no 'model_type' (transformers): not a model folder this library reads")
     return _timm_model(folder, config, num_classes)
+
+
+def _conch(folder: Path, num_classes: int | None) -> HubModel:
+    if num_classes:
+        raise ValueError(f"model folder {folder} holds CONCH, an encoder without a classifier: use it with --encoder")
+    parts = conch_parts(folder)
+    return HubModel(kind="conch", interpolation="bicubic", label_names=[], **parts)
 
 
 def _layer_class(value, key: str, config_path: Path):

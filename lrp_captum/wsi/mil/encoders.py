@@ -14,7 +14,8 @@ embeddings, so that the same encoder can be rebuilt for explanation::
     {"arch": "hub-folder", "config": "UNI/"}  # a foundation model in a local folder as the hub
                                               # stores it (lrp_captum.wsi.hub_folders): timm's
                                               # config.json + model.safetensors/pytorch_model.bin,
-                                              # or a transformers ViT (Phikon); input size and
+                                              # a transformers ViT (Phikon), or CONCH's
+                                              # pytorch_model.bin (its vision tower); input size and
                                               # normalisation from its config. An "arch" that is
                                               # such a folder is read as this spec.
     # optional: "kwargs", "weights" (state_dict file, loaded with weights_only=True),
