@@ -294,3 +294,26 @@ def test_every_declaration_is_an_immutable_hashable_value():
     for cls in declarations:
         assert cls.__dataclass_params__.frozen, cls.__name__
         assert cls.__hash__ is not None, cls.__name__
+
+
+class Shifted(nn.Module):
+    """``head(relu(fc(x + b)))`` with the shift ``b`` an argument of shape ``(features,)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 4, bias=False, dtype=torch.float64)
+        self.head = nn.Linear(4, 2, bias=False, dtype=torch.float64)
+
+    def forward(self, x, b):
+        return self.head(torch.relu(self.fc(x + b)))
+
+
+def test_an_argument_whose_first_dimension_only_equals_the_batch_size_is_not_cut():
+    torch.manual_seed(6)
+    model = Shifted().eval()
+    x, b = torch.randn(3, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)  # N = 3 = b's length
+    got = LRP(model, composite="zero", canonizers="auto").attribute(x, target=0, additional_forward_args=(b,))
+    xg = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(model(xg, b)[:, 0].sum(), xg)
+    h = x + b  # LRP-0 on a ReLU network: gradient × input at x + b, shared with b in proportion
+    torch.testing.assert_close(got, x / h * (h * grad))

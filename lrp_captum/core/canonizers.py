@@ -174,6 +174,20 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
     CanonizationError
         If the model cannot be traced, or contains an op no rule covers.
     """
+    if example_inputs is not None:
+        few = few_examples(example_inputs)
+        if any(a is not b for a, b in zip(few, example_inputs)):
+            try:
+                return _canonize(model, few, extra_leaf_types, check, atol, op_families)
+            except UntraceableModelError:
+                raise
+            except Exception:  # noqa: BLE001 - e.g. an argument whose first dimension only
+                pass           # happens to equal the batch size: run on the arguments as given
+    return _canonize(model, example_inputs, extra_leaf_types, check, atol, op_families)
+
+
+def _canonize(model: nn.Module, example_inputs, extra_leaf_types: Sequence[type], check: bool,
+              atol: float, op_families: Sequence[str]) -> Canonized:
     leaf_types = _leaf_types(extra_leaf_types)
     tracer = _Tracer(leaf_types)
     concrete = _concrete_args(model, example_inputs)
@@ -195,7 +209,6 @@ def canonize(model: nn.Module, example_inputs: Optional[Sequence[torch.Tensor]] 
 
     shapes = {}
     if example_inputs is not None:
-        example_inputs = few_examples(example_inputs)
         shapes = _node_shapes(gm, example_inputs)
 
     _check_and_rewrite_ops(result, shapes, set(op_families))
@@ -306,7 +319,9 @@ def _finite(a: Any) -> bool:
 #: examples of a batch that canonization runs: the shapes it reads and the check of the
 #: rewritten model do not depend on the batch size (plans are cached without it), so the first
 #: call pays for two examples, not for the whole batch. Two, not one: with one example a
-#: broadcast ``(1, C)`` could not be told from a batch ``(N, C)``.
+#: broadcast ``(1, C)`` could not be told from a batch ``(N, C)``. Where the cut arguments do not
+#: run (an argument whose first dimension only happens to equal ``N``), canonization runs again
+#: on the arguments as given.
 CANONIZATION_EXAMPLES = 2
 
 
