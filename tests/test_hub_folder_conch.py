@@ -10,11 +10,9 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from lrp_captum import LRP
 from lrp_captum.wsi.hub_folders import is_hub_folder, load_hub_folder
 from lrp_captum.wsi.mil.encoders import build_encoder
-from lrp_captum.wsi.mil.pixel_maps import default_pixel_composite
-from test_hub_folders import ADDITIVE, Payload, uni
+from test_hub_folders import Payload, assert_conserves_without_additive_parameters, uni
 from test_mil_support import mil_cohort  # noqa: F401 -- fixture
 
 OPENAI = ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
@@ -145,18 +143,8 @@ def test_lrp_through_conch_conserves_relevance_up_to_its_additive_parameters(tmp
     the pooler's nn.MultiheadAttention and the LayerNorms."""
     folder, _, _ = conch(tmp_path)
     encoder = build_encoder(str(folder))
-    composite = default_pixel_composite(encoder)
-    assert composite == "xmil_vit"
-    model = encoder.model.double()
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if any(a in pname for a in ADDITIVE):
-                p.zero_()
-    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
-    initial = model(x) * torch.rand(3, encoder.dim, dtype=torch.float64)
-    relevance = LRP(model, composite=composite).attribute(x, output_mode=initial)
-    assert relevance.shape == x.shape
-    torch.testing.assert_close(relevance.flatten(1).sum(1), initial.sum(1), rtol=1e-4, atol=1e-8)
+    assert encoder.tile_size == 32
+    assert_conserves_without_additive_parameters(encoder)
 
 
 def test_without_its_config_file_a_conch_folder_is_built_as_published(tmp_path):

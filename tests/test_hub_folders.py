@@ -157,7 +157,12 @@ def test_lrp_through_a_foundation_encoder_conserves_relevance_up_to_its_additive
     or zero but the biases not, the class token's row holds constants in the first block and
     keeps the relevance it gets there: tests/test_mil_sums.py and docs/mil.md.)"""
     folder, _ = FOLDERS[name](tmp_path)
-    encoder = build_encoder(str(folder))
+    assert_conserves_without_additive_parameters(build_encoder(str(folder)))
+
+
+def assert_conserves_without_additive_parameters(encoder) -> None:
+    """The encoder's default pixel composite is xmil_vit, and with its additive parameters
+    (:data:`ADDITIVE`) zeroed, the pixels of three tiles receive all of a random initial relevance."""
     composite = default_pixel_composite(encoder)
     assert composite == "xmil_vit"
     model = encoder.model.double()
@@ -168,6 +173,7 @@ def test_lrp_through_a_foundation_encoder_conserves_relevance_up_to_its_additive
     x = torch.randn(3, 3, encoder.tile_size, encoder.tile_size, dtype=torch.float64)
     initial = model(x) * torch.rand(3, encoder.dim, dtype=torch.float64)
     relevance = LRP(model, composite=composite).attribute(x, output_mode=initial)
+    assert relevance.shape == x.shape
     torch.testing.assert_close(relevance.flatten(1).sum(1), initial.sum(1), rtol=1e-4, atol=1e-8)
 
 
