@@ -16,7 +16,8 @@ from torch.overrides import TorchFunctionMode
 from lrp_captum.core.engine.autograd import ReplaceValue, ScaleGradient
 from lrp_captum.core.engine.numerics import stabilize
 
-__all__ = ["CONSTANT_SCALE", "constant_scale_function", "constant_scale_output", "without_shift"]
+__all__ = ["CONSTANT_SCALE", "constant_scale_function", "constant_scale_output", "norm_arguments",
+           "without_shift"]
 
 T = torch.Tensor
 
@@ -84,22 +85,31 @@ class _ConstantScaleNorm(torch.autograd.Function):
         return None, gw * scale, None, None, None, None
 
 
+#: the parameters of the normalisation functions, in order
 _NORM_ARGS = {F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
-              F.rms_norm: ("input", "normalized_shape", "weight", "eps")}
-_NORM_DEFAULTS = {F.layer_norm: 1e-5, F.rms_norm: None}
+              F.rms_norm: ("input", "normalized_shape", "weight", "eps"),
+              F.group_norm: ("input", "num_groups", "weight", "bias", "eps")}
+#: the functions _ConstantScaleNorm runs by their own kernel, with their default eps
+_KERNEL_EPS = {F.layer_norm: 1e-5, F.rms_norm: None}
+
+
+def norm_arguments(func, args: tuple, kwargs: dict) -> dict:
+    """``{name: value}`` of a call of a normalisation function (``F.layer_norm``,
+    ``F.rms_norm``, ``F.group_norm``)."""
+    return dict(zip(_NORM_ARGS[func], args), **kwargs)
 
 
 def constant_scale_function(func, args: tuple, kwargs: dict) -> Tensor:
     """``func(*args, **kwargs)`` (a normalisation function) with its scale held constant for
     the gradient."""
-    given = dict(zip(_NORM_ARGS.get(func, ()), args), **kwargs)
+    given = norm_arguments(func, args, kwargs)
     weight, bias = given.get("weight"), given.get("bias")
-    if func in _NORM_ARGS and not any(torch.is_tensor(t) and t.requires_grad
-                                      for t in (weight, bias)):
+    if func in _KERNEL_EPS and not any(torch.is_tensor(t) and t.requires_grad
+                                          for t in (weight, bias)):
         shape = given["normalized_shape"]
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         return _ConstantScaleNorm.apply(func, given["input"], shape, weight, bias,
-                                        given.get("eps", _NORM_DEFAULTS[func]))
+                                        given.get("eps", _KERNEL_EPS[func]))
     # affine parameters that carry relevance (computed ones, e.g. adaptive norms), or group
     # norm: the normalisation recomputed from its pieces, its value the kernel's
     return ReplaceValue.apply(func(*args, **kwargs).detach(), CONSTANT_SCALE[func](*args, **kwargs))

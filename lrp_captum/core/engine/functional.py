@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from lrp_captum.core.engine.autograd import ScaleGradient, ScaleGradientOfUse, scale_output_gradient
-from lrp_captum.core.engine.constant_scale import constant_scale_function, without_shift
+from lrp_captum.core.engine.constant_scale import constant_scale_function, norm_arguments, without_shift
 from lrp_captum.core.op_families import DIVISION, FAMILIES, function_name, neutral
 
 __all__ = ["OpRules", "UncoveredOpError", "scale_gradient", "identity_rule", "plain_call",
@@ -137,13 +137,7 @@ def constant_scale_call(compiled, func, args, kwargs):
     out = constant_scale_function(func, args, kwargs)
     if getattr(compiled.declaration, "bias", True):
         return out
-    shift = _NORM_BIAS.get(func, lambda a, k: None)(args, kwargs)
-    return without_shift(out, out.detach(), shift)
-
-
-#: where the shift ``b`` is among a normalisation function's arguments
-_NORM_BIAS = {F.layer_norm: lambda a, k: a[3] if len(a) > 3 else k.get("bias"),
-              F.group_norm: lambda a, k: a[3] if len(a) > 3 else k.get("bias")}
+    return without_shift(out, out.detach(), norm_arguments(func, args, kwargs).get("bias"))
 
 
 def dense_call(compiled, func, args, kwargs):
